@@ -1,0 +1,3 @@
+// placeholder entry; the diag CLI is built in issue 4
+console.error('diag: not built yet');
+process.exit(2);

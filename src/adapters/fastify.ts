@@ -1,0 +1,55 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context } from '@opentelemetry/api';
+import type { InstrumentOptions } from '../types.js';
+import { resolveConfig } from '../config.js';
+import { attach, markError, stateOf } from '../response-hook.js';
+import { kRoute } from '../routes.js';
+
+interface FastifyLike {
+  addHook(name: string, fn: (...args: never[]) => unknown): unknown;
+}
+interface FastifyRequestLike {
+  raw: IncomingMessage;
+  routeOptions?: { url?: string };
+  routerPath?: string;
+}
+interface FastifyReplyLike {
+  raw: ServerResponse;
+}
+
+/**
+ * Fastify plugin: `await app.register(streamscopeFastify, options)`. Tracks every streaming reply of
+ * the app with the route template (`request.routeOptions.url`) as the `route` label. Not encapsulated
+ * (like fastify-plugin does), so it sees every route.
+ */
+export function streamscopeFastify(fastify: FastifyLike, options: InstrumentOptions, done: (err?: Error) => void): void {
+  let config;
+  try {
+    const { ...opts } = options ?? {};
+    config = resolveConfig(opts);
+  } catch (err) {
+    done(err as Error);
+    return;
+  }
+  const cfg = config;
+  fastify.addHook('onRequest', ((request: FastifyRequestLike, reply: FastifyReplyLike, next: () => void) => {
+    const raw = request.raw as IncomingMessage & { [kRoute]?: string };
+    const url = request.routeOptions?.url ?? request.routerPath;
+    if (typeof url === 'string' && typeof cfg.route !== 'string') raw[kRoute] = url;
+    const s = attach(raw, reply.raw, cfg, true);
+    if (s !== undefined) s.parentContext = context.active();
+    next();
+  }) as never);
+  fastify.addHook('onError', ((_request: FastifyRequestLike, reply: FastifyReplyLike, _error: unknown, next: () => void) => {
+    const s = stateOf(reply.raw);
+    if (s !== undefined) markError(s);
+    next();
+  }) as never);
+  done();
+}
+
+// What fastify-plugin does: no encapsulation, a display name.
+(streamscopeFastify as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')] = true;
+(streamscopeFastify as unknown as Record<symbol, unknown>)[Symbol.for('fastify.display-name')] = 'streamscope';
+
+export default streamscopeFastify;

@@ -1,0 +1,72 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context } from '@opentelemetry/api';
+import type { InstrumentOptions } from './types.js';
+import { resolveConfig } from './config.js';
+import { attach, handlerSettled, markError } from './response-hook.js';
+import { kInstrumented } from './symbols.js';
+import { getTracker } from './tracker.js';
+import type { StreamState } from './stream-state.js';
+
+const tracker = getTracker();
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
+
+function settled(s: StreamState): void {
+  handlerSettled(s);
+}
+
+function failed(this: StreamState): void {
+  markError(this);
+  handlerSettled(this);
+}
+
+/**
+ * Wraps a `(req, res, ...rest)` handler (node:http, Express, Connect) so that every streaming
+ * response it writes is tracked. Returns a function of the same shape. Idempotent: wrapping an
+ * instrumented handler returns it unchanged. The handler's own errors pass through unchanged.
+ */
+export function instrument<H extends Handler>(handler: H, options: InstrumentOptions = {}): H {
+  if (typeof handler !== 'function') throw new TypeError('instrument(handler): handler must be a function');
+  if ((handler as unknown as Record<symbol, unknown>)[kInstrumented] !== undefined) return handler;
+  const config = resolveConfig(options);
+
+  const wrapped = function (this: unknown, req: IncomingMessage, res: ServerResponse): unknown {
+    let s: StreamState | undefined;
+    if (req !== null && typeof req === 'object' && res !== null && typeof res === 'object') {
+      s = attach(req, res, config, true);
+      if (s !== undefined) {
+        try {
+          s.parentContext = context.active();
+          s.handlerSettled = false;
+        } catch (err) {
+          tracker.fault('tracker', err);
+        }
+      }
+    }
+    // eslint-disable-next-line prefer-rest-params
+    const args = arguments as unknown as Parameters<H>;
+    if (s === undefined) return handler.apply(this, args);
+    let ret: unknown;
+    try {
+      ret = handler.apply(this, args);
+    } catch (err) {
+      failed.call(s);
+      throw err;
+    }
+    if (ret !== null && typeof ret === 'object' && typeof (ret as Promise<unknown>).then === 'function') {
+      try {
+        (ret as Promise<unknown>).then(settled.bind(null, s), failed.bind(s));
+      } catch (err) {
+        tracker.fault('tracker', err);
+      }
+    } else {
+      settled(s);
+    }
+    return ret;
+  };
+  Object.defineProperty(wrapped, 'length', { value: handler.length });
+  Object.defineProperty(wrapped, 'name', { value: handler.name || 'instrumented' });
+  Object.defineProperty(wrapped, kInstrumented, { value: handler });
+  return wrapped as unknown as H;
+}

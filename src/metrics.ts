@@ -1,0 +1,344 @@
+import { Counter, Gauge, Histogram, register as globalRegister, type Registry } from 'prom-client';
+import type { StreamState } from './stream-state.js';
+import { getTracker, type TrackerListener } from './tracker.js';
+import { kMetricsSets } from './symbols.js';
+
+/** Buckets of stream_duration_seconds: 50 ms … 4 h. Public API. */
+export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
+/** Buckets of stream_first_write_seconds (time to first token). */
+export const FIRST_WRITE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Buckets of stream_write_blocked_seconds. */
+export const BLOCKED_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
+
+export const OTHER_ROUTE = '__other__';
+
+const tracker = getTracker();
+
+type CounterChild = { inc(v?: number): void };
+type GaugeChild = { inc(v?: number): void; dec(v?: number): void; set(v: number): void };
+type HistogramChild = { observe(v: number): void };
+
+/** Label children of one route, resolved once, so the per-stream path never builds label objects. */
+export class RouteMetrics {
+  readonly route: string;
+  readonly active: GaugeChild;
+  readonly blocked: CounterChild;
+  readonly firstWrite: HistogramChild;
+  readonly blockedSeconds: HistogramChild;
+  readonly bytes: CounterChild;
+  readonly writes: CounterChild;
+  readonly afterClose: CounterChild;
+  private readonly set: MetricsSet;
+  private readonly startedByMethod = new Map<string, CounterChild>();
+  private readonly durationBy = new Map<string, HistogramChild>();
+  private readonly leaksBy = new Map<string, CounterChild>();
+  private readonly resumesBy = new Map<string, CounterChild>();
+  private readonly rejectedBy = new Map<string, CounterChild>();
+
+  constructor(set: MetricsSet, route: string) {
+    this.set = set;
+    this.route = route;
+    const labels = { route };
+    this.active = set.active.labels(labels);
+    this.blocked = set.blocked.labels(labels);
+    this.firstWrite = set.firstWrite.labels(labels);
+    this.blockedSeconds = set.blockedSeconds.labels(labels);
+    this.bytes = set.bytes.labels(labels);
+    this.writes = set.writes.labels(labels);
+    this.afterClose = set.afterClose.labels(labels);
+    // Touch the scrape-time gauges so every known route shows 0 rather than nothing.
+    set.buffered.labels(labels).set(0);
+    set.stalled.labels(labels).set(0);
+  }
+
+  started(method: string): CounterChild {
+    let c = this.startedByMethod.get(method);
+    if (c === undefined) {
+      c = this.set.started.labels({ route: this.route, method });
+      this.startedByMethod.set(method, c);
+    }
+    return c;
+  }
+
+  duration(method: string, outcome: string): HistogramChild {
+    const key = method + ' ' + outcome;
+    let c = this.durationBy.get(key);
+    if (c === undefined) {
+      c = this.set.duration.labels({ route: this.route, method, outcome });
+      this.durationBy.set(key, c);
+    }
+    return c;
+  }
+
+  leak(kind: string): CounterChild {
+    let c = this.leaksBy.get(kind);
+    if (c === undefined) {
+      c = this.set.leaks.labels({ route: this.route, kind });
+      this.leaksBy.set(kind, c);
+    }
+    return c;
+  }
+
+  resume(result: string): CounterChild {
+    let c = this.resumesBy.get(result);
+    if (c === undefined) {
+      c = this.set.resumes.labels({ route: this.route, result });
+      this.resumesBy.set(result, c);
+    }
+    return c;
+  }
+
+  rejected(reason: string): CounterChild {
+    let c = this.rejectedBy.get(reason);
+    if (c === undefined) {
+      c = this.set.rejected.labels({ route: this.route, reason });
+      this.rejectedBy.set(reason, c);
+    }
+    return c;
+  }
+}
+
+/** The metrics of the contract in one registry under one prefix. */
+export class MetricsSet {
+  readonly registry: Registry;
+  readonly prefix: string;
+  readonly maxRoutes: number;
+  readonly duration: Histogram<'route' | 'method' | 'outcome'>;
+  readonly active: Gauge<'route'>;
+  readonly blocked: Counter<'route'>;
+  readonly started: Counter<'route' | 'method'>;
+  readonly firstWrite: Histogram<'route'>;
+  readonly blockedSeconds: Histogram<'route'>;
+  readonly bytes: Counter<'route'>;
+  readonly writes: Counter<'route'>;
+  readonly buffered: Gauge<'route'>;
+  readonly stalled: Gauge<'route'>;
+  readonly leaks: Counter<'route' | 'kind'>;
+  readonly afterClose: Counter<'route'>;
+  readonly resumes: Counter<'route' | 'result'>;
+  readonly rejected: Counter<'route' | 'reason'>;
+  readonly internal: Counter<'component'>;
+  private readonly routes = new Map<string, RouteMetrics>();
+  private readonly reportedFaults = new Map<string, number>();
+
+  constructor(registry: Registry, prefix: string, maxRoutes: number) {
+    this.registry = registry;
+    this.prefix = prefix;
+    this.maxRoutes = maxRoutes;
+    const registers = [registry];
+    const flush = (): void => this.flushOpen();
+    const n = (name: string): string => prefix + name;
+    this.duration = new Histogram({
+      name: n('stream_duration_seconds'),
+      help: 'Streaming response duration, open to close, by outcome.',
+      labelNames: ['route', 'method', 'outcome'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.active = new Gauge({ name: n('stream_active_connections'), help: 'Streams open now.', labelNames: ['route'], registers });
+    this.blocked = new Counter({
+      name: n('write_blocked_total'),
+      help: 'Stream writes that met backpressure (write() returned false).',
+      labelNames: ['route'],
+      registers,
+      collect: flush,
+    });
+    this.started = new Counter({ name: n('stream_started_total'), help: 'Streams opened.', labelNames: ['route', 'method'], registers });
+    this.firstWrite = new Histogram({
+      name: n('stream_first_write_seconds'),
+      help: 'Open to first body byte (time to first token).',
+      labelNames: ['route'],
+      buckets: FIRST_WRITE_BUCKETS,
+      registers,
+    });
+    this.blockedSeconds = new Histogram({
+      name: n('stream_write_blocked_seconds'),
+      help: 'Time a blocked write waited for drain (or close).',
+      labelNames: ['route'],
+      buckets: BLOCKED_BUCKETS,
+      registers,
+    });
+    this.bytes = new Counter({
+      name: n('stream_bytes_written_total'),
+      help: 'Stream body bytes handed to the socket.',
+      labelNames: ['route'],
+      registers,
+      collect: flush,
+    });
+    this.writes = new Counter({
+      name: n('stream_writes_total'),
+      help: 'Stream body writes (chunks or events).',
+      labelNames: ['route'],
+      registers,
+      collect: flush,
+    });
+    const set = this;
+    this.buffered = new Gauge({
+      name: n('stream_buffered_bytes'),
+      help: 'Bytes queued in user space for open streams (writableLength), read at scrape time.',
+      labelNames: ['route'],
+      registers,
+      collect() {
+        set.collectGauges();
+      },
+    });
+    this.stalled = new Gauge({
+      name: n('stream_stalled'),
+      help: 'Open streams whose write has been blocked longer than stallAfterMs, read at scrape time.',
+      labelNames: ['route'],
+      registers,
+      collect() {
+        set.collectGauges();
+      },
+    });
+    this.leaks = new Counter({ name: n('stream_leaks_total'), help: 'Leak-detector findings by kind.', labelNames: ['route', 'kind'], registers });
+    this.afterClose = new Counter({
+      name: n('stream_writes_after_close_total'),
+      help: 'Writes attempted after the client went away.',
+      labelNames: ['route'],
+      registers,
+      collect: flush,
+    });
+    this.resumes = new Counter({ name: n('stream_resumes_total'), help: 'Resume attempts by result.', labelNames: ['route', 'result'], registers });
+    this.rejected = new Counter({ name: n('stream_rejected_total'), help: 'Refused streams by reason.', labelNames: ['route', 'reason'], registers });
+    this.internal = new Counter({
+      name: n('streamscope_internal_errors_total'),
+      help: 'Faults inside streamscope, swallowed so the app never sees them.',
+      labelNames: ['component'],
+      registers,
+      collect() {
+        set.collectFaults();
+      },
+    });
+  }
+
+  /** The label children of a route; past maxRoutes distinct values, `__other__`. */
+  route(name: string): RouteMetrics {
+    let rm = this.routes.get(name);
+    if (rm !== undefined) return rm;
+    if (this.routes.size >= this.maxRoutes) {
+      rm = this.routes.get(OTHER_ROUTE);
+      if (rm === undefined) {
+        rm = new RouteMetrics(this, OTHER_ROUTE);
+        this.routes.set(OTHER_ROUTE, rm);
+      }
+      return rm;
+    }
+    rm = new RouteMetrics(this, name);
+    this.routes.set(name, rm);
+    return rm;
+  }
+
+  /** Moves per-stream tallies of open and lingering streams into the counters (scrape time). */
+  flushOpen(): void {
+    try {
+      for (const s of tracker.open.values()) if (s.metrics !== null && s.config.metrics === this) flushStream(s);
+      for (const s of tracker.lingering.values()) if (s.metrics !== null && s.config.metrics === this) flushStream(s);
+    } catch (err) {
+      tracker.fault('metrics', err);
+    }
+  }
+
+  collectGauges(): void {
+    try {
+      const buffered = new Map<RouteMetrics, number>();
+      const stalled = new Map<RouteMetrics, number>();
+      for (const rm of this.routes.values()) {
+        buffered.set(rm, 0);
+        stalled.set(rm, 0);
+      }
+      const now = performance.now();
+      for (const s of tracker.open.values()) {
+        const rm = s.metrics;
+        if (rm === null || s.config.metrics !== this) continue;
+        const res = s.res;
+        if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
+        if (s.blockedSince >= 0 && now - s.blockedSince > s.config.stallAfterMs) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
+      }
+      for (const [rm, v] of buffered) this.buffered.labels({ route: rm.route }).set(v);
+      for (const [rm, v] of stalled) this.stalled.labels({ route: rm.route }).set(v);
+    } catch (err) {
+      tracker.fault('metrics', err);
+    }
+  }
+
+  collectFaults(): void {
+    for (const [component, count] of tracker.internalErrors) {
+      const seen = this.reportedFaults.get(component) ?? 0;
+      if (count > seen) {
+        this.internal.labels({ component }).inc(count - seen);
+        this.reportedFaults.set(component, count);
+      }
+    }
+  }
+}
+
+function flushStream(s: StreamState): void {
+  const rm = s.metrics as RouteMetrics;
+  if (s.bytes !== s.flushedBytes) {
+    rm.bytes.inc(s.bytes - s.flushedBytes);
+    s.flushedBytes = s.bytes;
+  }
+  if (s.writes !== s.flushedWrites) {
+    rm.writes.inc(s.writes - s.flushedWrites);
+    s.flushedWrites = s.writes;
+  }
+  if (s.blockedWrites !== s.flushedBlocked) {
+    rm.blocked.inc(s.blockedWrites - s.flushedBlocked);
+    s.flushedBlocked = s.blockedWrites;
+  }
+  if (s.writesAfterClose !== s.flushedAfterClose) {
+    rm.afterClose.inc(s.writesAfterClose - s.flushedAfterClose);
+    s.flushedAfterClose = s.writesAfterClose;
+  }
+}
+
+type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
+
+/** The metric set of a registry and prefix, created once. Throws when the registry does. */
+export function getMetricsSet(registry: Registry = globalRegister, prefix = '', maxRoutes = 200): MetricsSet {
+  const r = registry as WithSets;
+  let sets = r[kMetricsSets];
+  if (sets === undefined) {
+    sets = new Map();
+    Object.defineProperty(r, kMetricsSets, { value: sets, enumerable: false });
+  }
+  let set = sets.get(prefix);
+  if (set === undefined) {
+    set = new MetricsSet(registry, prefix, maxRoutes);
+    sets.set(prefix, set);
+  }
+  return set;
+}
+
+/** Moves each stream's lifecycle into its metric set. */
+export const metricsListener: TrackerListener = {
+  component: 'metrics',
+  open(s) {
+    const set = s.config.metrics;
+    if (set === null) return;
+    const rm = set.route(s.route);
+    s.metrics = rm;
+    rm.started(s.method).inc();
+    rm.active.inc();
+  },
+  firstWrite(s) {
+    s.metrics?.firstWrite.observe((s.firstWriteAt - s.t0) / 1000);
+  },
+  drain(s, waitedMs) {
+    s.metrics?.blockedSeconds.observe(waitedMs / 1000);
+  },
+  close(s) {
+    const rm = s.metrics;
+    if (rm === null) return;
+    flushStream(s);
+    rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
+    rm.active.dec();
+  },
+  release(s) {
+    if (s.metrics !== null) flushStream(s);
+  },
+  finding(s, f) {
+    s.metrics?.leak(f.kind).inc();
+  },
+};

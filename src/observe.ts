@@ -1,0 +1,55 @@
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { InstrumentOptions } from './types.js';
+import { resolveConfig } from './config.js';
+import { attach } from './response-hook.js';
+import { kObserver } from './symbols.js';
+import { getTracker } from './tracker.js';
+
+const CHANNEL = 'http.server.request.start';
+const tracker = getTracker();
+
+interface Observer {
+  refs: number;
+  onStart: (message: unknown) => void;
+}
+
+const g = globalThis as unknown as Record<symbol, Observer | undefined>;
+
+/** Responses that streamscope itself serves (the /metrics port) are not observed. */
+export const kIgnore = Symbol.for('streamscope.ignore');
+
+/**
+ * Observes every node:http server response in the process through diagnostics_channel, with no
+ * code change. Idempotent across calls and copies of the package; returns an unsubscribe.
+ */
+export function observeAll(options: InstrumentOptions = {}): () => void {
+  let obs = g[kObserver];
+  if (obs === undefined) {
+    const config = resolveConfig(options);
+    const onStart = (message: unknown): void => {
+      try {
+        const m = message as { request: IncomingMessage; response: ServerResponse; server?: unknown };
+        if (m.server !== undefined && (m.server as Record<symbol, unknown>)[kIgnore] === true) return;
+        attach(m.request, m.response, config, false);
+      } catch (err) {
+        tracker.fault('observer', err);
+      }
+    };
+    obs = { refs: 0, onStart };
+    g[kObserver] = obs;
+    diagnosticsChannel.subscribe(CHANNEL, onStart);
+  }
+  obs.refs++;
+  let done = false;
+  const o = obs;
+  return () => {
+    if (done) return;
+    done = true;
+    o.refs--;
+    if (o.refs === 0 && g[kObserver] === o) {
+      diagnosticsChannel.unsubscribe(CHANNEL, o.onStart);
+      g[kObserver] = undefined;
+    }
+  };
+}

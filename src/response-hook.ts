@@ -1,0 +1,301 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { errorMonitor } from 'node:events';
+import { StreamState, type StreamConfig } from './stream-state.js';
+import { getTracker } from './tracker.js';
+import { resolveRoute } from './routes.js';
+import { kState } from './symbols.js';
+
+/**
+ * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
+ * `writeHead` on the instance and forward to the originals; a short buffered response pays one
+ * small object and four property stores. Nothing on the prototype is touched.
+ */
+
+type Res = ServerResponse & { [kState]?: StreamState };
+type Cb = (err?: Error | null) => void;
+
+const tracker = getTracker();
+
+const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
+
+export function stateOf(res: ServerResponse): StreamState | undefined {
+  return (res as Res)[kState];
+}
+
+/**
+ * Starts tracking `res` unless it is tracked already (observeAll and instrument together, or two
+ * copies of the package), in which case the newer, more specific config wins while the stream is
+ * still pending. Returns the state, or undefined when streamscope failed (counted, never thrown).
+ */
+export function attach(req: IncomingMessage, res: ServerResponse, config: StreamConfig, specific: boolean): StreamState | undefined {
+  try {
+    const r = res as Res;
+    const existing = r[kState];
+    if (existing !== undefined) {
+      if (specific && existing.phase === 0) existing.config = config;
+      return existing;
+    }
+    const s = new StreamState(req, res, config, performance.now());
+    r[kState] = s;
+    s.origWrite = res.write;
+    s.origEnd = res.end;
+    s.origWriteHead = res.writeHead;
+    res.write = patchedWrite as ServerResponse['write'];
+    res.end = patchedEnd as ServerResponse['end'];
+    res.writeHead = patchedWriteHead as ServerResponse['writeHead'];
+    return s;
+  } catch (err) {
+    tracker.fault('tracker', err);
+    return undefined;
+  }
+}
+
+function byteLength(chunk: unknown, encoding: unknown): number {
+  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  if (chunk !== null && typeof chunk === 'object' && typeof (chunk as Uint8Array).byteLength === 'number') {
+    return (chunk as Uint8Array).byteLength;
+  }
+  return 0;
+}
+
+/** Counts one body write; returns true when it went to a live client. */
+function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown): void {
+  const now = performance.now();
+  s.lastWriteAt = now;
+  if (s.clientClosed || res.destroyed) {
+    s.writesAfterClose++;
+    if (s.writesAfterClose === 1 && s.phase > 0) tracker.emit('writeAfterClose', s);
+    return;
+  }
+  s.writes++;
+  s.bytes += byteLength(chunk, encoding);
+  if (s.firstWriteAt < 0) {
+    s.firstWriteAt = now;
+    if (s.phase === 1) tracker.emit('firstWrite', s);
+  }
+}
+
+function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+  const s = this[kState];
+  // eslint-disable-next-line prefer-rest-params
+  const args = arguments as unknown as Parameters<ServerResponse['write']>;
+  if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
+  if (s.phase >= 0) {
+    try {
+      countWrite(s, this, chunk, encoding);
+      if (s.phase === 0 && !s.promoteScheduled) {
+        s.promoteScheduled = true;
+        setImmediate(promoteIfOpen, s);
+      }
+    } catch (err) {
+      tracker.fault('tracker', err);
+    }
+  }
+  const ret = s.origWrite.apply(this, args);
+  if (ret === false && s.phase >= 0 && !s.clientClosed && !this.destroyed) {
+    try {
+      s.blockedWrites++;
+      if (s.blockedSince < 0) {
+        s.blockedSince = performance.now();
+        if (s.phase === 0) promote(s);
+        else tracker.emit('writeBlocked', s);
+      }
+    } catch (err) {
+      tracker.fault('tracker', err);
+    }
+  }
+  return ret;
+}
+
+function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, cb?: unknown): Res {
+  const s = this[kState];
+  // eslint-disable-next-line prefer-rest-params
+  const args = arguments as unknown as Parameters<ServerResponse['end']>;
+  if (s === undefined || s.origEnd === null) return Object.getPrototypeOf(this).end.apply(this, args);
+  if (s.phase >= 0 && !s.ended) {
+    try {
+      s.ended = true;
+      if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') countWrite(s, this, chunk, encoding);
+      // Ended within the tick of its first write (or never written): a short response, not a stream.
+      if (s.phase === 0) discard(s);
+    } catch (err) {
+      tracker.fault('tracker', err);
+    }
+  }
+  return s.origEnd.apply(this, args) as Res;
+}
+
+function patchedWriteHead(this: Res, ...args: unknown[]): Res {
+  const s = this[kState];
+  if (s === undefined || s.origWriteHead === null) return Object.getPrototypeOf(this).writeHead.apply(this, args);
+  const ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
+  if (s.phase === 0) {
+    try {
+      if (isStreamy(this, args)) promote(s);
+    } catch (err) {
+      tracker.fault('tracker', err);
+    }
+  }
+  return ret;
+}
+
+function headerValue(headers: unknown, name: string): unknown {
+  if (headers === null || typeof headers !== 'object') return undefined;
+  if (Array.isArray(headers)) {
+    // [k, v, k, v] or [[k, v], ...]
+    for (let i = 0; i < headers.length; i++) {
+      const h = headers[i];
+      if (Array.isArray(h)) {
+        if (String(h[0]).toLowerCase() === name) return h[1];
+      } else if (i % 2 === 0 && String(h).toLowerCase() === name) {
+        return headers[i + 1];
+      }
+    }
+    return undefined;
+  }
+  for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return (headers as Record<string, unknown>)[k];
+  return undefined;
+}
+
+/** Content-Type text/event-stream or application/x-ndjson, or an explicit Transfer-Encoding: chunked. */
+function isStreamy(res: ServerResponse, args: unknown[]): boolean {
+  const headers = typeof args[1] === 'string' ? args[2] : args[1];
+  const ct = headerValue(headers, 'content-type') ?? res.getHeader('content-type');
+  if (typeof ct === 'string' && STREAMY_TYPE.test(ct)) return true;
+  const te = headerValue(headers, 'transfer-encoding') ?? res.getHeader('transfer-encoding');
+  return typeof te === 'string' && /chunked/i.test(te);
+}
+
+function promoteIfOpen(s: StreamState): void {
+  try {
+    if (s.phase !== 0) return;
+    const res = s.res;
+    if (res === null || res.writableEnded) return discard(s);
+    if (res.destroyed) {
+      // Gone before we could call it a stream; if it wrote, it was one that the client cut short.
+      promote(s);
+      return;
+    }
+    promote(s);
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
+}
+
+function discard(s: StreamState): void {
+  s.phase = -1;
+}
+
+/** The response is a stream: open it in the tracker and its consumers. */
+export function promote(s: StreamState): void {
+  if (s.phase !== 0) return;
+  const res = s.res as Res;
+  const req = s.req as IncomingMessage;
+  s.phase = 1;
+  try {
+    s.route = resolveRoute(s.config.route, req, res);
+  } catch (err) {
+    tracker.fault('route', err);
+    s.route = '__unknown__';
+  }
+  if (s.config.captureStacks) {
+    const holder: { stack?: string } = {};
+    Error.captureStackTrace(holder, promote);
+    s.stack = holder.stack;
+  }
+  s.origDestroy = res.destroy;
+  res.destroy = patchedDestroy as ServerResponse['destroy'];
+  res.on('close', onClose);
+  res.on('drain', onDrain);
+  res.on(errorMonitor, onError);
+  const socket = res.socket;
+  if (socket) socket.on('timeout', onSocketTimeout);
+  tracker.open.set(s.id, s);
+  tracker.emit('open', s);
+  if (s.firstWriteAt >= 0) tracker.emit('firstWrite', s);
+  if (s.blockedSince >= 0) tracker.emit('writeBlocked', s);
+  if (res.destroyed || res.closed) onClose.call(res);
+}
+
+function patchedDestroy(this: Res, err?: Error): Res {
+  const s = this[kState];
+  if (s !== undefined && s.phase === 1 && !s.clientClosed) {
+    s.serverDestroyed = true;
+    if (err) s.errored = true;
+  }
+  const orig = s?.origDestroy ?? Object.getPrototypeOf(this).destroy;
+  return orig.call(this, err) as Res;
+}
+
+function onDrain(this: Res): void {
+  const s = this[kState];
+  if (s === undefined || s.blockedSince < 0) return;
+  try {
+    const waited = performance.now() - s.blockedSince;
+    s.blockedSince = -1;
+    tracker.emit('drain', s, waited);
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
+}
+
+function onError(this: Res): void {
+  const s = this[kState];
+  if (s !== undefined && !s.clientClosed) s.errored = true;
+}
+
+function onSocketTimeout(this: Socket): void {
+  const res = (this as Socket & { _httpMessage?: Res })._httpMessage;
+  const s = res?.[kState];
+  if (s !== undefined && s.phase === 1) s.timedOut = true;
+}
+
+function onClose(this: Res): void {
+  const s = this[kState];
+  if (s === undefined || s.phase !== 1) return;
+  try {
+    s.phase = 2;
+    const now = performance.now();
+    s.closedAt = now;
+    const socket = this.socket;
+    if (socket) socket.removeListener('timeout', onSocketTimeout);
+    this.removeListener('drain', onDrain);
+    if (s.blockedSince >= 0) {
+      const waited = now - s.blockedSince;
+      s.blockedSince = -1;
+      tracker.emit('drain', s, waited);
+    }
+    const finished = this.writableFinished;
+    if (s.timedOut) s.outcome = 'timeout';
+    else if (s.errored) s.outcome = 'error';
+    else if (finished) s.outcome = 'completed';
+    else if (s.serverDestroyed) s.outcome = 'error';
+    else s.outcome = 'client_aborted';
+    if (!finished) {
+      // The connection is gone, whoever cut it: later writes are writes after close.
+      s.clientClosed = true;
+      s.clientClosedAt = now;
+      tracker.emit('clientClosed', s);
+    }
+    tracker.emit('close', s);
+    tracker.settle(s);
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
+}
+
+/** The handler (instrument) or the resilient runtime (sse) reports a server-side failure. */
+export function markError(s: StreamState): void {
+  if (!s.clientClosed && s.phase <= 1) s.errored = true;
+}
+
+export function markTimeout(s: StreamState): void {
+  if (s.phase <= 1) s.timedOut = true;
+}
+
+/** instrument(): the handler's promise settled; a lingering stream may now be released. */
+export function handlerSettled(s: StreamState): void {
+  s.handlerSettled = true;
+  if (s.phase === 2 && tracker.lingering.has(s.id) && s.writesAfterClose === 0) tracker.release(s);
+}

@@ -1,0 +1,92 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context, Span, Tracer } from '@opentelemetry/api';
+import type { FindingKind, Outcome, RouteOption } from './types.js';
+import type { MetricsSet, RouteMetrics } from './metrics.js';
+
+/** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
+export interface StreamConfig {
+  readonly stallAfterMs: number;
+  readonly danglingAfterMs: number;
+  readonly trackAsync: boolean;
+  readonly captureStacks: boolean;
+  readonly tracer: Tracer | undefined;
+  readonly route: RouteOption | undefined;
+  /** null when the metrics could not be set up (a faulty registry): the stream is still tracked. */
+  readonly metrics: MetricsSet | null;
+}
+
+let nextId = 1;
+
+/**
+ * Everything the tracker knows about one response. Built once with every field initialised so its
+ * shape is fixed; the per-write path only bumps numbers on it.
+ */
+export class StreamState {
+  readonly id: number;
+  /** performance.now() when the response was seen (request start). */
+  readonly t0: number;
+  /** Epoch ms of t0. */
+  readonly startedAt: number;
+  req: IncomingMessage | null;
+  res: ServerResponse | null;
+  route = '';
+  method: string;
+  config: StreamConfig;
+  metrics: RouteMetrics | null = null;
+
+  /** 0 pending (not known to be a stream yet), 1 open stream, 2 closed, -1 not a stream. */
+  phase = 0;
+  promoteScheduled = false;
+  firstWriteAt = -1;
+  bytes = 0;
+  writes = 0;
+  blockedWrites = 0;
+  blockedSince = -1;
+  writesAfterClose = 0;
+  lastWriteAt = -1;
+  ended = false;
+  clientClosed = false;
+  clientClosedAt = -1;
+  closedAt = -1;
+  /** Set when the server side failed: handler threw, response errored, destroyed by the app. */
+  errored = false;
+  timedOut = false;
+  serverDestroyed = false;
+  /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
+  handlerSettled = true;
+  outcome: Outcome | null = null;
+
+  // tallies already moved into the metrics (flushed at scrape time and at close)
+  flushedBytes = 0;
+  flushedWrites = 0;
+  flushedBlocked = 0;
+  flushedAfterClose = 0;
+
+  span: Span | undefined = undefined;
+  spanEnded = false;
+  parentContext: Context | undefined = undefined;
+  traceId = '';
+  findings: FindingKind[] = [];
+  stack: string | undefined = undefined;
+  /** Original methods of the response, restored never (we only forward to them). */
+  origWrite: ServerResponse['write'] | null = null;
+  origEnd: ServerResponse['end'] | null = null;
+  origWriteHead: ServerResponse['writeHead'] | null = null;
+  origDestroy: ServerResponse['destroy'] | null = null;
+  /** Free slot for consumers (detectors' async tracking). */
+  asyncResources: Map<number, { type: string; stack: string | undefined }> | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
+    this.id = nextId++;
+    this.t0 = t0;
+    this.startedAt = performance.timeOrigin + t0;
+    this.req = req;
+    this.res = res;
+    this.method = req.method ?? 'GET';
+    this.config = config;
+  }
+
+  hasFinding(kind: FindingKind): boolean {
+    return this.findings.includes(kind);
+  }
+}

@@ -1,0 +1,75 @@
+import { SpanStatusCode, context, trace, type Tracer } from '@opentelemetry/api';
+import { producerHolds, type TrackerListener } from './tracker.js';
+
+/** One span per stream, `stream <route>`, child of the span active where the handler ran. */
+
+let defaultTracer: Tracer | undefined;
+
+export function globalTracer(): Tracer {
+  // The API's global tracer is a proxy: a provider registered later is still picked up.
+  if (defaultTracer === undefined) defaultTracer = trace.getTracer('streamscope', '0.1.0');
+  return defaultTracer;
+}
+
+/** Captures the active context (the HTTP server span, when there is one) for the stream's parent. */
+export function activeContext(): ReturnType<typeof context.active> {
+  return context.active();
+}
+
+export const tracingListener: TrackerListener = {
+  component: 'tracing',
+  open(s) {
+    const tracer = s.config.tracer ?? globalTracer();
+    const parent = s.parentContext ?? context.active();
+    const span = tracer.startSpan(
+      `stream ${s.route}`,
+      { startTime: s.startedAt, attributes: { 'stream.route': s.route, 'http.request.method': s.method } },
+      parent,
+    );
+    s.span = span;
+    const sc = span.spanContext();
+    s.traceId = span.isRecording() || trace.isSpanContextValid(sc) ? sc.traceId : '';
+  },
+  firstWrite(s) {
+    const span = s.span;
+    if (span === undefined) return;
+    span.addEvent('stream.first_write', undefined, performance.timeOrigin + s.firstWriteAt);
+  },
+  writeBlocked(s) {
+    s.span?.addEvent('stream.write_blocked', { 'stream.buffered_bytes': s.res?.writableLength ?? 0 });
+  },
+  drain(s, waitedMs) {
+    s.span?.addEvent('stream.drain', { 'stream.blocked_ms': Math.round(waitedMs) });
+  },
+  clientClosed(s) {
+    s.span?.addEvent('stream.client_closed');
+  },
+  finding(s, f) {
+    s.span?.addEvent('stream.finding', {
+      'finding.kind': f.kind,
+      'finding.severity': f.severity,
+      'finding.detail': f.detail,
+    });
+  },
+  close(s) {
+    const span = s.span;
+    if (span === undefined) return;
+    span.setAttributes({
+      'stream.outcome': s.outcome as string,
+      'stream.bytes': s.bytes,
+      'stream.writes': s.writes,
+      'stream.blocked_writes': s.blockedWrites,
+    });
+    if (s.firstWriteAt >= 0) span.setAttribute('stream.first_write_ms', s.firstWriteAt - s.t0);
+    if (s.outcome === 'error' || s.outcome === 'timeout') span.setStatus({ code: SpanStatusCode.ERROR, message: s.outcome });
+    // A producer that still holds the stream may yet earn a finding: end the span when it lets go.
+    if (producerHolds(s)) return;
+    s.spanEnded = true;
+    span.end(performance.timeOrigin + s.closedAt);
+  },
+  release(s) {
+    if (s.span === undefined || s.spanEnded) return;
+    s.spanEnded = true;
+    s.span.end();
+  },
+};

@@ -1,0 +1,202 @@
+import type { Finding, FindingKind, StreamSnapshot } from './types.js';
+import type { StreamState } from './stream-state.js';
+import { kTracker } from './symbols.js';
+
+/**
+ * Lifecycle events of a stream. Metrics, tracing, detectors and the agent are all listeners;
+ * nothing else reads a response. Every callback runs through a safe-execute: a throwing listener
+ * is counted in `streamscope_internal_errors_total` and never reaches the app.
+ */
+export interface TrackerListener {
+  /** Identifies the listener in `streamscope_internal_errors_total{component}`. */
+  readonly component: string;
+  open?(s: StreamState): void;
+  firstWrite?(s: StreamState): void;
+  /** A blocked episode starts: `write()` returned false while not already blocked. */
+  writeBlocked?(s: StreamState): void;
+  /** A blocked episode ends (`drain`, or close); waitedMs is how long it lasted. */
+  drain?(s: StreamState, waitedMs: number): void;
+  clientClosed?(s: StreamState): void;
+  /** First write after the client went away (later ones only bump the tally). */
+  writeAfterClose?(s: StreamState): void;
+  /** The response closed; `s.outcome` is set. */
+  close?(s: StreamState): void;
+  /** The tracker forgets the stream (closed, and the producer let go). */
+  release?(s: StreamState): void;
+  finding?(s: StreamState, f: Finding): void;
+}
+
+const DEFAULT_RING = 1000;
+
+export class Tracker {
+  /** Streams whose response has not closed. */
+  readonly open = new Map<number, StreamState>();
+  /** Closed streams whose producer still holds them (handler unsettled, writes still arriving). */
+  readonly lingering = new Map<number, StreamState>();
+  readonly listeners: TrackerListener[] = [];
+  readonly internalErrors = new Map<string, number>();
+  private ring: Finding[] = [];
+  private ringSize = DEFAULT_RING;
+  private ringStart = 0;
+  readonly findingListeners = new Set<(f: Finding) => void>();
+
+  subscribe(listener: TrackerListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /** Counts a fault inside streamscope; the app never sees it. */
+  fault(component: string, err?: unknown): void {
+    this.internalErrors.set(component, (this.internalErrors.get(component) ?? 0) + 1);
+    if (process.env.STREAMSCOPE_DEBUG) {
+      try {
+        process.stderr.write(`streamscope: internal error in ${component}: ${String((err as Error)?.stack ?? err)}\n`);
+      } catch {
+        /* nothing */
+      }
+    }
+  }
+
+  emit<K extends Exclude<keyof TrackerListener, 'component'>>(
+    event: K,
+    s: StreamState,
+    arg?: number | Finding,
+  ): void {
+    const ls = this.listeners;
+    for (let i = 0; i < ls.length; i++) {
+      const l = ls[i] as TrackerListener;
+      const fn = l[event] as ((s: StreamState, a?: unknown) => void) | undefined;
+      if (fn === undefined) continue;
+      try {
+        fn.call(l, s, arg);
+      } catch (err) {
+        this.fault(l.component, err);
+      }
+    }
+  }
+
+  /** Raises a finding once per stream and kind. Returns false when it was raised before. */
+  raise(s: StreamState, kind: FindingKind, severity: Finding['severity'], detail: string, stack?: string): boolean {
+    if (s.findings.includes(kind)) return false;
+    s.findings.push(kind);
+    const now = Date.now();
+    const f: Finding = {
+      kind,
+      severity,
+      streamId: s.id,
+      route: s.route,
+      method: s.method,
+      ageMs: Math.round(performance.now() - s.t0),
+      detail,
+      at: now,
+    };
+    const st = stack ?? s.stack;
+    if (st !== undefined) f.stack = st;
+    this.remember(f);
+    this.emit('finding', s, f);
+    for (const l of this.findingListeners) {
+      try {
+        l(f);
+      } catch (err) {
+        this.fault('onFinding', err);
+      }
+    }
+    return true;
+  }
+
+  private remember(f: Finding): void {
+    if (this.ring.length < this.ringSize) {
+      this.ring.push(f);
+    } else {
+      this.ring[this.ringStart] = f;
+      this.ringStart = (this.ringStart + 1) % this.ringSize;
+    }
+  }
+
+  /** The most recent findings, oldest first (a bounded ring, 1,000 by default). */
+  recentFindings(): Finding[] {
+    return this.ring.slice(this.ringStart).concat(this.ring.slice(0, this.ringStart));
+  }
+
+  setRingSize(n: number): void {
+    const all = this.recentFindings();
+    this.ringSize = Math.max(1, Math.floor(n));
+    this.ring = all.slice(-this.ringSize);
+    this.ringStart = 0;
+  }
+
+  /** Moves a closed stream to `lingering` while its producer holds it, else forgets it. */
+  settle(s: StreamState): void {
+    this.open.delete(s.id);
+    if (producerHolds(s)) {
+      this.lingering.set(s.id, s);
+    } else {
+      this.release(s);
+    }
+  }
+
+  release(s: StreamState): void {
+    this.open.delete(s.id);
+    this.lingering.delete(s.id);
+    this.emit('release', s);
+    s.req = null;
+    s.res = null;
+    s.span = undefined;
+    s.parentContext = undefined;
+  }
+
+  snapshot(s: StreamState, now = performance.now()): StreamSnapshot {
+    const res = s.res;
+    return {
+      id: s.id,
+      route: s.route,
+      method: s.method,
+      startedAt: Math.round(s.startedAt),
+      ageMs: Math.round(now - s.t0),
+      firstWriteMs: s.firstWriteAt < 0 ? null : Math.round((s.firstWriteAt - s.t0) * 1000) / 1000,
+      bytes: s.bytes,
+      writes: s.writes,
+      blockedWrites: s.blockedWrites,
+      blockedForMs: s.blockedSince < 0 ? 0 : Math.round(now - s.blockedSince),
+      bufferedBytes: res !== null && !res.destroyed ? res.writableLength : 0,
+      clientClosed: s.clientClosed,
+      ended: s.ended,
+      writesAfterClose: s.writesAfterClose,
+      traceId: s.traceId,
+      findings: s.findings.slice(),
+    };
+  }
+
+  /** Open streams, plus closed ones that were flagged and whose producer still holds them. */
+  streams(): StreamSnapshot[] {
+    const now = performance.now();
+    const out: StreamSnapshot[] = [];
+    for (const s of this.open.values()) out.push(this.snapshot(s, now));
+    for (const s of this.lingering.values()) if (s.findings.length > 0) out.push(this.snapshot(s, now));
+    return out;
+  }
+}
+
+/** The producer holds a closed stream while its handler has not settled or it still writes. */
+export function producerHolds(s: StreamState): boolean {
+  if (!s.handlerSettled) return true;
+  if (s.writesAfterClose > 0 && s.lastWriteAt >= 0) {
+    return performance.now() - s.lastWriteAt < s.config.danglingAfterMs;
+  }
+  return false;
+}
+
+const g = globalThis as unknown as Record<symbol, Tracker | undefined>;
+
+/** The one tracker of this process, shared by every copy of the package. */
+export function getTracker(): Tracker {
+  let t = g[kTracker];
+  if (t === undefined) {
+    t = new Tracker();
+    g[kTracker] = t;
+  }
+  return t;
+}

@@ -1,0 +1,73 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { Tracer } from '@opentelemetry/api';
+
+/** How a stream ended. Every stream gets exactly one. */
+export type Outcome = 'completed' | 'client_aborted' | 'error' | 'timeout';
+
+export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async';
+
+export type Severity = 'warning' | 'error';
+
+/** A leak-detector finding (see docs/detectors.md). */
+export interface Finding {
+  kind: FindingKind;
+  severity: Severity;
+  streamId: number;
+  route: string;
+  method: string;
+  /** Age of the stream when the finding was raised. */
+  ageMs: number;
+  detail: string;
+  /** Where the stream (or the leaked resource) was created, when known. */
+  stack?: string;
+  /** Epoch milliseconds. */
+  at: number;
+}
+
+/** What `streams()` returns for each open stream, what the agent sends, what `diag top` shows. */
+export interface StreamSnapshot {
+  id: number;
+  route: string;
+  method: string;
+  /** Epoch milliseconds. */
+  startedAt: number;
+  ageMs: number;
+  /** Open → first body byte, or null before the first write. */
+  firstWriteMs: number | null;
+  bytes: number;
+  writes: number;
+  blockedWrites: number;
+  /** How long the current blocked write has waited for `drain` (0 when not blocked). */
+  blockedForMs: number;
+  bufferedBytes: number;
+  clientClosed: boolean;
+  ended: boolean;
+  writesAfterClose: number;
+  /** Trace id of the stream's span, '' when tracing is off. */
+  traceId: string;
+  findings: FindingKind[];
+}
+
+export type RouteOption = string | ((req: IncomingMessage, res: ServerResponse) => string | undefined);
+
+export interface InstrumentOptions {
+  /** Route label. Default: the framework's route template, else a normalized path. */
+  route?: RouteOption;
+  /** prom-client registry; default prom-client's global `register`. */
+  registry?: Registry;
+  /** Prepended to every metric name. */
+  prefix?: string;
+  /** A blocked write older than this is a `stalled_write` (default 5000). */
+  stallAfterMs?: number;
+  /** Client gone longer than this while the producer holds the stream is `dangling_stream` (default 10000). */
+  danglingAfterMs?: number;
+  /** Tie async resources created by a stream's handler to the stream (default false). */
+  trackAsync?: boolean;
+  /** Record where each stream was opened (default false). */
+  captureStacks?: boolean;
+  /** OpenTelemetry tracer; default the global tracer. */
+  tracer?: Tracer;
+  /** Distinct route label values kept before `__other__` (default 200). */
+  maxRoutes?: number;
+}

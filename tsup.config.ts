@@ -1,0 +1,23 @@
+import { defineConfig } from 'tsup';
+
+const entry = {
+  index: 'src/index.ts',
+  register: 'src/register.ts',
+  express: 'src/adapters/express.ts',
+  fastify: 'src/adapters/fastify.ts',
+  koa: 'src/adapters/koa.ts',
+};
+
+export default defineConfig([
+  { entry, format: 'esm', outDir: 'dist/esm', dts: true, target: 'node20', clean: true, sourcemap: true },
+  { entry, format: 'cjs', outDir: 'dist/cjs', dts: true, splitting: true, target: 'node20', clean: true, sourcemap: true },
+  {
+    entry: { cli: 'diagnostics/cli.ts' },
+    format: 'esm',
+    outDir: 'dist/diagnostics',
+    target: 'node20',
+    clean: true,
+    sourcemap: true,
+    banner: { js: '#!/usr/bin/env node' },
+  },
+]);
