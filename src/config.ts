@@ -2,6 +2,7 @@ import type { InstrumentOptions } from './types.js';
 import type { StreamConfig } from './stream-state.js';
 import { getMetricsSet, metricsListener, type MetricsSet } from './metrics.js';
 import { tracingListener } from './tracing.js';
+import { detectorsListener } from './detectors/index.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { invalidOption } from './errors.js';
 
@@ -21,6 +22,7 @@ export function ensureInstalled(): void {
   const has = (c: string): boolean => tracker.listeners.some((l) => l.component === c);
   if (!has('metrics')) tracker.subscribe(metricsListener);
   if (!has('tracing')) tracker.subscribe(tracingListener);
+  if (!has('detectors')) tracker.subscribe(detectorsListener);
   for (const make of extraListeners) {
     const l = make();
     if (!has(l.component)) tracker.subscribe(l);

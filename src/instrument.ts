@@ -6,6 +6,7 @@ import { attach, handlerSettled, markError } from './response-hook.js';
 import { kInstrumented } from './symbols.js';
 import { getTracker } from './tracker.js';
 import type { StreamState } from './stream-state.js';
+import { runInStream } from './detectors/async-tracking.js';
 
 const tracker = getTracker();
 
@@ -49,7 +50,7 @@ export function instrument<H extends Handler>(handler: H, options: InstrumentOpt
     if (s === undefined) return handler.apply(this, args);
     let ret: unknown;
     try {
-      ret = handler.apply(this, args);
+      ret = runInStream(s, handler as (...a: unknown[]) => unknown, this, args);
     } catch (err) {
       failed.call(s);
       throw err;

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './config.js';
 import { attach } from './response-hook.js';
+import { enterStream } from './detectors/async-tracking.js';
 import { kObserver } from './symbols.js';
 import { getTracker } from './tracker.js';
 
@@ -31,7 +32,8 @@ export function observeAll(options: InstrumentOptions = {}): () => void {
       try {
         const m = message as { request: IncomingMessage; response: ServerResponse; server?: unknown };
         if (m.server !== undefined && (m.server as Record<symbol, unknown>)[kIgnore] === true) return;
-        attach(m.request, m.response, config, false);
+        const s = attach(m.request, m.response, config, false);
+        if (s !== undefined && s.config === config) enterStream(s);
       } catch (err) {
         tracker.fault('observer', err);
       }

@@ -65,6 +65,10 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
   s.lastWriteAt = now;
   if (s.clientClosed || res.destroyed) {
     s.writesAfterClose++;
+    if (s.phase === 2 && !tracker.lingering.has(s.id)) {
+      // Released at close because nothing seemed to hold it; the producer writes on: watch it again.
+      tracker.lingering.set(s.id, s);
+    }
     if (s.writesAfterClose === 1 && s.phase > 0) tracker.emit('writeAfterClose', s);
     return;
   }

@@ -183,6 +183,7 @@ export class Tracker {
 /** The producer holds a closed stream while its handler has not settled or it still writes. */
 export function producerHolds(s: StreamState): boolean {
   if (!s.handlerSettled) return true;
+  if (s.asyncResources !== null && s.asyncResources.size > 0) return true;
   if (s.writesAfterClose > 0 && s.lastWriteAt >= 0) {
     return performance.now() - s.lastWriteAt < s.config.danglingAfterMs;
   }

@@ -3,6 +3,7 @@ import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
 import { attach } from '../response-hook.js';
+import { runInStream } from '../detectors/async-tracking.js';
 
 export { instrument } from '../instrument.js';
 
@@ -16,8 +17,9 @@ export function streamscope(options: InstrumentOptions = {}): (req: IncomingMess
   const config = resolveConfig(options);
   return function streamscopeMiddleware(req, res, next) {
     const s = attach(req, res, config, true);
-    if (s !== undefined) s.parentContext = context.active();
-    next();
+    if (s === undefined) return next();
+    s.parentContext = context.active();
+    runInStream(s, next as (...a: unknown[]) => unknown, undefined, []);
   };
 }
 

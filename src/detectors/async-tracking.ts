@@ -1,0 +1,119 @@
+import asyncHooks from 'node:async_hooks';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { StreamState } from '../stream-state.js';
+import { getTracker } from '../tracker.js';
+
+/**
+ * `trackAsync`: async resources created while a stream's handler runs are tied to the stream
+ * through AsyncLocalStorage; an async_hooks hook records them at init and forgets them at destroy.
+ * What is still recorded after the stream closed is `dangling_async`.
+ * Promises are not tracked (too many, and their destroy only comes with GC).
+ */
+
+const tracker = getTracker();
+const als = new AsyncLocalStorage<StreamState>();
+
+/** Types worth reporting: things that keep work going or keep the process alive. */
+const TRACKED = new Set([
+  'Timeout',
+  'Immediate',
+  'TCPWRAP',
+  'TCPCONNECTWRAP',
+  'HTTPCLIENTREQUEST',
+  'FSREQCALLBACK',
+  'FILEHANDLE',
+  'PIPEWRAP',
+  'PROCESSWRAP',
+  'SIGNALWRAP',
+  'UDPWRAP',
+  'ZLIB',
+  'Worker',
+]);
+
+const owner = new Map<number, StreamState>();
+let state: 'off' | 'on' | 'unavailable' = 'off';
+
+/** Turns the hook on (once). Returns false where async_hooks.createHook does not exist. */
+export function enableAsyncTracking(): boolean {
+  if (state === 'on') return true;
+  if (state === 'unavailable') return false;
+  const createHook = (asyncHooks as { createHook?: typeof asyncHooks.createHook }).createHook;
+  if (typeof createHook !== 'function') {
+    state = 'unavailable';
+    try {
+      process.emitWarning(
+        'trackAsync needs async_hooks.createHook, which this runtime does not provide: dangling_async is off; ' +
+          'dangling_stream still uses handler settlement and writes after close.',
+        { code: 'STREAMSCOPE_TRACK_ASYNC_UNAVAILABLE' },
+      );
+    } catch {
+      /* nothing */
+    }
+    return false;
+  }
+  try {
+    createHook({
+      init(asyncId, type) {
+        if (!TRACKED.has(type)) return;
+        const s = als.getStore();
+        if (s === undefined || s.phase === -1 || s.phase === 2) return;
+        try {
+          let map = s.asyncResources;
+          if (map === null) {
+            map = new Map();
+            s.asyncResources = map;
+          }
+          let stack: string | undefined;
+          if (s.config.captureStacks || s.config.trackAsync) {
+            const holder: { stack?: string } = {};
+            Error.captureStackTrace(holder);
+            stack = cleanStack(holder.stack);
+          }
+          map.set(asyncId, { type, stack });
+          owner.set(asyncId, s);
+        } catch (err) {
+          tracker.fault('detectors', err);
+        }
+      },
+      destroy(asyncId) {
+        const s = owner.get(asyncId);
+        if (s === undefined) return;
+        owner.delete(asyncId);
+        s.asyncResources?.delete(asyncId);
+      },
+    }).enable();
+    state = 'on';
+    return true;
+  } catch (err) {
+    tracker.fault('detectors', err);
+    state = 'unavailable';
+    return false;
+  }
+}
+
+export function asyncTrackingState(): 'off' | 'on' | 'unavailable' {
+  return state;
+}
+
+/** Drops the frames of async_hooks and of this file, keeping where the user created the resource. */
+function cleanStack(stack: string | undefined): string | undefined {
+  if (stack === undefined) return undefined;
+  const lines = stack.split('\n');
+  const kept = lines.slice(1).filter((l) => !l.includes('node:internal/async_hooks') && !l.includes('async-tracking') && !l.includes('(node:internal/timers'));
+  return kept.slice(0, 8).join('\n');
+}
+
+/** Runs `fn` with the stream as the async context (only when the stream's config asks for it). */
+export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
+  if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
+  return als.run(s, () => fn.apply(thisArg, args as unknown[]));
+}
+
+/** For observeAll: the rest of this synchronous dispatch (the request listener) runs in the stream. */
+export function enterStream(s: StreamState): void {
+  if (s.config.trackAsync && enableAsyncTracking()) als.enterWith(s);
+}
+
+export function liveAsync(s: StreamState): number {
+  return s.asyncResources === null ? 0 : s.asyncResources.size;
+}

@@ -1,0 +1,101 @@
+import type { StreamState } from '../stream-state.js';
+import { getTracker, producerHolds, type TrackerListener } from '../tracker.js';
+import { liveAsync } from './async-tracking.js';
+
+/**
+ * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
+ * nothing per stream keeps the process alive. Each kind is raised once per stream.
+ */
+
+const tracker = getTracker();
+
+/** How often the sweep runs; a finding comes within its threshold plus this. */
+export const SWEEP_MS = 250;
+/** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
+export const ZOMBIE_WRITES = 3;
+
+let timer: NodeJS.Timeout | undefined;
+
+function ensureTimer(): void {
+  if (timer !== undefined) return;
+  timer = setInterval(sweep, SWEEP_MS);
+  timer.unref();
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function checkOpen(s: StreamState, now: number): void {
+  if (s.blockedSince >= 0 && !s.hasFinding('stalled_write')) {
+    const waited = now - s.blockedSince;
+    if (waited > s.config.stallAfterMs) {
+      const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
+      tracker.raise(
+        s,
+        'stalled_write',
+        'warning',
+        `a write has waited ${Math.round(waited)} ms for drain with ${fmtBytes(queued)} queued: the client is not reading`,
+      );
+    }
+  }
+}
+
+function checkClosed(s: StreamState, now: number): void {
+  if (s.writesAfterClose >= ZOMBIE_WRITES && !s.hasFinding('zombie_producer')) {
+    tracker.raise(
+      s,
+      'zombie_producer',
+      'error',
+      `${s.writesAfterClose} writes arrived after the client went away: the producer never stopped`,
+    );
+  }
+  const gone = now - s.closedAt;
+  const asyncAlive = liveAsync(s);
+  if (s.clientClosed && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_stream')) {
+    const why: string[] = [];
+    if (!s.handlerSettled) why.push('its handler has not settled');
+    if (s.writesAfterClose > 0 && now - s.lastWriteAt < s.config.danglingAfterMs) why.push('writes keep arriving');
+    if (asyncAlive > 0) why.push(`${asyncAlive} async resource(s) it created are alive`);
+    if (why.length > 0) {
+      tracker.raise(s, 'dangling_stream', 'error', `the client left ${Math.round(gone)} ms ago and the producer still holds the stream: ${why.join(', ')}`);
+    }
+  }
+  if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_async')) {
+    const res = [...(s.asyncResources?.values() ?? [])];
+    const types = new Map<string, number>();
+    for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
+    const list = [...types].map(([t, n]) => `${n} ${t}`).join(', ');
+    const first = res.find((r) => r.stack !== undefined)?.stack;
+    tracker.raise(s, 'dangling_async', 'warning', `${list} created by the stream's handler still alive ${Math.round(gone)} ms after it closed`, first);
+  }
+}
+
+export function sweep(): void {
+  try {
+    const now = performance.now();
+    for (const s of tracker.open.values()) checkOpen(s, now);
+    for (const s of tracker.lingering.values()) {
+      checkClosed(s, now);
+      if (!producerHolds(s)) tracker.release(s);
+    }
+    if (tracker.open.size === 0 && tracker.lingering.size === 0 && timer !== undefined) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  } catch (err) {
+    tracker.fault('detectors', err);
+  }
+}
+
+export const detectorsListener: TrackerListener = {
+  component: 'detectors',
+  open() {
+    ensureTimer();
+  },
+  writeAfterClose() {
+    ensureTimer();
+  },
+};
