@@ -10,6 +10,10 @@ export const codes = {
   STREAMSCOPE_ERR_BUFFER_FULL: 'The stream buffered more than maxBufferedBytes.',
   STREAMSCOPE_ERR_INVALID_EVENT_ID: 'A Last-Event-ID is malformed.',
   STREAMSCOPE_ERR_AGENT: 'The diagnostics agent could not start or answer.',
+  STREAMSCOPE_ERR_INVALID_EVENT: 'An SSE event cannot be framed: its id or event type contains a line break.',
+  STREAMSCOPE_ERR_PRODUCER: 'The stream producer failed; the stream ended with an error event.',
+  STREAMSCOPE_ERR_REDIS_MISSING: 'redisStore() needs the optional peer dependency ioredis (npm install ioredis).',
+  STREAMSCOPE_ERR_HUB_CLOSED: 'The hub or its store was closed.',
 } as const;
 
 export type ErrorCode = keyof typeof codes;

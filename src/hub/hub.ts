@@ -1,0 +1,374 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { invalidOption, StreamscopeError } from '../errors.js';
+import { getTracker } from '../tracker.js';
+import { admit, resolveLimits, routeOf } from '../limits/index.js';
+import { resolveSse, type ResolvedSse, type SseOptions } from '../sse/options.js';
+import { dataText, encodeEvent } from '../sse/encoder.js';
+import { kNeedsDrain, kOnClose, kOpen, kPush, kState, SseStream } from '../sse/stream.js';
+import { compareIds, predecessor, readLastEventId, ZERO_ID } from './ids.js';
+import { MemoryStore } from './memory-store.js';
+import type { HubStore, StoredEvent } from './store.js';
+
+const tracker = getTracker();
+
+/** What `publish()` takes: an event type (optional) and data (a string, or anything JSON). */
+export interface HubEvent {
+  event?: string;
+  data?: unknown;
+}
+
+export interface SubscribeOptions extends SseOptions {
+  /** Unknown or expired Last-Event-ID: `'status'` answers 416 with `X-Next-Cursor` (default); `'reset'` opens the stream with a `reset` event. */
+  onExpired?: 'status' | 'reset';
+}
+
+export interface HubOptions extends SubscribeOptions {
+  /** Default: memoryStore(). */
+  store?: HubStore;
+}
+
+const REPLAY_PAGE = 1000;
+/** Live events held per subscriber while it replays; past this it replays again instead. */
+const MAX_PENDING = 10000;
+
+const CHANNEL = /^[^\r\n\0]{1,256}$/;
+
+/** One subscriber: replays, then follows. */
+class Sub {
+  live = false;
+  pending: Array<StoredEvent> | null = [];
+  overflow = false;
+  /** Just before the first live event seen: where a live-only subscriber replays from after an overflow. */
+  base: string | null = null;
+  constructor(readonly stream: SseStream) {}
+
+  deliver(ev: StoredEvent, frame: string): void {
+    if (this.live) {
+      this.stream[kPush](frame, ev.id);
+      return;
+    }
+    const p = this.pending;
+    if (p === null) return;
+    if (this.base === null) this.base = predecessor(ev.id);
+    if (p.length >= MAX_PENDING) {
+      this.overflow = true;
+      this.pending = [];
+      return;
+    }
+    p.push(ev);
+  }
+}
+
+/** Subscribers of one channel on this instance: one follow on the store, one encode per event. */
+class Fanout {
+  readonly subs = new Set<Sub>();
+  unfollow: (() => void) | null = null;
+  ready: Promise<void> | null = null;
+
+  readonly onEvent = (ev: StoredEvent): void => {
+    let frame: string;
+    try {
+      frame = encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
+    } catch (err) {
+      tracker.fault('hub', err);
+      return;
+    }
+    for (const sub of this.subs) sub.deliver(ev, frame);
+  };
+}
+
+function frameOf(ev: StoredEvent): string {
+  return encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
+}
+
+function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  try {
+    if (res.headersSent || res.destroyed) return;
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(text),
+      'Cache-Control': 'no-store',
+      ...headers,
+    });
+    res.end(text);
+  } catch (err) {
+    tracker.fault('hub', err);
+  }
+}
+
+/**
+ * Publish/subscribe with replay. `publish()` appends to the store and returns the event id;
+ * `subscribe()` serves an SSE stream that replays what came after the client's Last-Event-ID, then
+ * follows live events — each once, in order.
+ */
+export class Hub {
+  readonly store: HubStore;
+  private readonly options: SubscribeOptions;
+  private readonly resolved: ResolvedSse;
+  private readonly onExpired: 'status' | 'reset';
+  private readonly perCall = new WeakMap<object, { o: ResolvedSse; onExpired: 'status' | 'reset' }>();
+  private readonly channels = new Map<string, Fanout>();
+  private closed = false;
+
+  constructor(options: HubOptions = {}) {
+    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
+    const { store, ...rest } = options;
+    if (store !== undefined && (store === null || typeof store.append !== 'function' || typeof store.follow !== 'function')) {
+      throw invalidOption('store', 'a hub store (memoryStore() or redisStore())', store);
+    }
+    this.store = store ?? new MemoryStore();
+    this.options = rest;
+    this.onExpired = checkOnExpired(rest.onExpired);
+    this.resolved = resolveSse(rest);
+  }
+
+  /** Appends an event to a channel; resolves to its id. Throws STREAMSCOPE_ERR_INVALID_EVENT for a bad event type. */
+  async publish(channel: string, event: HubEvent | string): Promise<string> {
+    if (this.closed) throw new StreamscopeError('STREAMSCOPE_ERR_HUB_CLOSED');
+    checkChannel(channel);
+    const ev: HubEvent = typeof event === 'string' ? { data: event } : event ?? {};
+    if (ev.event !== undefined && (typeof ev.event !== 'string' || /[\r\n]/.test(ev.event))) {
+      throw new StreamscopeError('STREAMSCOPE_ERR_INVALID_EVENT', 'invalid event: event type must be a string without line breaks');
+    }
+    const type = ev.event === '' ? undefined : ev.event;
+    const store = this.store;
+    if (store instanceof MemoryStore) return store.appendSync(channel, type, dataText(ev.data));
+    return store.append(channel, type, dataText(ev.data));
+  }
+
+  private settings(options: SubscribeOptions | undefined): { o: ResolvedSse; onExpired: 'status' | 'reset' } {
+    if (options === undefined) return { o: this.resolved, onExpired: this.onExpired };
+    let s = this.perCall.get(options);
+    if (s === undefined) {
+      const merged = resolveSse({ ...this.options, ...options });
+      const own = options.rateLimit !== undefined || options.shed !== undefined;
+      const o = own ? merged : Object.freeze({ ...merged, limits: this.resolved.limits });
+      s = { o, onExpired: options.onExpired === undefined ? this.onExpired : checkOnExpired(options.onExpired) };
+      this.perCall.set(options, s);
+    }
+    return s;
+  }
+
+  /**
+   * Serves `channel` as an SSE stream on `res`. Resolves to the stream, or to null when the request
+   * was answered otherwise: 429/503 (limits), 400 (malformed Last-Event-ID), 416 (unknown or expired
+   * id, with `X-Next-Cursor`). Never rejects for a client's doing; a failing store ends the stream with
+   * an `error` event.
+   */
+  async subscribe(req: IncomingMessage, res: ServerResponse, channel: string, options?: SubscribeOptions): Promise<SseStream | null> {
+    checkChannel(channel);
+    const { o, onExpired } = this.settings(options);
+    if (this.closed) {
+      answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_HUB_CLOSED', message: 'hub closed' } }, { 'Retry-After': '1' });
+      return null;
+    }
+    const metrics = o.config.metrics;
+    const rejected = admit(o.limits, req, res, metrics, o.route);
+    if (rejected !== null) return null;
+    const last = readLastEventId(req);
+    if (last.kind === 'invalid') {
+      countResume(metrics, o, req, res, 'invalid');
+      answer(res, 400, { error: { code: 'STREAMSCOPE_ERR_INVALID_EVENT_ID', message: 'malformed Last-Event-ID: expected <ms>-<seq>' } });
+      return null;
+    }
+
+    const stream = new SseStream(req, res, o, null);
+    const sub = new Sub(stream);
+    let fan: Fanout;
+    try {
+      fan = await this.join(channel, sub);
+    } catch (err) {
+      tracker.fault('hub', err);
+      answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+      return null;
+    }
+    const leave = (): void => this.leave(channel, fan, sub);
+    if (req.destroyed && res.destroyed) {
+      leave();
+      return null;
+    }
+
+    let cursor: string | null = null;
+    let result: 'replayed' | 'expired' | null = null;
+    let reset: { id: string; body: unknown } | null = null;
+    if (last.kind === 'valid') {
+      try {
+        const info = await this.store.info(channel);
+        const after = last.id;
+        let why: 'unknown' | 'expired' | null = null;
+        if (compareIds(after, info.last) > 0) why = 'unknown';
+        else if (info.trimmed && info.first !== null && compareIds(after, predecessor(info.first)) < 0) why = 'expired';
+        const next = info.first === null ? info.last : predecessor(info.first);
+        if (why === null) {
+          cursor = after;
+          result = 'replayed';
+        } else if (onExpired === 'reset') {
+          cursor = info.last;
+          result = 'expired';
+          reset = { id: info.last, body: { reason: why, lastEventId: after, nextCursor: next } };
+        } else {
+          leave();
+          countResume(metrics, o, req, res, 'expired');
+          answer(
+            res,
+            416,
+            { error: { code: why === 'unknown' ? 'unknown_event_id' : 'expired_event_id', message: `Last-Event-ID ${after} is ${why}`, nextCursor: next } },
+            { 'X-Next-Cursor': next },
+          );
+          return null;
+        }
+      } catch (err) {
+        leave();
+        tracker.fault('hub', err);
+        answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+        return null;
+      }
+    }
+
+    stream[kOnClose](leave);
+    stream[kOpen]();
+    if (stream.closed) return stream;
+    const s = stream[kState];
+    if (result !== null) {
+      try {
+        s?.metrics?.resume(result).inc();
+      } catch (err) {
+        tracker.fault('metrics', err);
+      }
+    }
+    if (reset !== null) stream[kPush](encodeEvent({ id: reset.id, event: 'reset', data: reset.body }), reset.id);
+    void this.catchUp(channel, sub, cursor);
+    return stream;
+  }
+
+  /**
+   * Replays from `from` (null: live only), drains the live events held meanwhile, and hands the
+   * subscriber to the live fan-out in the same tick as it finds nothing left, so no event slips between.
+   * Too many held events (a long replay under heavy publishing) are dropped and replayed from the store.
+   */
+  private async catchUp(channel: string, sub: Sub, from: string | null): Promise<void> {
+    const stream = sub.stream;
+    let cursor = from;
+    try {
+      for (;;) {
+        if (sub.overflow) {
+          sub.overflow = false;
+          sub.pending = [];
+          if (cursor === null) cursor = sub.base;
+        }
+        if (cursor !== null) {
+          for (;;) {
+            const page = await this.store.range(channel, cursor, REPLAY_PAGE);
+            if (stream.closed) return;
+            for (const ev of page) {
+              if (!stream[kPush](frameOf(ev), ev.id)) return;
+              cursor = ev.id;
+              if (stream[kNeedsDrain]) await stream.whenWritable();
+            }
+            if (page.length < REPLAY_PAGE) break;
+          }
+        }
+        if (sub.overflow) continue;
+        const batch = sub.pending ?? [];
+        if (batch.length === 0) {
+          sub.pending = null;
+          sub.live = true;
+          return;
+        }
+        sub.pending = [];
+        for (const ev of batch) {
+          if (cursor !== null && compareIds(ev.id, cursor) <= 0) continue;
+          if (!stream[kPush](frameOf(ev), ev.id)) return;
+          cursor = ev.id;
+          if (stream[kNeedsDrain]) await stream.whenWritable();
+          if (sub.overflow) break;
+        }
+      }
+    } catch (err) {
+      if (stream.closed) return;
+      tracker.fault('hub', err);
+      stream.fail(new StreamscopeError('STREAMSCOPE_ERR_PRODUCER', 'event store failed during replay'));
+    }
+  }
+
+  private async join(channel: string, sub: Sub): Promise<Fanout> {
+    let fan = this.channels.get(channel);
+    if (fan === undefined) {
+      const f = new Fanout();
+      fan = f;
+      this.channels.set(channel, f);
+      f.ready = this.store.follow(channel, f.onEvent).then((unfollow) => {
+        if (this.channels.get(channel) !== f) unfollow();
+        else f.unfollow = unfollow;
+      });
+      f.ready.catch(() => {
+        if (this.channels.get(channel) === f) this.channels.delete(channel);
+      });
+    }
+    fan.subs.add(sub);
+    try {
+      await fan.ready;
+    } catch (err) {
+      fan.subs.delete(sub);
+      throw err;
+    }
+    return fan;
+  }
+
+  private leave(channel: string, fan: Fanout, sub: Sub): void {
+    fan.subs.delete(sub);
+    sub.pending = null;
+    if (fan.subs.size === 0 && this.channels.get(channel) === fan) {
+      this.channels.delete(channel);
+      if (fan.unfollow !== null) fan.unfollow();
+    }
+  }
+
+  /** Subscribers on this instance (all channels, or one). */
+  subscribers(channel?: string): number {
+    if (channel !== undefined) return this.channels.get(channel)?.subs.size ?? 0;
+    let n = 0;
+    for (const f of this.channels.values()) n += f.subs.size;
+    return n;
+  }
+
+  /** Ends every stream (outcome completed; clients reconnect elsewhere) and closes the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fan of [...this.channels.values()]) for (const sub of [...fan.subs]) sub.stream.close();
+    this.channels.clear();
+    await this.store.close();
+  }
+}
+
+function checkChannel(channel: unknown): void {
+  if (typeof channel !== 'string' || !CHANNEL.test(channel)) throw invalidOption('channel', 'a string of 1-256 characters without line breaks', channel);
+}
+
+function checkOnExpired(v: unknown): 'status' | 'reset' {
+  if (v === undefined) return 'status';
+  if (v !== 'status' && v !== 'reset') throw invalidOption('onExpired', "'status' or 'reset'", v);
+  return v;
+}
+
+function countResume(
+  metrics: ResolvedSse['config']['metrics'],
+  o: ResolvedSse,
+  req: IncomingMessage,
+  res: ServerResponse,
+  result: 'invalid' | 'expired',
+): void {
+  try {
+    metrics?.route(routeOf(o.route, req, res)).resume(result).inc();
+  } catch (err) {
+    tracker.fault('metrics', err);
+  }
+}
+
+export function createHub(options: HubOptions = {}): Hub {
+  return new Hub(options);
+}
+
+export { ZERO_ID };

@@ -1,0 +1,298 @@
+import { invalidOption, StreamscopeError } from '../errors.js';
+import { getTracker } from '../tracker.js';
+import { ZERO_ID } from './ids.js';
+import type { ChannelInfo, HubStore, StoredEvent } from './store.js';
+
+/** The part of an ioredis client this store uses (so ioredis stays an optional peer dependency). */
+export interface RedisLike {
+  call(command: string, ...args: Array<string | number>): Promise<unknown>;
+  duplicate(): RedisLike;
+  quit(): Promise<unknown>;
+  disconnect(): void;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+}
+
+export interface RedisStoreOptions {
+  /** redis:// URL; the store opens (and closes) its own connections. */
+  url?: string;
+  /** An ioredis client to use for commands; the blocking reader is its `duplicate()`. Not closed by the store. */
+  client?: RedisLike;
+  /** Approximate events kept per channel: `XADD … MAXLEN ~ maxLen` (default 10000). */
+  maxLen?: number;
+  /** Key prefix of the Redis streams (default `streamscope:`). */
+  keyPrefix?: string;
+  /** How long one XREAD blocks before it looks for new channels again, ms (default 1000). */
+  blockMs?: number;
+}
+
+const tracker = getTracker();
+
+async function loadIoredis(): Promise<new (url: string, opts: Record<string, unknown>) => RedisLike> {
+  try {
+    const m = (await import('ioredis')) as unknown as { default?: unknown; Redis?: unknown };
+    const Ctor = (m.Redis ?? m.default) as new (url: string, opts: Record<string, unknown>) => RedisLike;
+    if (typeof Ctor !== 'function') throw new Error('ioredis exports no Redis class');
+    return Ctor;
+  } catch (err) {
+    throw new StreamscopeError('STREAMSCOPE_ERR_REDIS_MISSING', undefined, { cause: err });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function toEvent(id: string, fields: unknown): StoredEvent {
+  let event: string | undefined;
+  let data = '';
+  if (Array.isArray(fields)) {
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const k = String(fields[i]);
+      if (k === 'd') data = String(fields[i + 1]);
+      else if (k === 'e') event = String(fields[i + 1]);
+    }
+  }
+  return { id, event, data };
+}
+
+function toEvents(entries: unknown): StoredEvent[] {
+  if (!Array.isArray(entries)) return [];
+  return entries.map((e) => toEvent(String((e as unknown[])[0]), (e as unknown[])[1]));
+}
+
+/**
+ * Redis Streams: one stream per channel (`XADD … MAXLEN ~`), `XRANGE` to replay, and for live events
+ * one dedicated connection per store that runs a single blocking `XREAD` over every channel this
+ * instance follows and fans out to the local listeners — two connections per instance, however many
+ * subscribers. Event ids are the Redis stream ids, so a client resumes on any instance.
+ */
+export class RedisStore implements HubStore {
+  readonly kind = 'redis';
+  readonly maxLen: number;
+  readonly prefix: string;
+  private readonly blockMs: number;
+  private readonly url: string | undefined;
+  private readonly given: RedisLike | undefined;
+  private cmd: Promise<RedisLike> | null = null;
+  private reader: RedisLike | null = null;
+  private readerId: string | null = null;
+  private readonly cursors = new Map<string, string>();
+  private readonly listeners = new Map<string, Set<(ev: StoredEvent) => void>>();
+  private looping = false;
+  private wake: (() => void) | null = null;
+  private closed = false;
+
+  constructor(options: RedisStoreOptions) {
+    if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
+    if (options.url === undefined && options.client === undefined) throw invalidOption('url', 'a redis:// URL (or pass client)', undefined);
+    if (options.url !== undefined && typeof options.url !== 'string') throw invalidOption('url', 'a string', options.url);
+    if (options.client !== undefined && (typeof options.client !== 'object' || typeof options.client?.call !== 'function')) {
+      throw invalidOption('client', 'an ioredis client', options.client);
+    }
+    const maxLen = options.maxLen ?? 10000;
+    if (!Number.isInteger(maxLen) || maxLen < 1) throw invalidOption('maxLen', 'a positive integer', maxLen);
+    const blockMs = options.blockMs ?? 1000;
+    if (!Number.isInteger(blockMs) || blockMs < 1) throw invalidOption('blockMs', 'a positive integer', blockMs);
+    this.maxLen = maxLen;
+    this.blockMs = blockMs;
+    this.prefix = options.keyPrefix ?? 'streamscope:';
+    this.url = options.url;
+    this.given = options.client;
+  }
+
+  /** The command connection, opened on first use (ioredis is imported then). */
+  private conn(): Promise<RedisLike> {
+    if (this.closed) return Promise.reject(new StreamscopeError('STREAMSCOPE_ERR_HUB_CLOSED'));
+    if (this.cmd === null) {
+      this.cmd = (async () => {
+        if (this.given !== undefined) return this.given;
+        const Redis = await loadIoredis();
+        const c = new Redis(this.url as string, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+        c.on('error', (err) => tracker.fault('redis', err));
+        return c;
+      })();
+      this.cmd.catch(() => {
+        this.cmd = null;
+      });
+    }
+    return this.cmd;
+  }
+
+  private key(channel: string): string {
+    return this.prefix + channel;
+  }
+
+  async append(channel: string, event: string | undefined, data: string): Promise<string> {
+    const c = await this.conn();
+    const args: Array<string | number> = [this.key(channel), 'MAXLEN', '~', this.maxLen, '*'];
+    if (event !== undefined) args.push('e', event);
+    args.push('d', data);
+    return String(await c.call('XADD', ...args));
+  }
+
+  async range(channel: string, after: string, count: number): Promise<StoredEvent[]> {
+    const c = await this.conn();
+    return toEvents(await c.call('XRANGE', this.key(channel), '(' + after, '+', 'COUNT', count));
+  }
+
+  async info(channel: string): Promise<ChannelInfo> {
+    const c = await this.conn();
+    let reply: unknown;
+    try {
+      reply = await c.call('XINFO', 'STREAM', this.key(channel));
+    } catch (err) {
+      if (/no such key/i.test(String((err as Error)?.message))) return { first: null, last: ZERO_ID, trimmed: false };
+      throw err;
+    }
+    const f = new Map<string, unknown>();
+    const arr = reply as unknown[];
+    for (let i = 0; i + 1 < arr.length; i += 2) f.set(String(arr[i]), arr[i + 1]);
+    const length = Number(f.get('length'));
+    const added = Number(f.get('entries-added') ?? length);
+    const firstEntry = f.get('first-entry') as unknown[] | null;
+    return {
+      first: Array.isArray(firstEntry) ? String(firstEntry[0]) : null,
+      last: String(f.get('last-generated-id') ?? ZERO_ID),
+      trimmed: added > length,
+    };
+  }
+
+  async follow(channel: string, listener: (ev: StoredEvent) => void): Promise<() => void> {
+    let set = this.listeners.get(channel);
+    if (set === undefined) {
+      set = new Set();
+      this.listeners.set(channel, set);
+    }
+    set.add(listener);
+    const unfollow = (): void => {
+      const s = this.listeners.get(channel);
+      if (s === undefined) return;
+      s.delete(listener);
+      if (s.size === 0) {
+        this.listeners.delete(channel);
+        this.cursors.delete(channel);
+      }
+    };
+    if (!this.cursors.has(channel)) {
+      try {
+        const c = await this.conn();
+        // Start after the current last entry: anything appended later reaches the listener; anything
+        // before is in the stream for XRANGE, which the hub runs only after this resolves.
+        const last = (await c.call('XREVRANGE', this.key(channel), '+', '-', 'COUNT', 1)) as unknown[];
+        const start = Array.isArray(last) && last.length > 0 ? String((last[0] as unknown[])[0]) : ZERO_ID;
+        if (this.listeners.get(channel) === set && !this.cursors.has(channel)) this.cursors.set(channel, start);
+      } catch (err) {
+        unfollow();
+        throw err;
+      }
+      this.kick();
+    }
+    return unfollow;
+  }
+
+  /** Makes the reader pick up a new channel now rather than at the end of its current block. */
+  private kick(): void {
+    if (!this.looping) {
+      this.looping = true;
+      void this.loop();
+      return;
+    }
+    if (this.wake !== null) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+      return;
+    }
+    const id = this.readerId;
+    if (id !== null) {
+      this.conn()
+        .then((c) => c.call('CLIENT', 'UNBLOCK', id))
+        .catch((err) => tracker.fault('redis', err));
+    }
+  }
+
+  private async ensureReader(): Promise<RedisLike> {
+    if (this.reader !== null) return this.reader;
+    const c = await this.conn();
+    const r = c.duplicate();
+    r.on('error', (err) => tracker.fault('redis', err));
+    r.on('close', () => {
+      this.readerId = null;
+    });
+    this.reader = r;
+    return r;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.closed) {
+      if (this.cursors.size === 0) {
+        await new Promise<void>((r) => {
+          this.wake = r;
+        });
+        continue;
+      }
+      let reply: unknown;
+      try {
+        const r = await this.ensureReader();
+        if (this.readerId === null) this.readerId = String(await r.call('CLIENT', 'ID'));
+        const keys: string[] = [];
+        const ids: string[] = [];
+        for (const [ch, id] of this.cursors) {
+          keys.push(this.key(ch));
+          ids.push(id);
+        }
+        reply = await r.call('XREAD', 'COUNT', 1000, 'BLOCK', this.blockMs, 'STREAMS', ...keys, ...ids);
+      } catch (err) {
+        if (this.closed) break;
+        tracker.fault('redis', err);
+        await sleep(100);
+        continue;
+      }
+      if (!Array.isArray(reply)) continue;
+      for (const entry of reply as Array<[unknown, unknown]>) {
+        const channel = String(entry[0]).slice(this.prefix.length);
+        if (!this.cursors.has(channel)) continue;
+        const events = toEvents(entry[1]);
+        if (events.length === 0) continue;
+        this.cursors.set(channel, (events[events.length - 1] as StoredEvent).id);
+        const set = this.listeners.get(channel);
+        if (set === undefined) continue;
+        for (const ev of events) {
+          for (const l of set) {
+            try {
+              l(ev);
+            } catch (err) {
+              tracker.fault('hub', err);
+            }
+          }
+        }
+      }
+    }
+    this.looping = false;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.cursors.clear();
+    if (this.wake !== null) this.wake();
+    const reader = this.reader;
+    this.reader = null;
+    if (reader !== null) reader.disconnect();
+    const cmd = this.cmd;
+    this.cmd = null;
+    if (cmd !== null && this.given === undefined) {
+      try {
+        const c = await cmd;
+        await c.quit();
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+}
+
+export function redisStore(options: RedisStoreOptions): RedisStore {
+  return new RedisStore(options);
+}
