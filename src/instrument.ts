@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './config.js';
-import { attach, handlerSettled, markError } from './response-hook.js';
+import { attach, markError, settleHandler } from './response-hook.js';
 import { kInstrumented } from './symbols.js';
 import { getTracker } from './tracker.js';
 import type { StreamState } from './stream-state.js';
@@ -14,12 +14,12 @@ const tracker = getTracker();
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
 
 function settled(s: StreamState): void {
-  handlerSettled(s);
+  settleHandler(s);
 }
 
 function failed(this: StreamState): void {
   markError(this);
-  handlerSettled(this);
+  settleHandler(this);
 }
 
 /**

@@ -87,6 +87,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
   if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (s.phase >= 0) {
     try {
+      if (s.phase === 0 && s.stack === undefined && s.config.captureStacks) s.stack = userStack(patchedWrite);
       countWrite(s, this, chunk, encoding);
       if (s.phase === 0 && !s.promoteScheduled) {
         s.promoteScheduled = true;
@@ -136,12 +137,22 @@ function patchedWriteHead(this: Res, ...args: unknown[]): Res {
   const ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
   if (s.phase === 0) {
     try {
+      if (s.stack === undefined && s.config.captureStacks) s.stack = userStack(patchedWriteHead);
       if (isStreamy(this, args)) promote(s);
     } catch (err) {
       tracker.fault('tracker', err);
     }
   }
   return ret;
+}
+
+/** Where the user's code opened the stream: the frames below our wrapper, without node internals. */
+function userStack(above: (...a: never[]) => unknown): string | undefined {
+  const holder: { stack?: string } = {};
+  Error.captureStackTrace(holder, above);
+  const lines = (holder.stack ?? '').split('\n').slice(1);
+  const kept = lines.filter((l) => !l.includes('(node:') && !l.includes(' node:'));
+  return kept.slice(0, 10).join('\n') || undefined;
 }
 
 function headerValue(headers: unknown, name: string): unknown {
@@ -202,11 +213,6 @@ export function promote(s: StreamState): void {
   } catch (err) {
     tracker.fault('route', err);
     s.route = '__unknown__';
-  }
-  if (s.config.captureStacks) {
-    const holder: { stack?: string } = {};
-    Error.captureStackTrace(holder, promote);
-    s.stack = holder.stack;
   }
   s.origDestroy = res.destroy;
   res.destroy = patchedDestroy as ServerResponse['destroy'];
@@ -299,7 +305,7 @@ export function markTimeout(s: StreamState): void {
 }
 
 /** instrument(): the handler's promise settled; a lingering stream may now be released. */
-export function handlerSettled(s: StreamState): void {
+export function settleHandler(s: StreamState): void {
   s.handlerSettled = true;
   if (s.phase === 2 && tracker.lingering.has(s.id) && s.writesAfterClose === 0) tracker.release(s);
 }

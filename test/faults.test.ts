@@ -72,13 +72,13 @@ describe('the host app never sees a streamscope fault', () => {
 
   it('the app own errors pass through unchanged (same object, sync and async)', async () => {
     const err = new TypeError('app bug');
-    const sync = instrument(() => {
+    const sync = instrument((_req: http.IncomingMessage, _res: http.ServerResponse): void => {
       throw err;
     });
     expect(() => sync({} as http.IncomingMessage, {} as http.ServerResponse)).toThrow(err);
     const rejection = Promise.reject(err);
     rejection.catch(() => undefined);
-    const asyncH = instrument(() => rejection);
+    const asyncH = instrument((_req: http.IncomingMessage, _res: http.ServerResponse) => rejection);
     const fake = { method: 'GET', url: '/' } as http.IncomingMessage;
     const res = new http.ServerResponse(fake);
     expect(asyncH(fake, res)).toBe(rejection);

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
-import { attach, handlerSettled, markError } from '../response-hook.js';
+import { attach, markError, settleHandler } from '../response-hook.js';
 import { kRoute } from '../routes.js';
 
 interface KoaContextLike {
@@ -33,7 +33,7 @@ export function streamscopeKoa(options: InstrumentOptions = {}): (ctx: KoaContex
     } finally {
       const matched = ctx.routePath ?? ctx._matchedRoute;
       if (typeof matched === 'string' && typeof config.route !== 'string') (ctx.req as IncomingMessage & { [kRoute]?: string })[kRoute] = matched;
-      if (s !== undefined) handlerSettled(s);
+      if (s !== undefined) settleHandler(s);
     }
   };
 }
