@@ -1,0 +1,103 @@
+import http from 'node:http';
+import net from 'node:net';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+
+/** An SSE client over a real socket that records raw bytes and parsed events (eventsource-parser). */
+export interface RawSse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  events: EventSourceMessage[];
+  comments: string[];
+  retry: number[];
+  raw: string;
+  ended: Promise<void>;
+  res: http.IncomingMessage;
+  close(): void;
+}
+
+export function openSse(url: string, headers: Record<string, string> = {}): Promise<RawSse> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, headers: { Accept: 'text/event-stream', ...headers } }, (res) => {
+      const out: RawSse = {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        events: [],
+        comments: [],
+        retry: [],
+        raw: '',
+        res,
+        ended: new Promise<void>((r) => {
+          res.on('end', r);
+          res.on('close', r);
+          res.on('error', () => r());
+        }),
+        close: () => req.destroy(),
+      };
+      const parser = createParser({
+        onEvent: (e) => out.events.push(e),
+        onComment: (c) => out.comments.push(c),
+        onRetry: (r) => out.retry.push(r),
+      });
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        out.raw += c;
+        parser.feed(c);
+      });
+      resolve(out);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/**
+ * A round-robin TCP proxy: each new connection goes to the next backend, so an SSE client that
+ * reconnects lands on the other instance. `close()` destroys every piped socket.
+ */
+export async function roundRobinProxy(backends: number[]): Promise<{ port: number; url: string; connections: number[]; close(): Promise<void> }> {
+  let next = 0;
+  const sockets = new Set<net.Socket>();
+  const connections = backends.map(() => 0);
+  const server = net.createServer((client) => {
+    const i = next++ % backends.length;
+    connections[i]++;
+    const upstream = net.connect({ port: backends[i] as number, host: '127.0.0.1' });
+    sockets.add(client);
+    sockets.add(upstream);
+    const done = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', done);
+    upstream.on('error', done);
+    client.on('close', done);
+    upstream.on('close', done);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    connections,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
