@@ -1,0 +1,244 @@
+/**
+ * `diag analyze <DIR | FILE.heapsnapshot | FILE.json> [--json] [--html FILE] [--fail-on warning|error]`
+ *
+ * A capture directory is analyzed file by file (streams.json, heap.heapsnapshot, trace.json,
+ * cpu.cpuprofile) and gets a `report.json` (mode 0600). A single file is recognized by its content.
+ * Exit code: 0 done, 1 a finding at or above `--fail-on`, 2 bad usage or unreadable input (one line on
+ * stderr, no stack trace).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { analyzeHeapFile } from '../heap/analyze.js';
+import { InputError, oneLine } from '../heap/input-error.js';
+import { analyzeTrace, traceEventsOf } from '../trace/trace.js';
+import { analyzeCpuProfile, isCpuProfile } from '../trace/cpuprofile.js';
+import { createProgress } from '../progress.js';
+import { REPORT_VERSION, type Report, type ReportFinding, type RouteStat, type StreamFinding } from '../report/types.js';
+import { renderText } from '../report/text.js';
+import { renderHtml } from '../report/html.js';
+import type { Finding, StreamSnapshot } from '../../src/types.js';
+
+export interface AnalyzeOptions {
+  json?: boolean;
+  html?: string;
+  failOn?: 'warning' | 'error';
+}
+
+export interface AnalyzeIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+export { InputError };
+
+const MAX_JSON_BYTES = 400 * 1024 * 1024;
+
+/** Run `diag analyze`; resolves to the exit code. Never throws. */
+export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?: AnalyzeIo): Promise<number> {
+  const out = io?.stdout ?? process.stdout;
+  const err = io?.stderr ?? process.stderr;
+  try {
+    if (opts.failOn !== undefined && opts.failOn !== 'warning' && opts.failOn !== 'error') {
+      throw new InputError(`--fail-on must be "warning" or "error", got "${String(opts.failOn)}"`);
+    }
+    if (typeof target !== 'string' || target === '') throw new InputError('analyze needs a capture directory or a file');
+    const report = analyzeTarget(target, (err as NodeJS.WriteStream).isTTY ? (err as NodeJS.WriteStream) : undefined);
+    if (opts.html) {
+      try {
+        fs.writeFileSync(opts.html, renderHtml(report), { mode: 0o600 });
+      } catch (e) {
+        throw new InputError(`cannot write ${opts.html}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+    }
+    await write(out, opts.json ? `${JSON.stringify(publicReport(report), null, 2)}\n` : renderText(report));
+    return exitCode(report.findings, opts.failOn);
+  } catch (e) {
+    const msg = e instanceof InputError ? e.message : `cannot analyze ${target}: ${(e as Error)?.message ?? String(e)}`;
+    await write(err, `diag: ${oneLine(msg)}\n`);
+    return 2;
+  }
+}
+
+function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (!stream.write(text)) stream.once('drain', () => resolve());
+    else resolve();
+  });
+}
+
+export function exitCode(findings: ReportFinding[], failOn?: 'warning' | 'error'): number {
+  if (!failOn) return 0;
+  return findings.some((f) => f.severity === 'error' || (failOn === 'warning' && f.severity === 'warning')) ? 1 : 0;
+}
+
+/** What `--json` prints and `report.json` holds: the contract's shape, plus `source`. */
+export function publicReport(r: Report): Omit<Report, 'streams'> {
+  const { streams: _streams, ...rest } = r;
+  return rest;
+}
+
+/** Analyze a capture directory or a single file into a report (also writes DIR/report.json). */
+export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(code === 'ENOENT' ? `${target}: no such file or directory` : `cannot read ${target}: ${code ?? (e as Error).message}`);
+  }
+  const report: Report = {
+    version: REPORT_VERSION,
+    findings: [],
+    summary: { streams: 0, responses: 0 },
+    source: { target },
+  };
+  if (st.isDirectory()) {
+    analyzeDirectory(target, report, tty);
+    try {
+      fs.writeFileSync(path.join(target, 'report.json'), `${JSON.stringify(publicReport(report), null, 2)}\n`, { mode: 0o600 });
+      fs.chmodSync(path.join(target, 'report.json'), 0o600);
+    } catch {
+      /* a read-only capture is still analyzed; the report goes to stdout */
+    }
+  } else if (st.isFile()) {
+    analyzeFile(target, report, tty);
+  } else {
+    throw new InputError(`${target} is neither a capture directory nor a regular file`);
+  }
+  sortFindings(report);
+  return report;
+}
+
+function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream): void {
+  const has = (f: string): boolean => fs.existsSync(path.join(dir, f));
+  const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile'];
+  if (!known.some(has)) throw new InputError(`${dir} is not a capture directory: it has none of ${known.join(', ')}`);
+  if (has('manifest.json')) {
+    const m = readJson(path.join(dir, 'manifest.json'));
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new InputError(`${path.join(dir, 'manifest.json')} is not a capture manifest`);
+    report.source.manifest = m as Record<string, unknown>;
+  }
+  if (has('streams.json')) addStreams(readJson(path.join(dir, 'streams.json')), path.join(dir, 'streams.json'), report);
+  if (has('heap.heapsnapshot')) addHeap(path.join(dir, 'heap.heapsnapshot'), report, tty);
+  if (has('trace.json')) addTrace(readJson(path.join(dir, 'trace.json')), path.join(dir, 'trace.json'), report);
+  if (has('cpu.cpuprofile')) report.summary.cpu = analyzeCpuProfile(readJson(path.join(dir, 'cpu.cpuprofile')), path.join(dir, 'cpu.cpuprofile'));
+}
+
+function analyzeFile(file: string, report: Report, tty?: NodeJS.WriteStream): void {
+  if (looksLikeHeapSnapshot(file)) {
+    addHeap(file, report, tty);
+    return;
+  }
+  const data = readJson(file);
+  if (Array.isArray(data) || (typeof data === 'object' && data !== null && 'traceEvents' in data)) {
+    addTrace(data, file, report);
+  } else if (isCpuProfile(data)) {
+    report.summary.cpu = analyzeCpuProfile(data, file);
+  } else if (typeof data === 'object' && data !== null && Array.isArray((data as { streams?: unknown }).streams)) {
+    addStreams(data, file, report);
+  } else if (typeof data === 'object' && data !== null && 'snapshot' in data) {
+    throw new InputError(`${file} is not a valid V8 heap snapshot`);
+  } else {
+    throw new InputError(`${file} is not a heap snapshot, trace, CPU profile or streams.json`);
+  }
+}
+
+/** A heap snapshot starts with `{"snapshot":` (whitespace allowed). */
+function looksLikeHeapSnapshot(file: string): boolean {
+  if (file.endsWith('.heapsnapshot')) return true;
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, 'r');
+    const buf = Buffer.alloc(64);
+    const n = fs.readSync(fd, buf, 0, 64, 0);
+    return /^\s*\{\s*"snapshot"\s*:/.test(buf.toString('utf8', 0, n));
+  } catch (e) {
+    throw new InputError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new InputError(`${file} is not a regular file`);
+    if (st.size > MAX_JSON_BYTES) throw new InputError(`${file} is larger than ${MAX_JSON_BYTES >> 20} MB`);
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InputError(`${file} is not valid JSON`);
+  }
+}
+
+function addHeap(file: string, report: Report, tty?: NodeJS.WriteStream): void {
+  const progress = tty ? createProgress('analyzing heap', tty) : undefined;
+  try {
+    const heap = analyzeHeapFile(file, {
+      onProgress: progress ? (phase, done, total) => progress.update(done, total, phase) : undefined,
+    });
+    report.summary.heap = heap.summary;
+    report.summary.responses = heap.summary.responses.total;
+    for (const f of heap.findings) report.findings.push({ ...f, source: 'heap' });
+  } finally {
+    progress?.done();
+  }
+}
+
+function addTrace(data: unknown, file: string, report: Report): void {
+  const t = analyzeTrace(traceEventsOf(data, file), file);
+  report.summary.trace = t.summary;
+  for (const f of t.findings) report.findings.push({ ...f, source: 'trace' });
+}
+
+const KINDS = new Set(['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async']);
+
+function addStreams(data: unknown, file: string, report: Report): void {
+  if (typeof data !== 'object' || data === null || !Array.isArray((data as { streams?: unknown }).streams)) {
+    throw new InputError(`${file} is not a streams.json: no "streams" array`);
+  }
+  const d = data as { streams: unknown[]; findings?: unknown };
+  const streams = d.streams.filter(
+    (s): s is StreamSnapshot => typeof s === 'object' && s !== null && typeof (s as StreamSnapshot).id === 'number',
+  );
+  report.streams = streams;
+  report.summary.streams = streams.length;
+  if (!report.summary.heap) report.summary.responses = streams.length;
+  // one finding per stream and kind: the latest
+  const latest = new Map<string, Finding>();
+  for (const f of Array.isArray(d.findings) ? d.findings : []) {
+    if (typeof f !== 'object' || f === null) continue;
+    const x = f as Finding;
+    if (!KINDS.has(x.kind) || (x.severity !== 'warning' && x.severity !== 'error')) continue;
+    const key = `${x.streamId}\u0000${x.kind}`;
+    const prev = latest.get(key);
+    if (!prev || (x.at ?? 0) >= (prev.at ?? 0)) latest.set(key, x);
+  }
+  for (const f of latest.values()) report.findings.push({ ...f, source: 'streams' } as StreamFinding);
+  report.summary.routes = routeStats(streams);
+}
+
+function routeStats(streams: StreamSnapshot[]): RouteStat[] {
+  const by = new Map<string, RouteStat>();
+  for (const s of streams) {
+    const route = typeof s.route === 'string' ? s.route : '?';
+    const r = by.get(route) ?? { route, streams: 0, maxAgeMs: 0, bufferedBytes: 0 };
+    r.streams++;
+    r.maxAgeMs = Math.max(r.maxAgeMs, Number(s.ageMs) || 0);
+    r.bufferedBytes += Number(s.bufferedBytes) || 0;
+    by.set(route, r);
+  }
+  return [...by.values()].sort((a, b) => b.bufferedBytes - a.bufferedBytes || b.maxAgeMs - a.maxAgeMs);
+}
+
+function sortFindings(report: Report): void {
+  const rank = (f: ReportFinding): number => (f.severity === 'error' ? 0 : 1);
+  const src = { streams: 0, heap: 1, trace: 2 } as const;
+  report.findings.sort((a, b) => rank(a) - rank(b) || src[a.source] - src[b.source]);
+}

@@ -1,0 +1,223 @@
+/**
+ * A parsed heap snapshot: nodes and edges in typed arrays, strings left in the file and read back on demand.
+ *
+ * Node `n` (0-based index): type `nodeType[n]`, name string `nodeName[n]`, `nodeSelf[n]` bytes, edges
+ * `firstEdge[n] … firstEdge[n + 1] - 1`. Edge `e`: target node `edgeTo[e] & TO_MASK`, type `edgeTo[e] >>> 29`,
+ * name `edgeName[e]` (a string index, or an element/slot number for `element` and `hidden` edges).
+ * Node 0 is V8's synthetic root; its children are `(GC roots)` and the other root categories.
+ */
+import fs from 'node:fs';
+
+export const TO_MASK = 0x1fffffff;
+export const NONE = 0xffffffff;
+
+export interface SnapshotMeta {
+  nodeFields: string[];
+  edgeFields: string[];
+  nodeTypes: string[];
+  edgeTypes: string[];
+  nodeCount: number;
+  edgeCount: number;
+}
+
+export interface SnapshotData {
+  path: string;
+  fd: number;
+  size: number;
+  meta: SnapshotMeta;
+  nodeCount: number;
+  edgeCount: number;
+  nodeType: Uint8Array;
+  nodeName: Uint32Array;
+  nodeId: Uint32Array;
+  nodeSelf: Uint32Array;
+  firstEdge: Uint32Array;
+  edgeTo: Uint32Array;
+  edgeName: Uint32Array;
+  strStart: Float64Array;
+  strLen: Uint32Array;
+  strEsc: Uint8Array;
+  /** Indices of the strings asked for while parsing. */
+  found: Map<string, number>;
+}
+
+/** Index of a node or edge type by name, or 255 (never matches) when this V8 has no such type. */
+function typeIndex(list: string[], name: string): number {
+  const i = list.indexOf(name);
+  return i < 0 ? 255 : i;
+}
+
+export class HeapSnapshot {
+  readonly path: string;
+  readonly size: number;
+  readonly meta: SnapshotMeta;
+  readonly nodeCount: number;
+  readonly edgeCount: number;
+  readonly nodeType: Uint8Array;
+  readonly nodeName: Uint32Array;
+  readonly nodeId: Uint32Array;
+  readonly nodeSelf: Uint32Array;
+  readonly firstEdge: Uint32Array;
+  readonly edgeTo: Uint32Array;
+  readonly edgeName: Uint32Array;
+  readonly stringCount: number;
+  private readonly strStart: Float64Array;
+  private readonly strLen: Uint32Array;
+  private readonly strEsc: Uint8Array;
+  private readonly found: Map<string, number>;
+  private fd: number;
+  private readonly cache = new Map<number, string>();
+
+  /** Node type indices. */
+  readonly T: {
+    hidden: number;
+    array: number;
+    string: number;
+    object: number;
+    code: number;
+    closure: number;
+    regexp: number;
+    number: number;
+    native: number;
+    synthetic: number;
+    consString: number;
+    slicedString: number;
+    symbol: number;
+    bigint: number;
+    objectShape: number;
+  };
+  /** Edge type indices. */
+  readonly E: { context: number; element: number; property: number; internal: number; hidden: number; shortcut: number; weak: number };
+  /** 1 for edge types whose name is a number (element, hidden). */
+  readonly indexEdge = new Uint8Array(8);
+  /** 1 for node types that are strings. */
+  readonly stringType = new Uint8Array(256);
+
+  constructor(d: SnapshotData) {
+    this.path = d.path;
+    this.size = d.size;
+    this.fd = d.fd;
+    this.meta = d.meta;
+    this.nodeCount = d.nodeCount;
+    this.edgeCount = d.edgeCount;
+    this.nodeType = d.nodeType;
+    this.nodeName = d.nodeName;
+    this.nodeId = d.nodeId;
+    this.nodeSelf = d.nodeSelf;
+    this.firstEdge = d.firstEdge;
+    this.edgeTo = d.edgeTo;
+    this.edgeName = d.edgeName;
+    this.strStart = d.strStart;
+    this.strLen = d.strLen;
+    this.strEsc = d.strEsc;
+    this.stringCount = d.strStart.length;
+    this.found = d.found;
+    const nt = d.meta.nodeTypes;
+    this.T = {
+      hidden: typeIndex(nt, 'hidden'),
+      array: typeIndex(nt, 'array'),
+      string: typeIndex(nt, 'string'),
+      object: typeIndex(nt, 'object'),
+      code: typeIndex(nt, 'code'),
+      closure: typeIndex(nt, 'closure'),
+      regexp: typeIndex(nt, 'regexp'),
+      number: typeIndex(nt, 'number'),
+      native: typeIndex(nt, 'native'),
+      synthetic: typeIndex(nt, 'synthetic'),
+      consString: typeIndex(nt, 'concatenated string'),
+      slicedString: typeIndex(nt, 'sliced string'),
+      symbol: typeIndex(nt, 'symbol'),
+      bigint: typeIndex(nt, 'bigint'),
+      objectShape: typeIndex(nt, 'object shape'),
+    };
+    const et = d.meta.edgeTypes;
+    this.E = {
+      context: typeIndex(et, 'context'),
+      element: typeIndex(et, 'element'),
+      property: typeIndex(et, 'property'),
+      internal: typeIndex(et, 'internal'),
+      hidden: typeIndex(et, 'hidden'),
+      shortcut: typeIndex(et, 'shortcut'),
+      weak: typeIndex(et, 'weak'),
+    };
+    et.forEach((t, i) => {
+      if (t === 'element' || t === 'hidden') this.indexEdge[i] = 1;
+    });
+    for (const t of [this.T.string, this.T.consString, this.T.slicedString]) if (t < 256) this.stringType[t] = 1;
+  }
+
+  /** Index of a string that was asked for while parsing, or NONE. */
+  stringIndex(value: string): number {
+    return this.found.get(value) ?? NONE;
+  }
+
+  /** The string at `index`, read back from the file (cached). Undecodable text comes back as read. */
+  string(index: number): string {
+    const hit = this.cache.get(index);
+    if (hit !== undefined) return hit;
+    if (index >= this.stringCount) return '';
+    const len = Math.min(this.strLen[index], 4096);
+    const buf = Buffer.allocUnsafe(len);
+    let text = '';
+    try {
+      const n = fs.readSync(this.fd, buf, 0, len, this.strStart[index]);
+      text = buf.toString('utf8', 0, n);
+    } catch {
+      text = '';
+    }
+    if (this.strEsc[index]) {
+      try {
+        text = JSON.parse(`"${text}"`) as string;
+      } catch {
+        /* keep the raw text: a name is for display only */
+      }
+    }
+    if (this.cache.size > 100_000) this.cache.clear();
+    this.cache.set(index, text);
+    return text;
+  }
+
+  name(node: number): string {
+    return this.string(this.nodeName[node]);
+  }
+
+  typeName(node: number): string {
+    return this.meta.nodeTypes[this.nodeType[node]] ?? 'unknown';
+  }
+
+  edgeType(e: number): number {
+    return this.edgeTo[e] >>> 29;
+  }
+
+  edgeTarget(e: number): number {
+    return this.edgeTo[e] & TO_MASK;
+  }
+
+  /** Display name of an edge: the property or variable name, or `[i]` for elements. */
+  edgeLabel(e: number): string {
+    const t = this.edgeType(e);
+    if (this.indexEdge[t]) return t === this.E.element ? `[${this.edgeName[e]}]` : `(${this.edgeName[e]})`;
+    return this.string(this.edgeName[e]);
+  }
+
+  /** First edge of `node` whose name is the string with index `nameIndex` (property, internal or context), or NONE. */
+  findEdge(node: number, nameIndex: number): number {
+    if (nameIndex === NONE) return NONE;
+    const end = this.firstEdge[node + 1];
+    for (let e = this.firstEdge[node]; e < end; e++) {
+      if (this.edgeName[e] === nameIndex && !this.indexEdge[this.edgeType(e)]) return e;
+    }
+    return NONE;
+  }
+
+  close(): void {
+    if (this.fd >= 0) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        /* ignore */
+      }
+      this.fd = -1;
+    }
+  }
+}

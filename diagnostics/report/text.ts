@@ -1,0 +1,73 @@
+/** The default, human-readable rendering of a report (what `diag analyze` prints without `--json`). */
+import { formatBytes } from '../progress.js';
+import type { Report, ReportFinding } from './types.js';
+
+export function formatPath(path: string[]): string {
+  return path.join(' → ');
+}
+
+function findingLine(f: ReportFinding): string[] {
+  const sev = f.severity === 'error' ? 'ERROR  ' : 'WARNING';
+  if (f.source === 'streams') {
+    return [`${sev} ${f.kind} stream ${f.streamId} ${f.method} ${f.route} (age ${Math.round(f.ageMs / 1000)} s): ${f.detail}`];
+  }
+  if (f.source === 'heap') {
+    const extra = f.queuedBytes !== undefined ? `, ${formatBytes(f.queuedBytes)} queued` : '';
+    return [
+      `${sev} ${f.kind} ×${f.count}: ${formatBytes(f.retainedSize)} retained${extra} — ${f.detail}`,
+      `        ${formatPath(f.path)}`,
+    ];
+  }
+  return [`${sev} ${f.kind} ×${f.count}: ${f.detail}`];
+}
+
+export function renderText(r: Report): string {
+  const lines: string[] = [];
+  lines.push(`diag analyze ${r.source.target}`);
+  const m = r.source.manifest;
+  if (m) lines.push(`capture of pid ${String(m.pid ?? '?')} (node ${String(m.nodeVersion ?? '?')}) at ${String(m.time ?? '?')} via ${String(m.transport ?? '?')}`);
+  lines.push('');
+  if (r.findings.length === 0) lines.push('No findings.');
+  else {
+    lines.push(`Findings (${r.findings.length}):`);
+    for (const f of r.findings) for (const l of findingLine(f)) lines.push(`  ${l}`);
+  }
+  const s = r.summary;
+  if (s.routes?.length) {
+    lines.push('', `Streams: ${s.streams} open`);
+    for (const x of s.routes.slice(0, 15)) {
+      lines.push(`  ${x.route.padEnd(30)} ${String(x.streams).padStart(5)} streams  oldest ${Math.round(x.maxAgeMs / 1000)} s  buffered ${formatBytes(x.bufferedBytes)}`);
+    }
+  }
+  if (s.heap) {
+    const h = s.heap;
+    lines.push(
+      '',
+      `Heap: ${formatBytes(h.fileSize)} snapshot, ${h.nodes.toLocaleString('en')} objects, ${formatBytes(h.totalSize)} reachable`,
+      `  ServerResponse ${h.responses.total} (${h.responses.closed} of closed connections), IncomingMessage ${h.requests.total} (${h.requests.closed}), Socket ${h.sockets.total} (${h.sockets.closed} closed); ${formatBytes(h.queuedBytes)} queued on responses`,
+      '  Retained by constructor:',
+    );
+    for (const c of h.byConstructor.slice(0, 10)) {
+      lines.push(`    ${formatBytes(c.retainedSize).padStart(10)}  ${String(c.count).padStart(8)} × ${c.name}`);
+    }
+  }
+  if (s.trace) {
+    const t = s.trace;
+    lines.push(
+      '',
+      `Trace: ${t.events} events over ${t.durationMs} ms`,
+      `  long tasks (≥ ${t.longTasks.thresholdMs} ms): ${t.longTasks.count}, longest ${t.longTasks.maxMs} ms`,
+      `  GC pauses: ${t.gc.count}, ${t.gc.totalMs} ms in all, longest ${t.gc.maxMs} ms`,
+      `  async resources: ${t.async.created} created, ${t.async.destroyed} destroyed, ${t.async.alive} still alive${
+        Object.keys(t.async.byType).length ? ` (${Object.entries(t.async.byType).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''
+      }`,
+    );
+  }
+  if (s.cpu) {
+    lines.push('', `CPU profile: ${s.cpu.durationMs} ms, ${s.cpu.samples} samples; top self time:`);
+    for (const f of s.cpu.top.slice(0, 10)) {
+      lines.push(`  ${String(f.selfPercent).padStart(5)} %  ${String(f.selfMs).padStart(8)} ms  ${f.functionName}${f.url ? ` ${f.url}:${f.line}` : ''}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,279 @@
+/**
+ * Trace analysis (Chrome trace-event format, as `NodeTracing` / `trace_events` write it:
+ * `{ traceEvents: [...] }` or a bare array). Reports:
+ * - long tasks: event-loop turns that blocked for at least `longTaskMs` — complete (`X`) events of Node's
+ *   environment (`RunTimers`, `CheckImmediate`, …) and async-hook callback spans (`<TYPE>_CALLBACK` b/e pairs);
+ *   nested spans count once, under the outermost;
+ * - GC pauses: V8's `MinorGC`/`MajorGC` begin/end pairs, else its `V8.GC*` complete events;
+ * - async resources created during the trace and not destroyed by its end (`node.async_hooks` b/e pairs).
+ */
+import fs from 'node:fs';
+import { InputError } from '../heap/input-error.js';
+import type { TraceFinding, TraceSummary } from '../report/types.js';
+
+export const LONG_TASK_MS = 50;
+/** A type with at least this many resources alive at the end of the trace is reported. */
+export const ASYNC_ALIVE_THRESHOLD = 10;
+const MAX_TRACE_BYTES = 400 * 1024 * 1024;
+
+interface TraceEvent {
+  name?: unknown;
+  cat?: unknown;
+  ph?: unknown;
+  ts?: unknown;
+  dur?: unknown;
+  id?: unknown;
+  id2?: unknown;
+}
+
+export interface TraceAnalysis {
+  summary: TraceSummary;
+  findings: TraceFinding[];
+}
+
+export function readTraceEvents(path: string): TraceEvent[] {
+  let text: string;
+  try {
+    const st = fs.statSync(path);
+    if (!st.isFile()) throw new InputError(`${path} is not a regular file`);
+    if (st.size > MAX_TRACE_BYTES) throw new InputError(`${path} is larger than ${MAX_TRACE_BYTES >> 20} MB; trace files are analyzed in memory`);
+    text = fs.readFileSync(path, 'utf8');
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new InputError(`${path} is not valid JSON`);
+  }
+  return traceEventsOf(data, path);
+}
+
+export function traceEventsOf(data: unknown, path: string): TraceEvent[] {
+  const events = Array.isArray(data) ? data : (data as { traceEvents?: unknown } | null)?.traceEvents;
+  if (!Array.isArray(events)) throw new InputError(`${path} is not a trace: no "traceEvents" array`);
+  return events.filter((e): e is TraceEvent => typeof e === 'object' && e !== null);
+}
+
+const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : NaN);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+interface Span {
+  name: string;
+  start: number;
+  end: number;
+}
+
+export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LONG_TASK_MS): TraceAnalysis {
+  const longUs = longTaskMs * 1000;
+  let minTs = Infinity;
+  let maxTs = -Infinity;
+  const candidates: Span[] = [];
+  const openCallbacks = new Map<string, number>();
+  const gcOpen = new Map<string, number>();
+  const gcPairs: Span[] = [];
+  const gcX: Span[] = [];
+  const asyncAlive = new Map<string, string>(); // key name|id -> type
+  let created = 0;
+  let destroyed = 0;
+  const totals = new Map<string, { count: number; totalMs: number; maxMs: number }>();
+
+  for (const e of events) {
+    const ph = str(e.ph);
+    const ts = num(e.ts);
+    if (ph === 'M' || !Number.isFinite(ts)) continue;
+    const name = str(e.name);
+    const cat = str(e.cat);
+    const dur = num(e.dur);
+    if (ts < minTs) minTs = ts;
+    const endTs = ph === 'X' && dur > 0 ? ts + dur : ts;
+    if (endTs > maxTs) maxTs = endTs;
+
+    if (ph === 'X' && dur >= 0) {
+      const t = totals.get(name) ?? { count: 0, totalMs: 0, maxMs: 0 };
+      t.count++;
+      t.totalMs += dur / 1000;
+      t.maxMs = Math.max(t.maxMs, dur / 1000);
+      totals.set(name, t);
+      if (cat.includes('node') && !cat.includes('async_hooks') && dur >= longUs) candidates.push({ name, start: ts, end: ts + dur });
+      if (/^V8\.GC/.test(name) && dur > 0) gcX.push({ name, start: ts, end: ts + dur });
+      continue;
+    }
+    if ((ph === 'B' || ph === 'E') && (name === 'MinorGC' || name === 'MajorGC')) {
+      if (ph === 'B') gcOpen.set(name, ts);
+      else {
+        const s = gcOpen.get(name);
+        if (s !== undefined && ts >= s) gcPairs.push({ name, start: s, end: ts });
+        gcOpen.delete(name);
+      }
+      continue;
+    }
+    if ((ph === 'b' || ph === 'e') && cat.includes('node.async_hooks')) {
+      const id = str(e.id) || String(e.id ?? '') || str(e.id2);
+      const key = `${name}|${id}`;
+      if (name.endsWith('_CALLBACK')) {
+        if (ph === 'b') openCallbacks.set(key, ts);
+        else {
+          const s = openCallbacks.get(key);
+          if (s !== undefined && ts - s >= longUs) candidates.push({ name, start: s, end: ts });
+          openCallbacks.delete(key);
+        }
+      } else if (ph === 'b') {
+        created++;
+        asyncAlive.set(key, name);
+      } else if (asyncAlive.delete(key)) {
+        destroyed++;
+      }
+    }
+  }
+
+  candidates.push(...busyGaps(events, longUs));
+  // long tasks: outermost spans; label with the longest span nested in each
+  candidates.sort((a, b) => a.start - b.start || b.end - a.end);
+  const tasks: Array<Span & { inner?: string; innerUs: number }> = [];
+  for (const c of candidates) {
+    const last = tasks[tasks.length - 1];
+    if (last && c.start >= last.start && c.end <= last.end) {
+      if (c.end - c.start > last.innerUs) {
+        last.inner = c.name;
+        last.innerUs = c.end - c.start;
+      }
+      continue;
+    }
+    tasks.push({ ...c, innerUs: 0 });
+  }
+  const gc = gcPairs.length ? gcPairs : outermost(gcX);
+
+  const findings: TraceFinding[] = [];
+  const byLabel = new Map<string, { count: number; totalMs: number; maxMs: number }>();
+  for (const t of tasks) {
+    const label = t.inner && t.inner !== t.name ? `${t.name} › ${t.inner}` : t.name;
+    const ms = (t.end - t.start) / 1000;
+    const g = byLabel.get(label) ?? { count: 0, totalMs: 0, maxMs: 0 };
+    g.count++;
+    g.totalMs += ms;
+    g.maxMs = Math.max(g.maxMs, ms);
+    byLabel.set(label, g);
+  }
+  for (const [label, g] of [...byLabel].sort((a, b) => b[1].maxMs - a[1].maxMs)) {
+    findings.push({
+      kind: 'long_task',
+      severity: g.maxMs >= 10 * longTaskMs ? 'error' : 'warning',
+      count: g.count,
+      maxMs: round(g.maxMs),
+      totalMs: round(g.totalMs),
+      detail: `${label}: the event loop was blocked ${g.count} time(s), up to ${round(g.maxMs)} ms`,
+    });
+  }
+  const durationMs = Number.isFinite(minTs) ? (maxTs - minTs) / 1000 : 0;
+  const gcTotal = gc.reduce((s, p) => s + (p.end - p.start) / 1000, 0);
+  const gcMax = gc.reduce((m, p) => Math.max(m, (p.end - p.start) / 1000), 0);
+  if (gc.length && (gcMax >= 2 * longTaskMs || (durationMs > 0 && gcTotal / durationMs >= 0.1))) {
+    findings.push({
+      kind: 'gc_pause',
+      severity: 'warning',
+      count: gc.length,
+      maxMs: round(gcMax),
+      totalMs: round(gcTotal),
+      detail: `${gc.length} GC pause(s), ${round(gcTotal)} ms in all (${durationMs > 0 ? round((100 * gcTotal) / durationMs) : 0} % of the trace), the longest ${round(gcMax)} ms`,
+    });
+  }
+  const byType: Record<string, number> = {};
+  for (const type of asyncAlive.values()) byType[type] = (byType[type] ?? 0) + 1;
+  for (const [type, n] of Object.entries(byType).sort((a, b) => b[1] - a[1])) {
+    if (type === 'PROMISE' || n < ASYNC_ALIVE_THRESHOLD) continue;
+    findings.push({
+      kind: 'undestroyed_async',
+      severity: 'warning',
+      count: n,
+      detail: `${n} ${type} resource(s) created during the trace and not destroyed by its end`,
+    });
+  }
+  const maxTask = tasks.reduce((m, t) => Math.max(m, (t.end - t.start) / 1000), 0);
+  const summary: TraceSummary = {
+    file,
+    events: events.length,
+    durationMs: round(durationMs),
+    longTasks: {
+      count: tasks.length,
+      totalMs: round(tasks.reduce((s, t) => s + (t.end - t.start) / 1000, 0)),
+      maxMs: round(maxTask),
+      thresholdMs: longTaskMs,
+    },
+    gc: { count: gc.length, totalMs: round(gcTotal), maxMs: round(gcMax) },
+    async: { created, destroyed, alive: asyncAlive.size, byType },
+    top: [...totals]
+      .sort((a, b) => b[1].totalMs - a[1].totalMs)
+      .slice(0, 10)
+      .map(([name, t]) => ({ name, count: t.count, totalMs: round(t.totalMs), maxMs: round(t.maxMs) })),
+  };
+  return { summary, findings };
+}
+
+/**
+ * JavaScript that runs without a callback span of its own (an HTTP request handler called by the parser,
+ * for one) shows as a busy run on the main thread: between two event-loop boundaries (a `*_CALLBACK` span
+ * edge or a Node environment phase), every interval between consecutive events saw the thread's CPU time
+ * (`tts`) advance about as much as the wall clock, so the thread never went idle.
+ */
+function busyGaps(events: TraceEvent[], longUs: number): Span[] {
+  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean }> = [];
+  for (const e of events) {
+    const ts = num(e.ts);
+    const tts = num((e as { tts?: unknown }).tts);
+    const ph = str(e.ph);
+    if (ph === 'M' || !Number.isFinite(ts) || !Number.isFinite(tts)) continue;
+    const tid = (e as { tid?: unknown }).tid;
+    const pid = (e as { pid?: unknown }).pid;
+    if (tid !== pid) continue; // Node's main thread has tid === pid
+    const dur = ph === 'X' ? num(e.dur) : 0;
+    const tdur = ph === 'X' ? num((e as { tdur?: unknown }).tdur) : 0;
+    const name = str(e.name);
+    const cat = str(e.cat);
+    const boundary = name.endsWith('_CALLBACK') || (ph === 'X' && cat.includes('node.environment'));
+    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary });
+  }
+  main.sort((a, b) => a.ts - b.ts);
+  const out: Span[] = [];
+  if (main.length === 0) return out;
+  let prev = main[0];
+  let runStart = prev.end;
+  let runName = prev.name;
+  for (let i = 1; i < main.length; i++) {
+    const cur = main[i];
+    const wall = cur.ts - prev.end;
+    const cpu = cur.tts - prev.ttsEnd;
+    if (wall > 2000 && cpu < 0.5 * wall) {
+      runStart = cur.ts; // the thread was idle in between
+      runName = cur.name;
+    }
+    if (cur.boundary) {
+      if (cur.ts - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: cur.ts });
+      runStart = cur.end;
+      runName = cur.name;
+    }
+    if (cur.end >= prev.end) prev = cur;
+  }
+  return out;
+}
+
+function outermost(spans: Span[]): Span[] {
+  spans.sort((a, b) => a.start - b.start || b.end - a.end);
+  const out: Span[] = [];
+  for (const s of spans) {
+    const last = out[out.length - 1];
+    if (last && s.start >= last.start && s.end <= last.end) continue;
+    out.push(s);
+  }
+  return out;
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+export function analyzeTraceFile(path: string, longTaskMs?: number): TraceAnalysis {
+  return analyzeTrace(readTraceEvents(path), path, longTaskMs);
+}
