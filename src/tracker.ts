@@ -39,6 +39,8 @@ export class Tracker {
   private ringSize = DEFAULT_RING;
   private ringStart = 0;
   readonly findingListeners = new Set<(f: Finding) => void>();
+  /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
+  internalDepth = 0;
 
   subscribe(listener: TrackerListener): () => void {
     this.listeners.push(listener);
@@ -66,6 +68,7 @@ export class Tracker {
     arg?: number | Finding,
   ): void {
     const ls = this.listeners;
+    this.internalDepth++;
     for (let i = 0; i < ls.length; i++) {
       const l = ls[i] as TrackerListener;
       const fn = l[event] as ((s: StreamState, a?: unknown) => void) | undefined;
@@ -76,6 +79,7 @@ export class Tracker {
         this.fault(l.component, err);
       }
     }
+    this.internalDepth--;
   }
 
   /** Raises a finding once per stream and kind. Returns false when it was raised before. */

@@ -54,20 +54,19 @@ export function enableAsyncTracking(): boolean {
   try {
     createHook({
       init(asyncId, type) {
-        if (!TRACKED.has(type)) return;
+        if (!TRACKED.has(type) || tracker.internalDepth > 0) return;
         const s = als.getStore();
         if (s === undefined || s.phase === -1 || s.phase === 2) return;
         try {
+          const holder: { stack?: string } = {};
+          Error.captureStackTrace(holder);
+          const stack = userFrames(holder.stack);
+          // Created by Node's own bookkeeping (the Date header cache, socket timers): not the stream's.
+          if (stack === undefined) return;
           let map = s.asyncResources;
           if (map === null) {
             map = new Map();
             s.asyncResources = map;
-          }
-          let stack: string | undefined;
-          if (s.config.captureStacks || s.config.trackAsync) {
-            const holder: { stack?: string } = {};
-            Error.captureStackTrace(holder);
-            stack = cleanStack(holder.stack);
           }
           map.set(asyncId, { type, stack });
           owner.set(asyncId, s);
@@ -95,12 +94,16 @@ export function asyncTrackingState(): 'off' | 'on' | 'unavailable' {
   return state;
 }
 
-/** Drops the frames of async_hooks and of this file, keeping where the user created the resource. */
-function cleanStack(stack: string | undefined): string | undefined {
+const INTERNAL_FRAME = /\(node:|at node:|async-tracking/;
+
+/** The frames of user code (none of Node's, none of this file's), or undefined when there are none. */
+function userFrames(stack: string | undefined): string | undefined {
   if (stack === undefined) return undefined;
-  const lines = stack.split('\n');
-  const kept = lines.slice(1).filter((l) => !l.includes('node:internal/async_hooks') && !l.includes('async-tracking') && !l.includes('(node:internal/timers'));
-  return kept.slice(0, 8).join('\n');
+  const kept = stack
+    .split('\n')
+    .slice(1)
+    .filter((l) => !INTERNAL_FRAME.test(l));
+  return kept.length === 0 ? undefined : kept.slice(0, 8).join('\n');
 }
 
 /** Runs `fn` with the stream as the async context (only when the stream's config asks for it). */
