@@ -5,7 +5,7 @@
 import type * as dash from '@grafana/grafana-foundation-sdk/dashboard';
 import { Board } from './board.js';
 import { rankingTable, timeseriesPanel } from './panels.js';
-import { outcomeShare, quantile, SERVER_FAULT_OUTCOMES, sumGauge, sumIncrease, sumRate } from './queries.js';
+import { blockedShare, outcomeShare, quantile, SERVER_FAULT_OUTCOMES, sumGauge, sumIncrease, sumRate } from './queries.js';
 
 export const ROUTES_UID = 'streamscope-routes';
 
@@ -128,12 +128,13 @@ export function routesDashboard(): dash.Dashboard {
   );
   b.panel(
     timeseriesPanel({
-      title: 'Blocked writes by route',
-      description: 'Writes per second that met backpressure, per route (write_blocked_total).',
-      unit: 'wps',
+      title: 'Blocked write share by route',
+      description:
+        'Fraction of writes that met backpressure, per route (write_blocked_total / stream_writes_total): the routes whose clients read slower than the route writes.',
+      unit: 'percentunit',
       width: 8,
       rankBy: 'mean',
-      queries: [{ expr: sumRate('write_blocked_total', R), legend: '{{route}}' }],
+      queries: [{ expr: blockedShare(R), legend: '{{route}}' }],
     }),
   );
   b.panel(
