@@ -34,6 +34,14 @@ async function outcomes(registry: ReturnType<typeof newRegistry>, route: string)
   };
 }
 
+async function settled(registry: ReturnType<typeof newRegistry>, route: string, n: number) {
+  const v = await until(async () => {
+    const o = await outcomes(registry, route);
+    return o.durationCount === n ? o : null;
+  }, `${n} streams closed on ${route}`);
+  return v!;
+}
+
 describe('sse() framing and headers', () => {
   it('frames multi-line data, event, id, retry and comments so a real parser reads them back', async () => {
     const registry = newRegistry();
@@ -57,10 +65,7 @@ describe('sse() framing and headers', () => {
       { id: '1-1', event: undefined, data: '{"json":true,"n":2}' },
       { id: undefined, event: undefined, data: ' leading space' },
     ]);
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/frames');
-      return v.durationCount === 1 ? v : null;
-    }, 'stream closed in metrics');
+    const o = await settled(registry, '/frames', 1);
     expect(o.started).toBe(1);
     expect(o.by('completed')).toBe(1);
     expect(o.active).toBe(0);
@@ -115,10 +120,7 @@ describe('sse() cancellation', () => {
     const c = await openSse(srv.url);
     await c.ended;
     expect(streams[0]!.signal.aborted).toBe(true);
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/timeout');
-      return v.durationCount === 1 ? v : null;
-    }, 'closed');
+    const o = await settled(registry, '/timeout', 1);
     expect(o.by('timeout')).toBe(1);
     expect(o.active).toBe(0);
   });
@@ -134,10 +136,7 @@ describe('sse() cancellation', () => {
     expect(c.events.map((e) => e.data)).toEqual(['one']);
     expect(streams[0]!.signal.aborted).toBe(true);
     await expect(streams[0]!.send('two')).rejects.toBeInstanceOf(StreamClosedError);
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/close');
-      return v.durationCount === 1 ? v : null;
-    }, 'closed');
+    const o = await settled(registry, '/close', 1);
     expect(o.by('completed')).toBe(1);
   });
 
@@ -161,10 +160,7 @@ describe('sse() cancellation', () => {
     expect(body.message).toBe('database went away');
     expect(body.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(body.traceId).toBe(streams[0]!.traceId);
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/boom');
-      return v.durationCount === 1 ? v : null;
-    }, 'closed');
+    const o = await settled(registry, '/boom', 1);
     expect(o.by('error')).toBe(1);
   });
 
@@ -236,10 +232,7 @@ describe('sse() backpressure', () => {
     await until(() => failure !== undefined, 'the stuck send to fail', 30_000);
     expect(failure).toBeInstanceOf(StreamClosedError);
     expect(((failure as Error).cause as { code?: string }).code).toBe('STREAMSCOPE_ERR_DRAIN_TIMEOUT');
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/stuck');
-      return v.durationCount === 1 ? v : null;
-    }, 'closed');
+    const o = await settled(registry, '/stuck', 1);
     expect(o.by('timeout')).toBe(1);
     expect(o.active).toBe(0);
     sock.destroy();
@@ -270,10 +263,7 @@ describe('sse() backpressure', () => {
     expect(rejected).toBeInstanceOf(StreamClosedError);
     expect(((rejected as Error).cause as { code?: string }).code).toBe('STREAMSCOPE_ERR_BUFFER_FULL');
     expect(maxQueued).toBeLessThanOrEqual(cap + big.length + 1024);
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/flood');
-      return v.durationCount === 1 ? v : null;
-    }, 'closed');
+    const o = await settled(registry, '/flood', 1);
     expect(o.by('error')).toBe(1);
     expect(o.active).toBe(0);
     sock.destroy();
@@ -303,10 +293,7 @@ describe('sse() options', () => {
     const clients = await Promise.all(Array.from({ length: 30 }, () => openSse(srv.url)));
     await until(() => clients.every((c) => c.events.length >= 1), 'first events');
     for (const c of clients) c.close();
-    const o = await until(async () => {
-      const v = await outcomes(registry, '/mix');
-      return v.durationCount === 30 ? v : null;
-    }, 'all closed');
+    const o = await settled(registry, '/mix', 30);
     expect(o.started).toBe(30);
     expect(o.active).toBe(0);
     expect(o.by('completed') + o.by('error') + o.by('client_aborted') + o.by('timeout')).toBe(30);

@@ -25,6 +25,11 @@ export interface SubscribeOptions extends SseOptions {
 export interface HubOptions extends SubscribeOptions {
   /** Default: memoryStore(). */
   store?: HubStore;
+  /**
+   * Live events held per subscriber while it replays (default 10000). Past this they are dropped
+   * and read again from the store once the replay is done, so memory stays bounded and nothing is lost.
+   */
+  maxPendingEvents?: number;
 }
 
 const REPLAY_PAGE = 1000;
@@ -35,12 +40,15 @@ const CHANNEL = /^[^\r\n\0]{1,256}$/;
 
 /** One subscriber: replays, then follows. */
 class Sub {
+  constructor(
+    readonly stream: SseStream,
+    private readonly maxPending: number,
+  ) {}
   live = false;
   pending: Array<StoredEvent> | null = [];
   overflow = false;
   /** Just before the first live event seen: where a live-only subscriber replays from after an overflow. */
   base: string | null = null;
-  constructor(readonly stream: SseStream) {}
 
   deliver(ev: StoredEvent, frame: string): void {
     if (this.live) {
@@ -50,7 +58,7 @@ class Sub {
     const p = this.pending;
     if (p === null) return;
     if (this.base === null) this.base = predecessor(ev.id);
-    if (p.length >= MAX_PENDING) {
+    if (p.length >= this.maxPending) {
       this.overflow = true;
       this.pending = [];
       return;
@@ -109,11 +117,15 @@ export class Hub {
   private readonly onExpired: 'status' | 'reset';
   private readonly perCall = new WeakMap<object, { o: ResolvedSse; onExpired: 'status' | 'reset' }>();
   private readonly channels = new Map<string, Fanout>();
+  private readonly maxPending: number;
   private closed = false;
 
   constructor(options: HubOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
-    const { store, ...rest } = options;
+    const { store, maxPendingEvents, ...rest } = options;
+    const mp = maxPendingEvents ?? MAX_PENDING;
+    if (!Number.isInteger(mp) || mp < 1) throw invalidOption('maxPendingEvents', 'a positive integer', mp);
+    this.maxPending = mp;
     if (store !== undefined && (store === null || typeof store.append !== 'function' || typeof store.follow !== 'function')) {
       throw invalidOption('store', 'a hub store (memoryStore() or redisStore())', store);
     }
@@ -174,7 +186,7 @@ export class Hub {
     }
 
     const stream = new SseStream(req, res, o, null);
-    const sub = new Sub(stream);
+    const sub = new Sub(stream, this.maxPending);
     let fan: Fanout;
     try {
       fan = await this.join(channel, sub);

@@ -101,3 +101,71 @@ export async function roundRobinProxy(backends: number[]): Promise<{ port: numbe
       }),
   };
 }
+
+import type { Hub, SubscribeOptions } from '../../src/index.js';
+
+/**
+ * A small app around a hub: `GET /events` subscribes to channel `c` (or `?channel=`), `GET /` serves
+ * `page`. It keeps the open event-stream responses so that a test can cut them server-side.
+ */
+export function hubApp(hub: Hub, options?: SubscribeOptions, page = '<!doctype html><title>t</title>') {
+  const open = new Set<http.ServerResponse>();
+  let subscriptions = 0;
+  const handler: http.RequestListener = (req, res) => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    if (u.pathname === '/events') {
+      subscriptions++;
+      open.add(res);
+      res.on('close', () => open.delete(res));
+      void hub.subscribe(req, res, u.searchParams.get('channel') ?? 'c', options);
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end(page);
+  };
+  return {
+    handler,
+    open,
+    get subscriptions() {
+      return subscriptions;
+    },
+    /** Destroys every open event-stream connection (a network cut, not a close); returns how many. */
+    cutAll(): number {
+      let n = 0;
+      for (const res of open) {
+        if (res.headersSent && !res.destroyed) {
+          res.socket?.destroy();
+          n++;
+        }
+      }
+      return n;
+    },
+  };
+}
+
+/**
+ * Publishes `total` events at a steady pace and, every `cutEvery` events, cuts the connection of
+ * every subscriber — counting a cut only when one was really open — until at least `minCuts` cuts
+ * happened. Returns the ids in publish order.
+ */
+export async function publishWithCuts(opts: {
+  publish: (i: number) => Promise<string>;
+  cut: () => number;
+  connected: () => boolean;
+  total: number;
+  cutEvery: number;
+  minCuts: number;
+  waitFor: (fn: () => boolean, what: string) => Promise<unknown>;
+}): Promise<{ ids: string[]; cuts: number }> {
+  const ids: string[] = [];
+  let cuts = 0;
+  for (let i = 0; i < opts.total || cuts < opts.minCuts; i++) {
+    ids.push(await opts.publish(i));
+    if (i % opts.cutEvery === opts.cutEvery - 1) {
+      await opts.waitFor(opts.connected, 'a subscriber to be connected');
+      if (opts.cut() > 0) cuts++;
+    }
+    if (i % 3 === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  return { ids, cuts };
+}

@@ -1,0 +1,215 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { EventSource } from 'eventsource';
+import { compareIds, createHub, memoryStore, type Hub, type SubscribeOptions } from '../src/index.js';
+import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { hubApp, openSse, publishWithCuts } from './helpers/sse.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function serveHub(hub: Hub, options?: SubscribeOptions) {
+  const app = hubApp(hub, options);
+  const srv: TestServer = await startServer(app.handler);
+  cleanups.push(() => srv.close(), () => hub.close());
+  return { app, srv };
+}
+
+describe('createHub() with memoryStore', () => {
+  it('ids are <ms>-<seq> and strictly increasing per channel', async () => {
+    const hub = createHub({ store: memoryStore() });
+    cleanups.push(() => hub.close());
+    const ids: string[] = [];
+    for (let i = 0; i < 2000; i++) ids.push(await hub.publish(i % 2 ? 'a' : 'b', { data: i }));
+    for (const ch of [0, 1]) {
+      const mine = ids.filter((_, i) => i % 2 === ch);
+      for (let i = 1; i < mine.length; i++) expect(compareIds(mine[i]!, mine[i - 1]!)).toBeGreaterThan(0);
+    }
+    expect(ids.every((id) => /^\d+-\d+$/.test(id))).toBe(true);
+  });
+
+  it('replays after Last-Event-ID (header or query), then follows live events, each once and in order', async () => {
+    const registry = newRegistry();
+    const hub = createHub({ registry, route: '/events', heartbeatMs: 0 });
+    const { srv } = await serveHub(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) ids.push(await hub.publish('c', { event: 'msg', data: { i } }));
+    const byHeader = await openSse(`${srv.url}/events`, { 'Last-Event-ID': ids[9]! });
+    const byQuery = await openSse(`${srv.url}/events?lastEventId=${encodeURIComponent(ids[29]!)}`);
+    await until(() => byHeader.events.length === 40 && byQuery.events.length === 20, 'replays');
+    for (let i = 50; i < 80; i++) ids.push(await hub.publish('c', { event: 'msg', data: { i } }));
+    await until(() => byHeader.events.length === 70 && byQuery.events.length === 50, 'live events');
+    expect(byHeader.events.map((e) => e.id)).toEqual(ids.slice(10));
+    expect(byQuery.events.map((e) => e.id)).toEqual(ids.slice(30));
+    expect(byHeader.events.every((e) => e.event === 'msg')).toBe(true);
+    expect(byHeader.events.map((e) => (JSON.parse(e.data) as { i: number }).i)).toEqual(Array.from({ length: 70 }, (_, k) => k + 10));
+    byHeader.close();
+    byQuery.close();
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBe(2);
+  });
+
+  it('a subscriber without Last-Event-ID gets live events only; 0-0 replays all that is retained', async () => {
+    const hub = createHub({ heartbeatMs: 0 });
+    const { srv, app } = await serveHub(hub);
+    await hub.publish('c', 'old');
+    const live = await openSse(`${srv.url}/events`);
+    const all = await openSse(`${srv.url}/events`, { 'Last-Event-ID': '0-0' });
+    await until(() => app.open.size === 2 && hub.subscribers('c') === 2, 'subscribed');
+    await hub.publish('c', 'new');
+    await until(() => live.events.length === 1 && all.events.length === 2, 'events');
+    expect(live.events.map((e) => e.data)).toEqual(['new']);
+    expect(all.events.map((e) => e.data)).toEqual(['old', 'new']);
+    live.close();
+    all.close();
+  });
+
+  it('an expired id gets 416 with X-Next-Cursor; resuming from the cursor replays what is retained', async () => {
+    const registry = newRegistry();
+    const hub = createHub({ store: memoryStore({ maxEvents: 10 }), registry, route: '/events', heartbeatMs: 0 });
+    const { srv } = await serveHub(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 25; i++) ids.push(await hub.publish('c', String(i)));
+    const r = await get(`${srv.url}/events?lastEventId=${ids[3]}`);
+    expect(r.status).toBe(416);
+    const next = r.headers['x-next-cursor'] as string;
+    expect(next).toMatch(/^\d+-\d+$/);
+    expect(JSON.parse(r.body.toString()).error.nextCursor).toBe(next);
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
+    await until(() => c.events.length === 10, 'retained events');
+    expect(c.events.map((e) => e.id)).toEqual(ids.slice(15));
+    c.close();
+    // an id from the future (another store, a restart) is unknown: 416 too
+    const future = await get(`${srv.url}/events?lastEventId=99999999999999-0`);
+    expect(future.status).toBe(416);
+    // resuming from the last event that was dropped loses nothing: not expired
+    const edge = await openSse(`${srv.url}/events`, { 'Last-Event-ID': ids[14]! });
+    expect(edge.status).toBe(200);
+    edge.close();
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'expired' })).toBe(2);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBe(2);
+  });
+
+  it("with onExpired: 'reset' an expired id opens the stream with a reset event, then live", async () => {
+    const registry = newRegistry();
+    const hub = createHub({ store: memoryStore({ maxEvents: 5 }), registry, route: '/events', onExpired: 'reset', heartbeatMs: 0 });
+    const { srv } = await serveHub(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(await hub.publish('c', String(i)));
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': ids[0]! });
+    await until(() => c.events.length === 1, 'reset');
+    expect(c.status).toBe(200);
+    expect(c.events[0]!.event).toBe('reset');
+    expect(c.events[0]!.id).toBe(ids[19]);
+    expect(JSON.parse(c.events[0]!.data)).toMatchObject({ reason: 'expired', lastEventId: ids[0] });
+    const after = await hub.publish('c', 'after');
+    await until(() => c.events.length === 2, 'live after reset');
+    expect(c.events[1]!.id).toBe(after);
+    c.close();
+    expect(sum(await scrape(registry), 'stream_resumes_total', { route: '/events', result: 'expired' })).toBe(1);
+  });
+
+  it('a malformed Last-Event-ID gets 400 with a JSON error, counted as invalid, and opens no stream', async () => {
+    const registry = newRegistry();
+    const hub = createHub({ registry, route: '/events', heartbeatMs: 0 });
+    const { srv } = await serveHub(hub);
+    for (const bad of ['abc', '1-', '-1', '1-2-3', '99999999999999999999999-0', ' 1 - 2', '1.5-0']) {
+      const r = await new Promise<{ status: number; body: string; type: string }>((resolve, reject) => {
+        http
+          .get(`${srv.url}/events`, { agent: false, headers: { 'Last-Event-ID': bad } }, (res) => {
+            let body = '';
+            res.on('data', (c) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
+          })
+          .on('error', reject);
+      });
+      expect(r.status, bad).toBe(400);
+      expect(r.type).toMatch(/application\/json/);
+      expect(JSON.parse(r.body).error.code).toBe('STREAMSCOPE_ERR_INVALID_EVENT_ID');
+    }
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'invalid' })).toBe(7);
+    expect(sum(m, 'stream_started_total', { route: '/events' })).toBe(0);
+  });
+
+  it('a subscriber that stops reading is cut at maxBufferedBytes; the others get everything; it resumes without loss', async () => {
+    const hub = createHub({ heartbeatMs: 0, maxBufferedBytes: 256 * 1024 });
+    const { srv, app } = await serveHub(hub);
+    const fast = await openSse(`${srv.url}/events`);
+    const slow = await openSse(`${srv.url}/events`);
+    slow.res.pause();
+    await until(() => hub.subscribers('c') === 2, 'two subscribers');
+    const payload = 'p'.repeat(8 * 1024);
+    const ids: string[] = [];
+    const total = 3000; // ~24 MiB: more than the kernel buffers of the slow connection hold
+    for (let i = 0; i < total; i++) {
+      ids.push(await hub.publish('c', { data: payload + i }));
+      // the fast client keeps up (it shares this event loop): never more than 16 events behind
+      if (i % 16 === 15) await until(() => fast.events.length === ids.length, 'fast keeps up', 10_000, 1);
+    }
+    await until(() => fast.events.length === total, 'fast subscriber got all');
+    expect(fast.events.map((e) => e.id)).toEqual(ids);
+    await until(() => hub.subscribers('c') === 1, 'slow subscriber cut', 30_000);
+    slow.res.resume();
+    await slow.ended;
+    const got = slow.events.map((e) => e.id);
+    expect(got.length).toBeLessThan(total);
+    expect(got).toEqual(ids.slice(0, got.length));
+    const resumed = await openSse(`${srv.url}/events`, { 'Last-Event-ID': got[got.length - 1] ?? '0-0' });
+    await until(() => got.length + resumed.events.length === total, 'resumed the rest');
+    expect([...got, ...resumed.events.map((e) => e.id)]).toEqual(ids);
+    fast.close();
+    resumed.close();
+    expect(app.open.size).toBeLessThanOrEqual(2);
+  });
+
+  it('live events held during a long replay are replayed again from the store when too many: none lost, none doubled', async () => {
+    const hub = createHub({ heartbeatMs: 0, maxPendingEvents: 5 });
+    const { srv } = await serveHub(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 3000; i++) ids.push(await hub.publish('c', String(i)));
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': '0-0' });
+    // publish while the replay is running
+    for (let i = 3000; i < 4000; i++) {
+      ids.push(await hub.publish('c', String(i)));
+      if (i % 20 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await until(() => c.events.length >= 4000, 'all events', 30_000);
+    expect(c.events.map((e) => e.id)).toEqual(ids);
+    c.close();
+  });
+});
+
+describe('the eventsource npm client across server-side cuts', () => {
+  it('receives every event exactly once, in order, across at least 20 connection cuts', async () => {
+    const registry = newRegistry();
+    const hub = createHub({ registry, route: '/events', heartbeatMs: 0, retryMs: 20 });
+    const { srv, app } = await serveHub(hub);
+    const received: string[] = [];
+    const es = new EventSource(`${srv.url}/events?channel=c`);
+    cleanups.push(() => es.close());
+    es.addEventListener('tick', (e) => received.push(`${e.lastEventId} ${e.data}`));
+    await until(() => app.open.size === 1 && hub.subscribers('c') === 1, 'connected');
+    const { ids, cuts } = await publishWithCuts({
+      publish: (i) => hub.publish('c', { event: 'tick', data: String(i) }),
+      cut: () => app.cutAll(),
+      connected: () => hub.subscribers('c') === 1,
+      total: 600,
+      cutEvery: 20,
+      minCuts: 20,
+      waitFor: (fn, what) => until(fn, what, 20_000, 2),
+    });
+    expect(cuts).toBeGreaterThanOrEqual(20);
+    await until(() => received.length >= ids.length, 'every event', 30_000);
+    expect(received).toEqual(ids.map((id, i) => `${id} ${i}`));
+    expect(app.subscriptions).toBeGreaterThanOrEqual(21);
+    es.close();
+    await until(async () => sum(await scrape(registry), 'stream_active_connections', { route: '/events' }) === 0, 'active back to 0');
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBeGreaterThanOrEqual(20);
+    expect(sum(m, 'stream_duration_seconds_count', { route: '/events' })).toBe(sum(m, 'stream_started_total', { route: '/events' }));
+  });
+});
