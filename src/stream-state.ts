@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Context, Span, Tracer } from '@opentelemetry/api';
+import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
 
@@ -63,6 +63,7 @@ export class StreamState {
   flushedAfterClose = 0;
 
   span: Span | undefined = undefined;
+  spanContext: SpanContext | undefined = undefined;
   spanEnded = false;
   parentContext: Context | undefined = undefined;
   traceId = '';

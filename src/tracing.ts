@@ -28,6 +28,7 @@ export const tracingListener: TrackerListener = {
     );
     s.span = span;
     const sc = span.spanContext();
+    s.spanContext = sc;
     s.traceId = span.isRecording() || trace.isSpanContextValid(sc) ? sc.traceId : '';
   },
   firstWrite(s) {
@@ -45,11 +46,19 @@ export const tracingListener: TrackerListener = {
     s.span?.addEvent('stream.client_closed');
   },
   finding(s, f) {
-    s.span?.addEvent('stream.finding', {
-      'finding.kind': f.kind,
-      'finding.severity': f.severity,
-      'finding.detail': f.detail,
-    });
+    const attrs = { 'finding.kind': f.kind, 'finding.severity': f.severity, 'finding.detail': f.detail };
+    if (s.span !== undefined && !s.spanEnded) {
+      s.span.addEvent('stream.finding', attrs);
+      return;
+    }
+    // The stream's span already ended (a producer that went on after its handler returned): record the
+    // finding on a short span linked to it, in the same trace.
+    const link = s.spanContext;
+    if (link === undefined) return;
+    const tracer = s.config.tracer ?? globalTracer();
+    const span = tracer.startSpan(`stream.finding ${s.route}`, { links: [{ context: link }], attributes: { 'stream.route': s.route } }, trace.setSpanContext(context.active(), link));
+    span.addEvent('stream.finding', attrs);
+    span.end();
   },
   close(s) {
     const span = s.span;

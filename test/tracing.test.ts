@@ -129,4 +129,28 @@ describe('one span per stream', () => {
     expect(stream[0]!.attributes['stream.writes']).toBe(4);
     expect(stream[0]!.events).toContain('stream.first_write');
   });
+
+  it('a finding raised after the span ended lands on a linked span in the same trace', async () => {
+    exporter.reset();
+    const srv = await startServer(
+      instrument(
+        (_req, res) => {
+          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+          // a synchronous handler whose timer never stops: it returns at once, then writes on after close
+          const t = setInterval(() => res.write('data: x\n\n'), 10);
+          setTimeout(() => clearInterval(t), 1500).unref();
+        },
+        { tracer, registry: new Registry(), route: '/late', danglingAfterMs: 5000 },
+      ),
+    );
+    await getAndAbort(srv.url, 5);
+    await until(() => exporter.getFinishedSpans().some((s) => s.name === 'stream.finding /late'), 'the finding span', 10_000);
+    await srv.close();
+    const spans = exporter.getFinishedSpans();
+    const stream = spans.find((s) => s.name === 'stream /late')!;
+    const finding = spans.find((s) => s.name === 'stream.finding /late')!;
+    expect(finding.spanContext().traceId).toBe(stream.spanContext().traceId);
+    expect(finding.links[0]!.context.spanId).toBe(stream.spanContext().spanId);
+    expect(finding.events[0]!.attributes!['finding.kind']).toBe('zombie_producer');
+  });
 });
