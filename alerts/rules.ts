@@ -227,12 +227,15 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
     },
     {
       alert: name('TargetAbsent'),
-      expr: `absent(up{${c.selector}} == 1)`,
+      // Per job: no series of up at all (gone from service discovery or the scrape configuration),
+      // or every target of the job down. absent() can only name the job when the selector matches
+      // it with '='; with a regular expression the alert carries no job label.
+      expr: `absent(up{${c.selector}}) or max by (job) (up{${c.selector}}) == 0`,
       for: c.targetAbsent.for,
       labels: { severity: c.targetAbsent.severity },
       annotations: {
         summary: 'No streamscope target is being scraped.',
-        description: `No Prometheus target matching {${c.selector}} has been up for ${c.targetAbsent.for}: streamscope metrics are missing and every other streamscope alert is blind.`,
+        description: `{{ if $labels.job }}Job {{ $labels.job }} has{{ else }}The jobs matching {${c.selector}} have{{ end }} had no target up for ${c.targetAbsent.for} (down, or gone from the scrape configuration): streamscope metrics are missing and every other streamscope alert is blind.`,
         runbook_url: runbook(name('TargetAbsent')),
       },
     },
