@@ -19,3 +19,4 @@ export { parseEventId, compareIds } from './hub/ids.js';
 export { healthHandler, streamHealth } from './health.js';
 export type { HealthOptions, StreamHealth } from './health.js';
 export type { RateLimitOptions, ShedOptions } from './limits/index.js';
+export { startAgent } from './agent/index.js';

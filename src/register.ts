@@ -8,6 +8,7 @@ import { ProxyTracerProvider, trace } from '@opentelemetry/api';
 import { observeAll, kIgnore } from './observe.js';
 import { metricsHandler } from './metrics-handler.js';
 import { getTracker } from './tracker.js';
+import { startAgent } from './agent/index.js';
 
 const tracker = getTracker();
 const kRegistered = Symbol.for('streamscope.registered');
@@ -64,6 +65,7 @@ if (g[kRegistered] !== true) {
   g[kRegistered] = true;
   try {
     observeAll();
+    startAgent();
     const port = process.env.STREAMSCOPE_METRICS_PORT;
     if (port !== undefined && port !== '') startMetricsServer(port);
     if ((process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_TRACES_EXPORTER) && noProviderYet()) void startOtelSdk();

@@ -1,0 +1,183 @@
+import net from 'node:net';
+import { getTracker } from '../tracker.js';
+import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
+import { processFacts } from './facts.js';
+import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, type HelloResult, type Request } from './protocol.js';
+import { VERSION } from './version.js';
+
+const MAX_LINE = 64 * 1024;
+const tracker = getTracker();
+
+class RequestError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One recording of each kind at a time, process-wide (V8 has one profiler and one tracing agent). */
+const busy = new Set<string>();
+
+function exclusive<T>(kind: string, fn: () => Promise<T>): Promise<T> {
+  if (busy.has(kind)) return Promise.reject(new RequestError('EBUSY', `another ${kind} capture is running in this process`));
+  busy.add(kind);
+  return fn().finally(() => busy.delete(kind));
+}
+
+function seconds(req: Request): number {
+  const s = req.seconds;
+  if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0 || s > MAX_RECORD_SECONDS) {
+    throw new RequestError('EINVAL', `seconds must be a number in (0, ${MAX_RECORD_SECONDS}]`);
+  }
+  return s;
+}
+
+export function hello(): HelloResult {
+  return {
+    protocol: PROTOCOL_VERSION,
+    pid: process.pid,
+    nodeVersion: process.version,
+    argv: process.argv.slice(),
+    execArgv: process.execArgv.slice(),
+    title: process.title,
+    streamscopeVersion: VERSION,
+    openStreams: tracker.open.size,
+    uptimeSec: Math.round(process.uptime()),
+  };
+}
+
+/** Serves one `diag` connection: requests run one at a time, in order. */
+export function serveConnection(sock: net.Socket): void {
+  sock.unref();
+  sock.setEncoding('utf8');
+  const aborter = new AbortController();
+  const queue: Request[] = [];
+  let pending = '';
+  let running = false;
+
+  sock.on('error', () => undefined);
+  sock.on('close', () => aborter.abort());
+  sock.on('data', (text: string) => {
+    pending += text;
+    if (pending.length > MAX_LINE && !pending.includes('\n')) {
+      sock.destroy();
+      return;
+    }
+    let nl: number;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (line.trim() === '') continue;
+      let req: Request;
+      try {
+        req = JSON.parse(line) as Request;
+        if (typeof req !== 'object' || req === null || typeof req.id !== 'number') throw new Error('no id');
+      } catch {
+        send(sock, { id: null, ok: false, error: { code: 'EPROTO', message: 'malformed request line' } });
+        continue;
+      }
+      queue.push(req);
+    }
+    void pump();
+  });
+
+  async function pump(): Promise<void> {
+    if (running) return;
+    running = true;
+    while (queue.length > 0 && !sock.destroyed) {
+      const req = queue.shift() as Request;
+      try {
+        const result = await handle(sock, req, aborter.signal);
+        send(sock, { id: req.id, ok: true, result });
+      } catch (err) {
+        if (!(err instanceof RequestError)) tracker.fault('agent', err);
+        const code = err instanceof RequestError ? err.code : 'EFAILED';
+        send(sock, { id: req.id, ok: false, error: { code, message: String((err as Error)?.message ?? err) } });
+      }
+    }
+    running = false;
+  }
+}
+
+function send(sock: net.Socket, msg: object): void {
+  if (!sock.destroyed && sock.writable) sock.write(JSON.stringify(msg) + '\n');
+}
+
+async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Promise<unknown> {
+  switch (req.op) {
+    case 'hello':
+      return hello();
+    case 'streams':
+      return {
+        pid: process.pid,
+        time: new Date().toISOString(),
+        streams: tracker.streams(),
+        findings: tracker.recentFindings(),
+        internalErrors: Object.fromEntries(tracker.internalErrors),
+      };
+    case 'process': {
+      const ms = typeof req.sampleMs === 'number' && req.sampleMs >= 0 ? Math.min(req.sampleMs, 10_000) : 1000;
+      return processFacts(ms);
+    }
+    case 'heap':
+      return exclusive('heap', () => sendHeap(sock, req));
+    case 'trace': {
+      const s = seconds(req);
+      const cats = Array.isArray(req.categories) && req.categories.every((c) => typeof c === 'string') ? req.categories : DEFAULT_TRACE_CATEGORIES;
+      return exclusive('trace', async () => {
+        const events = await trace(s, cats, signal, (batch) => send(sock, { id: req.id, event: 'trace', data: batch }));
+        return { events };
+      });
+    }
+    case 'cpu': {
+      const s = seconds(req);
+      return exclusive('cpu', async () => ({ profile: await cpuProfile(s, signal) }));
+    }
+    default:
+      throw new RequestError('EINVAL', `unknown op ${JSON.stringify((req as { op?: unknown }).op)}`);
+  }
+}
+
+function frame(chunk: string): Buffer {
+  const len = Buffer.byteLength(chunk);
+  const buf = Buffer.allocUnsafe(4 + len);
+  buf.writeUInt32BE(len, 0);
+  buf.write(chunk, 4);
+  return buf;
+}
+
+/**
+ * Streams a heap snapshot as frames. Once the header line has been flushed, the frames go straight to the
+ * socket's descriptor while V8 serializes (see BlockingFdWriter); without a descriptor (not a Unix
+ * platform), they go through the socket's own queue.
+ */
+async function sendHeap(sock: net.Socket, req: Request): Promise<{ bytes: number }> {
+  await new Promise<void>((resolve, reject) => {
+    sock.write(JSON.stringify({ id: req.id, binary: true }) + '\n', (err) => (err ? reject(err) : resolve()));
+  });
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  let bytes = 0;
+  if (typeof fd === 'number' && fd >= 0 && sock.writableLength === 0) {
+    const w = new BlockingFdWriter(fd);
+    await heapSnapshot((chunk) => {
+      const buf = frame(chunk);
+      bytes += buf.length - 4;
+      w.write(buf);
+    });
+    w.write(Buffer.alloc(4));
+    if (w.failed !== null) {
+      sock.destroy();
+      throw new RequestError('EFAILED', `heap snapshot transfer aborted: ${w.failed}`);
+    }
+  } else {
+    await heapSnapshot((chunk) => {
+      const buf = frame(chunk);
+      bytes += buf.length - 4;
+      sock.write(buf);
+    });
+    sock.write(Buffer.alloc(4));
+  }
+  return { bytes };
+}
