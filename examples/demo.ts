@@ -88,7 +88,7 @@ const leaky = instrument(async (_req: http.IncomingMessage, res: http.ServerResp
       }
     }, 100);
   });
-}, { ...opts, route: '/leaky' });
+}, { ...opts, route: '/leaky', trackAsync: true });
 
 const metrics = metricsHandler();
 

@@ -22,7 +22,7 @@ describe('the demo (npm start)', () => {
         lines.push(line);
         const summaries = lines.filter((l) => l.startsWith('active '));
         const kinds = new Set(lines.filter((l) => l.startsWith('! ')).map((l) => l.split(/\s+/)[1]));
-        if (summaries.length >= 2 && kinds.has('stalled_write') && kinds.has('zombie_producer') && kinds.has('dangling_stream')) {
+        if (summaries.length >= 2 && kinds.has('stalled_write') && kinds.has('zombie_producer') && kinds.has('dangling_stream') && kinds.has('dangling_async')) {
           clearTimeout(timer);
           resolve();
         }
