@@ -4,14 +4,16 @@
  * and responses with bytes queued, grouped by retainer path.
  */
 import { readHeapSnapshot } from './parse.js';
-import { computeDominators, type Dominators } from './dominators.js';
-import { shortestPaths, retainerPath, type ShortestPaths } from './paths.js';
+import { analyzeGraph, isReachable, type Graph } from './dominators.js';
+import { retainerPath } from './paths.js';
 import { Connections, WANTED_STRINGS } from './connections.js';
 import { HeapSnapshot, NONE } from './snapshot.js';
 import type { ConstructorStat, HeapFinding, HeapFindingKind, HeapSummary, Severity } from '../report/types.js';
 
 /** A response with at least this many bytes queued is reported (`queued_write_buffer`). */
 export const QUEUED_BYTES_THRESHOLD = 64 * 1024;
+/** Findings are grouped by the end of their retainer path: 4 objects and the 3 edges between them. */
+const GROUP_BY_ENTRIES = 7;
 
 export interface HeapAnalysis {
   summary: HeapSummary;
@@ -37,16 +39,15 @@ export function analyzeHeapFile(path: string, options: HeapAnalyzeOptions = {}):
 }
 
 export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}): HeapAnalysis {
-  options.onProgress?.('dominators', 0, 1);
-  const dom = computeDominators(snap);
-  options.onProgress?.('paths', 0, 1);
-  const paths = shortestPaths(snap);
+  const graph = analyzeGraph(snap, { onProgress: options.onProgress });
   const conn = new Connections(snap);
 
   const groups = new Map<string, HeapFinding>();
   const add = (kind: HeapFindingKind, severity: Severity, node: number, detail: string, queued?: number): void => {
-    const path = retainerPath(snap, paths, node);
-    const key = `${kind}\u0000${path.join('\u0000')}`;
+    const path = retainerPath(snap, graph, node);
+    // group by the last three hops: objects held the same way (one array, one kind of closure) form one
+    // finding even when the rest of their paths differ (the links of a timer list, for one)
+    const key = `${kind}\u0000${path.slice(-GROUP_BY_ENTRIES).join('\u0000')}`;
     let g = groups.get(key);
     if (!g) {
       g = { kind, severity, count: 0, retainedSize: 0, path, ids: [], detail };
@@ -54,7 +55,7 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
       groups.set(key, g);
     }
     g.count++;
-    g.retainedSize += dom.retained[node];
+    g.retainedSize += graph.retained[node];
     if (queued !== undefined) g.queuedBytes = (g.queuedBytes ?? 0) + queued;
     if (severity === 'error') g.severity = 'error';
     if (g.ids.length < 5) g.ids.push(snap.nodeId[node]);
@@ -72,7 +73,7 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
   const sSock = conn.str('Socket');
   const sTls = conn.str('TLSSocket');
   for (let n = 0; n < snap.nodeCount; n++) {
-    if (snap.nodeType[n] !== objectType || paths.distance[n] === NONE) continue;
+    if (snap.nodeType[n] !== objectType || !isReachable(graph, n)) continue;
     const name = snap.nodeName[n];
     if (name === NONE) continue;
     if (name === sRes) {
@@ -99,7 +100,7 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
         counts.requests.closed++;
         add('retained_request', 'warning', n, 'IncomingMessage of a closed connection, still reachable');
       }
-    } else if (name === sSock || name === sTls) {
+    } else if ((name === sSock || name === sTls) && conn.isSocket(n)) {
       counts.sockets.total++;
       if (conn.socketClosed(n)) {
         counts.sockets.closed++;
@@ -118,10 +119,10 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     fileSize: snap.size,
     nodes: snap.nodeCount,
     edges: snap.edgeCount,
-    totalSize: dom.retained[0],
+    totalSize: graph.retained[0],
     ...counts,
     queuedBytes: queuedTotal,
-    byConstructor: byConstructor(snap, dom, paths, options.topConstructors ?? 25),
+    byConstructor: byConstructor(snap, graph, options.topConstructors ?? 25),
   };
   return { summary, findings };
 }
@@ -130,7 +131,7 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
  * Self and retained size per constructor (DevTools' "Summary" view). An object whose immediate dominator has
  * the same class name is left out of the retained sum, so nested objects of one class count once.
  */
-function byConstructor(snap: HeapSnapshot, dom: Dominators, paths: ShortestPaths, top: number): ConstructorStat[] {
+function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): ConstructorStat[] {
   const T = snap.T;
   const typeKey = new Map<number, string>([
     [T.array, '(array)'],
@@ -155,7 +156,7 @@ function byConstructor(snap: HeapSnapshot, dom: Dominators, paths: ShortestPaths
   };
   for (let n = 0; n < snap.nodeCount; n++) {
     const t = snap.nodeType[n];
-    if (t === T.synthetic || paths.distance[n] === NONE) continue;
+    if (t === T.synthetic || !isReachable(graph, n)) continue;
     const k = keyOf(n);
     let a = agg.get(k);
     if (!a) {
@@ -164,8 +165,8 @@ function byConstructor(snap: HeapSnapshot, dom: Dominators, paths: ShortestPaths
     }
     a.count++;
     a.self += snap.nodeSelf[n];
-    const d = dom.idom[n];
-    if (d === NONE || keyOf(d) !== k) a.retained += dom.retained[n];
+    const d = graph.idom[n];
+    if (d === NONE || keyOf(d) !== k) a.retained += graph.retained[n];
   }
   return [...agg.entries()]
     .sort((x, y) => y[1].retained - x[1].retained)

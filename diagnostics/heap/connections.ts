@@ -25,6 +25,8 @@ export const WANTED_STRINGS = [
   '_closed',
   'closed',
   'socket',
+  '<symbol kSocket>',
+  '<symbol kChunkedBuffer>',
   'connecting',
   '_handle',
   '<symbol kHandle>',
@@ -113,21 +115,31 @@ export class Connections {
     return h1 === 'null' || (h1 === 'absent' && h2 === 'null');
   }
 
+  /** A response's socket: `socket` on Node 20, `<symbol kSocket>` on Node 24. */
+  socketOf(res: number): number {
+    const a = this.target(res, 'socket');
+    if (a !== NONE && this.isSocket(a)) return a;
+    const b = this.target(res, '<symbol kSocket>');
+    return b !== NONE && this.isSocket(b) ? b : NONE;
+  }
+
   responseClosed(res: number): boolean {
     if (this.flag(res, 'destroyed') === 'true' || this.flag(res, '_closed') === 'true') return true;
-    const sock = this.target(res, 'socket');
-    return sock !== NONE && this.isSocket(sock) && this.socketClosed(sock);
+    const sock = this.socketOf(res);
+    return sock !== NONE && this.socketClosed(sock);
   }
 
   requestClosed(req: number): boolean {
     if (this.flag(req, 'aborted') === 'true' || this.flag(req, 'destroyed') === 'true') return true;
     if (this.flag(req, '_closed') === 'true' || this.flag(req, 'closed') === 'true') return true;
-    const sock = this.target(req, 'socket');
-    return sock !== NONE && this.isSocket(sock) && this.socketClosed(sock);
+    const sock = this.socketOf(req);
+    return sock !== NONE && this.socketClosed(sock);
   }
 
+  /** A socket instance (prototypes named Socket have no stream state). */
   isSocket(node: number): boolean {
-    return this.isClass(node, 'Socket') || this.isClass(node, 'TLSSocket');
+    if (!this.isClass(node, 'Socket') && !this.isClass(node, 'TLSSocket')) return false;
+    return this.target(node, '_writableState') !== NONE;
   }
 
   /**
@@ -138,10 +150,12 @@ export class Connections {
    */
   queuedBytes(res: number): number {
     const holders: number[] = [];
-    const od = this.target(res, 'outputData');
-    if (od !== NONE) holders.push(od);
-    const sock = this.target(res, 'socket');
-    if (sock !== NONE && this.isSocket(sock)) {
+    for (const p of ['outputData', '<symbol kChunkedBuffer>']) {
+      const h = this.target(res, p);
+      if (h !== NONE) holders.push(h);
+    }
+    const sock = this.socketOf(res);
+    if (sock !== NONE) {
       const ws = this.target(sock, '_writableState');
       if (ws !== NONE) {
         for (const p of ['<symbol kBufferedValue>', 'buffered', 'bufferedRequest', '<symbol kWriteCbValue>', 'writecb']) {

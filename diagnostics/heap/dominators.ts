@@ -1,109 +1,144 @@
 /**
- * Dominator tree and retained sizes, on typed arrays (Cooper, Harvey & Kennedy, "A Simple, Fast Dominance
- * Algorithm", 2001 — the iterative algorithm on reverse postorder, with a worklist of affected nodes as in
- * Chrome DevTools). Weak edges retain nothing and are ignored. Nodes that only weak edges reach are
- * unreachable: they have no dominator (NONE) and their retained size is their self size.
+ * Dominator tree, retained sizes and shortest retainer paths, on typed arrays.
+ *
+ * Dominators: Cooper, Harvey & Kennedy, "A Simple, Fast Dominance Algorithm" (2001) — the iterative
+ * algorithm over reverse postorder, every pass over every node until nothing changes (heap graphs settle in
+ * a handful of passes). A worklist of "affected" nodes, as some tools use, is not sound: a node's
+ * immediate dominator can change when a dominator further up its predecessors' chains changes.
+ * Weak edges retain nothing and are ignored. Nodes that only weak edges reach are unreachable: they have
+ * no dominator (NONE) and their retained size is their self size.
+ *
+ * Shortest paths: a breadth-first search from the root over non-weak edges records the node each node was
+ * first reached from.
+ *
+ * Memory: four arrays of one word per node and one of one word per edge, reused from phase to phase
+ * (postorder → predecessors → dominators → retained sizes → search queue), so that a 1 GB snapshot is
+ * analyzed in less memory than its size.
  */
 import { HeapSnapshot, NONE, TO_MASK } from './snapshot.js';
 
-export interface Dominators {
+export interface Graph {
   /** Immediate dominator of each node (node index), NONE for the root and for unreachable nodes. */
   idom: Uint32Array;
   /** Retained size of each node in bytes. */
   retained: Float64Array;
-  /** Number of nodes reachable from the root (the root included). */
+  /** The node each node was first reached from in a breadth-first search from the root; NONE for the root and unreachable nodes. */
+  parent: Uint32Array;
+  /** Nodes reachable from the root (the root included). */
   reachable: number;
+  /** Passes the dominator iteration took. */
+  passes: number;
 }
 
-export function computeDominators(snap: HeapSnapshot, root = 0): Dominators {
+export interface GraphOptions {
+  root?: number;
+  onProgress?: (phase: string, done: number, total: number) => void;
+}
+
+/** A growable stack of words. */
+class Stack {
+  data = new Uint32Array(1 << 16);
+  size = 0;
+  push(v: number): void {
+    if (this.size === this.data.length) {
+      const d = new Uint32Array(this.data.length * 2);
+      d.set(this.data);
+      this.data = d;
+    }
+    this.data[this.size++] = v;
+  }
+}
+
+export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Graph {
+  const root = options.root ?? 0;
   const N = snap.nodeCount;
   const { firstEdge, edgeTo, nodeSelf } = snap;
   const weak = snap.E.weak;
+  const progress = options.onProgress;
 
-  // 1. iterative DFS from the root: postorder numbering
-  const po2node = new Uint32Array(N);
-  const node2po = new Uint32Array(N).fill(NONE);
+  // A: node → postorder (later: dominators in postorder space, then BFS parents)
+  // B: postorder → node (later: BFS queue)
+  const A = new Uint32Array(N).fill(NONE);
+  const B = new Uint32Array(N);
+  const ON_STACK = NONE - 1;
+
+  // 1. iterative depth-first search from the root: postorder numbering
   let count = 0;
   {
-    const stackNode = new Uint32Array(N);
-    const stackEdge = new Uint32Array(N);
-    const visited = new Uint8Array(N);
-    let sp = 0;
-    stackNode[0] = root;
-    stackEdge[0] = firstEdge[root];
-    visited[root] = 1;
-    sp = 1;
-    while (sp > 0) {
-      const v = stackNode[sp - 1];
-      let e = stackEdge[sp - 1];
+    const nodes = new Stack();
+    const edges = new Stack();
+    nodes.push(root);
+    edges.push(firstEdge[root]);
+    A[root] = ON_STACK;
+    while (nodes.size > 0) {
+      const top = nodes.size - 1;
+      const v = nodes.data[top];
+      let e = edges.data[top];
       const end = firstEdge[v + 1];
       let pushed = false;
       for (; e < end; e++) {
         const word = edgeTo[e];
         if (word >>> 29 === weak) continue;
         const w = word & TO_MASK;
-        if (visited[w]) continue;
-        visited[w] = 1;
-        stackEdge[sp - 1] = e + 1;
-        stackNode[sp] = w;
-        stackEdge[sp] = firstEdge[w];
-        sp++;
+        if (A[w] !== NONE) continue;
+        A[w] = ON_STACK;
+        edges.data[top] = e + 1;
+        nodes.push(w);
+        edges.push(firstEdge[w]);
         pushed = true;
         break;
       }
       if (!pushed) {
-        sp--;
-        node2po[v] = count;
-        po2node[count++] = v;
+        nodes.size--;
+        edges.size--;
+        A[v] = count;
+        B[count++] = v;
       }
     }
   }
   const rootPo = count - 1;
+  progress?.('dominators', 1, 5);
 
-  // 2. predecessors in postorder space (reachable nodes, non-weak edges)
-  const predFirst = new Uint32Array(count + 1);
+  // 2. predecessors in postorder space. C: first predecessor of each postorder index (later: idom by node)
+  const C = new Uint32Array(N + 1);
   for (let po = 0; po < count; po++) {
-    const v = po2node[po];
+    const v = B[po];
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
       if (word >>> 29 === weak) continue;
-      predFirst[node2po[word & TO_MASK] + 1]++;
+      C[A[word & TO_MASK] + 1]++;
     }
   }
-  for (let i = 0; i < count; i++) predFirst[i + 1] += predFirst[i];
-  const predList = new Uint32Array(predFirst[count]);
+  for (let i = 0; i < count; i++) C[i + 1] += C[i];
+  const predCount = C[count];
+  // D: predecessor lists (later: retained sizes, when big enough)
+  const D = new Uint32Array(Math.max(predCount, 1));
   {
-    const fill = predFirst.slice(0, count);
+    const fill = C.slice(0, count);
     for (let po = 0; po < count; po++) {
-      const v = po2node[po];
+      const v = B[po];
       for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
         const word = edgeTo[e];
         if (word >>> 29 === weak) continue;
-        const t = node2po[word & TO_MASK];
-        predList[fill[t]++] = po;
+        D[fill[A[word & TO_MASK]]++] = po;
       }
     }
   }
+  progress?.('dominators', 2, 5);
 
-  // 3. iterate to a fixed point, in reverse postorder, over affected nodes only
-  const doms = new Uint32Array(count).fill(NONE);
+  // 3. Cooper–Harvey–Kennedy, in postorder space; A is free again and holds the dominators
+  const doms = A;
+  doms.fill(NONE);
   doms[rootPo] = rootPo;
-  const affected = new Uint8Array(count);
-  // successors of the root are affected first
-  for (let e = firstEdge[root], end = firstEdge[root + 1]; e < end; e++) {
-    const word = edgeTo[e];
-    if (word >>> 29 === weak) continue;
-    affected[node2po[word & TO_MASK]] = 1;
-  }
   let changed = true;
+  let passes = 0;
   while (changed) {
     changed = false;
+    passes++;
     for (let po = rootPo - 1; po >= 0; po--) {
-      if (!affected[po]) continue;
-      affected[po] = 0;
       let newIdom = NONE;
-      for (let p = predFirst[po], end = predFirst[po + 1]; p < end; p++) {
-        let a = predList[p];
+      for (let p = C[po], end = C[po + 1]; p < end; p++) {
+        let a = D[p];
         if (doms[a] === NONE) continue;
         if (newIdom === NONE) {
           newIdom = a;
@@ -120,26 +155,49 @@ export function computeDominators(snap: HeapSnapshot, root = 0): Dominators {
       if (newIdom !== NONE && doms[po] !== newIdom) {
         doms[po] = newIdom;
         changed = true;
-        const v = po2node[po];
-        for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
-          const word = edgeTo[e];
-          if (word >>> 29 === weak) continue;
-          affected[node2po[word & TO_MASK]] = 1;
-        }
       }
     }
   }
+  progress?.('dominators', 3, 5);
 
-  // 4. retained sizes: a dominator always has a higher postorder number than the nodes it dominates
-  const retained = new Float64Array(N);
+  // 4. retained sizes (a dominator has a higher postorder number than what it dominates) and idom by node
+  const retained = D.byteLength >= N * 8 ? new Float64Array(D.buffer, 0, N) : new Float64Array(N);
   for (let v = 0; v < N; v++) retained[v] = nodeSelf[v];
-  const idom = new Uint32Array(N).fill(NONE);
+  const idom = new Uint32Array(C.buffer, 0, N);
+  idom.fill(NONE);
   for (let po = 0; po < rootPo; po++) {
-    const d = doms[po];
-    const v = po2node[po];
-    const dv = po2node[d];
+    const v = B[po];
+    const dv = B[doms[po]];
     idom[v] = dv;
     retained[dv] += retained[v];
   }
-  return { idom, retained, reachable: count };
+  progress?.('paths', 4, 5);
+
+  // 5. breadth-first search from the root: A holds the parents, B the queue
+  const parent = A;
+  parent.fill(NONE);
+  const queue = B;
+  let head = 0;
+  let tail = 0;
+  queue[tail++] = root;
+  parent[root] = root;
+  while (head < tail) {
+    const v = queue[head++];
+    for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
+      const word = edgeTo[e];
+      if (word >>> 29 === weak) continue;
+      const w = word & TO_MASK;
+      if (parent[w] !== NONE) continue;
+      parent[w] = v;
+      queue[tail++] = w;
+    }
+  }
+  parent[root] = NONE;
+  progress?.('paths', 5, 5);
+  return { idom, retained, parent, reachable: count, passes };
+}
+
+/** Whether a node is reachable from the root (through non-weak edges). */
+export function isReachable(g: Graph, node: number, root = 0): boolean {
+  return node === root || g.parent[node] !== NONE;
 }

@@ -65,6 +65,8 @@ export interface ParseOptions {
   onProgress?: (read: number, total: number) => void;
   /** Strings the caller wants to find by value (their index is recorded while streaming). */
   wanted?: Iterable<string>;
+  /** Bytes read at a time (default 1 MiB); tests use odd sizes to cross every token boundary. */
+  chunkSize?: number;
 }
 
 function isWs(c: number): boolean {
@@ -115,13 +117,14 @@ export function readHeapSnapshot(path: string, options: ParseOptions = {}): Heap
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new InputError(`${path} is not a regular file`);
     const parser = new SnapshotParser(path, st.size, options);
-    const buf = Buffer.allocUnsafe(CHUNK);
+    const chunk = Math.max(1, Math.floor(options.chunkSize ?? CHUNK));
+    const buf = Buffer.allocUnsafe(chunk);
     let pos = 0;
     let lastReport = 0;
     for (;;) {
       let n: number;
       try {
-        n = fs.readSync(fd, buf, 0, CHUNK, pos);
+        n = fs.readSync(fd, buf, 0, chunk, pos);
       } catch (err) {
         throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }

@@ -1,43 +1,9 @@
 /**
- * Shortest retainer paths: one breadth-first search from the root over non-weak edges records, for every
- * reachable node, the node it was first reached from. Walking those parents back gives a shortest path from
- * a GC root to any object.
+ * Shortest retainer paths, from the breadth-first search parents computed in dominators.ts: walking them
+ * back from an object gives a shortest path from a GC root to it.
  */
 import { HeapSnapshot, NONE, TO_MASK } from './snapshot.js';
-
-export interface ShortestPaths {
-  /** The node each node was first reached from, NONE for the root and unreachable nodes. */
-  parent: Uint32Array;
-  /** Hops from the root, NONE when unreachable. */
-  distance: Uint32Array;
-}
-
-export function shortestPaths(snap: HeapSnapshot, root = 0): ShortestPaths {
-  const N = snap.nodeCount;
-  const { firstEdge, edgeTo } = snap;
-  const weak = snap.E.weak;
-  const parent = new Uint32Array(N).fill(NONE);
-  const distance = new Uint32Array(N).fill(NONE);
-  const queue = new Uint32Array(N);
-  let head = 0;
-  let tail = 0;
-  queue[tail++] = root;
-  distance[root] = 0;
-  while (head < tail) {
-    const v = queue[head++];
-    const d = distance[v] + 1;
-    for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
-      const word = edgeTo[e];
-      if (word >>> 29 === weak) continue;
-      const w = word & TO_MASK;
-      if (distance[w] !== NONE) continue;
-      distance[w] = d;
-      parent[w] = v;
-      queue[tail++] = w;
-    }
-  }
-  return { parent, distance };
-}
+import type { Graph } from './dominators.js';
 
 /** The edge from `from` to `to` (first non-weak one), or NONE. */
 export function edgeBetween(snap: HeapSnapshot, from: number, to: number): number {
@@ -75,10 +41,10 @@ export function nodeLabel(snap: HeapSnapshot, node: number): string {
  * The path from a GC root to `node`, nodes and edges alternating: `[node, edge, node, …, node]`, without
  * V8's synthetic root. Element indices are written `[]` so that paths through the same array compare equal.
  */
-export function retainerPath(snap: HeapSnapshot, paths: ShortestPaths, node: number, maxHops = 40): string[] {
-  if (paths.distance[node] === NONE) return [];
+export function retainerPath(snap: HeapSnapshot, graph: Graph, node: number, maxHops = 40): string[] {
+  if (node !== 0 && graph.parent[node] === NONE) return [];
   const chain: number[] = [];
-  for (let v = node; v !== NONE && chain.length <= maxHops * 4; v = paths.parent[v]) chain.push(v);
+  for (let v = node; v !== NONE && chain.length <= maxHops * 4; v = graph.parent[v]) chain.push(v);
   chain.reverse();
   if (chain.length > 1 && chain[0] === 0) chain.shift(); // V8's synthetic root ""
   const out: string[] = [];

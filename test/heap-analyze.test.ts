@@ -1,0 +1,188 @@
+// The heap analyzer on a real snapshot of a leaky node:http server (a child process that never loads
+// streamscope): parsing matches a plain JSON.parse of the same file, the dominator tree satisfies its
+// invariants, and the leaks are found with the right counts and retainer paths.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readHeapSnapshot } from '../diagnostics/heap/parse.js';
+import { analyzeGraph, type Graph } from '../diagnostics/heap/dominators.js';
+import { analyzeHeap, QUEUED_BYTES_THRESHOLD, type HeapAnalysis } from '../diagnostics/heap/analyze.js';
+import { WANTED_STRINGS } from '../diagnostics/heap/connections.js';
+import { HeapSnapshot, NONE } from '../diagnostics/heap/snapshot.js';
+
+const fixture = path.join(import.meta.dirname, 'fixtures/heap/leaky-server.mjs');
+let dir: string;
+let file: string;
+let snap: HeapSnapshot;
+let dom: Graph;
+let result: HeapAnalysis;
+
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'heap-analyze-'));
+  file = path.join(dir, 'leaky.heapsnapshot');
+  execFileSync(process.execPath, [fixture, file], { cwd: dir, timeout: 30_000 });
+  snap = readHeapSnapshot(file, { wanted: WANTED_STRINGS });
+  dom = analyzeGraph(snap);
+  result = analyzeHeap(snap);
+});
+
+afterAll(() => {
+  snap?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('streaming snapshot reader', () => {
+  it('reads every node and edge field exactly as JSON.parse of the whole file does', () => {
+    const ref = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const meta = ref.snapshot.meta;
+    const F = meta.node_fields.length;
+    const EF = meta.edge_fields.length;
+    expect(snap.nodeCount).toBe(ref.nodes.length / F);
+    expect(snap.edgeCount).toBe(ref.edges.length / EF);
+    expect(snap.stringCount).toBe(ref.strings.length);
+    const [fType, fName, fId, fSelf, fEdges] = ['type', 'name', 'id', 'self_size', 'edge_count'].map((f) => meta.node_fields.indexOf(f));
+    let e = 0;
+    for (let n = 0; n < snap.nodeCount; n++) {
+      expect(snap.nodeType[n]).toBe(ref.nodes[n * F + fType]);
+      expect(snap.nodeName[n]).toBe(ref.nodes[n * F + fName]);
+      expect(snap.nodeId[n]).toBe(ref.nodes[n * F + fId]);
+      expect(snap.nodeSelf[n]).toBe(ref.nodes[n * F + fSelf]);
+      expect(snap.firstEdge[n]).toBe(e);
+      e += ref.nodes[n * F + fEdges];
+    }
+    for (let i = 0; i < snap.edgeCount; i++) {
+      if (snap.edgeType(i) !== ref.edges[i * EF] || snap.edgeName[i] !== ref.edges[i * EF + 1] || snap.edgeTarget(i) * F !== ref.edges[i * EF + 2]) {
+        throw new Error(`edge ${i} differs`);
+      }
+    }
+    // strings are read back from the file, escapes decoded
+    for (let i = 0; i < ref.strings.length; i += 97) {
+      const want: string = ref.strings[i];
+      if (want.length < 4096) expect(snap.string(i)).toBe(want);
+    }
+  });
+
+  it('gives the same result whatever the read size (tokens split across chunks)', () => {
+    const small = readHeapSnapshot(file, { wanted: WANTED_STRINGS, chunkSize: 4093 });
+    try {
+      expect(Buffer.from(small.edgeTo.buffer).equals(Buffer.from(snap.edgeTo.buffer))).toBe(true);
+      expect(Buffer.from(small.nodeName.buffer).equals(Buffer.from(snap.nodeName.buffer))).toBe(true);
+      expect(Buffer.from(small.firstEdge.buffer).equals(Buffer.from(snap.firstEdge.buffer))).toBe(true);
+      for (const w of ['ServerResponse', 'destroyed', '_closed', 'socket']) expect(small.stringIndex(w)).toBe(snap.stringIndex(w));
+      expect(small.stringIndex('ServerResponse')).not.toBe(NONE);
+    } finally {
+      small.close();
+    }
+  });
+});
+
+describe('dominator tree and retained sizes', () => {
+  it("every node's retained size is at least its self size, and the root's is the sum of reachable self sizes", () => {
+    let reachableSelf = 0;
+    for (let n = 0; n < snap.nodeCount; n++) {
+      expect(dom.retained[n] >= snap.nodeSelf[n]).toBe(true);
+      if (n === 0 || dom.idom[n] !== NONE) reachableSelf += snap.nodeSelf[n];
+    }
+    expect(dom.retained[0]).toBe(reachableSelf);
+    expect(dom.reachable).toBeGreaterThan(snap.nodeCount * 0.9);
+  });
+
+  it('the retained size of a node is the sum of the self sizes of the objects that become unreachable without it', () => {
+    // independent check of the dominator tree: remove v, search from the root, and add up what is lost
+    const weak = snap.E.weak;
+    const reach = (without: number): Uint8Array => {
+      const seen = new Uint8Array(snap.nodeCount);
+      const stack = [0];
+      seen[0] = 1;
+      while (stack.length) {
+        const v = stack.pop()!;
+        for (let e = snap.firstEdge[v]; e < snap.firstEdge[v + 1]; e++) {
+          if (snap.edgeType(e) === weak) continue;
+          const w = snap.edgeTarget(e);
+          if (w === without || seen[w]) continue;
+          seen[w] = 1;
+          stack.push(w);
+        }
+      }
+      return seen;
+    };
+    const all = reach(NONE);
+    const sRes = snap.stringIndex('ServerResponse');
+    const candidates: number[] = [];
+    for (let n = 0; n < snap.nodeCount; n++) if (snap.nodeName[n] === sRes && all[n]) candidates.push(n);
+    // and a spread of other reachable nodes, big dominators included
+    const byRetained = [...Array(snap.nodeCount).keys()].filter((n) => all[n] && n !== 0).sort((a, b) => dom.retained[b] - dom.retained[a]);
+    candidates.push(...byRetained.slice(0, 5), ...byRetained.filter((_, i) => i % Math.floor(byRetained.length / 15) === 0).slice(0, 15));
+    expect(candidates.length).toBeGreaterThan(20);
+    for (const v of candidates) {
+      const without = reach(v);
+      let lost = snap.nodeSelf[v];
+      for (let n = 0; n < snap.nodeCount; n++) if (all[n] && !without[n] && n !== v) lost += snap.nodeSelf[n];
+      expect({ node: v, retained: dom.retained[v] }).toEqual({ node: v, retained: lost });
+    }
+  });
+
+  it('every immediate dominator lies on every path to the node (the shortest one included)', () => {
+    const paths = dom;
+    for (let n = 1; n < snap.nodeCount; n += 101) {
+      const d = dom.idom[n];
+      if (d === NONE) continue;
+      let onPath = false;
+      for (let v = paths.parent[n]; v !== NONE; v = paths.parent[v]) if (v === d) onPath = true;
+      expect(onPath).toBe(true);
+    }
+  });
+});
+
+describe('findings on a leaky server that never loaded streamscope', () => {
+  const total = (kind: string): number => result.findings.filter((f) => f.kind === kind).reduce((s, f) => s + f.count, 0);
+
+  it('finds the 5 responses of closed connections, grouped by how they are held', () => {
+    expect(total('retained_response')).toBe(5);
+    const groups = result.findings.filter((f) => f.kind === 'retained_response');
+    expect(groups.every((g) => g.severity === 'error' && g.path.at(-1) === 'ServerResponse')).toBe(true);
+    const byArray = groups.find((g) => g.path.includes('leaked'));
+    expect(byArray?.count).toBe(3);
+    expect(byArray?.path.slice(-3)).toEqual(['Array', '[]', 'ServerResponse']);
+    const byTimer = groups.find((g) => g.path.includes('_onTimeout'));
+    expect(byTimer?.count).toBe(2);
+    const p = byTimer!.path;
+    expect(p.slice(p.indexOf('Timeout'))).toEqual(['Timeout', '_onTimeout', 'produce()', 'context', 'system / Context', 'res', 'ServerResponse']);
+  });
+
+  it('starts every path at a GC root and alternates objects and edges', () => {
+    for (const f of result.findings) {
+      expect(f.path.length % 2).toBe(1);
+      expect(f.path[0]).not.toBe('');
+      expect(f.retainedSize).toBeGreaterThan(0);
+      expect(f.ids.length).toBeGreaterThan(0);
+    }
+  });
+
+  it("finds the closed connections' requests and sockets", () => {
+    expect(total('retained_request')).toBe(5);
+    expect(total('retained_socket')).toBe(5);
+    expect(result.summary.responses.closed).toBe(5);
+  });
+
+  it('attributes the queued writes to the response of the client that never reads, and flags nothing healthy', () => {
+    const q = result.findings.filter((f) => f.kind === 'queued_write_buffer');
+    expect(q).toHaveLength(1);
+    expect(q[0].count).toBe(1);
+    expect(q[0].queuedBytes!).toBeGreaterThanOrEqual(QUEUED_BYTES_THRESHOLD);
+    // 256 distinct 64 KiB chunks were written; what the kernel did not take is still queued
+    expect(q[0].queuedBytes!).toBeLessThanOrEqual(256 * 64 * 1024 + 64 * 1024);
+    expect(q[0].path.at(-1)).toBe('ServerResponse');
+    // the open healthy stream and the slow one are responses, but not of closed connections
+    expect(result.summary.responses.total - result.summary.responses.closed).toBeGreaterThanOrEqual(2);
+  });
+
+  it('summarizes retained memory by constructor, largest first', () => {
+    const c = result.summary.byConstructor;
+    expect(c.length).toBeGreaterThan(5);
+    for (let i = 1; i < c.length; i++) expect(c[i - 1].retainedSize).toBeGreaterThanOrEqual(c[i].retainedSize);
+    expect(c[0].retainedSize).toBeLessThanOrEqual(result.summary.totalSize);
+  });
+});
