@@ -3,18 +3,9 @@ import http from 'node:http';
 import { Registry } from 'prom-client';
 import { instrument, streams } from '../src/index.js';
 import { DURATION_BUCKETS } from '../src/metrics.js';
-import { get, parseExposition, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { get, parseExposition, scrape, serverPool, sum, until } from './helpers/http.js';
 
-const servers: TestServer[] = [];
-afterEach(async () => {
-  while (servers.length) await servers.pop()!.close();
-});
-
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  servers.push(s);
-  return s;
-}
+const serve = serverPool(afterEach);
 
 const CONTRACT: Array<[string, string, string[]]> = [
   ['stream_duration_seconds', 'histogram', ['route', 'method', 'outcome']],

@@ -8,18 +8,10 @@ import { join, resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import type { Tracer } from '@opentelemetry/api';
 import { instrument, internalErrors, observeAll } from '../src/index.js';
-import { get, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { get, scrape, sleep, serverPool, sum, until } from './helpers/http.js';
 
 const run = promisify(execFile);
-const servers: TestServer[] = [];
-afterEach(async () => {
-  while (servers.length) await servers.pop()!.close();
-});
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  servers.push(s);
-  return s;
-}
+const serve = serverPool(afterEach);
 
 class ThrowingRegistry extends Registry {
   override registerMetric(): void {

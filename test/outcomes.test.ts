@@ -1,163 +1,129 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { Registry } from 'prom-client';
-import { instrument } from '../src/index.js';
-import { get, getAndAbort, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { instrument, type Outcome } from '../src/index.js';
+import { get, getAndAbort, scrape, serverPool, sleep, until } from './helpers/http.js';
 
-const servers: TestServer[] = [];
-afterEach(async () => {
-  while (servers.length) await servers.pop()!.close();
-});
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  servers.push(s);
-  return s;
-}
+const serve = serverPool(afterEach);
 
 async function outcomes(registry: Registry): Promise<Record<string, number>> {
-  const samples = await scrape(registry);
   const out: Record<string, number> = {};
-  for (const s of samples) if (s.name === 'stream_duration_seconds_count') out[s.labels.outcome!] = (out[s.labels.outcome!] ?? 0) + s.value;
+  for (const s of await scrape(registry)) {
+    if (s.name === 'stream_duration_seconds_count') out[s.labels.outcome!] = (out[s.labels.outcome!] ?? 0) + s.value;
+  }
   return out;
 }
 
-describe('outcomes: exactly one per stream', () => {
-  it('completed', async () => {
-    const registry = new Registry();
-    const srv = await serve(
-      instrument(
-        async (_req, res) => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-          res.write('data: 1\n\n');
-          await sleep(5);
-          res.end('data: 2\n\n');
-        },
-        { registry, route: '/c' },
-      ),
-    );
-    await get(srv.url);
-    await until(async () => (await outcomes(registry)).completed === 1, 'completed');
-    expect(await outcomes(registry)).toEqual({ completed: 1 });
-  });
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => unknown;
 
-  it('client_aborted when the client closes mid-stream', async () => {
-    const registry = new Registry();
-    const srv = await serve(
-      instrument(
-        (_req, res) => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-          const t = setInterval(() => res.write('data: tick\n\n'), 5);
-          res.on('close', () => clearInterval(t));
-        },
-        { registry, route: '/a' },
-      ),
-    );
-    await getAndAbort(srv.url, 30);
-    await until(async () => (await outcomes(registry)).client_aborted === 1, 'client_aborted');
-    expect(await outcomes(registry)).toEqual({ client_aborted: 1 });
-  });
+interface Case {
+  name: string;
+  outcome: Outcome;
+  handler: Handler;
+  /** How the server calls the instrumented handler (default: directly). */
+  host?: (h: Handler) => http.RequestListener;
+  client?: 'read' | 'abort';
+  serverTimeoutMs?: number;
+}
 
-  it('error when the handler throws synchronously, and the error reaches the caller unchanged', async () => {
-    const registry = new Registry();
-    const boom = new Error('boom');
-    const h = instrument(
-      (_req: http.IncomingMessage, res: http.ServerResponse) => {
-        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-        res.write('data: 1\n\n');
-        throw boom;
-      },
-      { registry, route: '/t' },
-    );
-    let seen: unknown;
-    const srv = await serve((req, res) => {
+const openSse = (res: http.ServerResponse): void => {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+  res.write('data: 1\n\n');
+};
+
+const boom = new Error('boom');
+const seen: unknown[] = [];
+
+const cases: Case[] = [
+  {
+    name: 'completed',
+    outcome: 'completed',
+    handler: async (_req, res) => {
+      openSse(res);
+      await sleep(5);
+      res.end('data: 2\n\n');
+    },
+  },
+  {
+    name: 'client_aborted when the client closes mid-stream',
+    outcome: 'client_aborted',
+    client: 'abort',
+    handler: (_req, res) => {
+      openSse(res);
+      const t = setInterval(() => res.write('data: tick\n\n'), 5);
+      res.on('close', () => clearInterval(t));
+    },
+  },
+  {
+    name: 'error when the handler throws synchronously; the caller gets the same error',
+    outcome: 'error',
+    handler: (_req, res) => {
+      openSse(res);
+      throw boom;
+    },
+    host: (h) => (req, res) => {
       try {
         h(req, res);
       } catch (err) {
-        seen = err;
+        seen.push(err);
         res.end();
       }
-    });
-    await get(srv.url);
-    expect(seen).toBe(boom);
-    await until(async () => (await outcomes(registry)).error === 1, 'error');
-    expect(await outcomes(registry)).toEqual({ error: 1 });
-  });
-
-  it('error when the handler rejects, and the same promise is returned', async () => {
-    const registry = new Registry();
-    const boom = new Error('async boom');
-    const h = instrument(
-      async (_req: http.IncomingMessage, res: http.ServerResponse) => {
-        res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-        res.write('{}\n');
-        await sleep(5);
-        throw boom;
-      },
-      { registry, route: '/r' },
-    );
-    const srv = await serve((req, res) => {
+    },
+  },
+  {
+    name: 'error when the handler rejects; the caller gets the same rejection',
+    outcome: 'error',
+    handler: async (_req, res) => {
+      openSse(res);
+      await sleep(5);
+      throw boom;
+    },
+    host: (h) => (req, res) => {
       (h(req, res) as Promise<void>).catch((err: unknown) => {
-        expect(err).toBe(boom);
+        seen.push(err);
         res.destroy();
       });
+    },
+  },
+  {
+    name: 'error when the app destroys the response',
+    outcome: 'error',
+    handler: async (_req, res) => {
+      openSse(res);
+      await sleep(10);
+      res.destroy();
+    },
+  },
+  {
+    name: 'error when the response is destroyed with an error',
+    outcome: 'error',
+    handler: async (_req, res) => {
+      openSse(res);
+      await sleep(5);
+      res.destroy(new Error('upstream failed'));
+    },
+  },
+  {
+    name: 'timeout when the server socket times out',
+    outcome: 'timeout',
+    serverTimeoutMs: 200,
+    handler: (_req, res) => openSse(res), // never writes again
+  },
+];
+
+describe('outcomes: exactly one per stream', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      seen.length = 0;
+      const registry = new Registry();
+      const h = instrument(c.handler, { registry, route: '/o' });
+      const srv = await serve(c.host ? c.host(h) : (h as http.RequestListener));
+      if (c.serverTimeoutMs) srv.server.setTimeout(c.serverTimeoutMs);
+      if (c.client === 'abort') await getAndAbort(srv.url, 30);
+      else await get(srv.url).catch(() => undefined);
+      await until(async () => (await outcomes(registry))[c.outcome] === 1, c.outcome);
+      expect(await outcomes(registry)).toEqual({ [c.outcome]: 1 });
+      if (c.host) expect(seen).toEqual([boom]);
     });
-    await get(srv.url).catch(() => undefined);
-    await until(async () => (await outcomes(registry)).error === 1, 'error');
-    expect(await outcomes(registry)).toEqual({ error: 1 });
-  });
-
-  it('error when the app destroys the response', async () => {
-    const registry = new Registry();
-    const srv = await serve(
-      instrument(
-        async (_req, res) => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-          res.write('data: 1\n\n');
-          await sleep(10);
-          res.destroy();
-        },
-        { registry, route: '/d' },
-      ),
-    );
-    await get(srv.url).catch(() => undefined);
-    await until(async () => (await outcomes(registry)).error === 1, 'error');
-    expect(await outcomes(registry)).toEqual({ error: 1 });
-  });
-
-  it('timeout when the socket times out', async () => {
-    const registry = new Registry();
-    const srv = await serve(
-      instrument(
-        (_req, res) => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-          res.write('data: 1\n\n');
-          // never writes again: the server's socket timeout cuts it
-        },
-        { registry, route: '/to' },
-      ),
-    );
-    srv.server.setTimeout(200);
-    await get(srv.url).catch(() => undefined);
-    await until(async () => (await outcomes(registry)).timeout === 1, 'timeout');
-    expect(await outcomes(registry)).toEqual({ timeout: 1 });
-  });
-
-  it('an error emitted by the response is an error outcome', async () => {
-    const registry = new Registry();
-    const srv = await serve(
-      instrument(
-        async (_req, res) => {
-          res.writeHead(200, { 'Content-Type': 'text/event-stream' });
-          res.write('data: 1\n\n');
-          await sleep(5);
-          res.destroy(new Error('upstream failed'));
-        },
-        { registry, route: '/e' },
-      ),
-    );
-    await get(srv.url).catch(() => undefined);
-    await until(async () => (await outcomes(registry)).error === 1, 'error');
-    const samples = await scrape(registry);
-    expect(sum(samples, 'stream_active_connections')).toBe(0);
-  });
+  }
 });

@@ -138,3 +138,16 @@ export function sum(samples: Sample[], name: string, match: Record<string, strin
 export function newRegistry(): Registry {
   return new Registry();
 }
+
+/** Servers started through `serve` are closed after each test of the calling file. */
+export function serverPool(afterEach: (fn: () => Promise<void>) => void): (handler: http.RequestListener) => Promise<TestServer> {
+  const servers: TestServer[] = [];
+  afterEach(async () => {
+    while (servers.length) await servers.pop()!.close();
+  });
+  return async (handler) => {
+    const s = await startServer(handler);
+    servers.push(s);
+    return s;
+  };
+}
