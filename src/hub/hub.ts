@@ -49,9 +49,15 @@ class Sub {
   overflow = false;
   /** Just before the first live event seen: where a live-only subscriber replays from after an overflow. */
   base: string | null = null;
+  /** Last id sent before going live: live events up to it are already sent (checked until passed). */
+  floor: string | null = null;
 
   deliver(ev: StoredEvent, frame: string): void {
     if (this.live) {
+      if (this.floor !== null) {
+        if (compareIds(ev.id, this.floor) <= 0) return;
+        this.floor = null;
+      }
       this.stream[kPush](frame, ev.id);
       return;
     }
@@ -262,29 +268,34 @@ export class Hub {
   private async catchUp(channel: string, sub: Sub, from: string | null): Promise<void> {
     const stream = sub.stream;
     let cursor = from;
+    const replay = async (): Promise<boolean> => {
+      for (;;) {
+        const page = await this.store.range(channel, cursor as string, REPLAY_PAGE);
+        if (stream.closed) return false;
+        for (const ev of page) {
+          if (!stream[kPush](frameOf(ev), ev.id)) return false;
+          cursor = ev.id;
+          if (stream[kNeedsDrain]) await stream.whenWritable();
+        }
+        if (page.length < REPLAY_PAGE) return true;
+      }
+    };
     try {
+      if (cursor !== null && !(await replay())) return;
       for (;;) {
         if (sub.overflow) {
           sub.overflow = false;
           sub.pending = [];
           if (cursor === null) cursor = sub.base;
+          if (cursor !== null && !(await replay())) return;
+          continue;
         }
-        if (cursor !== null) {
-          for (;;) {
-            const page = await this.store.range(channel, cursor, REPLAY_PAGE);
-            if (stream.closed) return;
-            for (const ev of page) {
-              if (!stream[kPush](frameOf(ev), ev.id)) return;
-              cursor = ev.id;
-              if (stream[kNeedsDrain]) await stream.whenWritable();
-            }
-            if (page.length < REPLAY_PAGE) break;
-          }
-        }
-        if (sub.overflow) continue;
         const batch = sub.pending ?? [];
         if (batch.length === 0) {
+          // Live from here. A store's live feed may lag behind what the replay read (Redis: the
+          // blocking reader vs XRANGE): events up to the cursor are skipped once, by id.
           sub.pending = null;
+          sub.floor = cursor;
           sub.live = true;
           return;
         }

@@ -1,6 +1,6 @@
 import { invalidOption, StreamscopeError } from '../errors.js';
 import { getTracker } from '../tracker.js';
-import { ZERO_ID } from './ids.js';
+import { compareIds, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, StoredEvent } from './store.js';
 
 /** The part of an ioredis client this store uses (so ioredis stays an optional peer dependency). */
@@ -107,7 +107,8 @@ export class RedisStore implements HubStore {
       this.cmd = (async () => {
         if (this.given !== undefined) return this.given;
         const Redis = await loadIoredis();
-        const c = new Redis(this.url as string, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+        // Commands fail after a few reconnection attempts (the hub answers 503) rather than hang a request.
+        const c = new Redis(this.url as string, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
         c.on('error', (err) => tracker.fault('redis', err));
         return c;
       })();
@@ -252,7 +253,10 @@ export class RedisStore implements HubStore {
       for (const entry of reply as Array<[unknown, unknown]>) {
         const channel = String(entry[0]).slice(this.prefix.length);
         if (!this.cursors.has(channel)) continue;
-        const events = toEvents(entry[1]);
+        // An XREAD issued before the channel was dropped and followed again may return entries at or
+        // before the new start: drop them, so each event reaches the listeners once and in order.
+        const cursor = this.cursors.get(channel) as string;
+        const events = toEvents(entry[1]).filter((ev) => compareIds(ev.id, cursor) > 0);
         if (events.length === 0) continue;
         this.cursors.set(channel, (events[events.length - 1] as StoredEvent).id);
         const set = this.listeners.get(channel);
@@ -285,7 +289,7 @@ export class RedisStore implements HubStore {
     if (cmd !== null && this.given === undefined) {
       try {
         const c = await cmd;
-        await c.quit();
+        c.disconnect();
       } catch {
         /* already gone */
       }

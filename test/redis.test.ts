@@ -1,0 +1,167 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { EventSource } from 'eventsource';
+import { createHub, redisStore, compareIds, type Hub } from '../src/index.js';
+import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { hubApp, openSse, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
+import { startRedis, type RedisServer } from './helpers/redis.js';
+
+let redis: RedisServer;
+let admin: Redis;
+beforeAll(async () => {
+  redis = await startRedis();
+  admin = new Redis(redis.url);
+});
+afterAll(async () => {
+  await admin?.quit();
+  await redis?.stop();
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+let prefixN = 0;
+function newHub(extra: Parameters<typeof createHub>[0] = {}, maxLen = 10000): Hub {
+  const hub = createHub({ store: redisStore({ url: redis.url, maxLen, keyPrefix: `t${prefixN}:` }), heartbeatMs: 0, ...extra });
+  cleanups.push(() => hub.close());
+  return hub;
+}
+
+async function serve(hub: Hub) {
+  const app = hubApp(hub);
+  const srv: TestServer = await startServer(app.handler);
+  cleanups.push(() => srv.close());
+  return { app, srv };
+}
+
+async function clientCount(): Promise<number> {
+  const list = (await admin.call('CLIENT', 'LIST')) as string;
+  return list.trim().split('\n').filter(Boolean).length;
+}
+
+describe('redisStore on a real redis-server', () => {
+  it('event ids are the Redis stream ids; replay then live, each once and in order', async () => {
+    prefixN++;
+    const hub = newHub();
+    const { srv } = await serve(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push(await hub.publish('c', { data: { i } }));
+    const inRedis = (await admin.xrange(`t${prefixN}:c`, '-', '+')).map(([id]) => id);
+    expect(inRedis).toEqual(ids);
+    for (let i = 1; i < ids.length; i++) expect(compareIds(ids[i]!, ids[i - 1]!)).toBeGreaterThan(0);
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': ids[4]! });
+    await until(() => c.events.length === 25, 'replay');
+    for (let i = 30; i < 60; i++) ids.push(await hub.publish('c', { data: { i } }));
+    await until(() => c.events.length === 55, 'live');
+    expect(c.events.map((e) => e.id)).toEqual(ids.slice(5));
+    c.close();
+  });
+
+  it('MAXLEN ~ trims: an expired id gets 416 with X-Next-Cursor, and the cursor resumes without a gap', async () => {
+    prefixN++;
+    const registry = newRegistry();
+    const hub = newHub({ registry, route: '/events' }, 100);
+    const { srv } = await serve(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 500; i++) ids.push(await hub.publish('c', String(i)));
+    const r = await get(`${srv.url}/events?lastEventId=${ids[0]}`);
+    expect(r.status).toBe(416);
+    const next = r.headers['x-next-cursor'] as string;
+    const retained = (await admin.xrange(`t${prefixN}:c`, '-', '+')).map(([id]) => id);
+    expect(retained.length).toBeLessThan(500);
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
+    await until(() => c.events.length === retained.length, 'retained replay');
+    expect(c.events.map((e) => e.id)).toEqual(retained);
+    c.close();
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'expired' })).toBe(1);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBe(1);
+  });
+
+  it('one blocking reader per instance: Redis connections do not grow with subscribers or channels', async () => {
+    prefixN++;
+    // connections of earlier tests' hubs are gone once only this test's admin connection is left
+    await until(async () => (await clientCount()) === 1, 'earlier connections closed');
+    const base = await clientCount();
+    const hub = newHub();
+    const { srv } = await serve(hub);
+    const first = await openSse(`${srv.url}/events?channel=ch0`);
+    await until(() => hub.subscribers() === 1, 'one subscriber');
+    await hub.publish('ch0', 'x');
+    await until(() => first.events.length === 1, 'first event');
+    const withOne = await clientCount();
+    const clients = [first];
+    for (let i = 1; i < 60; i++) clients.push(await openSse(`${srv.url}/events?channel=ch${i % 6}`));
+    await until(() => hub.subscribers() === 60, '60 subscribers');
+    for (let ch = 0; ch < 6; ch++) await hub.publish(`ch${ch}`, `to ${ch}`);
+    await until(() => clients.every((c, i) => c.events.some((e) => e.data === `to ${i % 6}`)), 'fan-out to every subscriber');
+    const withSixty = await clientCount();
+    expect(withOne - base).toBe(2); // commands + the blocking reader
+    expect(withSixty).toBe(withOne);
+    for (const c of clients) c.close();
+  });
+
+  it('two instances behind a round-robin proxy: the eventsource client resumes on the other instance, across 20+ cuts', async () => {
+    prefixN++;
+    const registry = newRegistry();
+    const hubA = newHub({ registry, route: '/events', retryMs: 20 });
+    const hubB = newHub({ registry, route: '/events', retryMs: 20 });
+    const a = await serve(hubA);
+    const b = await serve(hubB);
+    const proxy = await roundRobinProxy([a.srv.port, b.srv.port]);
+    cleanups.push(() => proxy.close());
+    const received: string[] = [];
+    const es = new EventSource(`${proxy.url}/events?channel=room`);
+    cleanups.push(() => es.close());
+    const log: string[] = [];
+    es.addEventListener('tick', (e) => {
+      received.push(`${e.lastEventId} ${e.data}`);
+      log.push(`${e.lastEventId} ${e.data}`);
+    });
+    es.addEventListener('open', () => log.push('open'));
+    const subs = (): number => hubA.subscribers('room') + hubB.subscribers('room');
+    await until(() => subs() === 1, 'connected');
+    const { ids, cuts } = await publishWithCuts({
+      // publish through both instances in turn
+      publish: (i) => (i % 2 ? hubA : hubB).publish('room', { event: 'tick', data: String(i) }),
+      cut: () => a.app.cutAll() + b.app.cutAll(),
+      connected: () => subs() === 1,
+      total: 400,
+      cutEvery: 15,
+      minCuts: 20,
+      waitFor: (fn, what) => until(fn, what, 20_000, 2),
+    });
+    expect(cuts).toBeGreaterThanOrEqual(20);
+    await until(() => received.length >= ids.length, 'every event', 30_000);
+    if (process.env.DEBUG_DUPS) {
+      const seen = new Map<string, number>();
+      received.forEach((r, i) => {
+        if (seen.has(r)) console.log('dup', r, 'at', i, 'first', seen.get(r), 'log', log.slice(Math.max(0, seen.get(r)! - 3), i + 2));
+        seen.set(r, i);
+      });
+    }
+    expect(received).toEqual(ids.map((id, i) => `${id} ${i}`));
+    // reconnects really landed on both instances
+    expect(a.app.subscriptions).toBeGreaterThanOrEqual(10);
+    expect(b.app.subscriptions).toBeGreaterThanOrEqual(10);
+    es.close();
+    await until(async () => sum(await scrape(registry), 'stream_active_connections', { route: '/events' }) === 0, 'active back to 0');
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBeGreaterThanOrEqual(20);
+    expect(sum(m, 'stream_duration_seconds_count', { route: '/events' })).toBe(sum(m, 'stream_started_total', { route: '/events' }));
+  });
+
+  it('a store whose Redis is unreachable answers 503 and never throws into the app', async () => {
+    const hub = createHub({ store: redisStore({ url: 'redis://127.0.0.1:1', keyPrefix: 'x:' }), heartbeatMs: 0 });
+    cleanups.push(() => hub.close());
+    const app = hubApp(hub);
+    const srv = await startServer(app.handler);
+    cleanups.push(() => srv.close());
+    const res = await get(`${srv.url}/events`);
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBeDefined();
+    await expect(hub.publish('c', 'x')).rejects.toThrow();
+  });
+});
