@@ -167,5 +167,8 @@ export async function publishWithCuts(opts: {
     }
     if (i % 3 === 0) await new Promise((r) => setTimeout(r, 1));
   }
+  // one more event once the client is back, so the last cut's reconnect is part of every check
+  await opts.waitFor(opts.connected, 'the subscriber to reconnect after the last cut');
+  ids.push(await opts.publish(ids.length));
   return { ids, cuts };
 }
