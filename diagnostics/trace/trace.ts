@@ -216,10 +216,11 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
  * JavaScript that runs without a callback span of its own (an HTTP request handler called by the parser,
  * for one) shows as a busy run on the main thread: between two event-loop boundaries (a `*_CALLBACK` span
  * edge or a Node environment phase), every interval between consecutive events saw the thread's CPU time
- * (`tts`) advance about as much as the wall clock, so the thread never went idle.
+ * (`tts`) advance about as much as the wall clock, or ended in a GC that allocation triggered, so the thread
+ * never went idle.
  */
 function busyGaps(events: TraceEvent[], longUs: number): Span[] {
-  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean }> = [];
+  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean; allocating: boolean }> = [];
   for (const e of events) {
     const ts = num(e.ts);
     const tts = num((e as { tts?: unknown }).tts);
@@ -233,7 +234,10 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     const name = str(e.name);
     const cat = str(e.cat);
     const boundary = name.endsWith('_CALLBACK') || (ph === 'X' && cat.includes('node.environment'));
-    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary });
+    const type = str(((e as { args?: { type?: unknown } }).args ?? {}).type);
+    // a scavenge or mark-compact for "allocation failure" means JavaScript was allocating just before it
+    const allocating = name === 'V8.GCScavenger' || ((name === 'MinorGC' || name === 'MajorGC') && ph === 'B' && type.includes('allocation'));
+    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary, allocating });
   }
   main.sort((a, b) => a.ts - b.ts);
   const out: Span[] = [];
@@ -245,7 +249,9 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     const cur = main[i];
     const wall = cur.ts - prev.end;
     const cpu = cur.tts - prev.ttsEnd;
-    if (wall > 2000 && cpu < 0.5 * wall) {
+    // idle: the clock ran on but the thread did not (on a busy machine a running thread also loses CPU
+    // time, so a gap that ends in an allocation-triggered GC still counts as busy)
+    if (wall > 2000 && cpu < 0.5 * wall && !cur.allocating) {
       runStart = cur.ts; // the thread was idle in between
       runName = cur.name;
     }
