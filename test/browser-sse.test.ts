@@ -1,0 +1,115 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { createHub, redisStore, type Hub } from '../src/index.js';
+import { newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { hubApp, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
+import { startRedis, type RedisServer } from './helpers/redis.js';
+
+/**
+ * The browser's own EventSource (Debian's chromium through playwright-core) against a hub whose
+ * connections the server cuts mid-flow; the page must see every event exactly once, in order.
+ */
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>sse</title><script>
+window.received = []; window.opens = 0; window.errors = 0;
+const es = new EventSource('/events?channel=room');
+es.addEventListener('tick', (e) => window.received.push(e.lastEventId + ' ' + e.data));
+es.addEventListener('open', () => window.opens++);
+es.addEventListener('error', () => window.errors++);
+</script>`;
+
+let browser: Browser;
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`chromium not found at ${CHROMIUM} (set CHROMIUM_PATH)`);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function openPage(url: string): Promise<Page> {
+  const page = await browser.newPage();
+  cleanups.push(() => page.close());
+  await page.goto(url);
+  return page;
+}
+
+async function receivedIn(page: Page, n: number): Promise<string[]> {
+  await page.waitForFunction((k) => (window as unknown as { received: string[] }).received.length >= k, n, { timeout: 30_000 });
+  return page.evaluate(() => (window as unknown as { received: string[] }).received);
+}
+
+describe('Chromium EventSource against server-side cuts', () => {
+  it('one instance, memory store: every event exactly once and in order across 20+ cuts', async () => {
+    const registry = newRegistry();
+    const hub: Hub = createHub({ registry, route: '/events', heartbeatMs: 0, retryMs: 20 });
+    cleanups.push(() => hub.close());
+    const app = hubApp(hub, undefined, PAGE);
+    const srv: TestServer = await startServer(app.handler);
+    cleanups.push(() => srv.close());
+    const page = await openPage(srv.url + '/');
+    await until(() => hub.subscribers('room') === 1, 'page connected', 20_000);
+    const { ids, cuts } = await publishWithCuts({
+      publish: (i) => hub.publish('room', { event: 'tick', data: String(i) }),
+      cut: () => app.cutAll(),
+      connected: () => hub.subscribers('room') === 1 && app.open.size === 1,
+      total: 300,
+      cutEvery: 12,
+      minCuts: 20,
+      waitFor: (fn, what) => until(fn, what, 20_000, 2),
+    });
+    expect(cuts).toBeGreaterThanOrEqual(20);
+    const received = await receivedIn(page, ids.length);
+    expect(received).toEqual(ids.map((id, i) => `${id} ${i}`));
+    expect(await page.evaluate(() => (window as unknown as { opens: number }).opens)).toBeGreaterThanOrEqual(21);
+    await page.close();
+    await until(async () => sum(await scrape(registry), 'stream_active_connections', { route: '/events' }) === 0, 'active back to 0');
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBeGreaterThanOrEqual(20);
+    expect(sum(m, 'stream_duration_seconds_count', { route: '/events' })).toBe(sum(m, 'stream_started_total', { route: '/events' }));
+  });
+
+  it('two instances sharing a real redis-server behind a round-robin proxy: reconnects land on the other instance, nothing lost or doubled', async () => {
+    const redis: RedisServer = await startRedis();
+    cleanups.push(() => redis.stop());
+    const registry = newRegistry();
+    const hubs = [0, 1].map(() => createHub({ store: redisStore({ url: redis.url }), registry, route: '/events', heartbeatMs: 0, retryMs: 20 }));
+    for (const h of hubs) cleanups.push(() => h.close());
+    const apps = hubs.map((h) => hubApp(h, undefined, PAGE));
+    const servers = await Promise.all(apps.map((a) => startServer(a.handler)));
+    for (const s of servers) cleanups.push(() => s.close());
+    const proxy = await roundRobinProxy(servers.map((s) => s.port));
+    cleanups.push(() => proxy.close());
+    const subs = (): number => hubs[0]!.subscribers('room') + hubs[1]!.subscribers('room');
+    const open = (): number => apps[0]!.open.size + apps[1]!.open.size;
+    const page = await openPage(proxy.url + '/');
+    await until(() => subs() === 1, 'page connected', 20_000);
+    const { ids, cuts } = await publishWithCuts({
+      publish: (i) => hubs[i % 2]!.publish('room', { event: 'tick', data: String(i) }),
+      cut: () => apps[0]!.cutAll() + apps[1]!.cutAll(),
+      connected: () => subs() === 1 && open() === 1,
+      total: 300,
+      cutEvery: 12,
+      minCuts: 20,
+      waitFor: (fn, what) => until(fn, what, 20_000, 2),
+    });
+    expect(cuts).toBeGreaterThanOrEqual(20);
+    const received = await receivedIn(page, ids.length);
+    expect(received).toEqual(ids.map((id, i) => `${id} ${i}`));
+    expect(apps[0]!.subscriptions).toBeGreaterThanOrEqual(5);
+    expect(apps[1]!.subscriptions).toBeGreaterThanOrEqual(5);
+    await page.close();
+    await until(async () => sum(await scrape(registry), 'stream_active_connections', { route: '/events' }) === 0, 'active back to 0');
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBeGreaterThanOrEqual(20);
+  });
+});
