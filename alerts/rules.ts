@@ -118,19 +118,17 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
       ')',
     ].join('\n');
 
-  const recording: RuleGroup = {
-    name: 'streamscope.recording',
-    rules: [
-      ...sloRecords,
-      {
-        record: names.firstWriteP95,
-        expr: `histogram_quantile(0.95, sum by (job, route, le) (rate(${sel('stream_first_write_seconds_bucket')}[5m])))`,
-      },
-      { record: names.firstWriteRate, expr: `sum by (job, route) (rate(${sel('stream_first_write_seconds_count')}[5m]))` },
-      { record: names.leaks, expr: increase('stream_leaks_total', 'job, instance, route, kind') },
-      { record: names.internalErrors, expr: increase('streamscope_internal_errors_total', 'job, instance, component') },
-    ],
-  };
+  const firstWriteRecords: RecordingRule[] = [
+    {
+      record: names.firstWriteP95,
+      expr: `histogram_quantile(0.95, sum by (job, route, le) (rate(${sel('stream_first_write_seconds_bucket')}[5m])))`,
+    },
+    { record: names.firstWriteRate, expr: `sum by (job, route) (rate(${sel('stream_first_write_seconds_count')}[5m]))` },
+  ];
+  const leakRecords: RecordingRule[] = [
+    { record: names.leaks, expr: increase('stream_leaks_total', 'job, instance, route, kind') },
+    { record: names.internalErrors, expr: increase('streamscope_internal_errors_total', 'job, instance, component') },
+  ];
 
   const alerts: AlertingRule[] = [
     {
@@ -241,7 +239,16 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
     },
   ];
 
-  return [recording, { name: 'streamscope.alerts', rules: alerts }];
+  // Each alert sits in the group of the recording rules it reads, after them: rules of a group are
+  // evaluated in order, while groups run independently, so an alert in another group would read the
+  // recording of the previous evaluation.
+  const pick = (...suffixes: string[]): AlertingRule[] => alerts.filter((a) => suffixes.some((x) => a.alert === name(x)));
+  return [
+    { name: 'streamscope.streams', rules: pick('StalledWrites', 'BufferedBytesHigh', 'TargetAbsent') },
+    { name: 'streamscope.leaks', rules: [...leakRecords, ...pick('DanglingStreams', 'ZombieProducers', 'InternalErrors')] },
+    { name: 'streamscope.slo', rules: [...sloRecords, ...pick('AbnormalTerminationFastBurn', 'AbnormalTerminationSlowBurn')] },
+    { name: 'streamscope.first-write', rules: [...firstWriteRecords, ...pick('FirstWriteSlow')] },
+  ];
 }
 
 /** The committed rules file, relative to the repo root. */
