@@ -78,7 +78,9 @@ describe('healthHandler()', () => {
     });
     const sock = await neverReadingClient(srv.port, '/stuck');
     sock.on('error', () => {});
-    cleanups.push(() => sock.destroy());
+    cleanups.push(() => {
+      sock.destroy();
+    });
     const p = await until(async () => {
       const r = await probe(srv.url);
       return r.body.streams!.stalled === 1 ? r : null;
