@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../errors.js';
-import { attach, handlerSettled, markError, markTimeout, promote } from '../response-hook.js';
+import { attach, markError, markTimeout, promote, settleHandler } from '../response-hook.js';
 import type { StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
 import type { RejectReason } from '../limits/index.js';
@@ -145,7 +145,7 @@ export class SseStream {
     } catch (err) {
       if (!this.done) this.fail(err);
     } finally {
-      if (own) handlerSettled(s);
+      if (own) settleHandler(s);
     }
   }
 
