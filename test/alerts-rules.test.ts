@@ -139,6 +139,15 @@ describe('alerts/streamscope.rules.yml', () => {
     }
   });
 
+  it('docs/alerts.md lists every alert and every recording rule', () => {
+    const doc = readFileSync(join(root, 'docs/alerts.md'), 'utf8');
+    for (const a of alerts) expect(doc, a.alert).toContain(`\`${a.alert}\``);
+    for (const r of records) {
+      const windowed = r.record.replace(/_rate(5m|30m|1h|2h|6h|1d|3d)$/, '_rate{5m,30m,1h,2h,6h,1d,3d}');
+      expect(doc.includes(`\`${r.record}\``) || doc.includes(`\`${windowed}\``), r.record).toBe(true);
+    }
+  });
+
   it('every expression parses and selects only contract metrics, up and its own recording rules, through the selector', () => {
     expect(checkSelectors(groups, defaultConfig)).toEqual([]);
   });

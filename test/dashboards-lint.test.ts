@@ -147,6 +147,16 @@ describe('flavours', () => {
   });
 });
 
+describe('docs/dashboards.md', () => {
+  it('describes every panel of both dashboards, and both uids', () => {
+    const doc = readFileSync(join(root, 'docs/dashboards.md'), 'utf8');
+    for (const name of NAMES) {
+      expect(doc).toContain(`\`${name}\``);
+      for (const p of panelsOf(load(PROVISIONING_DIR, name))) expect(doc, p.title).toContain(`**${p.title}**`);
+    }
+  });
+});
+
 describe('the linter catches each rule it checks', () => {
   const base = (): Json => structuredClone(load(PROVISIONING_DIR, 'streamscope-overview'));
   const firstTs = (d: Json): Json => panelsOf(d).find((p) => p.type === 'timeseries') as Json;
