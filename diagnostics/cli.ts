@@ -1,3 +1,103 @@
-// placeholder entry; the diag CLI is built in issue 4
-console.error('diag: not built yet');
-process.exit(2);
+/**
+ * `diag`: capture a live Node.js process and explain it. See docs/diag.md and the contract (DESIGN.md, "`diag` CLI").
+ * Exit codes: 0 done, 1 findings at or above --fail-on, 2 bad usage or unreadable input (one line on stderr).
+ */
+import { requireInstalled } from './transport/require-shim.js';
+import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../src/agent/version.js';
+import { runAnalyze } from './commands/analyze.js';
+import { runCapture } from './commands/capture.js';
+import { runDoctor } from './commands/doctor.js';
+import { runLs } from './commands/ls.js';
+import { runTop, type SortKey } from './commands/top.js';
+import { errorLine } from './errors.js';
+
+let exitCode = requireInstalled ? 0 : 0;
+
+/** Runs a command; any error is one line on stderr and exit code 2. */
+function action<A extends unknown[]>(fn: (...args: A) => Promise<number>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      exitCode = await fn(...args);
+    } catch (err) {
+      if (process.env.DIAG_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+      process.stderr.write(`diag: ${errorLine(err)}\n`);
+      exitCode = 2;
+    }
+  };
+}
+
+const program = new Command('diag')
+  .description('capture a live Node.js process (streams, heap, trace, CPU) and explain it')
+  .version(VERSION)
+  .showHelpAfterError(false)
+  .enablePositionalOptions()
+  .exitOverride()
+  .configureOutput({
+    writeErr: (s) => process.stderr.write(s),
+    outputError: (s, write) => write(`diag: ${s.replace(/^error: /, '').trim()}\n`),
+  });
+
+program
+  .command('ls')
+  .description('Node.js processes on this host that run the streamscope agent')
+  .option('--json', 'print JSON')
+  .action(action((opts: { json?: boolean }) => runLs(opts)));
+
+program
+  .command('top')
+  .description("live table of a process's open streams, refreshed in place (s: sort, q: quit)")
+  .argument('<pid>')
+  .option('--once', 'print one frame and exit')
+  .addOption(new Option('--sort <key>', 'sort by').choices(['age', 'buffered']).default('age'))
+  .option('--interval <ms>', 'refresh interval', '1000')
+  .action(action((pid: string, opts: { once?: boolean; sort: SortKey; interval: string }) => runTop(pid, { once: opts.once, sort: opts.sort, interval: Number(opts.interval) })));
+
+program
+  .command('capture')
+  .description('capture streams, process facts and optionally a heap snapshot, trace and CPU profile')
+  .argument('<pid>')
+  .option('--out <dir>', 'capture directory (default ./streamscope-capture-<pid>-<timestamp>)')
+  .option('--heap', 'take a heap snapshot (pauses the target)')
+  .option('--trace <seconds>', 'record trace events')
+  .option('--cpu <seconds>', 'record a CPU profile')
+  .addOption(new Option('--via <transport>', 'agent socket or V8 inspector (default: agent when running)').choices(['agent', 'inspector']))
+  .option('--force', 'take the heap snapshot even when free memory looks too low')
+  .action(
+    action((pid: string, opts: { out?: string; heap?: boolean; trace?: string; cpu?: string; via?: 'agent' | 'inspector'; force?: boolean }) =>
+      runCapture(pid, { out: opts.out, heap: opts.heap, trace: opts.trace as unknown as number, cpu: opts.cpu as unknown as number, via: opts.via, force: opts.force }),
+    ),
+  );
+
+program
+  .command('analyze')
+  .description('analyze a capture directory, heap snapshot, trace or streams.json')
+  .argument('<target>', 'DIR | FILE.heapsnapshot | FILE.json')
+  .option('--json', 'print the JSON report')
+  .option('--html <file>', 'write a self-contained HTML report')
+  .addOption(new Option('--fail-on <level>', 'exit 1 on findings at or above this level').choices(['warning', 'error']))
+  .action(action((target: string, opts: { json?: boolean; html?: string; failOn?: 'warning' | 'error' }) => runAnalyze(target, opts)));
+
+program
+  .command('doctor')
+  .description('run a command under Clinic.js Doctor (optional dependency @clinic/doctor)')
+  .argument('[command...]', 'the command, after --')
+  .passThroughOptions()
+  .allowUnknownOption()
+  .action(action((command: string[]) => runDoctor(command ?? [])));
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2;
+    } else {
+      process.stderr.write(`diag: ${errorLine(err)}\n`);
+      exitCode = 2;
+    }
+  }
+  process.stdout.write('', () => process.exit(exitCode));
+}
+
+void main();

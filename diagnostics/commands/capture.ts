@@ -1,0 +1,205 @@
+/**
+ * `diag capture <pid> [--out DIR] [--heap] [--trace SECONDS] [--cpu SECONDS] [--via agent|inspector] [--force]`
+ *
+ * Cheap parts first (streams, process facts), each written as soon as it is taken, so a refused or failed
+ * heap step loses nothing. The target keeps serving throughout; the inspector is closed again when diag
+ * opened it. Resolves to the exit code; DiagErrors become one line and exit 2 in cli.ts.
+ */
+import { DiagError, errorLine } from '../errors.js';
+import { createProgress, formatBytes } from '../progress.js';
+import { AgentClient, findAgentSocket } from '../transport/agent-client.js';
+import { CaptureDir, defaultCaptureDir } from '../transport/capture-dir.js';
+import { InspectorSession } from '../transport/inspector-client.js';
+import { inspectTarget, memoryHeadroom, parsePid, type Target } from '../transport/procfs.js';
+import { AgentTransport, InspectorTransport, type Transport } from '../transport/transports.js';
+
+export interface CaptureOptions {
+  out?: string;
+  heap?: boolean;
+  trace?: number;
+  cpu?: number;
+  via?: 'agent' | 'inspector';
+  force?: boolean;
+  /** Event-loop delay sampling window for process.json (ms). */
+  sampleMs?: number;
+}
+
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WriteStream | NodeJS.WritableStream;
+}
+
+/** V8 serializes roughly this many bytes of used heap per second while the target is paused (measured, see docs/benchmarks.md). */
+const HEAP_BYTES_PER_SECOND = 40 * 1024 * 1024;
+
+export function seconds(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 600) throw new DiagError(`${name} must be a number of seconds in (0, 600], got "${String(v)}"`);
+  return n;
+}
+
+export async function connect(target: Target, via: CaptureOptions['via'], note: (line: string) => void): Promise<Transport> {
+  if (via !== undefined && via !== 'agent' && via !== 'inspector') throw new DiagError(`--via must be "agent" or "inspector", got "${String(via)}"`);
+  if (via !== 'inspector') {
+    const sock = findAgentSocket(target.pid);
+    if (sock !== null) {
+      try {
+        const client = await AgentClient.connect(sock);
+        const t = new AgentTransport(client);
+        await t.info();
+        return t;
+      } catch (err) {
+        if (via === 'agent') throw err;
+        note(`agent of pid ${target.pid} did not answer (${errorLine(err)}); using the inspector`);
+      }
+    } else if (via === 'agent') {
+      throw new DiagError(`pid ${target.pid} runs no streamscope agent (start it with --import streamscope/register or startAgent()); try --via inspector`);
+    }
+  }
+  return new InspectorTransport(await InspectorSession.open(target));
+}
+
+export async function runCapture(pidText: string, opts: CaptureOptions, io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const note = (line: string): void => void io.stderr.write(`diag: ${line}\n`);
+  const pid = parsePid(pidText);
+  const traceSeconds = seconds('--trace', opts.trace);
+  const cpuSeconds = seconds('--cpu', opts.cpu);
+  const target = inspectTarget(pid);
+  const transport = await connect(target, opts.via, note);
+
+  let interrupted = false;
+  const onSigint = (): void => {
+    interrupted = true;
+    note('interrupted; closing the connection to the target');
+    void transport.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSigint);
+  try {
+    const info = await transport.info();
+    const cap = CaptureDir.create(opts.out ?? defaultCaptureDir(pid), {
+      pid,
+      nodeVersion: info.nodeVersion,
+      time: new Date().toISOString(),
+      transport: transport.kind,
+      streamscopeVersion: info.streamscopeVersion,
+      argv: info.argv,
+    });
+    note(`capturing pid ${pid} (node ${info.nodeVersion}) via ${transport.description} into ${cap.dir}`);
+
+    const step = async (name: string, fn: () => Promise<void>): Promise<boolean> => {
+      try {
+        await fn();
+        return true;
+      } catch (err) {
+        const msg = errorLine(err);
+        cap.error(name, msg);
+        note(`${name}: ${msg}`);
+        return false;
+      }
+    };
+
+    await step('streams', async () => {
+      const s = await transport.streams();
+      if (s === null) {
+        note('streamscope is not loaded in the target: no streams.json');
+        return;
+      }
+      cap.writeJson('streams.json', s);
+    });
+
+    let facts: Record<string, unknown> | null = null;
+    await step('process', async () => {
+      facts = await transport.processFacts(opts.sampleMs ?? 1000);
+      cap.writeJson('process.json', facts);
+    });
+
+    if (opts.heap) {
+      const refusal = preflight(pid, facts, opts.force === true, note);
+      if (refusal !== null) {
+        cap.error('heap', refusal);
+        cap.finish();
+        throw new DiagError(`${refusal}; what was taken is in ${cap.dir}`);
+      }
+    }
+
+    if (traceSeconds !== undefined) {
+      note(`tracing for ${traceSeconds} s`);
+      await step('trace', async () => {
+        const out = cap.openStream('trace.json');
+        const n = await transport.trace(traceSeconds, out);
+        await closeStream(out);
+        cap.added('trace.json');
+        note(`trace: ${n} events`);
+      });
+    }
+    if (cpuSeconds !== undefined) {
+      note(`profiling the CPU for ${cpuSeconds} s`);
+      await step('cpu', async () => {
+        const profile = await transport.cpu(cpuSeconds);
+        cap.writeJson('cpu.cpuprofile', profile);
+      });
+    }
+    if (opts.heap) {
+      await step('heap', async () => {
+        const out = cap.openStream('heap.heapsnapshot');
+        const used = usedHeap(facts) ?? 0;
+        const bar = createProgress('heap snapshot', io.stderr as NodeJS.WriteStream);
+        try {
+          const n = await transport.heap(out, (b) => bar.update(Math.min(b, used), used, formatBytes(b)));
+          await closeStream(out);
+          cap.added('heap.heapsnapshot');
+          bar.done();
+          note(`heap snapshot: ${formatBytes(n)}`);
+        } catch (err) {
+          bar.done();
+          out.destroy();
+          throw err;
+        }
+      });
+    }
+    cap.finish();
+    io.stdout.write(`${cap.dir}\n`);
+    const failed = cap.manifest.errors;
+    if (failed.length > 0) {
+      throw new DiagError(`capture incomplete: ${failed.map((e) => `${e.step}: ${e.message}`).join('; ')} (the rest is in ${cap.dir})`);
+    }
+    return 0;
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    if (!interrupted) await transport.close();
+  }
+}
+
+function usedHeap(facts: Record<string, unknown> | null): number | null {
+  const hs = facts?.heapStatistics as { used_heap_size?: number } | undefined;
+  const mu = facts?.memoryUsage as { heapUsed?: number } | undefined;
+  const v = hs?.used_heap_size ?? mu?.heapUsed;
+  return typeof v === 'number' && v > 0 ? v : null;
+}
+
+/** Says the expected pause and memory; returns why the heap step is refused, or null to go ahead. */
+function preflight(pid: number, facts: Record<string, unknown> | null, force: boolean, note: (l: string) => void): string | null {
+  const used = usedHeap(facts);
+  if (used === null) {
+    if (force) return null;
+    return `heap snapshot refused: the used heap of pid ${pid} is unknown (process facts failed); --force to take it anyway`;
+  }
+  const pause = Math.max(1, Math.ceil(used / HEAP_BYTES_PER_SECOND));
+  const { free, source } = memoryHeadroom(pid);
+  note(
+    `heap snapshot: pid ${pid} uses ${formatBytes(used)} of heap; expect it to pause for about ${pause} s and to need up to ${formatBytes(2 * used)} more memory` +
+      (free !== null ? ` (${formatBytes(free)} free by ${source})` : ' (free memory unknown)'),
+  );
+  if (free !== null && free < 2 * used && !force) {
+    return `heap snapshot refused: pid ${pid} has ${formatBytes(free)} free (${source}), less than twice its used heap (${formatBytes(2 * used)}); --force to take it anyway`;
+  }
+  return null;
+}
+
+function closeStream(out: NodeJS.WritableStream & { once: NodeJS.EventEmitter['once'] }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    out.once('error', reject);
+    out.end(() => resolve());
+  });
+}

@@ -1,0 +1,99 @@
+/** `diag ls [--json]`: Node.js processes of this user that run the streamscope agent. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { candidateDirs, uid, unsafeDirReason } from '../../src/agent/paths.js';
+import type { HelloResult } from '../../src/agent/protocol.js';
+import { errorLine } from '../errors.js';
+import { AgentClient } from '../transport/agent-client.js';
+import { alive } from '../transport/procfs.js';
+import type { Io } from './capture.js';
+
+export interface LsEntry {
+  pid: number;
+  nodeVersion: string;
+  streamscopeVersion: string;
+  openStreams: number;
+  uptimeSec: number;
+  command: string;
+  socket: string;
+}
+
+async function probe(file: string): Promise<HelloResult | 'refused' | 'silent'> {
+  let client: AgentClient | null = null;
+  try {
+    client = await AgentClient.connect(file, 1500);
+    const timer = new Promise<'silent'>((r) => setTimeout(() => r('silent'), 1500).unref());
+    return await Promise.race([client.hello(), timer]);
+  } catch (err) {
+    return /ECONNREFUSED|ENOENT/.test(errorLine(err)) ? 'refused' : 'silent';
+  } finally {
+    client?.close();
+  }
+}
+
+/** Lists live agents; removes sockets left behind by processes that are gone. */
+export async function listAgents(note: (line: string) => void = () => undefined): Promise<LsEntry[]> {
+  const out: LsEntry[] = [];
+  for (const dir of candidateDirs()) {
+    if (!fs.existsSync(dir)) continue;
+    const why = unsafeDirReason(dir);
+    if (why !== null) {
+      note(`skipping ${dir}: ${why}`);
+      continue;
+    }
+    for (const name of fs.readdirSync(dir)) {
+      const m = name.match(/^(\d+)\.sock$/);
+      if (!m) continue;
+      const pid = Number(m[1]);
+      const file = path.join(dir, name);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(file);
+      } catch {
+        continue;
+      }
+      if (!st.isSocket() || (uid() >= 0 && st.uid !== uid())) continue;
+      const dead = !alive(pid);
+      const h = dead ? 'refused' : await probe(file);
+      if (h === 'refused') {
+        // nobody listens: the process is gone (or its pid was reused); the socket is stale
+        try {
+          fs.unlinkSync(file);
+        } catch {
+          /* raced */
+        }
+        continue;
+      }
+      if (h === 'silent') {
+        note(`pid ${pid}: the agent did not answer (busy, or its event loop is blocked)`);
+        continue;
+      }
+      out.push({
+        pid: h.pid,
+        nodeVersion: h.nodeVersion,
+        streamscopeVersion: h.streamscopeVersion,
+        openStreams: h.openStreams,
+        uptimeSec: h.uptimeSec,
+        command: [...h.execArgv.length ? ['node', ...h.execArgv] : ['node'], ...h.argv.slice(1)].join(' '),
+        socket: file,
+      });
+    }
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
+
+export async function runLs(opts: { json?: boolean }, io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const list = await listAgents((l) => io.stderr.write(`diag: ${l}\n`));
+  if (opts.json) {
+    io.stdout.write(JSON.stringify(list, null, 2) + '\n');
+    return 0;
+  }
+  if (list.length === 0) {
+    io.stdout.write('no process runs the streamscope agent (start one with: node --import streamscope/register app.js)\n');
+    return 0;
+  }
+  const rows = [['PID', 'NODE', 'STREAMS', 'UPTIME', 'COMMAND'], ...list.map((e) => [String(e.pid), e.nodeVersion, String(e.openStreams), `${e.uptimeSec}s`, e.command])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) io.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n');
+  return 0;
+}

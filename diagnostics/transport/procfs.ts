@@ -1,0 +1,196 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DiagError } from '../errors.js';
+
+/**
+ * What `diag` learns about a target pid from /proc before it touches it (Linux). Every check that fails
+ * throws a DiagError with one line saying why, so nothing is sent to a process that could be hurt by it.
+ */
+
+export interface Target {
+  pid: number;
+  uid: number | null;
+  /** Executable name (basename of /proc/<pid>/exe, else argv[0]). */
+  exe: string;
+  argv: string[];
+  /** The process catches SIGUSR1 (Node installs a handler to start the inspector). */
+  catchesSigusr1: boolean | null;
+}
+
+export function parsePid(text: string): number {
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 2 ** 22) throw new DiagError(`"${text}" is not a process id`);
+  return Number(text);
+}
+
+function myUid(): number {
+  return typeof process.getuid === 'function' ? process.getuid() : -1;
+}
+
+/** Checks that `pid` exists and belongs to this user; reads what /proc says about it. */
+export function inspectTarget(pid: number): Target {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') throw new DiagError(`no process with pid ${pid}`);
+    if (code === 'EPERM') throw new DiagError(`pid ${pid} belongs to another user; run diag as that user`);
+    throw new DiagError(`cannot signal pid ${pid}: ${code ?? String(err)}`);
+  }
+  let uid: number | null = null;
+  let catchesSigusr1: boolean | null = null;
+  const status = readProc(pid, 'status');
+  if (status !== null) {
+    const m = status.match(/^Uid:\s+(\d+)/m);
+    if (m) uid = Number(m[1]);
+    const c = status.match(/^SigCgt:\s+([0-9a-f]+)/m);
+    if (c) catchesSigusr1 = (BigInt(`0x${c[1]}`) & (1n << 9n)) !== 0n; // SIGUSR1 = 10
+  }
+  const me = myUid();
+  if (uid !== null && me >= 0 && uid !== me) throw new DiagError(`pid ${pid} belongs to uid ${uid}, not you (uid ${me}); run diag as that user`);
+  const argv = (readProc(pid, 'cmdline') ?? '').split('\0').filter((a) => a !== '');
+  let exe = '';
+  try {
+    exe = path.basename(fs.readlinkSync(`/proc/${pid}/exe`));
+  } catch {
+    exe = path.basename(argv[0] ?? '');
+  }
+  return { pid, uid, exe, argv, catchesSigusr1 };
+}
+
+export function isNodeLike(t: Target): boolean {
+  return /^(node|nodejs)(\d+(\.\d+)*)?$/.test(t.exe) || /(^|\/)(node|nodejs)$/.test(t.argv[0] ?? '');
+}
+
+function readProc(pid: number, file: string): string | null {
+  try {
+    return fs.readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** NODE_OPTIONS of the target, when readable. */
+export function nodeOptions(pid: number): string {
+  const env = readProc(pid, 'environ');
+  if (env === null) return '';
+  const e = env.split('\0').find((x) => x.startsWith('NODE_OPTIONS='));
+  return e ? e.slice('NODE_OPTIONS='.length) : '';
+}
+
+/** The flags that make a Node.js process refuse the inspector, as found on its command line or NODE_OPTIONS. */
+export function inspectorBlockers(t: Target): string[] {
+  const words = [...t.argv.slice(1), ...nodeOptions(t.pid).split(/\s+/)];
+  const found = new Set<string>();
+  for (const w of words) {
+    if (w === '--disable-sigusr1') found.add('--disable-sigusr1');
+    if (w === '--permission' || w === '--experimental-permission') found.add(`${w} (the permission model)`);
+  }
+  return [...found];
+}
+
+/**
+ * TCP ports on loopback that `pid` listens on (from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}).
+ * Empty when /proc is not readable.
+ */
+export function loopbackListenPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const link = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+        const m = link.match(/^socket:\[(\d+)\]$/);
+        if (m) inodes.add(m[1] as string);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  } catch {
+    return [];
+  }
+  const ports: number[] = [];
+  for (const table of ['tcp', 'tcp6']) {
+    const text = readProc(pid, `net/${table}`);
+    if (text === null) continue;
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10 || f[3] !== '0A') continue; // 0A = LISTEN
+      const inode = f[9] as string;
+      if (!inodes.has(inode)) continue;
+      const [addr, portHex] = (f[1] as string).split(':') as [string, string];
+      if (!isLoopbackHex(addr)) continue;
+      ports.push(parseInt(portHex, 16));
+    }
+  }
+  return [...new Set(ports)];
+}
+
+function isLoopbackHex(addr: string): boolean {
+  if (addr.length === 8) return addr.endsWith('7F'); // 127.x.x.x, little-endian
+  return addr === '00000000000000000000000001000000' || /^0000000000000000FFFF00000[0-9A-F]{6}7F$/.test(addr);
+}
+
+export interface Headroom {
+  /** Bytes the target can still use (cgroup room or host MemAvailable, whichever is smaller); null when unknown. */
+  free: number | null;
+  source: string;
+}
+
+/** Free memory for `pid`: min(cgroup limit - usage, host MemAvailable). */
+export function memoryHeadroom(pid: number): Headroom {
+  let free: number | null = null;
+  let source = 'unknown';
+  const meminfo = readText('/proc/meminfo');
+  const m = meminfo?.match(/^MemAvailable:\s+(\d+)\s+kB/m);
+  if (m) {
+    free = Number(m[1]) * 1024;
+    source = 'host MemAvailable';
+  }
+  const cg = cgroupRoom(pid);
+  if (cg !== null && (free === null || cg < free)) {
+    free = cg;
+    source = 'cgroup memory limit';
+  }
+  return { free, source };
+}
+
+function cgroupRoom(pid: number): number | null {
+  const text = readProc(pid, 'cgroup');
+  if (text === null) return null;
+  for (const line of text.split('\n')) {
+    const [, controllers, rel] = line.split(':');
+    if (rel === undefined) continue;
+    if (controllers === '') {
+      const base = `/sys/fs/cgroup${rel === '/' ? '' : rel}`;
+      const max = readText(`${base}/memory.max`);
+      const cur = readText(`${base}/memory.current`);
+      if (max === null || max === 'max' || cur === null) continue;
+      return Math.max(0, Number(max) - Number(cur));
+    }
+    if (controllers?.split(',').includes('memory')) {
+      const base = `/sys/fs/cgroup/memory${rel === '/' ? '' : rel}`;
+      const max = Number(readText(`${base}/memory.limit_in_bytes`));
+      const cur = Number(readText(`${base}/memory.usage_in_bytes`));
+      if (!Number.isFinite(max) || !Number.isFinite(cur) || max >= 2 ** 60) continue;
+      return Math.max(0, max - cur);
+    }
+  }
+  return null;
+}
+
+function readText(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a process is still alive (for stale sockets). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

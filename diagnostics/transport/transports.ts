@@ -1,0 +1,159 @@
+import type fs from 'node:fs';
+import { cgroupMemory, hostMemAvailable } from '../../src/agent/facts.js';
+import { DEFAULT_TRACE_CATEGORIES } from '../../src/agent/protocol.js';
+import { DiagError } from '../errors.js';
+import { AgentClient } from './agent-client.js';
+import { InspectorSession, READ_STREAMS, readProcessFacts } from './inspector-client.js';
+
+/** What `capture` needs from a transport; the agent and the inspector each implement it. */
+export interface Transport {
+  readonly kind: 'agent' | 'inspector';
+  readonly description: string;
+  info(): Promise<{ pid: number; nodeVersion: string; streamscopeVersion: string | null; argv: string[] }>;
+  /** Stream snapshots and findings; null when streamscope is not loaded in the target. */
+  streams(): Promise<Record<string, unknown> | null>;
+  processFacts(sampleMs: number): Promise<Record<string, unknown>>;
+  /** Streams the snapshot into `out`; resolves with the bytes written. */
+  heap(out: fs.WriteStream, onBytes: (n: number) => void): Promise<number>;
+  /** Writes trace events (Chrome trace-event format) into `out`; resolves with the event count. */
+  trace(seconds: number, out: fs.WriteStream): Promise<number>;
+  cpu(seconds: number): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+function writeSink(out: fs.WriteStream, pause: () => void, resume: () => void): (chunk: string | Buffer) => boolean {
+  return (chunk) => {
+    const ok = out.write(chunk);
+    if (!ok) {
+      pause();
+      out.once('drain', resume);
+    }
+    return ok;
+  };
+}
+
+/** Writes `{"traceEvents":[...]}` incrementally. */
+function traceWriter(out: fs.WriteStream): { add(events: unknown[]): void; end(): void } {
+  let first = true;
+  out.write('{"traceEvents":[\n');
+  return {
+    add(events) {
+      for (const e of events) {
+        out.write((first ? '' : ',\n') + JSON.stringify(e));
+        first = false;
+      }
+    },
+    end() {
+      out.write('\n]}\n');
+    },
+  };
+}
+
+export class AgentTransport implements Transport {
+  readonly kind = 'agent';
+  constructor(private readonly client: AgentClient) {}
+  get description(): string {
+    return `agent socket ${this.client.path}`;
+  }
+  async info() {
+    const h = await this.client.hello();
+    return { pid: h.pid, nodeVersion: h.nodeVersion, streamscopeVersion: h.streamscopeVersion, argv: h.argv };
+  }
+  streams() {
+    return this.client.request<Record<string, unknown>>('streams');
+  }
+  processFacts(sampleMs: number) {
+    return this.client.request<Record<string, unknown>>('process', { sampleMs });
+  }
+  async heap(out: fs.WriteStream, onBytes: (n: number) => void): Promise<number> {
+    let n = 0;
+    const sink = writeSink(out, () => undefined, () => this.client.resume());
+    await this.client.heap((chunk) => {
+      n += chunk.length;
+      onBytes(n);
+      return sink(chunk);
+    });
+    return n;
+  }
+  async trace(seconds: number, out: fs.WriteStream): Promise<number> {
+    const w = traceWriter(out);
+    const r = await this.client.request<{ events: number }>('trace', { seconds, categories: DEFAULT_TRACE_CATEGORIES }, (event, data) => {
+      if (event === 'trace' && Array.isArray(data)) w.add(data);
+    });
+    w.end();
+    return r.events;
+  }
+  async cpu(seconds: number): Promise<unknown> {
+    const r = await this.client.request<{ profile: unknown }>('cpu', { seconds });
+    return r.profile;
+  }
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}
+
+export class InspectorTransport implements Transport {
+  readonly kind = 'inspector';
+  constructor(private readonly s: InspectorSession) {}
+  get description(): string {
+    return `inspector on 127.0.0.1:${this.s.port}${this.s.wasOpen ? ' (already open; left open)' : ' (opened with SIGUSR1; closed when done)'}`;
+  }
+  async info() {
+    const v = await this.s.evaluateJson('(() => { try { return JSON.stringify({ pid: process.pid, nodeVersion: process.version, argv: process.argv }); } catch { return "{}"; } })()');
+    return { pid: Number(v.pid), nodeVersion: String(v.nodeVersion ?? ''), streamscopeVersion: null, argv: Array.isArray(v.argv) ? (v.argv as string[]) : [] };
+  }
+  async streams() {
+    const v = await this.s.evaluateJson(READ_STREAMS);
+    if (v.loaded !== true) return null;
+    if (typeof v.error === 'string') throw new DiagError(`reading streams in the target failed: ${v.error}`);
+    delete v.loaded;
+    return v;
+  }
+  async processFacts(sampleMs: number) {
+    const v = await this.s.evaluateJson(readProcessFacts(Math.max(0, Math.min(10_000, Math.round(sampleMs)))), true);
+    if (typeof v.error === 'string') throw new DiagError(`reading process facts in the target failed: ${v.error}`);
+    v.cgroupMemory = cgroupMemory(this.s.pid);
+    v.hostMemAvailable = hostMemAvailable();
+    return v;
+  }
+  async heap(out: fs.WriteStream, onBytes: (n: number) => void): Promise<number> {
+    let n = 0;
+    const sink = writeSink(out, () => this.s.pause(), () => this.s.resume());
+    this.s.on('HeapProfiler.addHeapSnapshotChunk', (p) => {
+      const chunk = String(p.chunk ?? '');
+      n += Buffer.byteLength(chunk);
+      onBytes(n);
+      sink(chunk);
+    });
+    await this.s.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    return n;
+  }
+  async trace(seconds: number, out: fs.WriteStream): Promise<number> {
+    const w = traceWriter(out);
+    let count = 0;
+    this.s.on('NodeTracing.dataCollected', (p) => {
+      const v = Array.isArray(p.value) ? (p.value as unknown[]) : [];
+      count += v.length;
+      w.add(v);
+    });
+    const complete = new Promise<void>((resolve) => this.s.on('NodeTracing.tracingComplete', () => resolve()));
+    await this.s.send('NodeTracing.start', { traceConfig: { includedCategories: DEFAULT_TRACE_CATEGORIES, recordMode: 'recordContinuously' } });
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    await this.s.send('NodeTracing.stop');
+    await complete;
+    w.end();
+    return count;
+  }
+  async cpu(seconds: number): Promise<unknown> {
+    await this.s.send('Profiler.enable');
+    await this.s.send('Profiler.start');
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const { profile } = await this.s.send('Profiler.stop');
+    await this.s.send('Profiler.disable').catch(() => undefined);
+    return profile;
+  }
+  async close(): Promise<void> {
+    const refused = await this.s.close();
+    if (!refused) process.stderr.write(`diag: warning: the inspector of pid ${this.s.pid} still accepts connections on 127.0.0.1:${this.s.port}\n`);
+  }
+}
