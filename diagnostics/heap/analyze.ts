@@ -58,7 +58,7 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     g.retainedSize += graph.retained[node];
     if (queued !== undefined) g.queuedBytes = (g.queuedBytes ?? 0) + queued;
     if (severity === 'error') g.severity = 'error';
-    if (g.ids.length < 5) g.ids.push(snap.nodeId[node]);
+    if (g.ids.length < 5) g.ids.push(node); // node indices until the ids are read back below
   };
 
   const counts = {
@@ -109,6 +109,8 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     }
   }
 
+  const ids = snap.nodeIds([...groups.values()].flatMap((g) => g.ids));
+  for (const g of groups.values()) g.ids = g.ids.map((n) => ids.get(n) ?? -1).filter((id) => id >= 0);
   const order: Record<HeapFindingKind, number> = { retained_response: 0, queued_write_buffer: 1, retained_request: 2, retained_socket: 3 };
   const findings = [...groups.values()].sort(
     (a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1) || order[a.kind] - order[b.kind] || b.retainedSize - a.retainedSize,

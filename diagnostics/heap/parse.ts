@@ -193,7 +193,7 @@ class SnapshotParser {
   private edgeCount = 0;
   private nodeType!: Uint8Array;
   private nodeName!: Uint32Array;
-  private nodeId!: Uint32Array;
+  private nodesOffset = -1;
   private nodeSelf!: Uint32Array;
   private firstEdge!: Uint32Array;
   private edgeTo!: Uint32Array;
@@ -284,6 +284,7 @@ class SnapshotParser {
       case S.IntArrStart:
         if (isWs(c)) return;
         if (c !== 0x5b) this.fail(`"${this.key}" must be an array (offset ${at})`);
+        if (this.section === Section.Nodes) this.nodesOffset = at + 1;
         this.state = S.IntArr;
         return;
       case S.StrArrStart:
@@ -475,8 +476,7 @@ class SnapshotParser {
         this.nodeName[n] = v;
         break;
       case NR.Id:
-        this.nodeId[n] = v > U32_MAX ? U32_MAX : v;
-        break;
+        break; // read back on demand (HeapSnapshot.nodeIds): one word per node saved
       case NR.Self:
         this.nodeSelf[n] = v > U32_MAX ? U32_MAX : v;
         break;
@@ -644,7 +644,6 @@ class SnapshotParser {
     if (this.edgeTypeCount > 8) this.fail('more than 8 edge types');
     this.nodeType = new Uint8Array(nodeCount);
     this.nodeName = new Uint32Array(nodeCount);
-    this.nodeId = new Uint32Array(nodeCount);
     this.nodeSelf = new Uint32Array(nodeCount);
     this.firstEdge = new Uint32Array(nodeCount + 1);
     this.edgeTo = new Uint32Array(edgeCount);
@@ -683,7 +682,7 @@ class SnapshotParser {
       edgeCount: this.edgeCount,
       nodeType: this.nodeType,
       nodeName: this.nodeName,
-      nodeId: this.nodeId,
+      nodesOffset: this.nodesOffset,
       nodeSelf: this.nodeSelf,
       firstEdge: this.firstEdge,
       edgeTo: this.edgeTo,

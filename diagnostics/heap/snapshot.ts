@@ -29,7 +29,8 @@ export interface SnapshotData {
   edgeCount: number;
   nodeType: Uint8Array;
   nodeName: Uint32Array;
-  nodeId: Uint32Array;
+  /** File offset of the first byte after the `[` of `nodes`. */
+  nodesOffset: number;
   nodeSelf: Uint32Array;
   firstEdge: Uint32Array;
   edgeTo: Uint32Array;
@@ -55,7 +56,7 @@ export class HeapSnapshot {
   readonly edgeCount: number;
   readonly nodeType: Uint8Array;
   readonly nodeName: Uint32Array;
-  readonly nodeId: Uint32Array;
+  private readonly nodesOffset: number;
   readonly nodeSelf: Uint32Array;
   readonly firstEdge: Uint32Array;
   readonly edgeTo: Uint32Array;
@@ -102,7 +103,7 @@ export class HeapSnapshot {
     this.edgeCount = d.edgeCount;
     this.nodeType = d.nodeType;
     this.nodeName = d.nodeName;
-    this.nodeId = d.nodeId;
+    this.nodesOffset = d.nodesOffset;
     this.nodeSelf = d.nodeSelf;
     this.firstEdge = d.firstEdge;
     this.edgeTo = d.edgeTo;
@@ -208,6 +209,51 @@ export class HeapSnapshot {
       if (this.edgeName[e] === nameIndex && !this.indexEdge[this.edgeType(e)]) return e;
     }
     return NONE;
+  }
+
+  /**
+   * V8's ids (`@id` in DevTools) of some nodes, read back from the file's `nodes` array: one sequential
+   * scan up to the last node asked for. Nodes whose id cannot be read are left out.
+   */
+  nodeIds(nodes: Iterable<number>): Map<number, number> {
+    const want = new Set(nodes);
+    const out = new Map<number, number>();
+    const F = this.meta.nodeFields.length;
+    const idField = this.meta.nodeFields.indexOf('id');
+    if (want.size === 0 || idField < 0 || this.fd < 0 || this.nodesOffset < 0) return out;
+    const last = Math.max(...want);
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let pos = this.nodesOffset;
+    let k = 0; // value index
+    let num = 0;
+    let has = false;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      } catch {
+        return out;
+      }
+      if (n === 0) return out;
+      pos += n;
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (c >= 0x30 && c <= 0x39) {
+          num = num * 10 + (c - 0x30);
+          has = true;
+          continue;
+        }
+        if (has) {
+          const node = Math.floor(k / F);
+          if (k % F === idField && want.has(node)) out.set(node, num);
+          if (node > last) return out;
+          k++;
+          num = 0;
+          has = false;
+        }
+        if (c === 0x5d) return out;
+      }
+    }
   }
 
   close(): void {
