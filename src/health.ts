@@ -9,6 +9,8 @@ export interface HealthOptions {
   shed?: ShedOptions;
   /** Share of streams closed by their client over the last minute above which status is `degraded` (default 0.5). */
   maxClientAbortRate?: number;
+  /** Streams that must have closed in the last minute before the abort rate can degrade the status (default 20). */
+  minStreamsForRate?: number;
 }
 
 export interface StreamHealth {
@@ -47,7 +49,8 @@ export function streamHealth(options: HealthOptions = {}, detail = true): Stream
     shedder.active = active;
     if (shedder.overloaded()) status = 'overloaded';
   }
-  if (status === 'ok' && (stalled > 0 || dangling > 0 || rate > maxRate)) status = 'degraded';
+  const enough = closed >= (options.minStreamsForRate ?? 20);
+  if (status === 'ok' && (stalled > 0 || dangling > 0 || (enough && rate > maxRate))) status = 'degraded';
   const out: StreamHealth = { status };
   if (detail) {
     out.streams = {

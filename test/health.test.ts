@@ -33,7 +33,7 @@ async function probe(url: string): Promise<{ status: number; body: Report }> {
 describe('healthHandler()', () => {
   it('answers /healthz?probe=stream with active streams, rejections and the client-abort rate', async () => {
     const opts: SseOptions = { heartbeatMs: 0, rateLimit: { burst: 3, perSecond: 0.01 } };
-    const health = healthHandler();
+    const health = healthHandler({ minStreamsForRate: 3 });
     const srv = await serve((req, res) => {
       if (req.url?.startsWith('/healthz')) return health(req, res);
       const s = sse(req, res, opts);
