@@ -137,6 +137,9 @@ export interface Headroom {
 
 /** Free memory for `pid`: min(cgroup limit - usage, host MemAvailable). */
 export function memoryHeadroom(pid: number): Headroom {
+  // for tests and for operators who know better than /proc (documented in docs/diag.md)
+  const assumed = process.env.DIAG_ASSUME_FREE_BYTES;
+  if (assumed !== undefined && assumed !== '' && Number.isFinite(Number(assumed))) return { free: Number(assumed), source: 'DIAG_ASSUME_FREE_BYTES' };
   let free: number | null = null;
   let source = 'unknown';
   const meminfo = readText('/proc/meminfo');

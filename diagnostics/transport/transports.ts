@@ -131,16 +131,22 @@ export class InspectorTransport implements Transport {
   async trace(seconds: number, out: fs.WriteStream): Promise<number> {
     const w = traceWriter(out);
     let count = 0;
+    let lastBatch = 0;
     this.s.on('NodeTracing.dataCollected', (p) => {
       const v = Array.isArray(p.value) ? (p.value as unknown[]) : [];
       count += v.length;
+      lastBatch = Date.now();
       w.add(v);
     });
     const complete = new Promise<void>((resolve) => this.s.on('NodeTracing.tracingComplete', () => resolve()));
     await this.s.send('NodeTracing.start', { traceConfig: { includedCategories: DEFAULT_TRACE_CATEGORIES, recordMode: 'recordContinuously' } });
     await new Promise((r) => setTimeout(r, seconds * 1000));
+    const stopAt = Date.now();
     await this.s.send('NodeTracing.stop');
     await complete;
+    // Over the WebSocket, tracingComplete can overtake the last dataCollected batches: wait for a quiet spell.
+    const settled = (): boolean => lastBatch >= stopAt && Date.now() - lastBatch >= 400;
+    while (!settled() && Date.now() - stopAt < 5000) await new Promise((r) => setTimeout(r, 100));
     w.end();
     return count;
   }
