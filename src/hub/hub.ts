@@ -33,6 +33,8 @@ export interface HubOptions extends SubscribeOptions {
 }
 
 const REPLAY_PAGE = 1000;
+/** Replayed frames are written in batches of about this many characters. */
+const REPLAY_WRITE = 32 * 1024;
 /** Live events held per subscriber while it replays; past this it replays again instead. */
 const MAX_PENDING = 10000;
 
@@ -272,9 +274,23 @@ export class Hub {
       for (;;) {
         const page = await this.store.range(channel, cursor as string, REPLAY_PAGE);
         if (stream.closed) return false;
+        // Frames are batched into writes of up to REPLAY_WRITE characters: one syscall and one
+        // chunk per batch instead of per event.
+        let batch = '';
+        let batchId = '';
         for (const ev of page) {
-          if (!stream[kPush](frameOf(ev), ev.id)) return false;
-          cursor = ev.id;
+          batch += frameOf(ev);
+          batchId = ev.id;
+          if (batch.length >= REPLAY_WRITE) {
+            if (!stream[kPush](batch, batchId)) return false;
+            cursor = batchId;
+            batch = '';
+            if (stream[kNeedsDrain]) await stream.whenWritable();
+          }
+        }
+        if (batch !== '') {
+          if (!stream[kPush](batch, batchId)) return false;
+          cursor = batchId;
           if (stream[kNeedsDrain]) await stream.whenWritable();
         }
         if (page.length < REPLAY_PAGE) return true;
