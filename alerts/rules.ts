@@ -29,6 +29,8 @@ export const INCREASE_WINDOW = '15m';
 /** Names of the recording rules, for a metric prefix. */
 export function recordNames(prefix = '') {
   return {
+    sloBad: `job:${prefix}stream_slo_bad:rate5m`,
+    sloValid: `job:${prefix}stream_slo_valid:rate5m`,
     serverFaultRatio: (w: string) => `job:${prefix}stream_server_fault:ratio_rate${w}`,
     firstWriteP95: `job_route:${prefix}stream_first_write_seconds:p95_rate5m`,
     firstWriteRate: `job_route:${prefix}stream_first_write_seconds_count:rate5m`,
@@ -66,21 +68,31 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
   const count = 'stream_duration_seconds_count';
   const valid = slo.excludedOutcomes.length > 0 ? `outcome!~"${re(slo.excludedOutcomes)}"` : '';
   const bad = `outcome=~"${re(slo.badOutcomes)}"`;
-  const windows = [...new Set([...slo.page.windows, ...slo.ticket.windows].flatMap((w) => [w.short, w.long]))];
+  const windows = [...new Set(['5m', ...[...slo.page.windows, ...slo.ticket.windows].flatMap((w) => [w.short, w.long])])];
   const order = ['5m', '30m', '1h', '2h', '6h', '1d', '3d'];
   windows.sort((a, b) => order.indexOf(a) - order.indexOf(b));
-  const sloRecords: RecordingRule[] = windows.map((w) => ({
-    record: names.serverFaultRatio(w),
-    expr: [
-      '(',
-      `  sum by (job) (rate(${sel(count, bad)}[${w}]))`,
-      '  or',
-      `  0 * sum by (job) (rate(${sel(count, valid)}[${w}]))`,
-      ')',
-      '/',
-      `sum by (job) (rate(${sel(count, valid)}[${w}]))`,
-    ].join('\n'),
-  }));
+  // Closed streams per second over 5m, bad and valid, per job: the only rules that read the raw
+  // histogram (route x method x outcome series). Longer windows average these 5m rates
+  // (sum_over_time of bad / sum_over_time of valid), which is cheap over days of data and, for
+  // windows much longer than 5m, the same as the rate over the window.
+  const sloRecords: RecordingRule[] = [
+    {
+      record: names.sloBad,
+      expr: [
+        `sum by (job) (rate(${sel(count, bad)}[5m]))`,
+        'or',
+        `0 * sum by (job) (rate(${sel(count, valid)}[5m]))`,
+      ].join('\n'),
+    },
+    { record: names.sloValid, expr: `sum by (job) (rate(${sel(count, valid)}[5m]))` },
+    ...windows.map((w) => ({
+      record: names.serverFaultRatio(w),
+      expr:
+        w === '5m'
+          ? `${names.sloBad} / ${names.sloValid}`
+          : `sum_over_time(${names.sloBad}[${w}]) / sum_over_time(${names.sloValid}[${w}])`,
+    })),
+  ];
   const budget = `(1 - ${slo.objective})`;
   const burnExpr = (pairs: SloWindowPair[]): string =>
     pairs
