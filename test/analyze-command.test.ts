@@ -9,6 +9,7 @@ import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
 import { runAnalyze } from '../diagnostics/commands/analyze.js';
+import { createProgress } from '../diagnostics/progress.js';
 import type { Finding, StreamSnapshot } from '../src/types.js';
 
 let dir: string;
@@ -155,5 +156,32 @@ describe('bad input: one line on stderr, exit 2', () => {
     fs.writeFileSync(trunc, fs.readFileSync(src).subarray(0, Math.floor(fs.statSync(src).size * 0.7)));
     expect(await bad(trunc)).toContain('truncated');
     expect(await bad(path.join(dir, 'capture'), { failOn: 'sometimes' })).toContain('--fail-on');
+  });
+});
+
+describe('progress bar', () => {
+  const sink = (isTTY: boolean) => {
+    const s = new PassThrough() as PassThrough & { isTTY: boolean; columns: number };
+    s.isTTY = isTTY;
+    s.columns = 80;
+    const chunks: string[] = [];
+    s.on('data', (d) => chunks.push(String(d)));
+    return { s, chunks };
+  };
+  it('draws on a terminal and clears its line when done; writes nothing elsewhere', () => {
+    const tty = sink(true);
+    const p = createProgress('analyzing heap', tty.s as unknown as NodeJS.WriteStream);
+    p.update(50, 100, 'reading');
+    p.update(100, 100, 'reading');
+    p.done();
+    const out = tty.chunks.join('');
+    expect(out).toContain('analyzing heap [###############---------------]  50 % reading');
+    expect(out).toContain('100 %');
+    expect(out.endsWith('\r\x1b[2K')).toBe(true);
+    const pipe = sink(false);
+    const q = createProgress('analyzing heap', pipe.s as unknown as NodeJS.WriteStream);
+    q.update(50, 100);
+    q.done();
+    expect(pipe.chunks).toEqual([]);
   });
 });

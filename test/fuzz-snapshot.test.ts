@@ -41,9 +41,16 @@ interface Run {
   stderr: string;
 }
 
+/** The bundled `diag` CLI once it has `analyze` (npm test builds it first), else the analyzer's own bundle. */
+function runner(): string[] {
+  const real = path.join(root, 'dist/diagnostics/cli.js');
+  if (fs.existsSync(real) && fs.readFileSync(real, 'utf8').includes('runAnalyze')) return [real, 'analyze'];
+  return [cli];
+}
+
 function analyze(file: string): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, file, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000, killSignal: 'SIGKILL' });
+    const child = spawn(process.execPath, [...runner(), file, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000, killSignal: 'SIGKILL' });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d) => out.push(d));
