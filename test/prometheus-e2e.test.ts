@@ -1,7 +1,8 @@
 /**
  * End to end against a real Prometheus (Debian's `prometheus`, started here on a free loopback port)
  * scraping the demo service (examples/demo.ts) under its own load, every second:
- * - every rule group of alerts/streamscope.rules.yml evaluates without error;
+ * - every rule group of alerts/streamscope.rules.yml evaluates without error, and every recording
+ *   rule records series from the demo's metrics;
  * - the stalled-write, dangling-stream and zombie-producer alerts fire against the demo's /leaky
  *   route (a second copy of the rules with shortened `for:` makes that happen within seconds);
  * - every dashboard panel query, its variables filled in the way Grafana would (the variables'
