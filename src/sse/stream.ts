@@ -46,7 +46,8 @@ export class SseStream {
   private drainTimer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private timeout: NodeJS.Timeout | null = null;
-  private lastWriteAt = 0;
+  /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
+  private wrote = false;
   private closeHook: (() => void) | null = null;
   private counted = false;
 
@@ -186,7 +187,7 @@ export class SseStream {
       return;
     }
     if (o.retryFrame !== '') this[kPush](o.retryFrame, undefined);
-    this.lastWriteAt = performance.now();
+    this.wrote = true;
     if (o.heartbeatMs > 0) {
       this.heartbeat = setInterval(this.beat, o.heartbeatMs);
       this.heartbeat.unref();
@@ -211,7 +212,7 @@ export class SseStream {
       return false;
     }
     if (id !== undefined) this.lastSentId = id;
-    this.lastWriteAt = performance.now();
+    this.wrote = true;
     try {
       res.write(frame);
     } catch (err) {
@@ -340,8 +341,10 @@ export class SseStream {
 
   private readonly beat = (): void => {
     if (this.done) return;
-    const res = this.res;
-    if (res.writableLength > 0 || performance.now() - this.lastWriteAt < this.o.heartbeatMs * 0.9) return;
+    if (this.wrote || this.res.writableLength > 0) {
+      this.wrote = false;
+      return;
+    }
     this[kPush](HEARTBEAT, undefined);
   };
 
