@@ -15,6 +15,7 @@
  * (postorder → predecessors → dominators → retained sizes → search queue), so that a 1 GB snapshot is
  * analyzed in less memory than its size.
  */
+import { InputError } from './input-error.js';
 import { HeapSnapshot, NONE, TO_MASK } from './snapshot.js';
 
 export interface Graph {
@@ -132,9 +133,11 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
   doms[rootPo] = rootPo;
   let changed = true;
   let passes = 0;
+  // real heaps settle in a handful of passes; a crafted graph could take one per node
+  const maxPasses = Math.max(100, Math.floor(2e10 / Math.max(1, predCount)));
   while (changed) {
     changed = false;
-    passes++;
+    if (++passes > maxPasses) throw new InputError(`${snap.path}: the dominator tree did not settle after ${maxPasses} passes`);
     for (let po = rootPo - 1; po >= 0; po--) {
       let newIdom = NONE;
       for (let p = C[po], end = C[po + 1]; p < end; p++) {
