@@ -154,13 +154,14 @@ afterAll(async () => {
 
 describe('Prometheus scraping the demo', () => {
   it('scrapes the demo target', async () => {
-    for (let i = 0; i < 50; i++) {
+    // Prometheus applies new scrape targets every 5 s: the first scrape comes after that.
+    for (let i = 0; i < 100; i++) {
       const up = await query(`up{job="${JOB}"}`);
       if (up.length === 1 && up[0].value[1] === '1') return;
       await sleep(200);
     }
     throw new Error('target never up');
-  }, 20_000);
+  }, 30_000);
 
   it('evaluates every rule group without error', async () => {
     let groups: Json[] = [];
