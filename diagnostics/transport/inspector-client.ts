@@ -170,9 +170,11 @@ export class InspectorSession {
    * refuses connections; returns false when the port is still open after that.
    */
   async close(): Promise<boolean> {
+    this.ws.resume();
     if (!this.wasOpen && !this.closed) {
-      // inspector.close() waits for sessions to end, so it runs on a timer after diag has disconnected
-      await this.evaluateJson(CLOSE_INSPECTOR).catch(() => undefined);
+      // inspector.close() blocks the target until every session is gone, so it runs on a timer, well after
+      // diag has read the answer and disconnected; diag disconnects within 2 s whatever happens
+      await Promise.race([this.evaluateJson(CLOSE_INSPECTOR).catch(() => undefined), sleep(2000)]);
     }
     await new Promise<void>((resolve) => {
       if (this.ws.readyState === WebSocket.CLOSED) return resolve();
@@ -229,7 +231,7 @@ async function connectAny(pid: number, ports: number[], wasOpen: boolean): Promi
 const CLOSE_INSPECTOR = `(() => {
   try {
     const i = typeof process.getBuiltinModule === 'function' ? process.getBuiltinModule('inspector') : require('inspector');
-    const t = setTimeout(() => { try { i.close(); } catch {} }, 20);
+    const t = setTimeout(() => { try { i.close(); } catch {} }, 250);
     if (t && typeof t.unref === 'function') t.unref();
     return JSON.stringify({ ok: true });
   } catch (e) {

@@ -68,11 +68,16 @@ export class AgentTransport implements Transport {
   async heap(out: fs.WriteStream, onBytes: (n: number) => void): Promise<number> {
     let n = 0;
     const sink = writeSink(out, () => undefined, () => this.client.resume());
-    await this.client.heap((chunk) => {
-      n += chunk.length;
-      onBytes(n);
-      return sink(chunk);
-    });
+    try {
+      await this.client.heap((chunk) => {
+        n += chunk.length;
+        onBytes(n);
+        return sink(chunk);
+      });
+    } finally {
+      // a stream being ended emits no 'drain': never leave the socket paused
+      this.client.resume();
+    }
     return n;
   }
   async trace(seconds: number, out: fs.WriteStream): Promise<number> {
@@ -125,7 +130,13 @@ export class InspectorTransport implements Transport {
       onBytes(n);
       sink(chunk);
     });
-    await this.s.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    try {
+      await this.s.send('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+    } finally {
+      // a stream being ended emits no 'drain': never leave the WebSocket paused (the target's
+      // inspector.close() would wait forever for this session to go)
+      this.s.resume();
+    }
     return n;
   }
   async trace(seconds: number, out: fs.WriteStream): Promise<number> {
