@@ -112,19 +112,20 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
   }
   for (let i = 0; i < count; i++) C[i + 1] += C[i];
   const predCount = C[count];
-  // D: predecessor lists (later: retained sizes, when big enough)
+  // D: predecessor lists (later: retained sizes, when big enough). C[t + 1] is the end of t's list; filling
+  // backwards from it leaves C[t + 1] at the start of t's list, and one shift puts the lists in place
+  // (no second cursor array at the moment memory peaks).
   const D = new Uint32Array(Math.max(predCount, 1));
-  {
-    const fill = C.slice(0, count);
-    for (let po = 0; po < count; po++) {
-      const v = B[po];
-      for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
-        const word = edgeTo[e];
-        if (word >>> 29 === weak) continue;
-        D[fill[A[word & TO_MASK]]++] = po;
-      }
+  for (let po = 0; po < count; po++) {
+    const v = B[po];
+    for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
+      const word = edgeTo[e];
+      if (word >>> 29 === weak) continue;
+      D[--C[A[word & TO_MASK] + 1]] = po;
     }
   }
+  for (let i = 0; i < count; i++) C[i] = C[i + 1];
+  C[count] = predCount;
   progress?.('dominators', 2, 5);
 
   // 3. Cooper–Harvey–Kennedy, in postorder space; A is free again and holds the dominators

@@ -35,9 +35,11 @@ export interface SnapshotData {
   firstEdge: Uint32Array;
   edgeTo: Uint32Array;
   edgeName: Uint32Array;
-  strStart: Float64Array;
+  /** File offset that string offsets count from. */
+  strBase: number;
+  strStart: Uint32Array;
+  /** Byte length; the top bit is set when the string holds JSON escapes. */
   strLen: Uint32Array;
-  strEsc: Uint8Array;
   /** Indices of the strings asked for while parsing. */
   found: Map<string, number>;
 }
@@ -62,9 +64,9 @@ export class HeapSnapshot {
   readonly edgeTo: Uint32Array;
   readonly edgeName: Uint32Array;
   readonly stringCount: number;
-  private readonly strStart: Float64Array;
+  private readonly strBase: number;
+  private readonly strStart: Uint32Array;
   private readonly strLen: Uint32Array;
-  private readonly strEsc: Uint8Array;
   private readonly found: Map<string, number>;
   private fd: number;
   private readonly cache = new Map<number, string>();
@@ -108,9 +110,9 @@ export class HeapSnapshot {
     this.firstEdge = d.firstEdge;
     this.edgeTo = d.edgeTo;
     this.edgeName = d.edgeName;
+    this.strBase = d.strBase;
     this.strStart = d.strStart;
     this.strLen = d.strLen;
-    this.strEsc = d.strEsc;
     this.stringCount = d.strStart.length;
     this.found = d.found;
     const nt = d.meta.nodeTypes;
@@ -157,16 +159,17 @@ export class HeapSnapshot {
     const hit = this.cache.get(index);
     if (hit !== undefined) return hit;
     if (index >= this.stringCount) return '';
-    const len = Math.min(this.strLen[index], 4096);
+    const escaped = (this.strLen[index] & 0x80000000) !== 0;
+    const len = Math.min(this.strLen[index] & 0x7fffffff, 4096);
     const buf = Buffer.allocUnsafe(len);
     let text = '';
     try {
-      const n = fs.readSync(this.fd, buf, 0, len, this.strStart[index]);
+      const n = fs.readSync(this.fd, buf, 0, len, this.strBase + this.strStart[index]);
       text = buf.toString('utf8', 0, n);
     } catch {
       text = '';
     }
-    if (this.strEsc[index]) {
+    if (escaped) {
       try {
         text = JSON.parse(`"${text}"`) as string;
       } catch {

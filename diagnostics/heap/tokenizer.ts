@@ -67,27 +67,30 @@ function describe(c: number): string {
   return c >= 0x20 && c < 0x7f ? `'${String.fromCharCode(c)}'` : `byte 0x${c.toString(16).padStart(2, '0')}`;
 }
 
+/**
+ * Where each string is in the file: its offset from the start of the `strings` array and its length, with
+ * the top bit of the length set when it holds escapes. Two words per string.
+ */
 class Growable {
-  start = new Float64Array(1024);
+  base = -1;
+  start = new Uint32Array(1024);
   len = new Uint32Array(1024);
-  esc = new Uint8Array(1024);
   count = 0;
   push(start: number, len: number, esc: number): void {
     if (this.count === this.start.length) {
       const n = this.count * 2;
-      const s = new Float64Array(n);
+      const s = new Uint32Array(n);
       s.set(this.start);
       this.start = s;
       const l = new Uint32Array(n);
       l.set(this.len);
       this.len = l;
-      const e = new Uint8Array(n);
-      e.set(this.esc);
-      this.esc = e;
     }
-    this.start[this.count] = start;
-    this.len[this.count] = len;
-    this.esc[this.count] = esc;
+    if (this.base < 0) this.base = start;
+    const rel = start - this.base;
+    if (rel > 0xffffffff || len >= 0x80000000) throw new InputError('the "strings" section is larger than 4 GiB');
+    this.start[this.count] = rel;
+    this.len[this.count] = esc ? len | 0x80000000 : len;
     this.count++;
   }
 }
@@ -630,9 +633,9 @@ export class SnapshotParser {
       firstEdge: this.firstEdge,
       edgeTo: this.edgeTo,
       edgeName: this.edgeName,
+      strBase: Math.max(0, this.strings.base),
       strStart: this.strings.start.subarray(0, S_),
       strLen: this.strings.len.subarray(0, S_),
-      strEsc: this.strings.esc.subarray(0, S_),
       found: this.found,
     });
   }
