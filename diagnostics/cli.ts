@@ -91,7 +91,8 @@ async function main(): Promise<void> {
     await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? 0 : 2;
+      // --help and --version are done; anything else (no command, unknown command, bad option) is bad usage
+      exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
     } else {
       process.stderr.write(`diag: ${errorLine(err)}\n`);
       exitCode = 2;
