@@ -69,7 +69,7 @@ export function startLoad(port: number): Load {
       setTimeout(() => req.destroy(), 1000);
     }),
   );
-  // … and a client that connects and never reads (stalled write), then gives up after 20 s.
+  // … and a client that connects and never reads (stalled write), then gives up after 40 s.
   function neverReads(): void {
     if (state.stopped) return;
     state.started++;
@@ -81,7 +81,7 @@ export function startLoad(port: number): Load {
     sockets.add(sock);
     sock.on('error', () => undefined);
     sock.on('close', () => sockets.delete(sock));
-    const t = setTimeout(() => sock.destroy(), 20_000);
+    const t = setTimeout(() => sock.destroy(), 40_000);
     timers.push(t);
   }
   neverReads();

@@ -12,6 +12,28 @@ export const BLOCKED_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30
 
 export const OTHER_ROUTE = '__other__';
 
+/** Label values known in advance: their series start at 0, so rates and panels work from the first scrape. */
+export const LEAK_KINDS = ['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async'] as const;
+export const RESUME_RESULTS = ['replayed', 'expired', 'invalid'] as const;
+export const REJECT_REASONS = ['rate_limited', 'overloaded'] as const;
+/** Components that count faults in streamscope_internal_errors_total. */
+export const COMPONENTS = [
+  'tracker',
+  'metrics',
+  'tracing',
+  'detectors',
+  'observer',
+  'register',
+  'route',
+  'onFinding',
+  'sse',
+  'hub',
+  'redis',
+  'limits',
+  'health',
+  'agent',
+] as const;
+
 const tracker = getTracker();
 
 type CounterChild = { inc(v?: number): void };
@@ -46,9 +68,13 @@ export class RouteMetrics {
     this.bytes = set.bytes.labels(labels);
     this.writes = set.writes.labels(labels);
     this.afterClose = set.afterClose.labels(labels);
-    // Touch the scrape-time gauges so every known route shows 0 rather than nothing.
+    // Every known series of the route starts at 0 rather than being absent until its first event.
     set.buffered.labels(labels).set(0);
     set.stalled.labels(labels).set(0);
+    for (const c of [this.blocked, this.bytes, this.writes, this.afterClose]) c.inc(0);
+    for (const k of LEAK_KINDS) this.leak(k).inc(0);
+    for (const r of RESUME_RESULTS) this.resume(r).inc(0);
+    for (const r of REJECT_REASONS) this.rejected(r).inc(0);
   }
 
   started(method: string): CounterChild {
@@ -263,6 +289,10 @@ export class MetricsSet {
   }
 
   collectFaults(): void {
+    for (const component of COMPONENTS) if (!this.reportedFaults.has(component)) {
+      this.internal.labels({ component }).inc(0);
+      this.reportedFaults.set(component, 0);
+    }
     for (const [component, count] of tracker.internalErrors) {
       const seen = this.reportedFaults.get(component) ?? 0;
       if (count > seen) {

@@ -230,4 +230,20 @@ describe('metrics of the contract', () => {
       expect((err as { code: string }).code).toBe('STREAMSCOPE_ERR_INVALID_OPTION');
     }
   });
+
+  it('starts the known label values of a route at 0, so rates work from the first scrape', async () => {
+    const registry = new Registry();
+    const srv = await serve(instrument(sse(1, 0), { registry, route: '/z' }));
+    await get(srv.url);
+    const samples = await scrape(registry);
+    const values = (name: string, label: string): Record<string, number> =>
+      Object.fromEntries(samples.filter((s) => s.name === name && s.labels.route === '/z').map((s) => [s.labels[label], s.value]));
+    expect(values('stream_leaks_total', 'kind')).toEqual({ stalled_write: 0, dangling_stream: 0, zombie_producer: 0, dangling_async: 0 });
+    expect(values('stream_resumes_total', 'result')).toEqual({ replayed: 0, expired: 0, invalid: 0 });
+    expect(values('stream_rejected_total', 'reason')).toEqual({ rate_limited: 0, overloaded: 0 });
+    expect(sum(samples, 'write_blocked_total', { route: '/z' })).toBe(0);
+    expect(samples.some((s) => s.name === 'write_blocked_total' && s.labels.route === '/z')).toBe(true);
+    const components = samples.filter((s) => s.name === 'streamscope_internal_errors_total').map((s) => s.labels.component);
+    expect(components).toEqual(expect.arrayContaining(['tracker', 'metrics', 'tracing', 'detectors', 'sse', 'hub', 'agent']));
+  });
 });
