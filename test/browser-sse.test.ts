@@ -1,9 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createHub, redisStore, type Hub } from '../src/index.js';
 import { newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
-import { hubApp, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
+import { freePort, hubApp, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
 
 /**
@@ -111,5 +112,51 @@ describe('Chromium EventSource against server-side cuts', () => {
     await until(async () => sum(await scrape(registry), 'stream_active_connections', { route: '/events' }) === 0, 'active back to 0');
     const m = await scrape(registry);
     expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBeGreaterThanOrEqual(20);
+  });
+});
+
+describe('examples/chat in Chromium', () => {
+  it('the page shows reconnects and replayed messages after a cut, with no duplicate', async () => {
+    const port = await freePort();
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'examples/chat/server.ts'], {
+      env: { ...process.env, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          if (proc.exitCode !== null) return r();
+          proc.once('exit', () => r());
+          proc.kill('SIGTERM');
+        }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      proc.stdout!.on('data', (c: Buffer) => {
+        out += c.toString();
+        if (out.includes('chat on http://')) resolve();
+      });
+      proc.once('exit', (code) => reject(new Error(`chat example exited with ${code}: ${out}`)));
+    });
+    const base = `http://127.0.0.1:${port}`;
+    const post = (text: string) =>
+      fetch(`${base}/messages`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ room: 'lobby', user: 't', text }) });
+    const page = await openPage(base + '/');
+    await page.waitForFunction(() => document.getElementById('status')?.textContent === 'open');
+    let sent = 0;
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 3; i++) expect((await post(`live ${sent++}`)).status).toBe(201);
+      // cut the page's stream, then post while it is away: those come back as a replay
+      expect(await (await fetch(`${base}/cut`, { method: 'POST' })).json()).toEqual({ cut: 1 });
+      for (let i = 0; i < 3; i++) expect((await post(`missed ${sent++}`)).status).toBe(201);
+      await page.waitForFunction((n) => Number(document.getElementById('reconnects')?.textContent) >= n, round + 1, { timeout: 20_000 });
+    }
+    await page.waitForFunction((n) => document.querySelectorAll('#messages li').length >= n, sent, { timeout: 20_000 });
+    const texts = await page.$$eval('#messages li', (lis) => lis.map((li) => li.textContent ?? ''));
+    expect(texts.map((t) => t.replace(/^t: /, '').replace(/\s+\(via.*$/, ''))).toEqual(
+      Array.from({ length: sent }, (_, i) => `${i % 6 < 3 ? 'live' : 'missed'} ${i}`),
+    );
+    expect(Number(await page.textContent('#resumed'))).toBeGreaterThanOrEqual(1);
+    expect(await page.$$eval('#log li', (lis) => lis.filter((li) => li.textContent?.includes('DUPLICATE')).length)).toBe(0);
   });
 });
