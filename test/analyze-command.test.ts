@@ -157,6 +157,32 @@ describe('bad input: one line on stderr, exit 2', () => {
     expect(await bad(trunc)).toContain('truncated');
     expect(await bad(path.join(dir, 'capture'), { failOn: 'sometimes' })).toContain('--fail-on');
   });
+
+  it('a capture whose heap step failed: the rest is analyzed and printed, the cut snapshot named, exit 2', async () => {
+    const partial = path.join(dir, 'partial');
+    fs.mkdirSync(partial);
+    fs.copyFileSync(path.join(dir, 'capture/streams.json'), path.join(partial, 'streams.json'));
+    const heap = fs.readFileSync(path.join(dir, 'capture/heap.heapsnapshot'));
+    fs.writeFileSync(path.join(partial, 'heap.heapsnapshot'), heap.subarray(0, heap.length >> 1));
+    const r = await run(partial, { json: true });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^diag: .*heap\.heapsnapshot.*truncated.*rest of the capture was analyzed\)\n$/);
+    const rep = JSON.parse(r.stdout);
+    expect(rep.summary.streams).toBe(3);
+    expect(rep.summary.heap).toBeUndefined();
+    expect(rep.incomplete).toHaveLength(1);
+  });
+
+  it('single files: a trace, a CPU profile, a streams.json', async () => {
+    const t = await run(path.join(dir, 'capture/trace.json'), { json: true });
+    expect(t.code).toBe(0);
+    expect(JSON.parse(t.stdout).summary.trace.longTasks.count).toBeGreaterThanOrEqual(2);
+    const c = await run(path.join(dir, 'capture/cpu.cpuprofile'), { json: true });
+    expect(JSON.parse(c.stdout).summary.cpu.top.some((f: { functionName: string }) => f.functionName === 'hotLoop')).toBe(true);
+    const s = await run(path.join(dir, 'capture/streams.json'), { failOn: 'error' });
+    expect(s.code).toBe(1);
+    expect(s.stdout).toContain('dangling_stream stream 1 GET /leaky');
+  });
 });
 
 describe('progress bar', () => {

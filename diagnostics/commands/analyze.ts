@@ -51,6 +51,10 @@ export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?:
       }
     }
     await write(out, opts.json ? `${JSON.stringify(publicReport(report), null, 2)}\n` : renderText(report));
+    if (report.incomplete?.length) {
+      // the rest of the capture was analyzed and printed; the unreadable part still makes this exit 2
+      throw new InputError(`${report.incomplete.join('; ')} (the rest of the capture was analyzed)`);
+    }
     return exitCode(report.findings, opts.failOn);
   } catch (e) {
     const msg = e instanceof InputError ? e.message : `cannot analyze ${target}: ${(e as Error)?.message ?? String(e)}`;
@@ -113,15 +117,30 @@ function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream)
   const has = (f: string): boolean => fs.existsSync(path.join(dir, f));
   const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile'];
   if (!known.some(has)) throw new InputError(`${dir} is not a capture directory: it has none of ${known.join(', ')}`);
-  if (has('manifest.json')) {
-    const m = readJson(path.join(dir, 'manifest.json'));
-    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new InputError(`${path.join(dir, 'manifest.json')} is not a capture manifest`);
+  // each file on its own: a failed heap step (an empty or cut snapshot) must not hide the streams and trace
+  const failed: string[] = [];
+  const each = (name: string, fn: (file: string) => void): void => {
+    const file = path.join(dir, name);
+    if (!has(name)) return;
+    try {
+      fn(file);
+    } catch (e) {
+      if (!(e instanceof InputError)) throw e;
+      failed.push(e.message);
+    }
+  };
+  each('manifest.json', (file) => {
+    const m = readJson(file);
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new InputError(`${file} is not a capture manifest`);
     report.source.manifest = m as Record<string, unknown>;
-  }
-  if (has('streams.json')) addStreams(readJson(path.join(dir, 'streams.json')), path.join(dir, 'streams.json'), report);
-  if (has('heap.heapsnapshot')) addHeap(path.join(dir, 'heap.heapsnapshot'), report, tty);
-  if (has('trace.json')) addTrace(readJson(path.join(dir, 'trace.json')), path.join(dir, 'trace.json'), report);
-  if (has('cpu.cpuprofile')) report.summary.cpu = analyzeCpuProfile(readJson(path.join(dir, 'cpu.cpuprofile')), path.join(dir, 'cpu.cpuprofile'));
+  });
+  each('streams.json', (file) => addStreams(readJson(file), file, report));
+  each('heap.heapsnapshot', (file) => addHeap(file, report, tty));
+  each('trace.json', (file) => addTrace(readJson(file), file, report));
+  each('cpu.cpuprofile', (file) => {
+    report.summary.cpu = analyzeCpuProfile(readJson(file), file);
+  });
+  if (failed.length) report.incomplete = failed;
 }
 
 function analyzeFile(file: string, report: Report, tty?: NodeJS.WriteStream): void {

@@ -101,6 +101,8 @@ export interface Report {
   };
   /** Where the report came from. */
   source: { target: string; manifest?: Record<string, unknown> };
+  /** Files of a capture directory that could not be analyzed (why), when any. */
+  incomplete?: string[];
   /** Open streams (streams.json), for the report renderers. */
   streams?: StreamSnapshot[];
 }
