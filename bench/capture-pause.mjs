@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// How long does `diag capture --heap` pause the target's event loop, via the agent and via the inspector?
+//
+//   npm run build && node bench/capture-pause.mjs [--ballast-mb 160] [--runs 2]
+//
+// For each transport and run: a fresh target (test/fixtures/servers/stream-server.mjs with BALLAST_MB of
+// retained small objects, ~200 MB used heap at 160) loaded with bench/pause-probe.mjs, one SSE client
+// receiving an event every 10 ms, then `diag capture <pid> --heap --via <transport>`. Reported: the
+// target's longest event-loop stall (probe inside the target), the longest gap the SSE client saw, the
+// capture's wall time, the snapshot size and the target's peak RSS growth (VmHWM) during the capture.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+const root = path.resolve(new URL('..', import.meta.url).pathname);
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const ballast = arg('--ballast-mb', 160);
+const runs = arg('--runs', 2);
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-pause-'));
+const agentDir = path.join(tmp, 'agents');
+
+function kb(pid, field) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm'));
+  return m ? Number(m[1]) : NaN;
+}
+
+function startTarget() {
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      process.execPath,
+      ['--inspect-port=0', '--import', path.join(root, 'bench/pause-probe.mjs'), '--import', path.join(root, 'dist/esm/register.js'), path.join(root, 'test/fixtures/servers/stream-server.mjs')],
+      { env: { ...process.env, BALLAST_MB: String(ballast), STREAMSCOPE_AGENT_DIR: agentDir }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const pauses = [];
+    createInterface({ input: p.stderr }).on('line', (l) => {
+      if (l.startsWith('PAUSE ')) pauses.push(JSON.parse(l.slice(6)));
+    });
+    p.once('exit', (c) => reject(new Error(`target exited ${c}`)));
+    createInterface({ input: p.stdout }).once('line', (l) => resolve({ proc: p, ...JSON.parse(l), pauses }));
+  });
+}
+
+function sse(port) {
+  let last = 0;
+  let maxGap = 0;
+  let n = 0;
+  const req = http.get({ host: '127.0.0.1', port, path: '/events?every=10', agent: false }, (res) => {
+    res.on('data', () => {
+      const now = performance.now();
+      if (last > 0) maxGap = Math.max(maxGap, now - last);
+      last = now;
+      n++;
+    });
+  });
+  req.on('error', () => undefined);
+  return { reset: () => (maxGap = 0), get maxGap() { return maxGap; }, get n() { return n; }, close: () => req.destroy() };
+}
+
+async function probe(t) {
+  const before = t.pauses.length;
+  t.proc.kill('SIGUSR2');
+  while (t.pauses.length === before) await new Promise((r) => setTimeout(r, 20));
+  return t.pauses.at(-1);
+}
+
+function capture(pid, via, out) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const p = spawn(process.execPath, [path.join(root, 'dist/diagnostics/cli.js'), 'capture', String(pid), '--heap', '--via', via, '--out', out], {
+      env: { ...process.env, STREAMSCOPE_AGENT_DIR: agentDir },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let err = '';
+    p.stderr.on('data', (c) => (err += c));
+    p.on('exit', (code) => resolve({ code, ms: performance.now() - t0, err }));
+  });
+}
+
+const rows = [];
+for (const via of ['agent', 'inspector']) {
+  for (let i = 0; i < runs; i++) {
+    const t = await startTarget();
+    const client = sse(t.port);
+    await new Promise((r) => setTimeout(r, 2000));
+    await probe(t); // reset
+    const heapUsedMb = (await probe(t)).heapUsedMb;
+    client.reset();
+    try {
+      fs.writeFileSync(`/proc/${t.pid}/clear_refs`, '5'); // reset VmHWM (needs the same user)
+    } catch {}
+    const rssBefore = kb(t.pid, 'VmRSS');
+    const out = path.join(tmp, `${via}-${i}`);
+    const r = await capture(t.pid, via, out);
+    await new Promise((r2) => setTimeout(r2, 300));
+    const stall = (await probe(t)).maxStallMs;
+    const hwm = kb(t.pid, 'VmHWM');
+    if (r.code !== 0) throw new Error(`capture failed: ${r.err}`);
+    rows.push({
+      via,
+      heapUsedMb,
+      maxStallMs: stall,
+      sseMaxGapMs: Math.round(client.maxGap),
+      captureMs: Math.round(r.ms),
+      snapshotMb: Math.round(fs.statSync(path.join(out, 'heap.heapsnapshot')).size / 2 ** 20),
+      rssBeforeMb: Math.round(rssBefore / 1024),
+      peakRssGrowthMb: Math.round((hwm - rssBefore) / 1024),
+    });
+    console.error(JSON.stringify(rows.at(-1)));
+    client.close();
+    t.proc.kill('SIGKILL');
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+}
+fs.rmSync(tmp, { recursive: true, force: true });
+
+let cpu = '';
+try {
+  cpu = execFileSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], { encoding: 'utf8' }).trim();
+} catch {}
+console.log(`Node ${process.version}, ${os.cpus().length} CPUs (${cpu}), ballast ${ballast} MB\n`);
+console.log('| transport | used heap | target stall (max) | SSE client max gap | capture wall time | snapshot | target peak RSS growth |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
+for (const r of rows) {
+  console.log(`| ${r.via} | ${r.heapUsedMb} MB | ${(r.maxStallMs / 1000).toFixed(1)} s | ${(r.sseMaxGapMs / 1000).toFixed(1)} s | ${(r.captureMs / 1000).toFixed(1)} s | ${r.snapshotMb} MB | +${r.peakRssGrowthMb} MB (from ${r.rssBeforeMb} MB) |`);
+}
