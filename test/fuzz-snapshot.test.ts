@@ -66,6 +66,7 @@ function check(r: Run, what: string): void {
   expect(r.stderr, where).not.toMatch(/\n\s+at |Error:|node:internal/);
   if (r.code === 2) {
     expect(r.stderr, where).toMatch(/^diag: [^\n]+\n$/);
+    expect(r.stderr, where).not.toContain('internal error'); // bad input is named as such, never a crash in disguise
     expect(r.stdout, where).toBe('');
   } else {
     expect(r.stderr, where).toBe('');

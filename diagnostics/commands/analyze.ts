@@ -57,7 +57,8 @@ export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?:
     }
     return exitCode(report.findings, opts.failOn);
   } catch (e) {
-    const msg = e instanceof InputError ? e.message : `cannot analyze ${target}: ${(e as Error)?.message ?? String(e)}`;
+    // anything but an InputError is a bug in diag: still one line, but saying so
+    const msg = e instanceof InputError ? e.message : `internal error while analyzing ${target}: ${(e as Error)?.message ?? String(e)}`;
     await write(err, `diag: ${oneLine(msg)}\n`);
     return 2;
   }
