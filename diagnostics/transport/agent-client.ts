@@ -4,6 +4,13 @@ import { candidateDirs, socketPath, uid, unsafeDirReason } from '../../src/agent
 import type { HelloResult, Op, Request } from '../../src/agent/protocol.js';
 import { DiagError } from '../errors.js';
 
+function defaultTimeout(op: Op, params: Omit<Request, 'id' | 'op'>): number {
+  if (op === 'heap') return 0;
+  if (op === 'trace' || op === 'cpu') return ((params.seconds ?? 0) + 30) * 1000;
+  if (op === 'process') return (params.sampleMs ?? 1000) + 10_000;
+  return 10_000;
+}
+
 /** Finds the agent socket of `pid` in the per-user directories; null when there is none. Throws on unsafe ones. */
 export function findAgentSocket(pid: number): string | null {
   for (const dir of candidateDirs()) {
@@ -71,11 +78,42 @@ export class AgentClient {
     return this.request<HelloResult>('hello');
   }
 
-  request<T>(op: Op, params: Omit<Request, 'id' | 'op'> = {}, onEvent?: (event: string, data: unknown) => void, onBinary?: (chunk: Buffer) => boolean): Promise<T> {
+  /**
+   * Sends one request. Without an answer within `timeoutMs` (the target's event loop is blocked, say), the
+   * connection is dropped and the request fails with a DiagError; 0 waits for ever (the heap snapshot).
+   */
+  request<T>(
+    op: Op,
+    params: Omit<Request, 'id' | 'op'> = {},
+    onEvent?: (event: string, data: unknown) => void,
+    onBinary?: (chunk: Buffer) => boolean,
+    timeoutMs = defaultTimeout(op, params),
+  ): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
     if (this.pending) return Promise.reject(new Error('one agent request at a time'));
     return new Promise<T>((resolve, reject) => {
-      this.pending = { resolve: resolve as (v: unknown) => void, reject, onEvent, onBinary };
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              this.fail(new DiagError(`the agent did not answer "${op}" within ${Math.round(timeoutMs / 1000)} s (is the process's event loop blocked?)`));
+              this.sock.destroy();
+            }, timeoutMs)
+          : null;
+      const done = (): void => {
+        if (timer) clearTimeout(timer);
+      };
+      this.pending = {
+        resolve: (v) => {
+          done();
+          resolve(v as T);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+        onEvent,
+        onBinary,
+      };
       this.sock.write(JSON.stringify({ id: this.nextId++, op, ...params }) + '\n');
     });
   }
