@@ -64,10 +64,17 @@ export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?:
   }
 }
 
+/** Write and wait for the buffer to drain; a reader that went away (EPIPE from `| head`) ends the wait. */
 function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
   return new Promise((resolve) => {
-    if (!stream.write(text)) stream.once('drain', () => resolve());
-    else resolve();
+    const done = (): void => {
+      stream.off('drain', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.once('error', done);
+    if (stream.write(text)) done();
+    else stream.once('drain', done);
   });
 }
 
