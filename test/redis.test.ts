@@ -1,4 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { EventSource } from 'eventsource';
 import { createHub, redisStore, compareIds, type Hub } from '../src/index.js';
@@ -164,4 +169,48 @@ describe('redisStore on a real redis-server', () => {
     expect(res.headers['retry-after']).toBeDefined();
     await expect(hub.publish('c', 'x')).rejects.toThrow();
   });
+
+  it('uses a given ioredis client for commands and its duplicate for the reader, and leaves the client open on close', async () => {
+    prefixN++;
+    const client = new Redis(redis.url);
+    cleanups.push(() => void client.quit());
+    const hub = createHub({ store: redisStore({ client, keyPrefix: `t${prefixN}:` }), heartbeatMs: 0 });
+    const { srv } = await serve(hub);
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': '0-0' });
+    const id = await hub.publish('c', 'via the given client');
+    await until(() => c.events.length === 1, 'event');
+    expect(c.events[0]!.id).toBe(id);
+    c.close();
+    await hub.close();
+    expect(await client.ping()).toBe('PONG');
+  });
 });
+
+describe('redisStore without ioredis installed', () => {
+  it('fails with one clear STREAMSCOPE_ERR_REDIS_MISSING error, and only when used', async () => {
+    const dist = resolve('dist/esm');
+    if (!existsSync(join(dist, 'index.js'))) throw new Error('dist/esm is missing: run `npm run build` first');
+    // a copy of the package whose node_modules has its dependencies but not the optional peer ioredis
+    const dir = mkdtempSync(join(tmpdir(), 'streamscope-noredis-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    cpSync(dist, join(dir, 'dist'), { recursive: true });
+    writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
+    mkdirSync(join(dir, 'node_modules', '@opentelemetry'), { recursive: true });
+    symlinkSync(resolve('node_modules/prom-client'), join(dir, 'node_modules', 'prom-client'));
+    symlinkSync(resolve('node_modules/tdigest'), join(dir, 'node_modules', 'tdigest'));
+    symlinkSync(resolve('node_modules/bintrees'), join(dir, 'node_modules', 'bintrees'));
+    symlinkSync(resolve('node_modules/@opentelemetry/api'), join(dir, 'node_modules', '@opentelemetry', 'api'));
+    writeFileSync(
+      join(dir, 'main.mjs'),
+      `import { createHub, redisStore } from './dist/index.js';
+const hub = createHub({ store: redisStore({ url: 'redis://127.0.0.1:1' }) }); // constructing needs nothing
+try { await hub.publish('c', 'x'); console.log('no error'); }
+catch (err) { console.log(JSON.stringify({ code: err.code, message: err.message })); }`,
+    );
+    const { stdout } = await promisify(execFile)(process.execPath, [join(dir, 'main.mjs')], { cwd: dir, timeout: 20_000 });
+    const r = JSON.parse(stdout.trim()) as { code: string; message: string };
+    expect(r.code).toBe('STREAMSCOPE_ERR_REDIS_MISSING');
+    expect(r.message).toMatch(/ioredis/);
+  });
+});
+
