@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { EventSource } from 'eventsource';
+import fc from 'fast-check';
 import { compareIds, createHub, memoryStore, type Hub, type SubscribeOptions } from '../src/index.js';
 import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
 import { hubApp, openSse, publishWithCuts } from './helpers/sse.js';
@@ -180,6 +181,55 @@ describe('createHub() with memoryStore', () => {
     await until(() => c.events.length >= 4000, 'all events', 30_000);
     expect(c.events.map((e) => e.id)).toEqual(ids);
     c.close();
+  });
+});
+
+describe('createHub() channels and shutdown', () => {
+  it('channels are isolated, and hub.close() ends every stream as completed', async () => {
+    const registry = newRegistry();
+    const hub = createHub({ registry, route: '/events', heartbeatMs: 0 });
+    const app = hubApp(hub);
+    const srv = await startServer(app.handler);
+    cleanups.push(() => srv.close());
+    const a = await openSse(`${srv.url}/events?channel=a`);
+    const b = await openSse(`${srv.url}/events?channel=b`);
+    await until(() => hub.subscribers() === 2, 'subscribed');
+    await hub.publish('a', 'for a');
+    await hub.publish('b', 'for b');
+    await until(() => a.events.length === 1 && b.events.length === 1, 'events');
+    expect([a.events[0]!.data, b.events[0]!.data]).toEqual(['for a', 'for b']);
+    await hub.close();
+    await Promise.all([a.ended, b.ended]);
+    await expect(hub.publish('a', 'late')).rejects.toMatchObject({ code: 'STREAMSCOPE_ERR_HUB_CLOSED' });
+    const m = await until(async () => {
+      const x = await scrape(registry);
+      return sum(x, 'stream_duration_seconds_count', { route: '/events' }) === 2 ? x : null;
+    }, 'closed');
+    expect(sum(m!, 'stream_duration_seconds_count', { route: '/events', outcome: 'completed' })).toBe(2);
+  });
+
+  it('randomized: any resume point replays exactly the suffix after it, then live (property-based, real sockets)', async () => {
+    const hub = createHub({ store: memoryStore({ maxEvents: 1000 }), heartbeatMs: 0 });
+    const app = hubApp(hub);
+    const srv = await startServer(app.handler);
+    cleanups.push(() => srv.close(), () => hub.close());
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 60 }), fc.integer({ min: 0, max: 20 }), async (before, at, after) => {
+        const channel = `r${run++}`;
+        const ids: string[] = [];
+        for (let i = 0; i < before; i++) ids.push(await hub.publish(channel, String(i)));
+        const from = at === 0 || ids.length === 0 ? '0-0' : ids[Math.min(at, ids.length) - 1]!;
+        const skip = from === '0-0' ? 0 : ids.indexOf(from) + 1;
+        const c = await openSse(`${srv.url}/events?channel=${channel}`, { 'Last-Event-ID': from });
+        await until(() => hub.subscribers(channel) === 1, 'subscribed');
+        for (let i = 0; i < after; i++) ids.push(await hub.publish(channel, String(before + i)));
+        await until(() => c.events.length >= ids.length - skip, 'events');
+        c.close();
+        expect(c.events.map((e) => e.id)).toEqual(ids.slice(skip));
+      }),
+      { numRuns: 25 },
+    );
   });
 });
 
