@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { alive, checkedSse, hangUps, killAll, neverReading, runCli, startServer, tempAgentDir, until } from './fixtures/servers/harness.js';
+import { alive, checkedSse, hangUps, killAll, neverReading, runCli, spawnCli, startServer, tempAgentDir, until } from './fixtures/servers/harness.js';
 
 const agentDir = tempAgentDir();
 const env = { STREAMSCOPE_AGENT_DIR: agentDir };
@@ -116,6 +116,22 @@ describe('diag capture via the inspector', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['heap.heapsnapshot', 'manifest.json', 'process.json']);
     expect(await refused(inspectorPort(r.stderr))).toBe(true);
     expect(alive(plain.pid)).toBe(true);
+  });
+
+  it('Ctrl-C in the middle of a capture closes the inspector again (exit 130) and the target runs on', async () => {
+    const server = await startServer({ register: false, nodeArgs: RANDOM_PORT });
+    const cli = spawnCli(['capture', String(server.pid), '--out', path.join(out, 'interrupted'), '--trace', '30'], env);
+    await until(() => cli.stderr().includes('tracing for 30 s'), 'the trace to start');
+    const port = inspectorPort(cli.stderr());
+    cli.proc.kill('SIGINT');
+    const r = await cli.result;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain('interrupted; closing the connection to the target');
+    await until(() => refused(port), 'the inspector port to be refused', 5000);
+    expect(alive(server.pid)).toBe(true);
+    // and it can be captured again
+    const again = await runCli(['capture', String(server.pid), '--out', path.join(out, 'after-interrupt')], env);
+    expect(again.code).toBe(0);
   });
 
   it('uses an inspector that was already open and leaves it open', async () => {

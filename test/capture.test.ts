@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, checkedSse, hangUps, killAll, mode, neverReading, runCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
+import { alive, checkedSse, hangUps, killAll, mode, neverReading, runCli, spawnCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
 
 const agentDir = tempAgentDir();
 const env = { STREAMSCOPE_AGENT_DIR: agentDir };
@@ -33,6 +33,8 @@ describe('diag capture via the agent', () => {
     const r = await runCli(['capture', String(server.pid), '--out', dir, '--heap', '--trace', '1', '--cpu', '1'], env);
     expect(r.stderr).toContain('via agent socket');
     expect(r.code).toBe(0);
+    // progress bars only on a terminal: none in a pipe
+    expect(r.stderr).not.toMatch(/[\r\x1b]/);
     expect(r.stdout.trim()).toBe(dir);
     // the clients kept receiving, with no gap, and are still connected after the capture
     const after = clients.map((c) => c.count());
@@ -123,5 +125,19 @@ describe('diag capture via the agent', () => {
     expect(retained?.path).toContain('Timeout');
     for (const s of stuck) s.destroy();
     expect(alive(leaky.pid)).toBe(true);
+  });
+
+  it('survives a diag killed in the middle of a heap transfer, and answers the next capture', async () => {
+    const big = await startServer({ agentDir, env: { BALLAST_MB: '40' } });
+    const dir = path.join(out, 'killed');
+    const cli = spawnCli(['capture', String(big.pid), '--out', dir, '--heap'], env);
+    const file = path.join(dir, 'heap.heapsnapshot');
+    await until(() => fs.existsSync(file) && fs.statSync(file).size > 1024 * 1024, 'part of the snapshot');
+    cli.proc.kill('SIGKILL');
+    await cli.result;
+    const next = await runCli(['capture', String(big.pid), '--out', path.join(out, 'after-kill')], env);
+    expect(next.code).toBe(0);
+    expect(alive(big.pid)).toBe(true);
+    await big.stop();
   });
 });
