@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { invalidOption, StreamscopeError } from '../errors.js';
 import { getTracker } from '../tracker.js';
-import { admit, resolveLimits, routeOf } from '../limits/index.js';
+import { admit, routeOf } from '../limits/index.js';
 import { resolveSse, type ResolvedSse, type SseOptions } from '../sse/options.js';
 import { dataText, encodeEvent } from '../sse/encoder.js';
-import { kNeedsDrain, kOnClose, kOpen, kPush, kState, SseStream } from '../sse/stream.js';
+import { kOnClose, kOpen, kPush, kState, SseStream } from '../sse/stream.js';
 import { compareIds, predecessor, readLastEventId, ZERO_ID } from './ids.js';
 import { MemoryStore } from './memory-store.js';
-import type { HubStore, StoredEvent } from './store.js';
+import type { HubStore } from './store.js';
+import { catchUp, Fanout, Sub } from './fanout.js';
 
 const tracker = getTracker();
 
@@ -32,70 +33,10 @@ export interface HubOptions extends SubscribeOptions {
   maxPendingEvents?: number;
 }
 
-const REPLAY_PAGE = 1000;
-/** Replayed frames are written in batches of about this many characters. */
-const REPLAY_WRITE = 32 * 1024;
 /** Live events held per subscriber while it replays; past this it replays again instead. */
 const MAX_PENDING = 10000;
 
 const CHANNEL = /^[^\r\n\0]{1,256}$/;
-
-/** One subscriber: replays, then follows. */
-class Sub {
-  constructor(
-    readonly stream: SseStream,
-    private readonly maxPending: number,
-  ) {}
-  live = false;
-  pending: Array<StoredEvent> | null = [];
-  overflow = false;
-  /** Just before the first live event seen: where a live-only subscriber replays from after an overflow. */
-  base: string | null = null;
-  /** Last id sent before going live: live events up to it are already sent (checked until passed). */
-  floor: string | null = null;
-
-  deliver(ev: StoredEvent, frame: string): void {
-    if (this.live) {
-      if (this.floor !== null) {
-        if (compareIds(ev.id, this.floor) <= 0) return;
-        this.floor = null;
-      }
-      this.stream[kPush](frame, ev.id);
-      return;
-    }
-    const p = this.pending;
-    if (p === null) return;
-    if (this.base === null) this.base = predecessor(ev.id);
-    if (p.length >= this.maxPending) {
-      this.overflow = true;
-      this.pending = [];
-      return;
-    }
-    p.push(ev);
-  }
-}
-
-/** Subscribers of one channel on this instance: one follow on the store, one encode per event. */
-class Fanout {
-  readonly subs = new Set<Sub>();
-  unfollow: (() => void) | null = null;
-  ready: Promise<void> | null = null;
-
-  readonly onEvent = (ev: StoredEvent): void => {
-    let frame: string;
-    try {
-      frame = encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
-    } catch (err) {
-      tracker.fault('hub', err);
-      return;
-    }
-    for (const sub of this.subs) sub.deliver(ev, frame);
-  };
-}
-
-function frameOf(ev: StoredEvent): string {
-  return encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
-}
 
 function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   try {
@@ -258,77 +199,8 @@ export class Hub {
       }
     }
     if (reset !== null) stream[kPush](encodeEvent({ id: reset.id, event: 'reset', data: reset.body }), reset.id);
-    void this.catchUp(channel, sub, cursor);
+    void catchUp(this.store, channel, sub, cursor);
     return stream;
-  }
-
-  /**
-   * Replays from `from` (null: live only), drains the live events held meanwhile, and hands the
-   * subscriber to the live fan-out in the same tick as it finds nothing left, so no event slips between.
-   * Too many held events (a long replay under heavy publishing) are dropped and replayed from the store.
-   */
-  private async catchUp(channel: string, sub: Sub, from: string | null): Promise<void> {
-    const stream = sub.stream;
-    let cursor = from;
-    const replay = async (): Promise<boolean> => {
-      for (;;) {
-        const page = await this.store.range(channel, cursor as string, REPLAY_PAGE);
-        if (stream.closed) return false;
-        // Frames are batched into writes of up to REPLAY_WRITE characters: one syscall and one
-        // chunk per batch instead of per event.
-        let batch = '';
-        let batchId = '';
-        for (const ev of page) {
-          batch += frameOf(ev);
-          batchId = ev.id;
-          if (batch.length >= REPLAY_WRITE) {
-            if (!stream[kPush](batch, batchId)) return false;
-            cursor = batchId;
-            batch = '';
-            if (stream[kNeedsDrain]) await stream.whenWritable();
-          }
-        }
-        if (batch !== '') {
-          if (!stream[kPush](batch, batchId)) return false;
-          cursor = batchId;
-          if (stream[kNeedsDrain]) await stream.whenWritable();
-        }
-        if (page.length < REPLAY_PAGE) return true;
-      }
-    };
-    try {
-      if (cursor !== null && !(await replay())) return;
-      for (;;) {
-        if (sub.overflow) {
-          sub.overflow = false;
-          sub.pending = [];
-          if (cursor === null) cursor = sub.base;
-          if (cursor !== null && !(await replay())) return;
-          continue;
-        }
-        const batch = sub.pending ?? [];
-        if (batch.length === 0) {
-          // Live from here. A store's live feed may lag behind what the replay read (Redis: the
-          // blocking reader vs XRANGE): events up to the cursor are skipped once, by id.
-          sub.pending = null;
-          sub.floor = cursor;
-          sub.live = true;
-          return;
-        }
-        sub.pending = [];
-        for (const ev of batch) {
-          if (cursor !== null && compareIds(ev.id, cursor) <= 0) continue;
-          if (!stream[kPush](frameOf(ev), ev.id)) return;
-          cursor = ev.id;
-          if (stream[kNeedsDrain]) await stream.whenWritable();
-          if (sub.overflow) break;
-        }
-      }
-    } catch (err) {
-      if (stream.closed) return;
-      tracker.fault('hub', err);
-      stream.fail(new StreamscopeError('STREAMSCOPE_ERR_PRODUCER', 'event store failed during replay'));
-    }
   }
 
   private async join(channel: string, sub: Sub): Promise<Fanout> {
