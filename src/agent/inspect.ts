@@ -105,6 +105,8 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 export class BlockingFdWriter {
   failed: string | null = null;
   bytes = 0;
+  /** How many times the writer waited for the reader (backpressure reached the app, and it waited). */
+  waits = 0;
   constructor(
     private readonly fd: number,
     private readonly stallMs = 10_000,
@@ -132,6 +134,7 @@ export class BlockingFdWriter {
           this.failed = `the reader made no progress for ${this.stallMs} ms`;
           return;
         }
+        this.waits++;
         Atomics.wait(sleeper, 0, 0, 2);
       }
     }

@@ -153,7 +153,15 @@ function frame(chunk: string): Buffer {
  * socket's descriptor while V8 serializes (see BlockingFdWriter); without a descriptor (not a Unix
  * platform), they go through the socket's own queue.
  */
-async function sendHeap(sock: net.Socket, req: Request): Promise<{ bytes: number }> {
+interface HeapResult {
+  bytes: number;
+  /** 'direct': frames went straight to the socket, one chunk in memory at a time; 'queued': through the socket's queue. */
+  mode: 'direct' | 'queued';
+  /** Times the agent waited for a slow reader ('direct' only). */
+  waits: number;
+}
+
+async function sendHeap(sock: net.Socket, req: Request): Promise<HeapResult> {
   await new Promise<void>((resolve, reject) => {
     sock.write(JSON.stringify({ id: req.id, binary: true }) + '\n', (err) => (err ? reject(err) : resolve()));
   });
@@ -171,6 +179,7 @@ async function sendHeap(sock: net.Socket, req: Request): Promise<{ bytes: number
       sock.destroy();
       throw new RequestError('EFAILED', `heap snapshot transfer aborted: ${w.failed}`);
     }
+    return { bytes, mode: 'direct', waits: w.waits };
   } else {
     await heapSnapshot((chunk) => {
       const buf = frame(chunk);
@@ -179,5 +188,5 @@ async function sendHeap(sock: net.Socket, req: Request): Promise<{ bytes: number
     });
     sock.write(Buffer.alloc(4));
   }
-  return { bytes };
+  return { bytes, mode: 'queued', waits: 0 };
 }
