@@ -12,7 +12,9 @@ const tracker = getTracker();
 
 /** One channel: a ring of the last maxEvents events and the live listeners. */
 class Channel {
-  readonly ring: Array<StoredEvent | undefined>;
+  /** Grows to `cap` as events arrive, then wraps: an idle channel costs a few bytes, not `cap` slots. */
+  readonly ring: StoredEvent[] = [];
+  readonly cap: number;
   head = 0;
   size = 0;
   lastMs = 0;
@@ -22,7 +24,7 @@ class Channel {
   readonly listeners = new Set<(ev: StoredEvent) => void>();
 
   constructor(cap: number) {
-    this.ring = new Array(cap);
+    this.cap = cap;
   }
 
   at(i: number): StoredEvent {
@@ -30,13 +32,12 @@ class Channel {
   }
 
   push(ev: StoredEvent): void {
-    const cap = this.ring.length;
-    if (this.size < cap) {
-      this.ring[(this.head + this.size) % cap] = ev;
+    if (this.size < this.cap) {
+      this.ring.push(ev); // head stays 0 until the ring is full
       this.size++;
     } else {
       this.ring[this.head] = ev;
-      this.head = (this.head + 1) % cap;
+      this.head = (this.head + 1) % this.cap;
       this.trimmed = true;
     }
   }
@@ -129,6 +130,8 @@ export class MemoryStore implements HubStore {
     c.listeners.add(listener);
     return Promise.resolve(() => {
       c.listeners.delete(listener);
+      // a channel that never held an event is forgotten with its last listener
+      if (c.listeners.size === 0 && c.size === 0 && c.last === ZERO_ID && this.channels.get(channel) === c) this.channels.delete(channel);
     });
   }
 
