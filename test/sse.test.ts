@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
-import { sse, StreamClosedError, type SseOptions, type SseStream } from '../src/index.js';
+import { instrument, sse, StreamClosedError, type SseOptions, type SseStream } from '../src/index.js';
 import { neverReadingClient, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
 import { openSse } from './helpers/sse.js';
 
@@ -299,4 +299,25 @@ describe('sse() options', () => {
     expect(o.by('completed') + o.by('error') + o.by('client_aborted') + o.by('timeout')).toBe(30);
     expect(o.by('error')).toBe(10);
   });
+
+  it('inside an instrument()ed handler the stream is tracked once, with sse()’s outcome', async () => {
+    const registry = newRegistry();
+    const opts: SseOptions = { registry, route: '/both', heartbeatMs: 0, timeoutMs: 30 };
+    const srv = await startServer(
+      instrument(
+        async (req: http.IncomingMessage, res: http.ServerResponse) => {
+          const s = sse(req, res, opts);
+          await s.send('x');
+        },
+        { registry, route: '/both' },
+      ),
+    );
+    servers.push(srv);
+    const c = await openSse(srv.url);
+    await c.ended;
+    const o = await settled(registry, '/both', 1);
+    expect(o.started).toBe(1);
+    expect(o.by('timeout')).toBe(1);
+  });
 });
+
