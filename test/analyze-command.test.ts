@@ -39,7 +39,11 @@ beforeAll(() => {
   fs.mkdirSync(cap, { mode: 0o700 });
   execFileSync(process.execPath, [path.join(fixtures, 'leaky-server.mjs'), path.join(cap, 'heap.heapsnapshot')], { cwd: dir, timeout: 30_000 });
   execFileSync(process.execPath, [path.join(fixtures, 'trace-child.mjs'), cap], { timeout: 30_000 });
-  const streams = [stream(1, '/leaky', 40_000, 70_000, ['dangling_stream']), stream(2, '/leaky', 20_000, 10_000), stream(3, '/feed', 5_000, 0)];
+  const streams = [
+    stream(1, '/leaky', 40_000, 70_000, ['dangling_stream']),
+    stream(2, '/leaky', 20_000, 10_000),
+    stream(3, '/feed/<img src=x onerror="document.title=1">', 5_000, 0),
+  ];
   const findings = [finding(1, 'dangling_stream', 'error', 1), finding(1, 'dangling_stream', 'error', 2), finding(1, 'zombie_producer', 'warning', 3)];
   fs.writeFileSync(path.join(cap, 'streams.json'), JSON.stringify({ streams, findings }));
   fs.writeFileSync(
@@ -119,6 +123,9 @@ describe('diag analyze DIR', () => {
       for (const title of ['Oldest stream age by route', 'Buffered bytes by route', 'Retained memory by constructor']) {
         expect(await page.locator(`figure:has(figcaption:text-is("${title}")) svg rect`).count()).toBeGreaterThan(0);
       }
+      // names from the capture are text, never markup
+      expect(await page.locator('img').count()).toBe(0);
+      expect(await page.locator('svg text', { hasText: '/feed/<img src=x' }).count()).toBeGreaterThan(0);
       expect(problems).toEqual([]);
       expect(requests.every((u) => u.startsWith('file://'))).toBe(true);
       fs.mkdirSync(path.join(import.meta.dirname, '../test-artifacts'), { recursive: true });
