@@ -83,4 +83,24 @@ describe('diag top', () => {
     expect(s.some((l) => l.startsWith('diag top ·'))).toBe(false);
     for (const c of clients) expect(c.gaps).toEqual([]);
   });
+
+  it('diag capture draws a progress bar for the heap transfer on a terminal, and clears it', async () => {
+    const big = await startServer({ agentDir, env: { BALLAST_MB: '40' } });
+    const dir = path.join(path.dirname(agentDir), 'tty-capture');
+    const cmd = `env STREAMSCOPE_AGENT_DIR=${agentDir} ${process.execPath} ${CLI} capture ${big.pid} --heap --out ${dir}; echo "EXIT=$?"; sleep 60`;
+    tmux('new-session', '-d', '-s', 'cap', '-x', '160', '-y', '40', cmd);
+    const pane = (): string => tmux('capture-pane', '-p', '-t', 'cap');
+    let sawBar = false;
+    await until(() => {
+      const p = pane();
+      if (/heap snapshot \[[#-]{30}\]\s+\d+ % [\d.]+ (KiB|MiB)/.test(p)) sawBar = true;
+      return p.includes('EXIT=');
+    }, 'the capture to finish', 60_000);
+    expect(sawBar).toBe(true);
+    const p = pane();
+    expect(p).toContain('EXIT=0');
+    expect(p).toMatch(/diag: heap snapshot: [\d.]+ MiB/);
+    expect(p).not.toMatch(/heap snapshot \[/); // cleared once done
+    await big.stop();
+  });
 });

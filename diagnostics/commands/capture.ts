@@ -148,10 +148,11 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
     if (opts.heap) {
       await step('heap', async () => {
         const out = cap.openStream('heap.heapsnapshot');
-        const used = usedHeap(facts) ?? 0;
+        // a snapshot is about 1.8x the used heap (measured: 356 MB for 200 MB): the bar's estimate of the total
+        const expected = Math.round((usedHeap(facts) ?? 0) * 1.8);
         const bar = createProgress('heap snapshot', io.stderr as NodeJS.WriteStream);
         try {
-          const n = await transport.heap(out, (b) => bar.update(Math.min(b, used), used, formatBytes(b)));
+          const n = await transport.heap(out, (b) => bar.update(Math.min(b, expected), expected, formatBytes(b)));
           await closeStream(out);
           cap.added('heap.heapsnapshot');
           bar.done();

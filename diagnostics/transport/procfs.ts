@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DiagError } from '../errors.js';
@@ -45,9 +46,18 @@ export function inspectTarget(pid: number): Target {
     const c = status.match(/^SigCgt:\s+([0-9a-f]+)/m);
     if (c) catchesSigusr1 = (BigInt(`0x${c[1]}`) & (1n << 9n)) !== 0n; // SIGUSR1 = 10
   }
+  let argvFromPs: string[] | null = null;
+  if (status === null) {
+    // no /proc (macOS, BSD): ask ps
+    const ps = psInfo(pid);
+    if (ps) {
+      uid = ps.uid;
+      argvFromPs = ps.args;
+    }
+  }
   const me = myUid();
   if (uid !== null && me >= 0 && uid !== me) throw new DiagError(`pid ${pid} belongs to uid ${uid}, not you (uid ${me}); run diag as that user`);
-  const argv = (readProc(pid, 'cmdline') ?? '').split('\0').filter((a) => a !== '');
+  const argv = argvFromPs ?? (readProc(pid, 'cmdline') ?? '').split('\0').filter((a) => a !== '');
   let exe = '';
   try {
     exe = path.basename(fs.readlinkSync(`/proc/${pid}/exe`));
@@ -55,6 +65,16 @@ export function inspectTarget(pid: number): Target {
     exe = path.basename(argv[0] ?? '');
   }
   return { pid, uid, exe, argv, catchesSigusr1 };
+}
+
+function psInfo(pid: number): { uid: number; args: string[] } | null {
+  try {
+    const out = execFileSync('ps', ['-o', 'uid=', '-o', 'args=', '-p', String(pid)], { encoding: 'utf8', timeout: 2000 }).trim();
+    const m = out.match(/^(\d+)\s+(.*)$/);
+    return m ? { uid: Number(m[1]), args: (m[2] as string).split(/\s+/) } : null;
+  } catch {
+    return null;
+  }
 }
 
 export function isNodeLike(t: Target): boolean {
