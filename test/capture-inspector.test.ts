@@ -190,6 +190,15 @@ describe('diag capture refusals: one line, exit 2, and the target survives', () 
     expect(alive(server.pid)).toBe(true);
   });
 
+  it('a Node.js process without a SIGUSR1 handler (never signalled: it would die of it)', async () => {
+    // adding and removing a listener resets SIGUSR1 to its default action (terminate), as --disable-sigusr1 does
+    const pid = await spawnIdle(process.execPath, ['-e', 'const f = () => {}; process.on("SIGUSR1", f); process.off("SIGUSR1", f); setInterval(() => {}, 1000)']);
+    const r = await runCli(['capture', String(pid), '--out', path.join(out, 'x8')], env);
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toBe(`diag: pid ${pid} does not handle SIGUSR1 (started with --disable-sigusr1?), so its inspector cannot be opened; use the agent`);
+    expect(alive(pid)).toBe(true);
+  });
+
   it('a Node.js process that handles SIGUSR1 itself (the inspector never opens)', async () => {
     const pid = await spawnIdle(process.execPath, ['-e', 'process.on("SIGUSR1", () => {}); setInterval(() => {}, 1000)']);
     const r = await runCli(['capture', String(pid), '--out', path.join(out, 'x6')], env);
