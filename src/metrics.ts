@@ -37,21 +37,26 @@ export const COMPONENTS = [
 const tracker = getTracker();
 
 type CounterChild = { inc(v?: number): void };
-type GaugeChild = { inc(v?: number): void; dec(v?: number): void; set(v: number): void };
 type HistogramChild = { observe(v: number): void };
 
-/** Label children of one route, resolved once, so the per-stream path never builds label objects. */
+/**
+ * One route's metrics. Counters and gauges are plain-number tallies here and move into prom-client at
+ * scrape time (prom-client hashes the label set on every call, even through `labels()` children); only
+ * the histograms are observed per stream, once at its first write and once at close.
+ */
 export class RouteMetrics {
   readonly route: string;
-  readonly active: GaugeChild;
-  readonly blocked: CounterChild;
   readonly firstWrite: HistogramChild;
   readonly blockedSeconds: HistogramChild;
-  readonly bytes: CounterChild;
-  readonly writes: CounterChild;
-  readonly afterClose: CounterChild;
+  /** Streams open now. */
+  active = 0;
+  // tallies not yet moved into the counters
+  bytes = 0;
+  writes = 0;
+  blocked = 0;
+  afterClose = 0;
   private readonly set: MetricsSet;
-  private readonly startedByMethod = new Map<string, CounterChild>();
+  private readonly startedBy = new Map<string, number>();
   private readonly durationBy = new Map<string, HistogramChild>();
   private readonly leaksBy = new Map<string, CounterChild>();
   private readonly resumesBy = new Map<string, CounterChild>();
@@ -61,29 +66,21 @@ export class RouteMetrics {
     this.set = set;
     this.route = route;
     const labels = { route };
-    this.active = set.active.labels(labels);
-    this.blocked = set.blocked.labels(labels);
     this.firstWrite = set.firstWrite.labels(labels);
     this.blockedSeconds = set.blockedSeconds.labels(labels);
-    this.bytes = set.bytes.labels(labels);
-    this.writes = set.writes.labels(labels);
-    this.afterClose = set.afterClose.labels(labels);
     // Every known series of the route starts at 0 rather than being absent until its first event.
+    set.active.labels(labels).set(0);
     set.buffered.labels(labels).set(0);
     set.stalled.labels(labels).set(0);
-    for (const c of [this.blocked, this.bytes, this.writes, this.afterClose]) c.inc(0);
+    for (const c of [set.blocked, set.bytes, set.writes, set.afterClose]) c.labels(labels).inc(0);
     for (const k of LEAK_KINDS) this.leak(k).inc(0);
     for (const r of RESUME_RESULTS) this.resume(r).inc(0);
     for (const r of REJECT_REASONS) this.rejected(r).inc(0);
   }
 
-  started(method: string): CounterChild {
-    let c = this.startedByMethod.get(method);
-    if (c === undefined) {
-      c = this.set.started.labels({ route: this.route, method });
-      this.startedByMethod.set(method, c);
-    }
-    return c;
+  /** Counts a stream opened (moved into stream_started_total at scrape time). */
+  started(method: string): void {
+    this.startedBy.set(method, (this.startedBy.get(method) ?? 0) + 1);
   }
 
   duration(method: string, outcome: string): HistogramChild {
@@ -94,6 +91,22 @@ export class RouteMetrics {
       this.durationBy.set(key, c);
     }
     return c;
+  }
+
+  /** Moves the tallies into the counters and the active gauge (scrape time). */
+  publish(): void {
+    const set = this.set;
+    const labels = { route: this.route };
+    for (const [method, n] of this.startedBy) {
+      if (n > 0) set.started.inc({ route: this.route, method }, n);
+      this.startedBy.set(method, 0);
+    }
+    if (this.bytes > 0) set.bytes.inc(labels, this.bytes);
+    if (this.writes > 0) set.writes.inc(labels, this.writes);
+    if (this.blocked > 0) set.blocked.inc(labels, this.blocked);
+    if (this.afterClose > 0) set.afterClose.inc(labels, this.afterClose);
+    this.bytes = this.writes = this.blocked = this.afterClose = 0;
+    set.active.set(labels, this.active);
   }
 
   leak(kind: string): CounterChild {
@@ -152,7 +165,7 @@ export class MetricsSet {
     this.prefix = prefix;
     this.maxRoutes = maxRoutes;
     const registers = [registry];
-    const flush = (): void => this.flushOpen();
+    const sync = (): void => this.sync();
     const n = (name: string): string => prefix + name;
     this.duration = new Histogram({
       name: n('stream_duration_seconds'),
@@ -161,15 +174,15 @@ export class MetricsSet {
       buckets: DURATION_BUCKETS,
       registers,
     });
-    this.active = new Gauge({ name: n('stream_active_connections'), help: 'Streams open now.', labelNames: ['route'], registers });
+    this.active = new Gauge({ name: n('stream_active_connections'), help: 'Streams open now.', labelNames: ['route'], registers, collect: sync });
     this.blocked = new Counter({
       name: n('write_blocked_total'),
       help: 'Stream writes that met backpressure (write() returned false).',
       labelNames: ['route'],
       registers,
-      collect: flush,
+      collect: sync,
     });
-    this.started = new Counter({ name: n('stream_started_total'), help: 'Streams opened.', labelNames: ['route', 'method'], registers });
+    this.started = new Counter({ name: n('stream_started_total'), help: 'Streams opened.', labelNames: ['route', 'method'], registers, collect: sync });
     this.firstWrite = new Histogram({
       name: n('stream_first_write_seconds'),
       help: 'Open to first body byte (time to first token).',
@@ -189,14 +202,14 @@ export class MetricsSet {
       help: 'Stream body bytes handed to the socket.',
       labelNames: ['route'],
       registers,
-      collect: flush,
+      collect: sync,
     });
     this.writes = new Counter({
       name: n('stream_writes_total'),
       help: 'Stream body writes (chunks or events).',
       labelNames: ['route'],
       registers,
-      collect: flush,
+      collect: sync,
     });
     const set = this;
     this.buffered = new Gauge({
@@ -204,18 +217,14 @@ export class MetricsSet {
       help: 'Bytes queued in user space for open streams (writableLength), read at scrape time.',
       labelNames: ['route'],
       registers,
-      collect() {
-        set.collectGauges();
-      },
+      collect: sync,
     });
     this.stalled = new Gauge({
       name: n('stream_stalled'),
       help: 'Open streams whose write has been blocked longer than stallAfterMs, read at scrape time.',
       labelNames: ['route'],
       registers,
-      collect() {
-        set.collectGauges();
-      },
+      collect: sync,
     });
     this.leaks = new Counter({ name: n('stream_leaks_total'), help: 'Leak-detector findings by kind.', labelNames: ['route', 'kind'], registers });
     this.afterClose = new Counter({
@@ -223,7 +232,7 @@ export class MetricsSet {
       help: 'Writes attempted after the client went away.',
       labelNames: ['route'],
       registers,
-      collect: flush,
+      collect: sync,
     });
     this.resumes = new Counter({ name: n('stream_resumes_total'), help: 'Resume attempts by result.', labelNames: ['route', 'result'], registers });
     this.rejected = new Counter({ name: n('stream_rejected_total'), help: 'Refused streams by reason.', labelNames: ['route', 'reason'], registers });
@@ -255,17 +264,19 @@ export class MetricsSet {
     return rm;
   }
 
-  /** Moves per-stream tallies of open and lingering streams into the counters (scrape time). */
-  flushOpen(): void {
-    try {
-      for (const s of tracker.open.values()) if (s.metrics !== null && s.config.metrics === this) flushStream(s);
-      for (const s of tracker.lingering.values()) if (s.metrics !== null && s.config.metrics === this) flushStream(s);
-    } catch (err) {
-      tracker.fault('metrics', err);
-    }
-  }
+  private syncing = false;
 
-  collectGauges(): void {
+  /**
+   * Scrape time: moves the tallies of open and lingering streams into their routes, publishes every
+   * route, and computes the buffered-bytes and stalled gauges, in one pass. Every collect() calls it;
+   * registry.metrics() starts them all in one synchronous loop, so a microtask flag makes it run once.
+   */
+  sync(): void {
+    if (this.syncing) return;
+    this.syncing = true;
+    queueMicrotask(() => {
+      this.syncing = false;
+    });
     try {
       const buffered = new Map<RouteMetrics, number>();
       const stalled = new Map<RouteMetrics, number>();
@@ -277,12 +288,15 @@ export class MetricsSet {
       for (const s of tracker.open.values()) {
         const rm = s.metrics;
         if (rm === null || s.config.metrics !== this) continue;
+        flushStream(s);
         const res = s.res;
         if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
         if (s.blockedSince >= 0 && now - s.blockedSince > s.config.stallAfterMs) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
       }
-      for (const [rm, v] of buffered) this.buffered.labels({ route: rm.route }).set(v);
-      for (const [rm, v] of stalled) this.stalled.labels({ route: rm.route }).set(v);
+      for (const s of tracker.lingering.values()) if (s.metrics !== null && s.config.metrics === this) flushStream(s);
+      for (const rm of this.routes.values()) rm.publish();
+      for (const [rm, v] of buffered) this.buffered.set({ route: rm.route }, v);
+      for (const [rm, v] of stalled) this.stalled.set({ route: rm.route }, v);
     } catch (err) {
       tracker.fault('metrics', err);
     }
@@ -303,24 +317,17 @@ export class MetricsSet {
   }
 }
 
+/** Moves a stream's tallies into its route's (plain numbers; no prom-client call). */
 function flushStream(s: StreamState): void {
   const rm = s.metrics as RouteMetrics;
-  if (s.bytes !== s.flushedBytes) {
-    rm.bytes.inc(s.bytes - s.flushedBytes);
-    s.flushedBytes = s.bytes;
-  }
-  if (s.writes !== s.flushedWrites) {
-    rm.writes.inc(s.writes - s.flushedWrites);
-    s.flushedWrites = s.writes;
-  }
-  if (s.blockedWrites !== s.flushedBlocked) {
-    rm.blocked.inc(s.blockedWrites - s.flushedBlocked);
-    s.flushedBlocked = s.blockedWrites;
-  }
-  if (s.writesAfterClose !== s.flushedAfterClose) {
-    rm.afterClose.inc(s.writesAfterClose - s.flushedAfterClose);
-    s.flushedAfterClose = s.writesAfterClose;
-  }
+  rm.bytes += s.bytes - s.flushedBytes;
+  s.flushedBytes = s.bytes;
+  rm.writes += s.writes - s.flushedWrites;
+  s.flushedWrites = s.writes;
+  rm.blocked += s.blockedWrites - s.flushedBlocked;
+  s.flushedBlocked = s.blockedWrites;
+  rm.afterClose += s.writesAfterClose - s.flushedAfterClose;
+  s.flushedAfterClose = s.writesAfterClose;
 }
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
@@ -349,8 +356,8 @@ export const metricsListener: TrackerListener = {
     if (set === null) return;
     const rm = set.route(s.route);
     s.metrics = rm;
-    rm.started(s.method).inc();
-    rm.active.inc();
+    rm.started(s.method);
+    rm.active++;
   },
   firstWrite(s) {
     s.metrics?.firstWrite.observe((s.firstWriteAt - s.t0) / 1000);
@@ -363,7 +370,7 @@ export const metricsListener: TrackerListener = {
     if (rm === null) return;
     flushStream(s);
     rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
-    rm.active.dec();
+    rm.active--;
   },
   release(s) {
     if (s.metrics !== null) flushStream(s);

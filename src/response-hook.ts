@@ -59,11 +59,10 @@ function byteLength(chunk: unknown, encoding: unknown): number {
   return 0;
 }
 
-/** Counts one body write; returns true when it went to a live client. */
+/** Counts one body write. The clock is read only for the first write and for writes after close. */
 function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown): void {
-  const now = performance.now();
-  s.lastWriteAt = now;
   if (s.clientClosed || res.destroyed) {
+    s.lastWriteAt = performance.now();
     s.writesAfterClose++;
     if (s.phase === 2 && !tracker.lingering.has(s.id)) {
       // Released at close because nothing seemed to hold it; the producer writes on: watch it again.
@@ -75,7 +74,7 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
   s.writes++;
   s.bytes += byteLength(chunk, encoding);
   if (s.firstWriteAt < 0) {
-    s.firstWriteAt = now;
+    s.firstWriteAt = performance.now();
     if (s.phase === 1) tracker.emit('firstWrite', s);
   }
 }

@@ -1,4 +1,4 @@
-import { SpanStatusCode, context, trace, type Tracer } from '@opentelemetry/api';
+import { ProxyTracerProvider, SpanStatusCode, context, trace, type Tracer } from '@opentelemetry/api';
 import { producerHolds, type TrackerListener } from './tracker.js';
 
 /** One span per stream, `stream <route>`, child of the span active where the handler ran. */
@@ -11,6 +11,17 @@ export function globalTracer(): Tracer {
   return defaultTracer;
 }
 
+/**
+ * The tracer for a stream: the one given in the options, else the global one once a tracer provider
+ * is registered. Without a provider the API would hand out non-recording spans: skip them entirely.
+ */
+function tracerFor(configured: Tracer | undefined): Tracer | undefined {
+  if (configured !== undefined) return configured;
+  const p = trace.getTracerProvider();
+  if (p instanceof ProxyTracerProvider && p.getDelegate().constructor.name === 'NoopTracerProvider') return undefined;
+  return globalTracer();
+}
+
 /** Captures the active context (the HTTP server span, when there is one) for the stream's parent. */
 export function activeContext(): ReturnType<typeof context.active> {
   return context.active();
@@ -19,7 +30,8 @@ export function activeContext(): ReturnType<typeof context.active> {
 export const tracingListener: TrackerListener = {
   component: 'tracing',
   open(s) {
-    const tracer = s.config.tracer ?? globalTracer();
+    const tracer = tracerFor(s.config.tracer);
+    if (tracer === undefined) return;
     const parent = s.parentContext ?? context.active();
     const span = tracer.startSpan(
       `stream ${s.route}`,
@@ -55,7 +67,8 @@ export const tracingListener: TrackerListener = {
     // finding on a short span linked to it, in the same trace.
     const link = s.spanContext;
     if (link === undefined) return;
-    const tracer = s.config.tracer ?? globalTracer();
+    const tracer = tracerFor(s.config.tracer);
+    if (tracer === undefined) return;
     const span = tracer.startSpan(`stream.finding ${s.route}`, { links: [{ context: link }], attributes: { 'stream.route': s.route } }, trace.setSpanContext(context.active(), link));
     span.addEvent('stream.finding', attrs);
     span.end();
