@@ -9,7 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { alive, checkedSse, hangUps, killAll, neverReading, runCli, spawnCli, startServer, tempAgentDir, until } from './fixtures/servers/harness.js';
+import { alive, checkedSse, hangUps, killAll, neverReading, runCli, spawnCli, spawnTracked, startServer, tempAgentDir, until } from './fixtures/servers/harness.js';
 
 const agentDir = tempAgentDir();
 const env = { STREAMSCOPE_AGENT_DIR: agentDir };
@@ -42,8 +42,7 @@ function inspectorPort(stderr: string): number {
 
 /** Spawns a long-running process that is not our server; killed in afterAll. */
 function spawnIdle(cmd: string, args: string[], opts: { uid?: number } = {}): Promise<number> {
-  const p = spawn(cmd, args, { stdio: 'ignore', ...(opts.uid !== undefined ? { uid: opts.uid, gid: opts.uid } : {}) });
-  afterAll(() => void p.kill('SIGKILL'));
+  const p = spawnTracked(cmd, args, opts);
   return new Promise((resolve) => setTimeout(() => resolve(p.pid as number), 300));
 }
 
