@@ -27,6 +27,10 @@ function failed(this: StreamState): void {
  * response it writes is tracked. Returns a function of the same shape. Idempotent: wrapping an
  * instrumented handler returns it unchanged. The handler's own errors pass through unchanged.
  */
+export function instrument<H extends Handler>(handler: H, options?: InstrumentOptions): H;
+/** Framework handlers whose request and response types extend node's (Express's `Request`, …). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function instrument<H extends (this: any, req: any, res: any, ...rest: any[]) => unknown>(handler: H, options?: InstrumentOptions): H;
 export function instrument<H extends Handler>(handler: H, options: InstrumentOptions = {}): H {
   if (typeof handler !== 'function') throw new TypeError('instrument(handler): handler must be a function');
   if ((handler as unknown as Record<symbol, unknown>)[kInstrumented] !== undefined) return handler;
