@@ -144,9 +144,10 @@ export function loopbackListenPorts(pid: number): number[] {
   return [...new Set(ports)];
 }
 
+/** 127.x.x.x, ::1, ::ffff:127.x.x.x, or the wildcard (reachable on loopback too); diag still connects to 127.0.0.1 only. */
 function isLoopbackHex(addr: string): boolean {
-  if (addr.length === 8) return addr.endsWith('7F'); // 127.x.x.x, little-endian
-  return addr === '00000000000000000000000001000000' || /^0000000000000000FFFF00000[0-9A-F]{6}7F$/.test(addr);
+  if (addr.length === 8) return addr.endsWith('7F') || addr === '00000000'; // little-endian
+  return addr === '00000000000000000000000001000000' || addr === '00000000000000000000000000000000' || /^0000000000000000FFFF0000[0-9A-F]{6}7F$/.test(addr);
 }
 
 export interface Headroom {
