@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { cgroupMemory, hostMemAvailable } from '../../src/agent/facts.js';
 import { DiagError } from '../errors.js';
 
 /**
@@ -161,52 +162,17 @@ export function memoryHeadroom(pid: number): Headroom {
   // for tests and for operators who know better than /proc (documented in docs/diag.md)
   const assumed = process.env.DIAG_ASSUME_FREE_BYTES;
   if (assumed !== undefined && assumed !== '' && Number.isFinite(Number(assumed))) return { free: Number(assumed), source: 'DIAG_ASSUME_FREE_BYTES' };
-  let free: number | null = null;
-  let source = 'unknown';
-  const meminfo = readText('/proc/meminfo');
-  const m = meminfo?.match(/^MemAvailable:\s+(\d+)\s+kB/m);
-  if (m) {
-    free = Number(m[1]) * 1024;
-    source = 'host MemAvailable';
-  }
-  const cg = cgroupRoom(pid);
-  if (cg !== null && (free === null || cg < free)) {
-    free = cg;
-    source = 'cgroup memory limit';
+  let free = hostMemAvailable();
+  let source = free === null ? 'unknown' : 'host MemAvailable';
+  const cg = cgroupMemory(pid);
+  if (cg !== null && cg.limit !== null && cg.usage !== null) {
+    const room = Math.max(0, cg.limit - cg.usage);
+    if (free === null || room < free) {
+      free = room;
+      source = 'cgroup memory limit';
+    }
   }
   return { free, source };
-}
-
-function cgroupRoom(pid: number): number | null {
-  const text = readProc(pid, 'cgroup');
-  if (text === null) return null;
-  for (const line of text.split('\n')) {
-    const [, controllers, rel] = line.split(':');
-    if (rel === undefined) continue;
-    if (controllers === '') {
-      const base = `/sys/fs/cgroup${rel === '/' ? '' : rel}`;
-      const max = readText(`${base}/memory.max`);
-      const cur = readText(`${base}/memory.current`);
-      if (max === null || max === 'max' || cur === null) continue;
-      return Math.max(0, Number(max) - Number(cur));
-    }
-    if (controllers?.split(',').includes('memory')) {
-      const base = `/sys/fs/cgroup/memory${rel === '/' ? '' : rel}`;
-      const max = Number(readText(`${base}/memory.limit_in_bytes`));
-      const cur = Number(readText(`${base}/memory.usage_in_bytes`));
-      if (!Number.isFinite(max) || !Number.isFinite(cur) || max >= 2 ** 60) continue;
-      return Math.max(0, max - cur);
-    }
-  }
-  return null;
-}
-
-function readText(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    return null;
-  }
 }
 
 /** Whether a process is still alive (for stale sockets). */
