@@ -10,7 +10,7 @@
  *   /metrics  Prometheus text format
  */
 import http from 'node:http';
-import { instrument, metricsHandler, onFinding, streams, type Finding } from '../src/index.js';
+import { instrument, metricsHandler, onFinding, startAgent, streams, type Finding } from '../src/index.js';
 import { startLoad, type Load } from './demo-load.js';
 
 const stallAfterMs = Number(process.env.DEMO_STALL_MS ?? 2000);
@@ -133,6 +133,10 @@ server.listen(port, '127.0.0.1', () => {
   const base = `http://127.0.0.1:${addr.port}`;
   process.stdout.write(`streamscope demo listening on ${base}\n`);
   process.stdout.write(`metrics: ${base}/metrics   open streams: ${base}/streams   (Ctrl-C stops)\n`);
+  const agent = startAgent();
+  void agent.ready.then(() => {
+    if (agent.path !== null) process.stdout.write(`diag: npx diag top ${process.pid}   npx diag capture ${process.pid} --heap   (agent at ${agent.path})\n`);
+  });
   if (process.env.DEMO_NO_LOAD !== '1') load = startLoad(addr.port);
   summary = setInterval(() => {
     const open = streams().filter((s) => !s.clientClosed);
@@ -161,6 +165,10 @@ async function stop(): Promise<void> {
   server.closeAllConnections();
   setTimeout(() => process.exit(0), 300).unref();
 }
+// Piped into `head` or a closed terminal: stop quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+});
 process.on('SIGINT', () => void stop());
 process.on('SIGTERM', () => void stop());
 if (durationS > 0) setTimeout(() => void stop(), durationS * 1000).unref();
