@@ -135,7 +135,7 @@ server.listen(port, '127.0.0.1', () => {
   process.stdout.write(`metrics: ${base}/metrics   open streams: ${base}/streams   (Ctrl-C stops)\n`);
   const agent = startAgent();
   void agent.ready.then(() => {
-    if (agent.path !== null) process.stdout.write(`diag: npx diag top ${process.pid}   npx diag capture ${process.pid} --heap   (agent at ${agent.path})\n`);
+    if (agent.path !== null) process.stdout.write(`diag: npm run diag -- top ${process.pid}   npm run diag -- capture ${process.pid} --heap   (agent at ${agent.path})\n`);
   });
   if (process.env.DEMO_NO_LOAD !== '1') load = startLoad(addr.port);
   summary = setInterval(() => {
