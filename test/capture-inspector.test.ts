@@ -102,6 +102,12 @@ describe('diag capture via the inspector', () => {
     const count = (kind: string): number => report.findings.filter((f) => f.kind === kind).reduce((n, f) => n + (f.count ?? 0), 0);
     expect(count('retained_response')).toBe(3);
     expect(count('queued_write_buffer')).toBe(2);
+    // the retainer path leads from a GC root through the producer's timer to the response
+    const retained = report.findings.find((f) => f.kind === 'retained_response');
+    expect(retained?.path?.at(-1)).toBe('ServerResponse');
+    expect(retained?.path).toEqual(expect.arrayContaining(['Timeout', '_onTimeout', 'res']));
+    const queued = report.findings.find((f) => f.kind === 'queued_write_buffer');
+    expect(queued?.path?.at(-1)).toBe('ServerResponse');
     for (const s of stuck) s.destroy();
     expect(alive(leaky.pid)).toBe(true);
   });
