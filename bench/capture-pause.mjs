@@ -83,6 +83,7 @@ function capture(pid, via, out) {
 }
 
 const rows = [];
+const load0 = os.loadavg()[0].toFixed(1);
 for (const via of ['agent', 'inspector']) {
   for (let i = 0; i < runs; i++) {
     const t = await startTarget();
@@ -123,7 +124,7 @@ let cpu = '';
 try {
   cpu = execFileSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], { encoding: 'utf8' }).trim();
 } catch {}
-console.log(`Node ${process.version}, ${os.cpus().length} CPUs (${cpu}), ballast ${ballast} MB\n`);
+console.log(`Node ${process.version}, ${os.cpus().length} CPUs (${cpu}), ballast ${ballast} MB, load average ${load0} before, ${os.loadavg()[0].toFixed(1)} after\n`);
 console.log('| transport | used heap | target stall (max) | SSE client max gap | capture wall time | snapshot | target peak RSS growth |');
 console.log('| --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) {
