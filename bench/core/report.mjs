@@ -150,7 +150,8 @@ export function renderReading(res) {
     if (!r) return 'not measured';
     const x = r.median;
     if (x >= target) return `met (median ${r2(x)}${r.min < target ? `; the worst cycle was ${r2(r.min)}` : ''})`;
-    return `**missed** by ${Math.round((target - x) * 100)} points (median ${r2(x)}; best cycle ${r2(r.max)})`;
+    const pts = Math.round((target - x) * 100);
+    return `**missed** by ${pts} point${pts === 1 ? '' : 's'} (median ${r2(x)}; best cycle ${r2(r.max)})`;
   };
   const out = ['### Reading (generated from the figures above)', ''];
   if (a) {
