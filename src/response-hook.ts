@@ -222,6 +222,7 @@ export function promote(s: StreamState): void {
   if (socket) socket.on('timeout', onSocketTimeout);
   tracker.open.set(s.id, s);
   tracker.emit('open', s);
+  s.holdWeakly();
   if (s.firstWriteAt >= 0) tracker.emit('firstWrite', s);
   if (s.blockedSince >= 0) tracker.emit('writeBlocked', s);
   if (res.destroyed || res.closed) onClose.call(res);

@@ -27,8 +27,15 @@ export class StreamState {
   readonly t0: number;
   /** Epoch ms of t0. */
   readonly startedAt: number;
+  /** The request, until the stream's route is resolved (at promotion). */
   req: IncomingMessage | null;
-  res: ServerResponse | null;
+  /**
+   * The response: held strongly while pending (only the response itself points here then), weakly once
+   * the stream is open, so the tracker never shows up as a response's retainer in a heap snapshot (the
+   * server's socket holds an open response; a leaked one is held by its producer, which is what to see).
+   */
+  private strongRes: ServerResponse | null;
+  private weakRes: WeakRef<ServerResponse> | null = null;
   route = '';
   method: string;
   config: StreamConfig;
@@ -82,9 +89,28 @@ export class StreamState {
     this.t0 = t0;
     this.startedAt = performance.timeOrigin + t0;
     this.req = req;
-    this.res = res;
+    this.strongRes = res;
     this.method = req.method ?? 'GET';
     this.config = config;
+  }
+
+  get res(): ServerResponse | null {
+    return this.strongRes ?? this.weakRes?.deref() ?? null;
+  }
+
+  /** From now on the tracker holds the response weakly (and no longer needs the request). */
+  holdWeakly(): void {
+    const res = this.strongRes;
+    if (res !== null) this.weakRes = new WeakRef(res);
+    this.strongRes = null;
+    this.req = null;
+  }
+
+  /** Forgets the request and response. */
+  drop(): void {
+    this.strongRes = null;
+    this.weakRes = null;
+    this.req = null;
   }
 
   hasFinding(kind: FindingKind): boolean {

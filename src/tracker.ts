@@ -146,8 +146,7 @@ export class Tracker {
     this.open.delete(s.id);
     this.lingering.delete(s.id);
     this.emit('release', s);
-    s.req = null;
-    s.res = null;
+    s.drop();
     s.span = undefined;
     s.parentContext = undefined;
   }
