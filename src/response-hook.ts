@@ -5,6 +5,7 @@ import { StreamState, type StreamConfig } from './stream-state.js';
 import { getTracker } from './tracker.js';
 import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
+import { captureStack } from './stacks.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -86,7 +87,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
   if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (s.phase >= 0) {
     try {
-      if (s.phase === 0 && s.stack === undefined && s.config.captureStacks) s.stack = userStack(patchedWrite);
+      if (s.phase === 0 && s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWrite);
       countWrite(s, this, chunk, encoding);
       if (s.phase === 0 && !s.promoteScheduled) {
         s.promoteScheduled = true;
@@ -102,6 +103,12 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
       s.blockedWrites++;
       if (s.blockedSince < 0) {
         s.blockedSince = performance.now();
+        if (!s.drainListening) {
+          // Only streams that meet backpressure pay for a 'drain' listener; it goes before the app's
+          // own, whose drain handler may block again at once.
+          s.drainListening = true;
+          this.prependListener('drain', onDrain);
+        }
         if (s.phase === 0) promote(s);
         else tracker.emit('writeBlocked', s);
       }
@@ -136,22 +143,13 @@ function patchedWriteHead(this: Res, ...args: unknown[]): Res {
   const ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
   if (s.phase === 0) {
     try {
-      if (s.stack === undefined && s.config.captureStacks) s.stack = userStack(patchedWriteHead);
+      if (s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWriteHead);
       if (isStreamy(this, args)) promote(s);
     } catch (err) {
       tracker.fault('tracker', err);
     }
   }
   return ret;
-}
-
-/** Where the user's code opened the stream: the frames below our wrapper, without node internals. */
-function userStack(above: (...a: never[]) => unknown): string | undefined {
-  const holder: { stack?: string } = {};
-  Error.captureStackTrace(holder, above);
-  const lines = (holder.stack ?? '').split('\n').slice(1);
-  const kept = lines.filter((l) => !l.includes('(node:') && !l.includes(' node:'));
-  return kept.slice(0, 10).join('\n') || undefined;
 }
 
 function headerValue(headers: unknown, name: string): unknown {
@@ -216,7 +214,6 @@ export function promote(s: StreamState): void {
   s.origDestroy = res.destroy;
   res.destroy = patchedDestroy as ServerResponse['destroy'];
   res.on('close', onClose);
-  res.on('drain', onDrain);
   res.on(errorMonitor, onError);
   const socket = res.socket;
   if (socket) socket.on('timeout', onSocketTimeout);
@@ -270,7 +267,7 @@ function onClose(this: Res): void {
     s.closedAt = now;
     const socket = this.socket;
     if (socket) socket.removeListener('timeout', onSocketTimeout);
-    this.removeListener('drain', onDrain);
+    if (s.drainListening) this.removeListener('drain', onDrain);
     if (s.blockedSince >= 0) {
       const waited = now - s.blockedSince;
       s.blockedSince = -1;

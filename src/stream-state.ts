@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
+import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
 export interface StreamConfig {
@@ -16,6 +17,8 @@ export interface StreamConfig {
 }
 
 let nextId = 1;
+
+export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
 /**
  * Everything the tracker knows about one response. Built once with every field initialised so its
@@ -49,6 +52,7 @@ export class StreamState {
   writes = 0;
   blockedWrites = 0;
   blockedSince = -1;
+  drainListening = false;
   writesAfterClose = 0;
   lastWriteAt = -1;
   ended = false;
@@ -74,15 +78,17 @@ export class StreamState {
   spanEnded = false;
   parentContext: Context | undefined = undefined;
   traceId = '';
-  findings: FindingKind[] = [];
-  stack: string | undefined = undefined;
+  /** Shared empty list until the first finding (no array per stream). */
+  findings: FindingKind[] = NO_FINDINGS;
+  /** Where the stream was opened (captureStacks), formatted only when reported. */
+  stackHolder: StackHolder | undefined = undefined;
   /** Original methods of the response, restored never (we only forward to them). */
   origWrite: ServerResponse['write'] | null = null;
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
   /** Free slot for consumers (detectors' async tracking). */
-  asyncResources: Map<number, { type: string; stack: string | undefined }> | null = null;
+  asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
     this.id = nextId++;
@@ -111,6 +117,22 @@ export class StreamState {
     this.strongRes = null;
     this.weakRes = null;
     this.req = null;
+  }
+
+  get stack(): string | undefined {
+    return this.stackHolder === undefined ? undefined : userFrames(this.stackHolder);
+  }
+
+  /**
+   * Async resources (trackAsync) created by user code and still alive. Resources that Node's own
+   * bookkeeping created in the stream's context (the Date header cache, socket timers) have no user
+   * frame on their creation stack: they are dropped here, when it matters, not at creation.
+   */
+  liveAsync(): number {
+    const map = this.asyncResources;
+    if (map === null) return 0;
+    for (const [id, r] of map) if (createdByResponse(r.holder) || userFrames(r.holder) === undefined) map.delete(id);
+    return map.size;
   }
 
   hasFinding(kind: FindingKind): boolean {

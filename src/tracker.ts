@@ -1,5 +1,5 @@
 import type { Finding, FindingKind, StreamSnapshot } from './types.js';
-import type { StreamState } from './stream-state.js';
+import { NO_FINDINGS, type StreamState } from './stream-state.js';
 import { kTracker } from './symbols.js';
 
 /**
@@ -85,7 +85,8 @@ export class Tracker {
   /** Raises a finding once per stream and kind. Returns false when it was raised before. */
   raise(s: StreamState, kind: FindingKind, severity: Finding['severity'], detail: string, stack?: string): boolean {
     if (s.findings.includes(kind)) return false;
-    s.findings.push(kind);
+    if (s.findings === NO_FINDINGS) s.findings = [kind];
+    else s.findings.push(kind);
     const now = Date.now();
     const f: Finding = {
       kind,
@@ -186,7 +187,7 @@ export class Tracker {
 /** The producer holds a closed stream while its handler has not settled or it still writes. */
 export function producerHolds(s: StreamState): boolean {
   if (!s.handlerSettled) return true;
-  if (s.asyncResources !== null && s.asyncResources.size > 0) return true;
+  if (s.liveAsync() > 0) return true;
   if (s.writesAfterClose > 0 && s.lastWriteAt >= 0) {
     return performance.now() - s.lastWriteAt < s.config.danglingAfterMs;
   }

@@ -92,4 +92,29 @@ describe('backpressure with a real socket that stops reading', () => {
     const blockedAfter = sum(samples, 'write_blocked_total', { route: '/gone' });
     expect(blockedAfter - blockedBefore).toBeLessThanOrEqual(1); // at most the in-flight write racing the close
   });
+
+  it("sees a stream blocked again by the app's own 'drain' handler (the pump pattern)", async () => {
+    const registry = new Registry();
+    const srv = await startServer(
+      instrument(
+        (_req, res) => {
+          res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Transfer-Encoding': 'chunked' });
+          const chunk = Buffer.alloc(64 * 1024, 97);
+          let sent = 0;
+          const pump = (): void => {
+            while (sent < 64 * 1024 * 1024 && res.write(chunk)) sent += chunk.length;
+          };
+          res.on('drain', pump); // registered before streamscope's own drain listener exists
+          pump();
+        },
+        { registry, route: '/pump' },
+      ),
+    );
+    cleanup.push(() => srv.close());
+    const sock = await neverReadingClient(srv.port, '/pump');
+    cleanup.push(() => sock.destroy());
+    // once the kernel's buffers are full, the last drain handler blocked again: the stream is blocked now
+    await until(() => (streams().find((s) => s.route === '/pump')?.blockedForMs ?? 0) > 300, 'the stream to show as blocked');
+    expect(sum(await scrape(registry), 'write_blocked_total', { route: '/pump' })).toBeGreaterThan(0);
+  });
 });

@@ -2,6 +2,7 @@ import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
+import { captureStack } from '../stacks.js';
 
 /**
  * `trackAsync`: async resources created while a stream's handler runs are tied to the stream
@@ -58,17 +59,13 @@ export function enableAsyncTracking(): boolean {
         const s = als.getStore();
         if (s === undefined || s.phase === -1 || s.phase === 2) return;
         try {
-          const holder: { stack?: string } = {};
-          Error.captureStackTrace(holder);
-          const stack = userFrames(holder.stack);
-          // Created by Node's own bookkeeping (the Date header cache, socket timers): not the stream's.
-          if (stack === undefined) return;
           let map = s.asyncResources;
           if (map === null) {
             map = new Map();
             s.asyncResources = map;
           }
-          map.set(asyncId, { type, stack });
+          // Formatted (and Node's own resources told apart) only if it outlives the stream.
+          map.set(asyncId, { type, holder: captureStack() });
           owner.set(asyncId, s);
         } catch (err) {
           tracker.fault('detectors', err);
@@ -94,18 +91,6 @@ export function asyncTrackingState(): 'off' | 'on' | 'unavailable' {
   return state;
 }
 
-const INTERNAL_FRAME = /\(node:|at node:|async-tracking/;
-
-/** The frames of user code (none of Node's, none of this file's), or undefined when there are none. */
-function userFrames(stack: string | undefined): string | undefined {
-  if (stack === undefined) return undefined;
-  const kept = stack
-    .split('\n')
-    .slice(1)
-    .filter((l) => !INTERNAL_FRAME.test(l));
-  return kept.length === 0 ? undefined : kept.slice(0, 8).join('\n');
-}
-
 /** Runs `fn` with the stream as the async context (only when the stream's config asks for it). */
 export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
@@ -118,5 +103,5 @@ export function enterStream(s: StreamState): void {
 }
 
 export function liveAsync(s: StreamState): number {
-  return s.asyncResources === null ? 0 : s.asyncResources.size;
+  return s.liveAsync();
 }

@@ -1,6 +1,7 @@
 import type { StreamState } from '../stream-state.js';
 import { getTracker, producerHolds, type TrackerListener } from '../tracker.js';
 import { liveAsync } from './async-tracking.js';
+import { userFrames } from '../stacks.js';
 
 /**
  * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
@@ -14,7 +15,19 @@ export const SWEEP_MS = 250;
 /** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
 export const ZOMBIE_WRITES = 3;
 
+/**
+ * Findings raised per sweep at most (each costs a few µs for its listeners, metric and span event): a
+ * burst of thousands, say every stream of a dead proxy stalling at once, is spread over several sweeps
+ * instead of blocking the event loop once.
+ */
+export const MAX_FINDINGS_PER_SWEEP = 500;
+
 let timer: NodeJS.Timeout | undefined;
+let budget = MAX_FINDINGS_PER_SWEEP;
+
+function raise(...args: Parameters<typeof tracker.raise>): void {
+  if (tracker.raise(...args)) budget--;
+}
 
 function ensureTimer(): void {
   if (timer !== undefined) return;
@@ -29,11 +42,12 @@ function fmtBytes(n: number): string {
 }
 
 function checkOpen(s: StreamState, now: number): void {
+  if (budget <= 0) return;
   if (s.blockedSince >= 0 && !s.hasFinding('stalled_write')) {
     const waited = now - s.blockedSince;
     if (waited > s.config.stallAfterMs) {
       const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
-      tracker.raise(
+      raise(
         s,
         'stalled_write',
         'warning',
@@ -44,8 +58,9 @@ function checkOpen(s: StreamState, now: number): void {
 }
 
 function checkClosed(s: StreamState, now: number): void {
+  if (budget <= 0) return;
   if (s.writesAfterClose >= ZOMBIE_WRITES && !s.hasFinding('zombie_producer')) {
-    tracker.raise(
+    raise(
       s,
       'zombie_producer',
       'error',
@@ -60,22 +75,23 @@ function checkClosed(s: StreamState, now: number): void {
     if (s.writesAfterClose > 0 && now - s.lastWriteAt < s.config.danglingAfterMs) why.push('writes keep arriving');
     if (asyncAlive > 0) why.push(`${asyncAlive} async resource(s) it created are alive`);
     if (why.length > 0) {
-      tracker.raise(s, 'dangling_stream', 'error', `the client left ${Math.round(gone)} ms ago and the producer still holds the stream: ${why.join(', ')}`);
+      raise(s, 'dangling_stream', 'error', `the client left ${Math.round(gone)} ms ago and the producer still holds the stream: ${why.join(', ')}`);
     }
   }
   if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_async')) {
-    const res = [...(s.asyncResources?.values() ?? [])];
+    const res = [...(s.asyncResources?.values() ?? [])].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
     const types = new Map<string, number>();
     for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
     const list = [...types].map(([t, n]) => `${n} ${t}`).join(', ');
     const first = res.find((r) => r.stack !== undefined)?.stack;
-    tracker.raise(s, 'dangling_async', 'warning', `${list} created by the stream's handler still alive ${Math.round(gone)} ms after it closed`, first);
+    raise(s, 'dangling_async', 'warning', `${list} created by the stream's handler still alive ${Math.round(gone)} ms after it closed`, first);
   }
 }
 
 export function sweep(): void {
   try {
     const now = performance.now();
+    budget = MAX_FINDINGS_PER_SWEEP;
     for (const s of tracker.open.values()) checkOpen(s, now);
     for (const s of tracker.lingering.values()) {
       checkClosed(s, now);
