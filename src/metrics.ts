@@ -57,7 +57,7 @@ export class RouteMetrics {
   afterClose = 0;
   private readonly set: MetricsSet;
   private readonly startedBy = new Map<string, number>();
-  private readonly durationBy = new Map<string, HistogramChild>();
+  private readonly durationBy = new Map<string, Map<string, HistogramChild>>();
   private readonly leaksBy = new Map<string, CounterChild>();
   private readonly resumesBy = new Map<string, CounterChild>();
   private readonly rejectedBy = new Map<string, CounterChild>();
@@ -84,11 +84,15 @@ export class RouteMetrics {
   }
 
   duration(method: string, outcome: string): HistogramChild {
-    const key = method + ' ' + outcome;
-    let c = this.durationBy.get(key);
+    let byOutcome = this.durationBy.get(method);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.durationBy.set(method, byOutcome);
+    }
+    let c = byOutcome.get(outcome);
     if (c === undefined) {
       c = this.set.duration.labels({ route: this.route, method, outcome });
-      this.durationBy.set(key, c);
+      byOutcome.set(outcome, c);
     }
     return c;
   }

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { errorMonitor } from 'node:events';
 import { StreamState, type StreamConfig } from './stream-state.js';
 import { getTracker } from './tracker.js';
 import { resolveRoute } from './routes.js';
@@ -17,6 +16,8 @@ type Res = ServerResponse & { [kState]?: StreamState };
 type Cb = (err?: Error | null) => void;
 
 const tracker = getTracker();
+
+const kWatched = Symbol('streamscope.socketWatched');
 
 const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
 
@@ -214,12 +215,15 @@ export function promote(s: StreamState): void {
   s.origDestroy = res.destroy;
   res.destroy = patchedDestroy as ServerResponse['destroy'];
   res.on('close', onClose);
-  res.on(errorMonitor, onError);
-  const socket = res.socket;
-  if (socket) socket.on('timeout', onSocketTimeout);
+  const socket = res.socket as (Socket & { [kWatched]?: true }) | null;
+  if (socket && socket[kWatched] === undefined) {
+    // One listener for the socket's life, shared by every response a keep-alive socket carries.
+    socket[kWatched] = true;
+    socket.on('timeout', onSocketTimeout);
+  }
   tracker.open.set(s.id, s);
+  s.req = null; // the route is resolved: the request is no longer needed
   tracker.emit('open', s);
-  s.holdWeakly();
   if (s.firstWriteAt >= 0) tracker.emit('firstWrite', s);
   if (s.blockedSince >= 0) tracker.emit('writeBlocked', s);
   if (res.destroyed || res.closed) onClose.call(res);
@@ -247,11 +251,6 @@ function onDrain(this: Res): void {
   }
 }
 
-function onError(this: Res): void {
-  const s = this[kState];
-  if (s !== undefined && !s.clientClosed) s.errored = true;
-}
-
 function onSocketTimeout(this: Socket): void {
   const res = (this as Socket & { _httpMessage?: Res })._httpMessage;
   const s = res?.[kState];
@@ -265,8 +264,6 @@ function onClose(this: Res): void {
     s.phase = 2;
     const now = performance.now();
     s.closedAt = now;
-    const socket = this.socket;
-    if (socket) socket.removeListener('timeout', onSocketTimeout);
     if (s.drainListening) this.removeListener('drain', onDrain);
     if (s.blockedSince >= 0) {
       const waited = now - s.blockedSince;
@@ -274,6 +271,8 @@ function onClose(this: Res): void {
       tracker.emit('drain', s, waited);
     }
     const finished = this.writableFinished;
+    // An error the server side set (destroy(err), a failed pipe into the response) while the client was there.
+    if ((this as { errored?: unknown }).errored && !s.clientClosed) s.errored = true;
     if (s.timedOut) s.outcome = 'timeout';
     else if (s.errored) s.outcome = 'error';
     else if (finished) s.outcome = 'completed';

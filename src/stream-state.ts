@@ -33,9 +33,9 @@ export class StreamState {
   /** The request, until the stream's route is resolved (at promotion). */
   req: IncomingMessage | null;
   /**
-   * The response: held strongly while pending (only the response itself points here then), weakly once
-   * the stream is open, so the tracker never shows up as a response's retainer in a heap snapshot (the
-   * server's socket holds an open response; a leaked one is held by its producer, which is what to see).
+   * The response: held strongly while the stream is open (the server's socket holds it anyway), weakly
+   * once it closed while its producer still holds it (lingering), so the tracker never shows up as what
+   * retains a closed response in a heap snapshot: its producer does, which is what to see.
    */
   private strongRes: ServerResponse | null;
   private weakRes: WeakRef<ServerResponse> | null = null;
@@ -104,12 +104,11 @@ export class StreamState {
     return this.strongRes ?? this.weakRes?.deref() ?? null;
   }
 
-  /** From now on the tracker holds the response weakly (and no longer needs the request). */
+  /** From now on the tracker holds the response weakly. */
   holdWeakly(): void {
     const res = this.strongRes;
     if (res !== null) this.weakRes = new WeakRef(res);
     this.strongRes = null;
-    this.req = null;
   }
 
   /** Forgets the request and response. */

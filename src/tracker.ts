@@ -137,6 +137,9 @@ export class Tracker {
   settle(s: StreamState): void {
     this.open.delete(s.id);
     if (producerHolds(s)) {
+      // Closed but still held by its producer: hold its response weakly, so that a heap snapshot shows
+      // the producer, not streamscope, as what retains it.
+      s.holdWeakly();
       this.lingering.set(s.id, s);
     } else {
       this.release(s);
