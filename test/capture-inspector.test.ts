@@ -163,7 +163,9 @@ describe('diag capture refusals: one line, exit 2, and the target survives', () 
 
   // starting a process as another user needs root (CI and this machine run as root)
   it.skipIf(process.getuid?.() !== 0)('a process of another user', async () => {
-    const pid = await spawnIdle(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { uid: 65534 });
+    // the other user must be able to run the binary: the system's node when this one sits in root's home
+    const node = process.execPath.startsWith('/root/') && fs.existsSync('/usr/bin/node') ? '/usr/bin/node' : process.execPath;
+    const pid = await spawnIdle(node, ['-e', 'setInterval(() => {}, 1000)'], { uid: 65534 });
     const r = await runCli(['capture', String(pid), '--out', path.join(out, 'x2')], env);
     expect(r.code).toBe(2);
     expect(oneLine(r.stderr)).toMatch(new RegExp(`^diag: pid ${pid} belongs to uid 65534, not you .*run diag as that user$`));
