@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, register as globalRegister, type Registry } from 'prom-client';
+import { Counter, Gauge, register as globalRegister, type Registry } from 'prom-client';
+import { StreamHistogram, type HistogramChild } from './histogram.js';
 import type { StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { kMetricsSets } from './symbols.js';
@@ -37,7 +38,6 @@ export const COMPONENTS = [
 const tracker = getTracker();
 
 type CounterChild = { inc(v?: number): void };
-type HistogramChild = { observe(v: number): void };
 
 /**
  * One route's metrics. Counters and gauges are plain-number tallies here and move into prom-client at
@@ -146,12 +146,12 @@ export class MetricsSet {
   readonly registry: Registry;
   readonly prefix: string;
   readonly maxRoutes: number;
-  readonly duration: Histogram<'route' | 'method' | 'outcome'>;
+  readonly duration: StreamHistogram;
   readonly active: Gauge<'route'>;
   readonly blocked: Counter<'route'>;
   readonly started: Counter<'route' | 'method'>;
-  readonly firstWrite: Histogram<'route'>;
-  readonly blockedSeconds: Histogram<'route'>;
+  readonly firstWrite: StreamHistogram;
+  readonly blockedSeconds: StreamHistogram;
   readonly bytes: Counter<'route'>;
   readonly writes: Counter<'route'>;
   readonly buffered: Gauge<'route'>;
@@ -171,7 +171,7 @@ export class MetricsSet {
     const registers = [registry];
     const sync = (): void => this.sync();
     const n = (name: string): string => prefix + name;
-    this.duration = new Histogram({
+    this.duration = new StreamHistogram({
       name: n('stream_duration_seconds'),
       help: 'Streaming response duration, open to close, by outcome.',
       labelNames: ['route', 'method', 'outcome'],
@@ -187,14 +187,14 @@ export class MetricsSet {
       collect: sync,
     });
     this.started = new Counter({ name: n('stream_started_total'), help: 'Streams opened.', labelNames: ['route', 'method'], registers, collect: sync });
-    this.firstWrite = new Histogram({
+    this.firstWrite = new StreamHistogram({
       name: n('stream_first_write_seconds'),
       help: 'Open to first body byte (time to first token).',
       labelNames: ['route'],
       buckets: FIRST_WRITE_BUCKETS,
       registers,
     });
-    this.blockedSeconds = new Histogram({
+    this.blockedSeconds = new StreamHistogram({
       name: n('stream_write_blocked_seconds'),
       help: 'Time a blocked write waited for drain (or close).',
       labelNames: ['route'],

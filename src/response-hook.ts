@@ -66,9 +66,9 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
   if (s.clientClosed || res.destroyed) {
     s.lastWriteAt = performance.now();
     s.writesAfterClose++;
-    if (s.phase === 2 && !tracker.lingering.has(s.id)) {
+    if (s.phase === 2 && !tracker.lingering.has(s)) {
       // Released at close because nothing seemed to hold it; the producer writes on: watch it again.
-      tracker.lingering.set(s.id, s);
+      tracker.lingering.add(s);
     }
     if (s.writesAfterClose === 1 && s.phase > 0) tracker.emit('writeAfterClose', s);
     return;
@@ -221,7 +221,7 @@ export function promote(s: StreamState): void {
     socket[kWatched] = true;
     socket.on('timeout', onSocketTimeout);
   }
-  tracker.open.set(s.id, s);
+  tracker.open.add(s);
   s.req = null; // the route is resolved: the request is no longer needed
   tracker.emit('open', s);
   if (s.firstWriteAt >= 0) tracker.emit('firstWrite', s);
@@ -303,5 +303,5 @@ export function markTimeout(s: StreamState): void {
 /** instrument(): the handler's promise settled; a lingering stream may now be released. */
 export function settleHandler(s: StreamState): void {
   s.handlerSettled = true;
-  if (s.phase === 2 && tracker.lingering.has(s.id) && s.writesAfterClose === 0) tracker.release(s);
+  if (s.phase === 2 && tracker.lingering.has(s) && s.writesAfterClose === 0) tracker.release(s);
 }

@@ -44,6 +44,9 @@ export class StreamState {
   config: StreamConfig;
   metrics: RouteMetrics | null = null;
 
+  /** Index in the tracker's open / lingering lists (-1: not in it). */
+  openSlot = -1;
+  lingerSlot = -1;
   /** 0 pending (not known to be a stream yet), 1 open stream, 2 closed, -1 not a stream. */
   phase = 0;
   promoteScheduled = false;

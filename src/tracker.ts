@@ -1,5 +1,6 @@
 import type { Finding, FindingKind, StreamSnapshot } from './types.js';
 import { NO_FINDINGS, type StreamState } from './stream-state.js';
+import { StreamList } from './stream-list.js';
 import { kTracker } from './symbols.js';
 
 /**
@@ -30,9 +31,9 @@ const DEFAULT_RING = 1000;
 
 export class Tracker {
   /** Streams whose response has not closed. */
-  readonly open = new Map<number, StreamState>();
+  readonly open = new StreamList('openSlot');
   /** Closed streams whose producer still holds them (handler unsettled, writes still arriving). */
-  readonly lingering = new Map<number, StreamState>();
+  readonly lingering = new StreamList('lingerSlot');
   readonly listeners: TrackerListener[] = [];
   readonly internalErrors = new Map<string, number>();
   private ring: Finding[] = [];
@@ -135,20 +136,20 @@ export class Tracker {
 
   /** Moves a closed stream to `lingering` while its producer holds it, else forgets it. */
   settle(s: StreamState): void {
-    this.open.delete(s.id);
+    this.open.delete(s);
     if (producerHolds(s)) {
       // Closed but still held by its producer: hold its response weakly, so that a heap snapshot shows
       // the producer, not streamscope, as what retains it.
       s.holdWeakly();
-      this.lingering.set(s.id, s);
+      this.lingering.add(s);
     } else {
       this.release(s);
     }
   }
 
   release(s: StreamState): void {
-    this.open.delete(s.id);
-    this.lingering.delete(s.id);
+    this.open.delete(s);
+    this.lingering.delete(s);
     this.emit('release', s);
     s.drop();
     s.span = undefined;

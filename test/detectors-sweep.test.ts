@@ -26,7 +26,7 @@ describe('detector sweep', () => {
       s.phase = 1;
       s.route = '/burst';
       s.blockedSince = 0; // blocked since the process started (stallAfterMs is 10)
-      tracker.open.set(s.id, s);
+      tracker.open.add(s);
       states.push(s);
     }
     const raised = (): number => states.filter((s) => s.findings.includes('stalled_write')).length;
@@ -38,7 +38,7 @@ describe('detector sweep', () => {
       sweep();
       expect(states.every((s) => s.findings.length === 1)).toBe(true);
     } finally {
-      for (const s of states) tracker.open.delete(s.id);
+      for (const s of states) tracker.open.delete(s);
     }
   });
 });
