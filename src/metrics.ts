@@ -289,15 +289,17 @@ export class MetricsSet {
         stalled.set(rm, 0);
       }
       const now = performance.now();
-      for (const s of tracker.open.values()) {
+      tracker.open.each((s) => {
         const rm = s.metrics;
-        if (rm === null || s.config.metrics !== this) continue;
+        if (rm === null || s.config.metrics !== this) return;
         flushStream(s);
         const res = s.res;
         if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
         if (s.blockedSince >= 0 && now - s.blockedSince > s.config.stallAfterMs) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
-      }
-      for (const s of tracker.lingering.values()) if (s.metrics !== null && s.config.metrics === this) flushStream(s);
+      });
+      tracker.lingering.each((s) => {
+        if (s.metrics !== null && s.config.metrics === this) flushStream(s);
+      });
       for (const rm of this.routes.values()) rm.publish();
       for (const [rm, v] of buffered) this.buffered.set({ route: rm.route }, v);
       for (const [rm, v] of stalled) this.stalled.set({ route: rm.route }, v);

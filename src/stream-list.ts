@@ -5,7 +5,7 @@ type Slot = 'openSlot' | 'lingerSlot';
 /**
  * The tracker's sets of streams: an array with each stream's index on the stream itself, so adding
  * and removing are O(1) with no hashing and no tombstones (a Map keyed by id showed up at ~10 % of the
- * per-stream cost). `values()` iterates a snapshot, so callers may remove while they iterate.
+ * per-stream cost). `values()` iterates a snapshot; `each()` walks the list itself (the sweep, scrapes).
  */
 export class StreamList {
   private readonly items: StreamState[] = [];
@@ -44,5 +44,17 @@ export class StreamList {
 
   values(): IterableIterator<StreamState> {
     return this.items.slice().values();
+  }
+
+  /**
+   * Calls `fn` for every stream, without a copy, last first: removing the current stream (or any
+   * visited one) during the walk is safe, since a removal only moves an already visited stream.
+   */
+  each(fn: (s: StreamState) => void): void {
+    const items = this.items;
+    for (let i = items.length - 1; i >= 0; i--) {
+      const s = items[i];
+      if (s !== undefined) fn(s);
+    }
   }
 }

@@ -92,11 +92,11 @@ export function sweep(): void {
   try {
     const now = performance.now();
     budget = MAX_FINDINGS_PER_SWEEP;
-    for (const s of tracker.open.values()) checkOpen(s, now);
-    for (const s of tracker.lingering.values()) {
+    tracker.open.each((s) => checkOpen(s, now));
+    tracker.lingering.each((s) => {
       checkClosed(s, now);
       if (!producerHolds(s)) tracker.release(s);
-    }
+    });
     if (tracker.open.size === 0 && tracker.lingering.size === 0 && timer !== undefined) {
       clearInterval(timer);
       timer = undefined;
