@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Registry } from 'prom-client';
 import { createHub, redisStore, type Hub } from '../src/index.js';
 import { newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
 import { freePort, hubApp, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
@@ -44,16 +45,18 @@ async function openPage(url: string): Promise<Page> {
   return page;
 }
 
-async function receivedIn(page: Page, n: number): Promise<string[]> {
+async function receivedIn(page: Page, n: number, registry: Registry): Promise<string[]> {
   try {
     await page.waitForFunction((k) => (window as unknown as { received: string[] }).received.length >= k, n, { timeout: 30_000 });
   } catch (err) {
-    // Say what the page saw, so a stuck stream can be told from a lost event.
+    // Say what the page saw and what the server wrote, so a stuck stream can be told from a lost event.
     const state = await page.evaluate(() => {
       const w = window as unknown as { received: string[]; opens: number; errors: number; es?: EventSource };
       return { received: w.received.length, last: w.received.at(-1), opens: w.opens, errors: w.errors, readyState: w.es?.readyState };
     });
-    throw new Error(`page received ${state.received} of ${n} events (last ${state.last}; opens ${state.opens}, errors ${state.errors}, readyState ${state.readyState})`, { cause: err });
+    const m = await scrape(registry);
+    const wrote = `${sum(m, 'stream_writes_total', { route: '/events' })} frames on ${sum(m, 'stream_started_total', { route: '/events' })} streams`;
+    throw new Error(`page received ${state.received} of ${n} events (last ${state.last}; opens ${state.opens}, errors ${state.errors}, readyState ${state.readyState}); server wrote ${wrote}`, { cause: err });
   }
   return page.evaluate(() => (window as unknown as { received: string[] }).received);
 }
@@ -82,10 +85,7 @@ describe('Chromium EventSource against server-side cuts', { retry: 1 }, () => {
       waitFor: (fn, what) => until(fn, what, 20_000, 2),
     });
     expect(cuts).toBeGreaterThanOrEqual(20);
-    const received = await receivedIn(page, ids.length).catch(async (err: Error) => {
-      const m = await scrape(registry);
-      throw new Error(`${err.message}; server wrote ${sum(m, 'stream_writes_total', { route: '/events' })} frames (${sum(m, 'stream_bytes_written_total', { route: '/events' })} B) on ${sum(m, 'stream_started_total', { route: '/events' })} streams`, { cause: err });
-    });
+    const received = await receivedIn(page, ids.length, registry);
     expect(received).toEqual(ids.map((id, i) => `${id} ${i}`));
     expect(await page.evaluate(() => (window as unknown as { opens: number }).opens)).toBeGreaterThanOrEqual(21);
     await page.close();
@@ -120,10 +120,7 @@ describe('Chromium EventSource against server-side cuts', { retry: 1 }, () => {
       waitFor: (fn, what) => until(fn, what, 20_000, 2),
     });
     expect(cuts).toBeGreaterThanOrEqual(20);
-    const received = await receivedIn(page, ids.length).catch(async (err: Error) => {
-      const m = await scrape(registry);
-      throw new Error(`${err.message}; server wrote ${sum(m, 'stream_writes_total', { route: '/events' })} frames (${sum(m, 'stream_bytes_written_total', { route: '/events' })} B) on ${sum(m, 'stream_started_total', { route: '/events' })} streams`, { cause: err });
-    });
+    const received = await receivedIn(page, ids.length, registry);
     expect(received).toEqual(ids.map((id, i) => `${id} ${i}`));
     expect(apps[0]!.subscriptions).toBeGreaterThanOrEqual(5);
     expect(apps[1]!.subscriptions).toBeGreaterThanOrEqual(5);
