@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { alive, checkedSse, hangUps, killAll, neverReading, runCli, spawnCli, spawnTracked, startServer, tempAgentDir, until } from './fixtures/servers/harness.js';
+import { expectLeakReport } from './helpers/leak-report.js';
 
 const agentDir = tempAgentDir();
 const env = { STREAMSCOPE_AGENT_DIR: agentDir };
@@ -97,15 +98,7 @@ describe('diag capture via the inspector', () => {
     expect(r.code).toBe(0);
     const a = await runCli(['analyze', '--json', dir], env);
     expect(a.code).toBe(0);
-    const report = JSON.parse(a.stdout) as { findings: Array<{ kind: string; route?: string; count?: number; path?: string[] }> };
-    expect(report.findings.filter((f) => f.kind === 'zombie_producer').map((f) => f.route)).toEqual(['/leak', '/leak', '/leak']);
-    const count = (kind: string): number => report.findings.filter((f) => f.kind === kind).reduce((n, f) => n + (f.count ?? 0), 0);
-    expect(count('retained_response')).toBe(3);
-    expect(count('queued_write_buffer')).toBe(2);
-    // the retainer path leads from a GC root through the producer's timer to the response
-    const retained = report.findings.find((f) => f.kind === 'retained_response');
-    expect(retained?.path?.at(-1)).toBe('ServerResponse');
-    expect(retained?.path).toEqual(expect.arrayContaining(['Timeout', '_onTimeout', 'res']));
+    const report = expectLeakReport(a.stdout);
     const queued = report.findings.find((f) => f.kind === 'queued_write_buffer');
     expect(queued?.path?.at(-1)).toBe('ServerResponse');
     for (const s of stuck) s.destroy();

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alive, checkedSse, hangUps, killAll, mode, neverReading, runCli, spawnCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
+import { expectLeakReport } from './helpers/leak-report.js';
 
 const agentDir = tempAgentDir();
 const env = { STREAMSCOPE_AGENT_DIR: agentDir };
@@ -114,15 +115,7 @@ describe('diag capture via the agent', () => {
     const a = await runCli(['analyze', '--json', dir], env);
     expect(a.stderr).toBe('');
     expect(a.code).toBe(0);
-    const report = JSON.parse(a.stdout) as { findings: Array<{ kind: string; route?: string; count?: number; path?: string[] }> };
-    const zombies = report.findings.filter((f) => f.kind === 'zombie_producer');
-    expect(zombies.map((f) => f.route)).toEqual(['/leak', '/leak', '/leak']);
-    const count = (kind: string): number => report.findings.filter((f) => f.kind === kind).reduce((n, f) => n + (f.count ?? 0), 0);
-    expect(count('retained_response')).toBe(3);
-    expect(count('queued_write_buffer')).toBe(2);
-    const retained = report.findings.find((f) => f.kind === 'retained_response');
-    expect(retained?.path?.at(-1)).toBe('ServerResponse');
-    expect(retained?.path).toEqual(expect.arrayContaining(['Timeout', '_onTimeout', 'res']));
+    expectLeakReport(a.stdout);
     for (const s of stuck) s.destroy();
     expect(alive(leaky.pid)).toBe(true);
   });

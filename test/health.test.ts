@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import http from 'node:http';
 import { healthHandler, sse, type SseOptions } from '../src/index.js';
-import { get, neverReadingClient, startServer, until, type TestServer } from './helpers/http.js';
+import { get, neverReadingClient, serverPool, until } from './helpers/http.js';
 import { openSse } from './helpers/sse.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -9,11 +8,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  cleanups.push(() => s.close());
-  return s;
-}
+const serve = serverPool(afterEach);
 
 type Report = {
   status: string;

@@ -1,10 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import http from 'node:http';
 import fc from 'fast-check';
 import { createHub, sse, StreamClosedError, type SseOptions, type SseStream } from '../src/index.js';
 import { TokenBuckets } from '../src/limits/token-bucket.js';
 import { MinuteWindow } from '../src/limits/window.js';
-import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { get, newRegistry, scrape, serverPool, sum, until } from './helpers/http.js';
 import { hubApp, openSse } from './helpers/sse.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -12,11 +11,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  cleanups.push(() => s.close());
-  return s;
-}
+const serve = serverPool(afterEach);
 
 describe('token bucket (pure logic)', () => {
   it('grants a burst, then one token per 1/perSecond, and says how long to wait', () => {
