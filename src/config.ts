@@ -3,19 +3,12 @@ import type { StreamConfig } from './stream-state.js';
 import { getMetricsSet, metricsListener, type MetricsSet } from './metrics.js';
 import { tracingListener } from './tracing.js';
 import { detectorsListener } from './detectors/index.js';
-import { getTracker, type TrackerListener } from './tracker.js';
+import { getTracker } from './tracker.js';
 import { invalidOption } from './errors.js';
 
 export const DEFAULTS = Object.freeze({ stallAfterMs: 5000, danglingAfterMs: 10000, maxRoutes: 200 });
 
 const tracker = getTracker();
-
-/** Extra listeners (detectors) that the core installs with itself. */
-const extraListeners: Array<() => TrackerListener> = [];
-
-export function registerCoreListener(make: () => TrackerListener): void {
-  extraListeners.push(make);
-}
 
 /** Subscribes the core consumers to the tracker once, even across copies of the package. */
 export function ensureInstalled(): void {
@@ -23,10 +16,6 @@ export function ensureInstalled(): void {
   if (!has('metrics')) tracker.subscribe(metricsListener);
   if (!has('tracing')) tracker.subscribe(tracingListener);
   if (!has('detectors')) tracker.subscribe(detectorsListener);
-  for (const make of extraListeners) {
-    const l = make();
-    if (!has(l.component)) tracker.subscribe(l);
-  }
 }
 
 function positive(name: string, v: unknown, dflt: number): number {

@@ -22,10 +22,6 @@ function tracerFor(configured: Tracer | undefined): Tracer | undefined {
   return globalTracer();
 }
 
-/** Captures the active context (the HTTP server span, when there is one) for the stream's parent. */
-export function activeContext(): ReturnType<typeof context.active> {
-  return context.active();
-}
 
 export const tracingListener: TrackerListener = {
   component: 'tracing',

@@ -87,9 +87,6 @@ export function enableAsyncTracking(): boolean {
   }
 }
 
-export function asyncTrackingState(): 'off' | 'on' | 'unavailable' {
-  return state;
-}
 
 /** Runs `fn` with the stream as the async context (only when the stream's config asks for it). */
 export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
