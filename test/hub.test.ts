@@ -4,7 +4,7 @@ import { EventSource } from 'eventsource';
 import fc from 'fast-check';
 import { compareIds, createHub, memoryStore, type Hub, type SubscribeOptions } from '../src/index.js';
 import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
-import { hubApp, openSse, publishWithCuts } from './helpers/sse.js';
+import { expectAnchoredResume, hubApp, openSse, publishWithCuts } from './helpers/sse.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -65,6 +65,19 @@ describe('createHub() with memoryStore', () => {
     expect(all.events.map((e) => e.data)).toEqual(['old', 'new']);
     live.close();
     all.close();
+  });
+
+  it('a first connection is anchored at the last id (id-only frame): cut before its first event, it resumes without a gap', async () => {
+    const registry = newRegistry();
+    const hub = createHub({ registry, route: '/events', heartbeatMs: 0, retryMs: 20 });
+    const { srv } = await serveHub(hub);
+    const before: string[] = [];
+    for (let i = 0; i < 3; i++) before.push(await hub.publish('c', `old ${i}`));
+    await expectAnchoredResume(srv.url, (d) => hub.publish('c', d), 'c', before[2]!);
+    // a channel that never held an event anchors at 0-0, from which everything is replayed
+    await expectAnchoredResume(srv.url, (d) => hub.publish('fresh', d), 'fresh', '0-0');
+    const m = await scrape(registry);
+    expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'replayed' })).toBe(2); // the anchor itself is not a resume
   });
 
   it('an expired id gets 416 with X-Next-Cursor; resuming from the cursor replays what is retained', async () => {

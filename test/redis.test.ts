@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { EventSource } from 'eventsource';
 import { createHub, redisStore, compareIds, type Hub } from '../src/index.js';
 import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
-import { hubApp, openSse, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
+import { expectAnchoredResume, hubApp, openSse, publishWithCuts, roundRobinProxy } from './helpers/sse.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
 
 let redis: RedisServer;
@@ -62,6 +62,23 @@ describe('redisStore on a real redis-server', () => {
     await until(() => c.events.length === 55, 'live');
     expect(c.events.map((e) => e.id)).toEqual(ids.slice(5));
     c.close();
+  });
+
+  it('a first connection is anchored at the stream\'s last id; cut before its first event, it resumes on the other instance without a gap', async () => {
+    prefixN++;
+    const [a, b] = [newHub(), newHub()];
+    const [sa, sb] = [await serve(a), await serve(b)];
+    const before: string[] = [];
+    for (let i = 0; i < 3; i++) before.push(await a.publish('c', `old ${i}`));
+    // the first connection lands on instance a, the resume on instance b
+    let n = 0;
+    const front = await startServer((req, res) => (n++ === 0 ? sa : sb).app.handler(req, res));
+    cleanups.push(() => front.close());
+    await expectAnchoredResume(front.url, (d) => b.publish('c', d), 'c', before[2]!);
+    expect(n).toBe(2);
+    // an empty stream (no key yet) anchors at 0-0
+    n = 0;
+    await expectAnchoredResume(front.url, (d) => a.publish('empty', d), 'empty', '0-0');
   });
 
   it('MAXLEN ~ trims: an expired id gets 416 with X-Next-Cursor, and the cursor resumes without a gap', async () => {

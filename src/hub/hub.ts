@@ -134,6 +134,20 @@ export class Hub {
       return null;
     }
 
+    // A first connection (no id) is anchored at the channel's last id, read before it follows the channel:
+    // it gets every event after that id (replayed if the live feed has not brought it yet), and the anchor
+    // goes out as its first frame, so that a cut before its first event still resumes without a gap.
+    let anchor: string | null = null;
+    if (last.kind === 'none') {
+      try {
+        anchor = (await this.store.info(channel)).last;
+      } catch (err) {
+        tracker.fault('hub', err);
+        answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+        return null;
+      }
+    }
+
     const stream = new SseStream(req, res, o, null);
     const sub = new Sub(stream, this.maxPending);
     let fan: Fanout;
@@ -150,7 +164,7 @@ export class Hub {
       return null;
     }
 
-    let cursor: string | null = null;
+    let cursor: string | null = anchor;
     let result: 'replayed' | 'expired' | null = null;
     let reset: { id: string; body: unknown } | null = null;
     if (last.kind === 'valid') {
@@ -199,6 +213,9 @@ export class Hub {
       }
     }
     if (reset !== null) stream[kPush](encodeEvent({ id: reset.id, event: 'reset', data: reset.body }), reset.id);
+    // An id-only frame dispatches no event but sets the client's last event id (WHATWG "dispatch the
+    // event"): a browser whose first connection drops before its first event reconnects with it.
+    if (anchor !== null) stream[kPush](anchorFrame(anchor), anchor);
     void catchUp(this.store, channel, sub, cursor);
     return stream;
   }
@@ -252,6 +269,10 @@ export class Hub {
     this.channels.clear();
     await this.store.close();
   }
+}
+
+function anchorFrame(id: string): string {
+  return 'id: ' + id + '\n\n';
 }
 
 function checkChannel(channel: unknown): void {

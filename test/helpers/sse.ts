@@ -65,26 +65,37 @@ export function freePort(): Promise<number> {
  * A round-robin TCP proxy: each new connection goes to the next backend, so an SSE client that
  * reconnects lands on the other instance. `close()` destroys every piped socket.
  */
-export async function roundRobinProxy(backends: number[]): Promise<{ port: number; url: string; connections: number[]; close(): Promise<void> }> {
+export async function roundRobinProxy(backends: number[]): Promise<{ port: number; url: string; connections: number[]; log: string[]; close(): Promise<void> }> {
   let next = 0;
   const sockets = new Set<net.Socket>();
   const connections = backends.map(() => 0);
+  /** One line per proxied connection, for a failing test's report. */
+  const log: string[] = [];
+  const t0 = Date.now();
   const server = net.createServer((client) => {
-    const i = next++ % backends.length;
+    const n = next++;
+    const i = n % backends.length;
     connections[i]++;
     const upstream = net.connect({ port: backends[i] as number, host: '127.0.0.1' });
     sockets.add(client);
     sockets.add(upstream);
-    const done = (): void => {
+    let down = 0;
+    let closed = false;
+    upstream.on('data', (c: Buffer) => (down += c.length));
+    const done = (why: string) => (): void => {
+      if (!closed) {
+        closed = true;
+        log.push(`p${n}->${'ab'[i] ?? i} +${Date.now() - t0} ${why}: down ${down} client queued ${client.writableLength} up readable ${upstream.readableLength}`);
+      }
       client.destroy();
       upstream.destroy();
       sockets.delete(client);
       sockets.delete(upstream);
     };
-    client.on('error', done);
-    upstream.on('error', done);
-    client.on('close', done);
-    upstream.on('close', done);
+    client.on('error', done('client error'));
+    upstream.on('error', done('upstream error'));
+    client.on('close', done('client close'));
+    upstream.on('close', done('upstream close'));
     client.pipe(upstream);
     upstream.pipe(client);
   });
@@ -94,6 +105,7 @@ export async function roundRobinProxy(backends: number[]): Promise<{ port: numbe
     port,
     url: `http://127.0.0.1:${port}`,
     connections,
+    log,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -110,13 +122,33 @@ import type { Hub, SubscribeOptions } from '../../src/index.js';
  */
 export function hubApp(hub: Hub, options?: SubscribeOptions, page = '<!doctype html><title>t</title>') {
   const open = new Set<http.ServerResponse>();
+  const cutNotes = new WeakMap<http.ServerResponse, string>();
+  /** The Last-Event-ID header of each event-stream request, in order. */
+  const lastEventIds: Array<string | undefined> = [];
+  /** One line per event-stream request, for a failing test's report: Last-Event-ID in, bytes out, how it ended. */
+  const log: string[] = [];
+  const t0 = Date.now();
   let subscriptions = 0;
   const handler: http.RequestListener = (req, res) => {
     const u = new URL(req.url ?? '/', 'http://x');
     if (u.pathname === '/events') {
-      subscriptions++;
+      const n = ++subscriptions;
+      lastEventIds.push(req.headers['last-event-id'] as string | undefined);
+      const at = Date.now() - t0;
+      const socket = req.socket;
       open.add(res);
-      res.on('close', () => open.delete(res));
+      const writes: string[] = [];
+      const write = res.write;
+      res.write = function (this: http.ServerResponse, ...args: unknown[]) {
+        if (writes.length < 40) writes.push(`+${Date.now() - t0}:${typeof args[0] === 'string' ? args[0].length : '?'}`);
+        return (write as (...a: unknown[]) => boolean).apply(this, args);
+      } as typeof res.write;
+      res.on('close', () => {
+        open.delete(res);
+        log.push(
+          `#${n} +${at}ms..+${Date.now() - t0}ms last-event-id=${req.headers['last-event-id'] ?? '-'} status=${res.headersSent ? res.statusCode : '-'} socket bytes out=${socket.bytesWritten} ${cutNotes.get(res) ?? 'not cut'} writes ${writes.join(' ')}`,
+        );
+      });
       void hub.subscribe(req, res, u.searchParams.get('channel') ?? 'c', options);
       return;
     }
@@ -126,6 +158,8 @@ export function hubApp(hub: Hub, options?: SubscribeOptions, page = '<!doctype h
   return {
     handler,
     open,
+    log,
+    lastEventIds,
     get subscriptions() {
       return subscriptions;
     },
@@ -134,6 +168,8 @@ export function hubApp(hub: Hub, options?: SubscribeOptions, page = '<!doctype h
       let n = 0;
       for (const res of open) {
         if (res.headersSent && !res.destroyed) {
+          const so = res.socket;
+          cutNotes.set(res, `cut at +${Date.now() - t0} (socket queued ${so?.writableLength} corked ${so?.writableCorked} written ${so?.bytesWritten})`);
           res.socket?.destroy();
           n++;
         }
@@ -171,4 +207,42 @@ export async function publishWithCuts(opts: {
   await opts.waitFor(opts.connected, 'the subscriber to reconnect after the last cut');
   ids.push(await opts.publish(ids.length));
   return { ids, cuts };
+}
+
+/** The id of the first id-only frame (`id: X` and no other field) of a raw SSE body, if any. */
+export function idOnlyFrame(raw: string): string | undefined {
+  for (const frame of raw.split('\n\n')) {
+    const m = /^id: ?([^\n]*)$/.exec(frame);
+    if (m !== null) return m[1];
+  }
+  return undefined;
+}
+
+/**
+ * A first connection (no Last-Event-ID) on `channel` of a hubApp at `url` is anchored: its stream carries an
+ * id-only frame with the channel's last id (dispatching no event), so a client cut before its first event
+ * resumes from there and misses nothing published while it was away. Returns the anchor.
+ */
+export async function expectAnchoredResume(url: string, publish: (data: string) => Promise<string>, channel: string, lastBefore: string): Promise<string> {
+  const { expect } = await import('vitest');
+  const { until } = await import('./http.js');
+  const first = await openSse(`${url}/events?channel=${channel}`);
+  await until(() => idOnlyFrame(first.raw) !== undefined, 'the anchor frame');
+  const anchor = idOnlyFrame(first.raw) as string;
+  expect(anchor).toBe(lastBefore);
+  first.close();
+  await first.ended;
+  expect(first.events).toEqual([]); // an id-only frame dispatches nothing
+  const missed: string[] = [];
+  for (let i = 0; i < 5; i++) missed.push(await publish(`missed ${i}`));
+  const again = await openSse(`${url}/events?channel=${channel}`, { 'Last-Event-ID': anchor });
+  try {
+    await until(() => again.events.length >= missed.length, 'the events published while away');
+    expect(again.events.map((e) => e.id)).toEqual(missed);
+    expect(again.events.map((e) => e.data)).toEqual(missed.map((_, i) => `missed ${i}`));
+    expect(idOnlyFrame(again.raw)).toBeUndefined(); // a resume has an id already: no anchor
+  } finally {
+    again.close();
+  }
+  return anchor;
 }
