@@ -1,6 +1,6 @@
 // The trace and CPU-profile analyzers on a real trace (NodeTracing through an inspector session) and a
 // real profile of a child process, plus the pure rules on hand-made events.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,31 +8,60 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { analyzeTrace, analyzeTraceFile, ASYNC_ALIVE_THRESHOLD } from '../diagnostics/trace/trace.js';
 import { analyzeCpuProfileFile } from '../diagnostics/trace/cpuprofile.js';
 
+const CHILD = path.join(import.meta.dirname, 'fixtures/heap/trace-child.mjs');
+const dirs: string[] = [];
+/** The last core this process may run on: a contended child and its busy neighbour share it. */
+const CORE = String(Math.max(0, os.availableParallelism() - 1));
+
+/**
+ * Runs the child into a fresh directory. `contended`: it shares one core with a busy process, as on a loaded
+ * host, so its thread's CPU time lags the clock even while its JavaScript runs.
+ */
+function takeTrace(contended: boolean): string {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'trace-analyze-'));
+  dirs.push(out);
+  if (!contended) {
+    execFileSync(process.execPath, [CHILD, out], { timeout: 30_000 });
+    return out;
+  }
+  const hog = spawn('taskset', ['-c', CORE, process.execPath, '-e', 'for (const t = Date.now(); Date.now() - t < 20000; );'], { stdio: 'ignore' });
+  try {
+    execFileSync('taskset', ['-c', CORE, process.execPath, CHILD, out], { timeout: 30_000 });
+  } finally {
+    hog.kill('SIGKILL');
+  }
+  return out;
+}
+
 let dir: string;
 beforeAll(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'trace-analyze-'));
-  execFileSync(process.execPath, [path.join(import.meta.dirname, 'fixtures/heap/trace-child.mjs'), dir], { timeout: 30_000 });
+  dir = takeTrace(false);
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 describe('trace analyzer on a real NodeTracing trace', () => {
-  it('reports both event-loop blocks: the timer callback and the HTTP handler', () => {
-    const read = () => {
-      const t = analyzeTraceFile(path.join(dir, 'trace.json'));
+  it.each([
+    ['alone', false],
+    ['sharing its core with a busy process', true],
+  ])('reports both event-loop blocks, the timer callback and the HTTP handler (%s)', (_, contended) => {
+    const read = (where: string) => {
+      const t = analyzeTraceFile(path.join(where, 'trace.json'));
       const long = t.findings.filter((f) => f.kind === 'long_task');
       return { t, long, maxes: long.map((f) => f.maxMs!).sort((a, b) => b - a) };
     };
-    let { t, long, maxes } = read();
+    let { t, long, maxes } = read(contended ? takeTrace(true) : dir);
     if (!maxes.some((m) => m >= 145 && m < maxes[0]!)) {
-      // The handler's block has no span of its own: it is found as a stretch where the thread's CPU time kept
-      // up with the clock. On a CI machine whose cores the other test workers take, that can fail once;
-      // take one fresh trace (same child, same blocks) rather than weaken what is asserted.
-      execFileSync(process.execPath, [path.join(import.meta.dirname, 'fixtures/heap/trace-child.mjs'), dir], { timeout: 30_000 });
-      ({ t, long, maxes } = read());
+      // The handler's block has no span of its own: it is a run of events between which the thread never went
+      // idle, told from a descheduled thread by V8's interrupt checks, GC and callback ends (a heuristic: under
+      // one shared core it found the block in 50 of 50 traces here; the CPU-time rule alone missed 6 of 13).
+      // One fresh trace, same assertions.
+      ({ t, long, maxes } = read(takeTrace(contended)));
     }
     expect(maxes.length).toBeGreaterThanOrEqual(2);
     expect(maxes[0]).toBeGreaterThanOrEqual(195); // the 200 ms timer
-    expect(maxes.some((m) => m >= 145 && m < maxes[0])).toBe(true); // the 150 ms handler
+    expect(maxes.some((m) => m >= 145 && m < maxes[0]!)).toBe(true); // the 150 ms handler
     expect(long.some((f) => f.detail.includes('Timeout_CALLBACK'))).toBe(true);
     expect(t.summary.longTasks.count).toBe(long.reduce((s, f) => s + f.count, 0));
   });
@@ -76,6 +105,43 @@ describe('trace rules', () => {
     expect(t.findings).toHaveLength(1);
     expect(t.findings[0].detail).toContain('RunTimers › Timeout_CALLBACK');
     expect(t.findings[0].maxMs).toBe(120);
+  });
+  // Main-thread events with thread time (tts): a handler's JavaScript has no span; only its events show it ran.
+  const at = (ph: string, name: string, cat: string, ms: number, cpuMs: number) => ({ ph, name, cat, ts: ms * 1000, tts: cpuMs * 1000, pid: 1, tid: 1 });
+  const ENV = 'node,node.environment';
+  const HOOKS = 'node,node.async_hooks';
+  it('a run without a span that lost the CPU is still one block when V8 interrupt checks and GC mark it busy', () => {
+    // 120 ms of JavaScript that got a third of the CPU: each gap has cpu < 0.5 × wall, and each ends in an event
+    // that only happens while JavaScript runs
+    const events = [at('X', 'CheckImmediate', ENV, 0, 0)];
+    const markers: Array<[string, string, string]> = [
+      ['X', 'V8.BytecodeBudgetInterrupt', 'v8.execute'],
+      ['E', 'MinorGC', 'devtools.timeline,v8'],
+      ['X', 'V8.StackGuard', 'v8.execute'],
+      ['X', 'V8.GCScavenger', 'v8'],
+    ];
+    for (let i = 1; i <= 12; i++) {
+      const [ph, name, cat] = markers[i % markers.length]!;
+      events.push(at(ph, name, cat, i * 10, (i * 10) / 3));
+    }
+    // then the loop goes idle (5 ms, no CPU) before its next phase: the block ends at the last busy event
+    events.push(at('X', 'RunTimers', ENV, 125, 40.1));
+    const long = analyzeTrace(events, 'x').findings.filter((f) => f.kind === 'long_task');
+    expect(long).toHaveLength(1);
+    expect(long[0]!.maxMs).toBe(120);
+  });
+  it('an idle wait that ends in a handler creating a timer is idle, not a block; a busy gap ending so is busy', () => {
+    const idle = analyzeTrace(
+      [at('X', 'CheckImmediate', ENV, 0, 0), at('b', 'Timeout', HOOKS, 900, 0.3), at('X', 'RunTimers', ENV, 901, 1)],
+      'x',
+    );
+    expect(idle.findings.filter((f) => f.kind === 'long_task')).toEqual([]);
+    // the same shape where the thread got 40 % of the CPU in the gap: JavaScript ran all along
+    const busy = analyzeTrace(
+      [at('X', 'CheckImmediate', ENV, 0, 0), at('b', 'Timeout', HOOKS, 100, 40), at('X', 'RunTimers', ENV, 101, 41)],
+      'x',
+    );
+    expect(busy.findings.filter((f) => f.kind === 'long_task').map((f) => f.maxMs)).toEqual([101]);
   });
   it(`reports async resources left alive only from ${ASYNC_ALIVE_THRESHOLD} of a type, and never promises`, () => {
     const ev = (ph: string, name: string, id: number) => ({ ph, name, cat: 'node,node.async_hooks', id: `0x${id.toString(16)}`, ts: id, pid: 1, tid: 1 });

@@ -220,7 +220,7 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
  * never went idle.
  */
 function busyGaps(events: TraceEvent[], longUs: number): Span[] {
-  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean; allocating: boolean }> = [];
+  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean; allocating: boolean; jsCreated: boolean }> = [];
   for (const e of events) {
     const ts = num(e.ts);
     const tts = num((e as { tts?: unknown }).tts);
@@ -235,9 +235,19 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     const cat = str(e.cat);
     const boundary = name.endsWith('_CALLBACK') || (ph === 'X' && cat.includes('node.environment'));
     const type = str(((e as { args?: { type?: unknown } }).args ?? {}).type);
-    // a scavenge or mark-compact for "allocation failure" means JavaScript was allocating just before it
-    const allocating = name === 'V8.GCScavenger' || ((name === 'MinorGC' || name === 'MajorGC') && ph === 'B' && type.includes('allocation'));
-    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary, allocating });
+    // Events that happen only while JavaScript runs, or in a GC it triggered: a gap that ends in one was a busy
+    // thread that lost the CPU to other processes, not an idle one. They are a scavenge or mark-compact for
+    // "allocation failure" and the end of a GC; V8's interrupt checks (category v8.execute); the end of a callback.
+    const allocating =
+      name === 'V8.GCScavenger' ||
+      ((name === 'MinorGC' || name === 'MajorGC') && (ph === 'E' || (ph === 'B' && type.includes('allocation')))) ||
+      (cat.includes('v8.execute') && (name.includes('Interrupt') || name === 'V8.StackGuard')) ||
+      (ph === 'e' && name.endsWith('_CALLBACK'));
+    // The creation of a resource only JavaScript creates (a timer, a nextTick) also means JavaScript ran, but it
+    // may be the first thing JavaScript does after the loop woke up without a span (a request handler called by
+    // the HTTP parser): it marks a busy gap only when the thread still got a fair share of the CPU in it.
+    const jsCreated = ph === 'b' && cat.includes('node.async_hooks') && JS_CREATED.has(name);
+    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary, allocating, jsCreated });
   }
   main.sort((a, b) => a.ts - b.ts);
   const out: Span[] = [];
@@ -250,9 +260,11 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     const wall = cur.ts - prev.end;
     const cpu = cur.tts - prev.ttsEnd;
     // idle: the clock ran on but the thread did not (on a busy machine a running thread also loses CPU
-    // time, so a gap that ends in an allocation-triggered GC still counts as busy)
-    if (wall > 2000 && cpu < 0.5 * wall && !cur.allocating) {
-      runStart = cur.ts; // the thread was idle in between
+    // time, so a gap that ends in an event only running JavaScript causes still counts as busy)
+    if (wall > 2000 && cpu < 0.5 * wall && !cur.allocating && !(cur.jsCreated && cpu >= 0.2 * wall)) {
+      // the thread was idle in between: the run before the gap ended where the gap began
+      if (prev.end - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: prev.end });
+      runStart = cur.ts;
       runName = cur.name;
     }
     if (cur.boundary) {
@@ -264,6 +276,9 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
   }
   return out;
 }
+
+/** Async resource types that only JavaScript creates (never the event loop on waking up). */
+const JS_CREATED = new Set(['Timeout', 'TickObject', 'Immediate', 'PROMISE', 'Microtask']);
 
 function outermost(spans: Span[]): Span[] {
   spans.sort((a, b) => a.start - b.start || b.end - a.end);

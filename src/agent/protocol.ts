@@ -47,6 +47,8 @@ export const DEFAULT_TRACE_CATEGORIES = [
   'node.environment',
   'node.promises.rejections',
   'v8',
+  // V8's interrupt checks while JavaScript runs: how the trace analyzer tells a handler's long run from idle time
+  'v8.execute',
 ];
 
 /** Longest trace or CPU profile the agent accepts, in seconds. */
