@@ -215,12 +215,12 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
 /**
  * JavaScript that runs without a callback span of its own (an HTTP request handler called by the parser,
  * for one) shows as a busy run on the main thread: between two event-loop boundaries (a `*_CALLBACK` span
- * edge or a Node environment phase), every interval between consecutive events saw the thread's CPU time
- * (`tts`) advance about as much as the wall clock, or ended in a GC that allocation triggered, so the thread
- * never went idle.
+ * edge or a Node environment phase), or until the thread went idle, every interval between consecutive events
+ * saw the thread's CPU time (`tts`) advance about as much as the wall clock, or ended in an event that only
+ * running JavaScript causes, so the thread never went idle.
  */
 function busyGaps(events: TraceEvent[], longUs: number): Span[] {
-  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean; allocating: boolean; jsCreated: boolean }> = [];
+  const main: Array<{ ts: number; end: number; tts: number; ttsEnd: number; name: string; boundary: boolean; jsBusy: boolean; jsCreated: boolean }> = [];
   for (const e of events) {
     const ts = num(e.ts);
     const tts = num((e as { tts?: unknown }).tts);
@@ -238,7 +238,7 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     // Events that happen only while JavaScript runs, or in a GC it triggered: a gap that ends in one was a busy
     // thread that lost the CPU to other processes, not an idle one. They are a scavenge or mark-compact for
     // "allocation failure" and the end of a GC; V8's interrupt checks (category v8.execute); the end of a callback.
-    const allocating =
+    const jsBusy =
       name === 'V8.GCScavenger' ||
       ((name === 'MinorGC' || name === 'MajorGC') && (ph === 'E' || (ph === 'B' && type.includes('allocation')))) ||
       (cat.includes('v8.execute') && (name.includes('Interrupt') || name === 'V8.StackGuard')) ||
@@ -247,7 +247,7 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     // may be the first thing JavaScript does after the loop woke up without a span (a request handler called by
     // the HTTP parser): it marks a busy gap only when the thread still got a fair share of the CPU in it.
     const jsCreated = ph === 'b' && cat.includes('node.async_hooks') && JS_CREATED.has(name);
-    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary, allocating, jsCreated });
+    main.push({ ts, end: ts + (dur > 0 ? dur : 0), tts, ttsEnd: tts + (tdur > 0 ? tdur : 0), name, boundary, jsBusy, jsCreated });
   }
   main.sort((a, b) => a.ts - b.ts);
   const out: Span[] = [];
@@ -261,7 +261,7 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     const cpu = cur.tts - prev.ttsEnd;
     // idle: the clock ran on but the thread did not (on a busy machine a running thread also loses CPU
     // time, so a gap that ends in an event only running JavaScript causes still counts as busy)
-    if (wall > 2000 && cpu < 0.5 * wall && !cur.allocating && !(cur.jsCreated && cpu >= 0.2 * wall)) {
+    if (wall > 2000 && cpu < 0.5 * wall && !cur.jsBusy && !(cur.jsCreated && cpu >= 0.2 * wall)) {
       // the thread was idle in between: the run before the gap ended where the gap began
       if (prev.end - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: prev.end });
       runStart = cur.ts;

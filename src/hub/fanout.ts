@@ -2,7 +2,7 @@ import { getTracker } from '../tracker.js';
 import { StreamscopeError } from '../errors.js';
 import { encodeEvent } from '../sse/encoder.js';
 import { kNeedsDrain, kPush, type SseStream } from '../sse/stream.js';
-import { compareIds, predecessor } from './ids.js';
+import { compareIds } from './ids.js';
 import type { HubStore, StoredEvent } from './store.js';
 
 /** One subscriber's path from replay to live, and one channel's fan-out on this instance. */
@@ -22,8 +22,6 @@ export class Sub {
   live = false;
   pending: Array<StoredEvent> | null = [];
   overflow = false;
-  /** Just before the first live event seen: where a live-only subscriber replays from after an overflow. */
-  base: string | null = null;
   /** Last id sent before going live: live events up to it are already sent (checked until passed). */
   floor: string | null = null;
 
@@ -38,7 +36,6 @@ export class Sub {
     }
     const p = this.pending;
     if (p === null) return;
-    if (this.base === null) this.base = predecessor(ev.id);
     if (p.length >= this.maxPending) {
       this.overflow = true;
       this.pending = [];
@@ -71,16 +68,17 @@ export function frameOf(ev: StoredEvent): string {
 }
 
 /**
- * Replays from `from` (null: live only), drains the live events held meanwhile, and hands the
- * subscriber to the live fan-out in the same tick as it finds nothing left, so no event slips between.
- * Too many held events (a long replay under heavy publishing) are dropped and replayed from the store.
+ * Replays after `from` (the client's Last-Event-ID, or a first connection's anchor), drains the live events
+ * held meanwhile, and hands the subscriber to the live fan-out in the same tick as it finds nothing left, so
+ * no event slips between. Too many held events (a long replay under heavy publishing) are dropped and
+ * replayed from the store.
  */
-export async function catchUp(store: HubStore, channel: string, sub: Sub, from: string | null): Promise<void> {
+export async function catchUp(store: HubStore, channel: string, sub: Sub, from: string): Promise<void> {
   const stream = sub.stream;
   let cursor = from;
   const replay = async (): Promise<boolean> => {
     for (;;) {
-      const page = await store.range(channel, cursor as string, REPLAY_PAGE);
+      const page = await store.range(channel, cursor, REPLAY_PAGE);
       if (stream.closed) return false;
       // Frames are batched into writes of up to REPLAY_WRITE characters: one syscall and one
       // chunk per batch instead of per event.
@@ -105,13 +103,12 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
     }
   };
   try {
-    if (cursor !== null && !(await replay())) return;
+    if (!(await replay())) return;
     for (;;) {
       if (sub.overflow) {
         sub.overflow = false;
         sub.pending = [];
-        if (cursor === null) cursor = sub.base;
-        if (cursor !== null && !(await replay())) return;
+        if (!(await replay())) return;
         continue;
       }
       const batch = sub.pending ?? [];
@@ -125,7 +122,7 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
       }
       sub.pending = [];
       for (const ev of batch) {
-        if (cursor !== null && compareIds(ev.id, cursor) <= 0) continue;
+        if (compareIds(ev.id, cursor) <= 0) continue;
         if (!stream[kPush](frameOf(ev), ev.id)) return;
         cursor = ev.id;
         if (stream[kNeedsDrain]) await stream.whenWritable();

@@ -164,7 +164,8 @@ export class Hub {
       return null;
     }
 
-    let cursor: string | null = anchor;
+    // where the replay starts: a first connection's anchor, or (set below) a resume's checked id
+    let cursor = anchor ?? ZERO_ID;
     let result: 'replayed' | 'expired' | null = null;
     let reset: { id: string; body: unknown } | null = null;
     if (last.kind === 'valid') {
