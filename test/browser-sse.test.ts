@@ -38,6 +38,9 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
+/** The hubs here send `retryMs: 20`: this frame opens every stream. */
+const RETRY_FRAME = 'retry: 20\n\n';
+
 /** What Chromium's network layer saw of each EventSource request (CDP Network domain), for a failure's report. */
 interface NetLog {
   lines(): string[];
@@ -61,7 +64,7 @@ async function openPage(url: string): Promise<{ page: Page; net: NetLog }> {
   cdp.on('Network.dataReceived', (e) => {
     const r = reqs.get(e.requestId);
     if (!r) return;
-    if (r.bytes >= 11 && r.firstData === undefined) r.firstData = e.timestamp;
+    if (r.bytes >= RETRY_FRAME.length && r.firstData === undefined) r.firstData = e.timestamp;
     r.bytes += e.dataLength;
   });
   cdp.on('Network.eventSourceMessageReceived', (e) => {
@@ -83,7 +86,7 @@ async function openPage(url: string): Promise<{ page: Page; net: NetLog }> {
     bytes: (n) => [...reqs.values()].find((r) => r.n === n)?.bytes ?? 0,
     lines: () =>
       [...reqs.values()].map(
-        (r) => `es#${r.n} status=${r.status ?? '-'} bytes in=${r.bytes} (data past the retry frame after ${r.firstData === undefined ? '-' : Math.round((r.firstData - r.t0) * 1000)} ms) messages=${r.messages} ${[...r.types].map(([t, k]) => `${t}:${k}`).join(',')} ${r.end ?? 'open'}`,
+        (r) => `es#${r.n} status=${r.status ?? '-'} bytes in=${r.bytes} (bytes past the retry frame after ${r.firstData === undefined ? '-' : Math.round((r.firstData - r.t0) * 1000)} ms) messages=${r.messages} ${[...r.types].map(([t, k]) => `${t}:${k}`).join(',')} ${r.end ?? 'open'}`,
       ),
   };
   return { page, net };
@@ -196,7 +199,7 @@ describe('Chromium EventSource and the hub\'s anchor', () => {
     await until(() => hub.subscribers('room') === 1 && app.open.size === 1, 'page connected', 20_000);
     // cut once the page holds the retry and anchor frames (and no event): Chromium drops body bytes that it
     // has read but not yet handed to the page when the connection fails, so cut only after they are handed over
-    await until(() => net.bytes(1) >= 'retry: 20\n\n'.length + `id: ${before}\n\n`.length, 'the anchor at the page', 20_000);
+    await until(() => net.bytes(1) >= RETRY_FRAME.length + `id: ${before}\n\n`.length, 'the anchor at the page', 20_000);
     expect(app.cutAll()).toBe(1);
     const missed: string[] = [];
     for (let i = 0; i < 5; i++) missed.push(await hub.publish('room', { event: 'tick', data: String(i) }));
