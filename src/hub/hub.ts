@@ -143,7 +143,7 @@ export class Hub {
         anchor = (await this.store.info(channel)).last;
       } catch (err) {
         tracker.fault('hub', err);
-        answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+        storeUnavailable(res);
         return null;
       }
     }
@@ -155,7 +155,7 @@ export class Hub {
       fan = await this.join(channel, sub);
     } catch (err) {
       tracker.fault('hub', err);
-      answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+      storeUnavailable(res);
       return null;
     }
     const leave = (): void => this.leave(channel, fan, sub);
@@ -197,7 +197,7 @@ export class Hub {
       } catch (err) {
         leave();
         tracker.fault('hub', err);
-        answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+        storeUnavailable(res);
         return null;
       }
     }
@@ -270,6 +270,11 @@ export class Hub {
     this.channels.clear();
     await this.store.close();
   }
+}
+
+/** The store failed while a stream was being set up: 503, the client retries. */
+function storeUnavailable(res: ServerResponse): void {
+  answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
 }
 
 function anchorFrame(id: string): string {

@@ -1,6 +1,8 @@
 import http from 'node:http';
 import net from 'node:net';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { expect } from 'vitest';
+import { until } from './http.js';
 
 /** An SSE client over a real socket that records raw bytes and parsed events (eventsource-parser). */
 export interface RawSse {
@@ -224,8 +226,6 @@ export function idOnlyFrame(raw: string): string | undefined {
  * resumes from there and misses nothing published while it was away. Returns the anchor.
  */
 export async function expectAnchoredResume(url: string, publish: (data: string) => Promise<string>, channel: string, lastBefore: string): Promise<string> {
-  const { expect } = await import('vitest');
-  const { until } = await import('./http.js');
   const first = await openSse(`${url}/events?channel=${channel}`);
   await until(() => idOnlyFrame(first.raw) !== undefined, 'the anchor frame');
   const anchor = idOnlyFrame(first.raw) as string;
