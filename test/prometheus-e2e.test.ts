@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig, type AlertsConfig } from '../alerts/config.js';
-import { ruleGroups, RULES_FILE } from '../alerts/rules.js';
+import { ruleGroups, RULES_FILE, type AlertingRule, type RuleGroup } from '../alerts/rules.js';
 import { parseLabelValues } from '../dashboards/promql.js';
 import { PROVISIONING_DIR } from '../dashboards/render.js';
 
@@ -64,15 +64,25 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-/** The rules with shortened `for:`, in groups of their own. */
-function shortForRules(): string {
+/**
+ * The alerts with shortened `for:`, in groups of their own. Only the alerts, each labelled `rules="short-for"`:
+ * two groups writing the same series (a recorded one, or the `ALERTS` series of an alert with the same labels)
+ * at different moments make Prometheus reject one side's samples as out of order (seen once, on
+ * StreamscopeTargetAbsent while the target was not yet up).
+ */
+function shortForGroups(): RuleGroup[] {
   const c: AlertsConfig = {
     ...defaultConfig,
     stalledWrites: { ...defaultConfig.stalledWrites, for: '1s' },
     danglingStreams: { ...defaultConfig.danglingStreams, for: '0s' },
     zombieProducers: { ...defaultConfig.zombieProducers, for: '0s' },
   };
-  return stringify({ groups: ruleGroups(c).map((g) => ({ ...g, name: `${g.name}.short-for` })) }, { lineWidth: 0 });
+  return ruleGroups(c)
+    .map((g) => ({
+      name: `${g.name}.short-for`,
+      rules: g.rules.filter((r): r is AlertingRule => 'alert' in r).map((r) => ({ ...r, labels: { ...r.labels, rules: 'short-for' } })),
+    }))
+    .filter((g) => g.rules.length > 0);
 }
 
 beforeAll(async () => {
@@ -96,7 +106,7 @@ beforeAll(async () => {
   expect(first).toBe(`streamscope demo listening on http://127.0.0.1:${demoPort}`);
   lines.on('line', () => undefined); // keep draining stdout
 
-  writeFileSync(join(tmp, 'short-for.rules.yml'), shortForRules());
+  writeFileSync(join(tmp, 'short-for.rules.yml'), stringify({ groups: shortForGroups() }, { lineWidth: 0 }));
   writeFileSync(
     join(tmp, 'prometheus.yml'),
     stringify({
@@ -156,11 +166,11 @@ describe('Prometheus scraping the demo', () => {
       await sleep(250);
     }
     const names = groups.map((g) => g.name as string).sort();
-    const expected = ruleGroups(defaultConfig).flatMap((g) => [g.name, `${g.name}.short-for`]);
+    const expected = [...ruleGroups(defaultConfig).map((g) => g.name), ...shortForGroups().map((g) => g.name)];
     expect(names).toEqual(expected.sort());
     const bad = groups.flatMap((g) => (g.rules as Json[]).filter((r) => r.health !== 'ok').map((r) => `${g.name}/${r.name}: ${r.health} ${r.lastError ?? ''}`));
     expect(bad).toEqual([]);
-    expect(groups.flatMap((g) => g.rules as Json[]).length).toBe(2 * ruleGroups(defaultConfig).flatMap((g) => g.rules).length);
+    expect(groups.flatMap((g) => g.rules as Json[]).length).toBe([...ruleGroups(defaultConfig), ...shortForGroups()].flatMap((g) => g.rules).length);
   }, 20_000);
 
   it('the stalled-write, dangling-stream and zombie-producer alerts fire on the leaky route', async () => {
