@@ -18,6 +18,8 @@ export default defineConfig([
     target: 'node20',
     clean: true,
     sourcemap: true,
-    banner: { js: '#!/usr/bin/env node' },
+    // The CLI is bundled to ESM with CommonJS dependencies (commander, ws) whose `require('events')` esbuild
+    // routes through a `require` in scope: give the CLI process (never the user's) one.
+    banner: { js: "#!/usr/bin/env node\nimport { createRequire as __streamscopeCreateRequire } from 'node:module';\nconst require = __streamscopeCreateRequire(import.meta.url);" },
   },
 ]);

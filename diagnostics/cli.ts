@@ -2,7 +2,6 @@
  * `diag`: capture a live Node.js process and explain it. See docs/diag.md and the contract (DESIGN.md, "`diag` CLI").
  * Exit codes: 0 done, 1 findings at or above --fail-on, 2 bad usage or unreadable input (one line on stderr).
  */
-import { requireInstalled } from './transport/require-shim.js';
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../src/agent/version.js';
 import { runAnalyze } from './commands/analyze.js';
@@ -12,7 +11,7 @@ import { runLs } from './commands/ls.js';
 import { runTop, type SortKey } from './commands/top.js';
 import { errorLine } from './errors.js';
 
-let exitCode = requireInstalled ? 0 : 0;
+let exitCode = 0;
 
 /** Runs a command; any error is one line on stderr and exit code 2. */
 function action<A extends unknown[]>(fn: (...args: A) => Promise<number>): (...args: A) => Promise<void> {

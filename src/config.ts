@@ -3,6 +3,7 @@ import type { StreamConfig } from './stream-state.js';
 import { getMetricsSet, metricsListener, type MetricsSet } from './metrics.js';
 import { tracingListener } from './tracing.js';
 import { detectorsListener } from './detectors/index.js';
+import { channelsListener } from './channels.js';
 import { getTracker } from './tracker.js';
 import { invalidOption } from './errors.js';
 
@@ -16,6 +17,7 @@ export function ensureInstalled(): void {
   if (!has('metrics')) tracker.subscribe(metricsListener);
   if (!has('tracing')) tracker.subscribe(tracingListener);
   if (!has('detectors')) tracker.subscribe(detectorsListener);
+  if (!has('channels')) tracker.subscribe(channelsListener);
 }
 
 function positive(name: string, v: unknown, dflt: number): number {

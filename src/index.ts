@@ -20,3 +20,12 @@ export { healthHandler, streamHealth } from './health.js';
 export type { HealthOptions, StreamHealth } from './health.js';
 export type { RateLimitOptions, ShedOptions } from './limits/index.js';
 export { startAgent } from './agent/index.js';
+export { channelNames } from './channels.js';
+export type {
+  StreamOpenMessage,
+  StreamFirstWriteMessage,
+  StreamWriteBlockedMessage,
+  StreamDrainMessage,
+  StreamCloseMessage,
+  FindingMessage,
+} from './channels.js';

@@ -281,7 +281,6 @@ function onClose(this: Res): void {
     if (!finished) {
       // The connection is gone, whoever cut it: later writes are writes after close.
       s.clientClosed = true;
-      s.clientClosedAt = now;
       tracker.emit('clientClosed', s);
     }
     tracker.emit('close', s);

@@ -3,6 +3,7 @@ import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
 import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
+import { kStreamIds } from './symbols.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
 export interface StreamConfig {
@@ -16,7 +17,11 @@ export interface StreamConfig {
   readonly metrics: MetricsSet | null;
 }
 
-let nextId = 1;
+/**
+ * Stream ids are process-wide: every copy of the package (ESM and CJS, or two versions) draws from the
+ * one counter on `globalThis`, so two streams never share an id.
+ */
+const ids: { next: number } = ((globalThis as unknown as Record<symbol, { next: number } | undefined>)[kStreamIds] ??= { next: 1 });
 
 export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
@@ -60,7 +65,6 @@ export class StreamState {
   lastWriteAt = -1;
   ended = false;
   clientClosed = false;
-  clientClosedAt = -1;
   closedAt = -1;
   /** Set when the server side failed: handler threw, response errored, destroyed by the app. */
   errored = false;
@@ -94,7 +98,7 @@ export class StreamState {
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
-    this.id = nextId++;
+    this.id = ids.next++;
     this.t0 = t0;
     this.startedAt = performance.timeOrigin + t0;
     this.req = req;

@@ -2,6 +2,10 @@ import type { Finding, FindingKind, StreamSnapshot } from './types.js';
 import { NO_FINDINGS, type StreamState } from './stream-state.js';
 import { StreamList } from './stream-list.js';
 import { kTracker } from './symbols.js';
+import { debuglog } from 'node:util';
+
+/** `NODE_DEBUG=streamscope` prints each swallowed fault on stderr. */
+const debug = debuglog('streamscope');
 
 /**
  * Lifecycle events of a stream. Metrics, tracing, detectors and the agent are all listeners;
@@ -37,7 +41,7 @@ export class Tracker {
   readonly listeners: TrackerListener[] = [];
   readonly internalErrors = new Map<string, number>();
   private ring: Finding[] = [];
-  private ringSize = DEFAULT_RING;
+  private readonly ringSize = DEFAULT_RING;
   private ringStart = 0;
   readonly findingListeners = new Set<(f: Finding) => void>();
   /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
@@ -54,9 +58,9 @@ export class Tracker {
   /** Counts a fault inside streamscope; the app never sees it. */
   fault(component: string, err?: unknown): void {
     this.internalErrors.set(component, (this.internalErrors.get(component) ?? 0) + 1);
-    if (process.env.STREAMSCOPE_DEBUG) {
+    if (debug.enabled) {
       try {
-        process.stderr.write(`streamscope: internal error in ${component}: ${String((err as Error)?.stack ?? err)}\n`);
+        debug('internal error in %s: %s', component, (err as Error)?.stack ?? err);
       } catch {
         /* nothing */
       }
@@ -125,13 +129,6 @@ export class Tracker {
   /** The most recent findings, oldest first (a bounded ring, 1,000 by default). */
   recentFindings(): Finding[] {
     return this.ring.slice(this.ringStart).concat(this.ring.slice(0, this.ringStart));
-  }
-
-  setRingSize(n: number): void {
-    const all = this.recentFindings();
-    this.ringSize = Math.max(1, Math.floor(n));
-    this.ring = all.slice(-this.ringSize);
-    this.ringStart = 0;
   }
 
   /** Moves a closed stream to `lingering` while its producer holds it, else forgets it. */
