@@ -215,7 +215,6 @@ export class MetricsSet {
       registers,
       collect: sync,
     });
-    const set = this;
     this.buffered = new Gauge({
       name: n('stream_buffered_bytes'),
       help: 'Bytes queued in user space for open streams (writableLength), read at scrape time.',
@@ -245,9 +244,7 @@ export class MetricsSet {
       help: 'Faults inside streamscope, swallowed so the app never sees them.',
       labelNames: ['component'],
       registers,
-      collect() {
-        set.collectFaults();
-      },
+      collect: () => this.collectFaults(),
     });
   }
 

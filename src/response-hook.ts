@@ -13,7 +13,6 @@ import { captureStack } from './stacks.js';
  */
 
 type Res = ServerResponse & { [kState]?: StreamState };
-type Cb = (err?: Error | null) => void;
 
 const tracker = getTracker();
 
@@ -81,7 +80,7 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
   }
 }
 
-function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unknown): boolean {
   const s = this[kState];
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
@@ -120,7 +119,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
   return ret;
 }
 
-function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, cb?: unknown): Res {
+function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknown): Res {
   const s = this[kState];
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['end']>;

@@ -18,10 +18,6 @@ afterEach(async () => {
   while (closers.length) await closers.pop()!();
 });
 
-function listen(server: http.Server): Promise<string> {
-  return new Promise((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
-}
-
 async function sseBody(res: http.ServerResponse, n = 3): Promise<void> {
   res.writeHead(200, { 'Content-Type': 'text/event-stream' });
   for (let i = 0; i < n; i++) {

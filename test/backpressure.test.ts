@@ -1,5 +1,4 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import http from 'node:http';
 import type net from 'node:net';
 import { Registry } from 'prom-client';
 import { instrument, streams } from '../src/index.js';

@@ -18,7 +18,9 @@ describe('detector sweep', () => {
       route: '/burst',
       metrics: null,
     });
-    while (performance.now() < 50) {} // the clock must be past the threshold
+    while (performance.now() < 50) {
+      // busy-wait: the clock must be past the threshold
+    }
     const n = MAX_FINDINGS_PER_SWEEP + 200;
     const states: StreamState[] = [];
     for (let i = 0; i < n; i++) {

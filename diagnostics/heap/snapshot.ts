@@ -162,7 +162,7 @@ export class HeapSnapshot {
     const escaped = (this.strLen[index] & 0x80000000) !== 0;
     const len = Math.min(this.strLen[index] & 0x7fffffff, 4096);
     const buf = Buffer.allocUnsafe(len);
-    let text = '';
+    let text: string;
     try {
       const n = fs.readSync(this.fd, buf, 0, len, this.strBase + this.strStart[index]);
       text = buf.toString('utf8', 0, n);

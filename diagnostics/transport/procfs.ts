@@ -59,7 +59,7 @@ export function inspectTarget(pid: number): Target {
   const me = myUid();
   if (uid !== null && me >= 0 && uid !== me) throw new DiagError(`pid ${pid} belongs to uid ${uid}, not you (uid ${me}); run diag as that user`);
   const argv = argvFromPs ?? (readProc(pid, 'cmdline') ?? '').split('\0').filter((a) => a !== '');
-  let exe = '';
+  let exe: string;
   try {
     exe = path.basename(fs.readlinkSync(`/proc/${pid}/exe`));
   } catch {
