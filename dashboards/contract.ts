@@ -2,28 +2,33 @@
  * The metric contract as the library really registers it: src/metrics.ts in a fresh registry.
  * Used by the dashboard and rule tests to check that every query names contract metrics only.
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { getMetricsSet } from '../src/metrics.js';
 import type { Contract } from './lint.js';
 
-/** The table of DESIGN.md "Metrics": name → type and labels. The registry must agree with it. */
-export const DESIGN_METRICS: Record<string, { type: 'counter' | 'gauge' | 'histogram'; labels: string[] }> = {
-  stream_duration_seconds: { type: 'histogram', labels: ['route', 'method', 'outcome'] },
-  stream_active_connections: { type: 'gauge', labels: ['route'] },
-  write_blocked_total: { type: 'counter', labels: ['route'] },
-  stream_started_total: { type: 'counter', labels: ['route', 'method'] },
-  stream_first_write_seconds: { type: 'histogram', labels: ['route'] },
-  stream_write_blocked_seconds: { type: 'histogram', labels: ['route'] },
-  stream_bytes_written_total: { type: 'counter', labels: ['route'] },
-  stream_writes_total: { type: 'counter', labels: ['route'] },
-  stream_buffered_bytes: { type: 'gauge', labels: ['route'] },
-  stream_stalled: { type: 'gauge', labels: ['route'] },
-  stream_leaks_total: { type: 'counter', labels: ['route', 'kind'] },
-  stream_writes_after_close_total: { type: 'counter', labels: ['route'] },
-  stream_resumes_total: { type: 'counter', labels: ['route', 'result'] },
-  stream_rejected_total: { type: 'counter', labels: ['route', 'reason'] },
-  streamscope_internal_errors_total: { type: 'counter', labels: ['component'] },
-};
+type MetricType = 'counter' | 'gauge' | 'histogram';
+
+/**
+ * Reads a metric table in the contract's Markdown form (`| \`name\` | type | labels | meaning |`), as
+ * DESIGN.md "Metrics" and docs/metrics.md write it: name → type and label names.
+ */
+export function parseMetricTable(markdown: string): Record<string, { type: MetricType; labels: string[] }> {
+  const out: Record<string, { type: MetricType; labels: string[] }> = {};
+  for (const line of markdown.split('\n')) {
+    const m = /^\|\s*`([a-z_:][a-z0-9_:]*)`\s*\|\s*(counter|gauge|histogram)\s*\|\s*([^|]*)\|/.exec(line);
+    if (m === null) continue;
+    out[m[1] as string] = { type: m[2] as MetricType, labels: (m[3] as string).split(',').map((l) => l.trim()).filter((l) => l !== '') };
+  }
+  return out;
+}
+
+/**
+ * The metric table, from its one source in this repository: docs/metrics.md (which a test holds equal to
+ * DESIGN.md's table and to what src/metrics.ts registers). Dashboards and rules may name these only.
+ */
+export const DESIGN_METRICS = parseMetricTable(readFileSync(fileURLToPath(new URL('../docs/metrics.md', import.meta.url)), 'utf8'));
 
 /** Reads names, types and label names from a registry holding streamscope's metric set. */
 export async function registeredContract(prefix = ''): Promise<Contract> {
