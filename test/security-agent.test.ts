@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, killAll, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
+import { alive, killAll, runCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
 
 const agentDir = tempAgentDir();
 let server: Server;
@@ -121,6 +121,37 @@ describe('agent socket bounds', () => {
     expect(sock.destroyed).toBe(false);
     sock.destroy();
     expect(await agentFaults()).toBe(faults0);
+  });
+});
+
+describe('stale agent sockets', () => {
+  it('a process killed by a signal leaves its socket; the next agent to start removes it, and so does diag ls', async () => {
+    const dir = tempAgentDir();
+    try {
+      const a = await startServer({ agentDir: dir });
+      await a.stop(); // SIGKILL: no exit handler runs, and the agent adds no signal handler
+      const aSock = path.join(dir, `${a.pid}.sock`);
+      expect(fs.existsSync(aSock)).toBe(true);
+      // a link and a plain file that look like stale sockets are never touched
+      fs.symlinkSync('/dev/null', path.join(dir, '999999.sock'));
+      fs.writeFileSync(path.join(dir, '999998.sock'), '');
+
+      const b = await startServer({ agentDir: dir }); // its agent cleans up at start
+      expect(fs.existsSync(aSock)).toBe(false);
+      expect(fs.existsSync(path.join(dir, `${b.pid}.sock`))).toBe(true);
+
+      await b.stop();
+      const bSock = path.join(dir, `${b.pid}.sock`);
+      expect(fs.existsSync(bSock)).toBe(true);
+      const ls = await runCli(['ls', '--json'], { STREAMSCOPE_AGENT_DIR: dir });
+      expect(ls.code).toBe(0);
+      expect(JSON.parse(ls.stdout)).toEqual([]);
+      expect(fs.existsSync(bSock)).toBe(false);
+      expect(fs.readdirSync(dir).sort()).toEqual(['999998.sock', '999999.sock']);
+      expect(fs.lstatSync(path.join(dir, '999999.sock')).isSymbolicLink()).toBe(true);
+    } finally {
+      fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
   });
 });
 
