@@ -124,6 +124,59 @@ describe('agent socket bounds', () => {
   });
 });
 
+describe('heap transfer to a slow reader', () => {
+  // the agent waits for its reader at most HEAP_TRANSFER_MAX_WAIT_MS (30 s) in total, on top of V8's own work
+  it('a reader that takes a little every 3 s (never a 10 s stall): the transfer is aborted, the host serves again', async () => {
+    const slow = await startServer({ agentDir });
+    const c = net.connect(path.join(agentDir, `${slow.pid}.sock`));
+    c.pause();
+    let got = 0;
+    let closed = false;
+    c.on('error', () => undefined);
+    c.on('close', () => (closed = true));
+    await new Promise((r) => c.once('connect', r));
+    c.write(JSON.stringify({ id: 1, op: 'heap' }) + '\n');
+    const sip = setInterval(() => {
+      const b = c.read() as Buffer | null; // what the socket buffered (at most its high-water mark), then nothing for 3 s
+      if (b) got += b.length;
+    }, 3000);
+    const t0 = Date.now();
+    try {
+      // the host's event loop is held while the snapshot is serialized and sent; its next answer comes after
+      const hello = await new Promise<{ pid: number }>((resolve, reject) => {
+        const h = net.connect(path.join(agentDir, `${slow.pid}.sock`));
+        let buf = '';
+        h.setEncoding('utf8');
+        h.on('error', reject);
+        h.on('connect', () => h.write('{"id":2,"op":"hello"}\n'));
+        h.on('data', (t: string) => {
+          buf += t;
+          const line = buf.split('\n').find((l) => l.startsWith('{"id":2'));
+          if (line) {
+            h.destroy();
+            resolve((JSON.parse(line) as { result: { pid: number } }).result);
+          }
+        });
+      });
+      const heldMs = Date.now() - t0;
+      console.log(`slow heap reader: host answered again after ${(heldMs / 1000).toFixed(1)} s; the reader had taken ${(got / 1024).toFixed(0)} KB`);
+      expect(hello.pid).toBe(slow.pid);
+      // read what is left: the agent hung up on the slow reader (no complete snapshot, no answer line)
+      clearInterval(sip);
+      let tail = Buffer.alloc(0);
+      c.on('data', (d: Buffer) => (tail = Buffer.concat([tail, d]).subarray(-256)));
+      c.resume();
+      await until(() => closed, 'the agent to hang up on the slow reader', 10_000);
+      expect(tail.toString('latin1')).not.toContain('"ok":true');
+      expect(alive(slow.pid)).toBe(true);
+    } finally {
+      clearInterval(sip);
+      c.destroy();
+      await slow.stop();
+    }
+  }, 240_000);
+});
+
 describe('stale agent sockets', () => {
   it('a process killed by a signal leaves its socket; the next agent to start removes it, and so does diag ls', async () => {
     const dir = tempAgentDir();
