@@ -204,7 +204,10 @@ describe('diag capture refusals: one line, exit 2, and the target survives', () 
     const pid = await spawnIdle(process.execPath, ['-e', 'process.on("SIGUSR1", () => {}); setInterval(() => {}, 1000)']);
     const r = await runCli(['capture', String(pid), '--out', path.join(out, 'x6')], env);
     expect(r.code).toBe(2);
-    expect(oneLine(r.stderr)).toMatch(new RegExp(`^diag: the inspector of pid ${pid} did not open within 5 s after SIGUSR1 .*use the agent$`));
+    // the risk is stated before SIGUSR1 (docs/security.md), then the one refusal line
+    const [warning, ...rest] = r.stderr.trim().split('\n');
+    expect(warning).toMatch(new RegExp(`^diag: warning: while pid ${pid}'s inspector is open .*any local user can connect to it and run code`));
+    expect(oneLine(rest.join('\n'))).toMatch(new RegExp(`^diag: the inspector of pid ${pid} did not open within 5 s after SIGUSR1 .*use the agent$`));
     expect(alive(pid)).toBe(true);
   });
 

@@ -16,6 +16,7 @@ import { createProgress } from '../progress.js';
 import { REPORT_VERSION, type Report, type ReportFinding, type RouteStat, type StreamFinding } from '../report/types.js';
 import { renderText } from '../report/text.js';
 import { renderHtml } from '../report/html.js';
+import { checkCaptureDir, exists, inspectCaptureFile, openInput, readJsonInput, writeOutput } from '../transport/safe-fs.js';
 import type { Finding, StreamSnapshot } from '../../src/types.js';
 
 export interface AnalyzeOptions {
@@ -43,13 +44,7 @@ export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?:
     }
     if (typeof target !== 'string' || target === '') throw new InputError('analyze needs a capture directory or a file');
     const report = analyzeTarget(target, (err as NodeJS.WriteStream).isTTY ? (err as NodeJS.WriteStream) : undefined);
-    if (opts.html) {
-      try {
-        fs.writeFileSync(opts.html, renderHtml(report), { mode: 0o600 });
-      } catch (e) {
-        throw new InputError(`cannot write ${opts.html}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-    }
+    if (opts.html) writeOutput(opts.html, renderHtml(report)); // never through a link at that name
     await write(out, opts.json ? `${JSON.stringify(publicReport(report), null, 2)}\n` : renderText(report));
     if (report.incomplete?.length) {
       // the rest of the capture was analyzed and printed; the unreadable part still makes this exit 2
@@ -91,9 +86,12 @@ export function publicReport(r: Report): Omit<Report, 'streams'> {
 
 /** Analyze a capture directory or a single file into a report (also writes DIR/report.json). */
 export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report {
+  // the operator's own path may go through links; everything inside it is opened without following any
+  let real: string;
   let st: fs.Stats;
   try {
-    st = fs.statSync(target);
+    real = fs.realpathSync(target);
+    st = fs.lstatSync(real);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new InputError(code === 'ENOENT' ? `${target}: no such file or directory` : `cannot read ${target}: ${code ?? (e as Error).message}`);
@@ -105,15 +103,15 @@ export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report 
     source: { target },
   };
   if (st.isDirectory()) {
-    analyzeDirectory(target, report, tty);
+    checkCaptureDir(real);
+    analyzeDirectory(real, report, tty);
     try {
-      fs.writeFileSync(path.join(target, 'report.json'), `${JSON.stringify(publicReport(report), null, 2)}\n`, { mode: 0o600 });
-      fs.chmodSync(path.join(target, 'report.json'), 0o600);
+      writeOutput(path.join(real, 'report.json'), `${JSON.stringify(publicReport(report), null, 2)}\n`);
     } catch {
       /* a read-only capture is still analyzed; the report goes to stdout */
     }
   } else if (st.isFile()) {
-    analyzeFile(target, report, tty);
+    analyzeFile(real, report, tty);
   } else {
     throw new InputError(`${target} is neither a capture directory nor a regular file`);
   }
@@ -122,7 +120,7 @@ export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report 
 }
 
 function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream): void {
-  const has = (f: string): boolean => fs.existsSync(path.join(dir, f));
+  const has = (f: string): boolean => exists(path.join(dir, f)); // a link counts, and is then refused
   const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile'];
   if (!known.some(has)) throw new InputError(`${dir} is not a capture directory: it has none of ${known.join(', ')}`);
   // each file on its own: a failed heap step (an empty or cut snapshot) must not hide the streams and trace
@@ -131,6 +129,7 @@ function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream)
     const file = path.join(dir, name);
     if (!has(name)) return;
     try {
+      inspectCaptureFile(file); // a regular file of yours or root's, not a link
       fn(file);
     } catch (e) {
       if (!(e instanceof InputError)) throw e;
@@ -175,11 +174,12 @@ function looksLikeHeapSnapshot(file: string): boolean {
   if (file.endsWith('.heapsnapshot')) return true;
   let fd: number | undefined;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = openInput(file).fd;
     const buf = Buffer.alloc(64);
     const n = fs.readSync(fd, buf, 0, 64, 0);
     return /^\s*\{\s*"snapshot"\s*:/.test(buf.toString('utf8', 0, n));
   } catch (e) {
+    if (e instanceof InputError) throw e;
     throw new InputError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   } finally {
     if (fd !== undefined) fs.closeSync(fd);
@@ -187,21 +187,7 @@ function looksLikeHeapSnapshot(file: string): boolean {
 }
 
 function readJson(file: string): unknown {
-  let text: string;
-  try {
-    const st = fs.statSync(file);
-    if (!st.isFile()) throw new InputError(`${file} is not a regular file`);
-    if (st.size > MAX_JSON_BYTES) throw new InputError(`${file} is larger than ${MAX_JSON_BYTES >> 20} MB`);
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new InputError(`${file} is not valid JSON`);
-  }
+  return readJsonInput(file, MAX_JSON_BYTES);
 }
 
 function addHeap(file: string, report: Report, tty?: NodeJS.WriteStream): void {

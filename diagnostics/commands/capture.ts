@@ -63,8 +63,10 @@ export async function connect(target: Target, via: CaptureOptions['via'], note: 
     } else if (via === 'agent') {
       throw new DiagError(`pid ${target.pid} runs no streamscope agent (start it with --import streamscope/register or startAgent()); try --via inspector`);
     }
+  } else if (findAgentSocket(target.pid) !== null) {
+    note(`pid ${target.pid} runs the agent; --via inspector opens its inspector anyway (leave out --via to use the agent)`);
   }
-  return new InspectorTransport(await InspectorSession.open(target));
+  return new InspectorTransport(await InspectorSession.open(target, undefined, note));
 }
 
 export async function runCapture(pidText: string, opts: CaptureOptions, io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {

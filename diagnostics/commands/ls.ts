@@ -1,7 +1,7 @@
 /** `diag ls [--json]`: Node.js processes of this user that run the streamscope agent. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { candidateDirs, uid, unsafeDirReason } from '../../src/agent/paths.js';
+import { candidateDirs, removeStaleSockets, uid, unsafeDirReason } from '../../src/agent/paths.js';
 import type { HelloResult } from '../../src/agent/protocol.js';
 import { errorLine } from '../errors.js';
 import { AgentClient } from '../transport/agent-client.js';
@@ -41,6 +41,7 @@ export async function listAgents(note: (line: string) => void = () => undefined)
       note(`skipping ${dir}: ${why}`);
       continue;
     }
+    removeStaleSockets(dir); // pids that are gone; a live pid whose socket refuses is handled below
     for (const name of fs.readdirSync(dir)) {
       const m = name.match(/^(\d+)\.sock$/);
       if (!m) continue;

@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs';
 import { InputError } from './input-error.js';
+import { openInput } from '../transport/safe-fs.js';
 import type { HeapSnapshot } from './snapshot.js';
 import { SnapshotParser } from './tokenizer.js';
 
@@ -31,15 +32,9 @@ export interface ParseOptions {
  * complete, consistent V8 heap snapshot.
  */
 export function readHeapSnapshot(path: string, options: ParseOptions = {}): HeapSnapshot {
-  let fd: number;
+  // never through a symlink, never blocking on a FIFO; a regular file only
+  const { fd, stat: st } = openInput(path);
   try {
-    fd = fs.openSync(path, 'r');
-  } catch (err) {
-    throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  try {
-    const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new InputError(`${path} is not a regular file`);
     const parser = new SnapshotParser(path, st.size, options);
     const chunk = Math.max(1, Math.floor(options.chunkSize ?? CHUNK));
     const buf = Buffer.allocUnsafe(chunk);

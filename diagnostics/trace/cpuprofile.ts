@@ -3,8 +3,8 @@
  * Self time comes from `samples` and `timeDeltas` when present, else from `hitCount`s spread over the
  * profile's duration.
  */
-import fs from 'node:fs';
 import { InputError } from '../heap/input-error.js';
+import { readJsonInput } from '../transport/safe-fs.js';
 import type { CpuSummary } from '../report/types.js';
 
 interface ProfileNode {
@@ -18,10 +18,7 @@ const MAX_PROFILE_BYTES = 400 * 1024 * 1024;
 export function analyzeCpuProfileFile(path: string, top = 15): CpuSummary {
   let data: unknown;
   try {
-    const st = fs.statSync(path);
-    if (!st.isFile()) throw new InputError(`${path} is not a regular file`);
-    if (st.size > MAX_PROFILE_BYTES) throw new InputError(`${path} is larger than ${MAX_PROFILE_BYTES >> 20} MB`);
-    data = JSON.parse(fs.readFileSync(path, 'utf8'));
+    data = readJsonInput(path, MAX_PROFILE_BYTES);
   } catch (err) {
     if (err instanceof InputError) throw err;
     if (err instanceof SyntaxError) throw new InputError(`${path} is not valid JSON`);

@@ -7,8 +7,8 @@
  * - GC pauses: V8's `MinorGC`/`MajorGC` begin/end pairs, else its `V8.GC*` complete events;
  * - async resources created during the trace and not destroyed by its end (`node.async_hooks` b/e pairs).
  */
-import fs from 'node:fs';
 import { InputError } from '../heap/input-error.js';
+import { parseJsonInput, readInput } from '../transport/safe-fs.js';
 import type { TraceFinding, TraceSummary } from '../report/types.js';
 
 export const LONG_TASK_MS = 50;
@@ -34,21 +34,12 @@ export interface TraceAnalysis {
 export function readTraceEvents(path: string): TraceEvent[] {
   let text: string;
   try {
-    const st = fs.statSync(path);
-    if (!st.isFile()) throw new InputError(`${path} is not a regular file`);
-    if (st.size > MAX_TRACE_BYTES) throw new InputError(`${path} is larger than ${MAX_TRACE_BYTES >> 20} MB; trace files are analyzed in memory`);
-    text = fs.readFileSync(path, 'utf8');
+    text = readInput(path, MAX_TRACE_BYTES, '; trace files are analyzed in memory').toString('utf8');
   } catch (err) {
     if (err instanceof InputError) throw err;
     throw new InputError(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
-    throw new InputError(`${path} is not valid JSON`);
-  }
-  return traceEventsOf(data, path);
+  return traceEventsOf(parseJsonInput(text, path), path);
 }
 
 export function traceEventsOf(data: unknown, path: string): TraceEvent[] {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { DiagError } from '../errors.js';
-import { inspectorBlockers, isNodeLike, loopbackListenPorts, type Target } from './procfs.js';
+import { connectionAcceptedBy, expectedInspectorPort, inspectorBlockers, isNodeLike, loopbackListener, loopbackListenPorts, type Target } from './procfs.js';
 
 /**
  * The V8 inspector of a running Node.js process, on loopback only. Opens it with SIGUSR1 when it is not
@@ -10,7 +10,16 @@ import { inspectorBlockers, isNodeLike, loopbackListenPorts, type Target } from 
  * Never enables the Debugger domain, so `debugger` statements in the target never pause it.
  */
 
-const DEFAULT_PORT = 9229;
+/** Printed before diag opens an inspector (docs/security.md, "Inspector window"). */
+export function inspectorWindowWarning(pid: number): string {
+  return `warning: while pid ${pid}'s inspector is open (until this capture ends), any local user can connect to it and run code as pid ${pid}'s user; the agent (node --import streamscope/register) has no such window`;
+}
+
+function squatted(pid: number, port: number): DiagError {
+  return new DiagError(
+    `127.0.0.1:${port}, where pid ${pid}'s inspector would listen, is held by another process; refusing to speak to it (it could pose as the target); use the agent`,
+  );
+}
 
 interface ListEntry {
   id?: string;
@@ -103,10 +112,16 @@ export class InspectorSession {
     ws.on('error', gone);
   }
 
-  /** Finds (or opens) the inspector of `target` and connects to it. */
-  static async open(target: Target, openTimeoutMs = 5000): Promise<InspectorSession> {
-    const before = loopbackListenPorts(target.pid);
-    const existing = await connectAny(target.pid, before.length > 0 ? before : [DEFAULT_PORT], true);
+  /** When diag opened the inspector (SIGUSR1 sent), in ms since the epoch; null when it was open already. */
+  openedAt: number | null = null;
+
+  /**
+   * Finds (or opens) the inspector of `target` and connects to it. Only a port whose listening socket is
+   * one of the target's own (its inode among /proc/<pid>/fd) is ever spoken to; a squatter is refused.
+   */
+  static async open(target: Target, openTimeoutMs = 5000, note: (line: string) => void = () => undefined): Promise<InspectorSession> {
+    const before = loopbackListenPorts(target.pid); // the target's own listening sockets only
+    const existing = await connectAny(target.pid, before, true);
     if (existing) return existing;
 
     if (!isNodeLike(target)) throw new DiagError(`pid ${target.pid} is not a Node.js process (${target.exe || 'unknown executable'})`);
@@ -115,6 +130,14 @@ export class InspectorSession {
     if (target.catchesSigusr1 === false) {
       throw new DiagError(`pid ${target.pid} does not handle SIGUSR1 (started with --disable-sigusr1?), so its inspector cannot be opened; use the agent`);
     }
+    const expected = expectedInspectorPort(target);
+    const holder = expected === 0 ? 'none' : loopbackListener(target.pid, expected);
+    if (holder === 'unknown') {
+      throw new DiagError(`cannot tell which process listens on the inspector port of pid ${target.pid} without /proc, so diag will not open it; use the agent`);
+    }
+    if (holder === 'other') throw squatted(target.pid, expected);
+    note(inspectorWindowWarning(target.pid));
+    const openedAt = Date.now();
     try {
       process.kill(target.pid, 'SIGUSR1');
     } catch (err) {
@@ -123,13 +146,17 @@ export class InspectorSession {
     const old = new Set(before);
     const deadline = Date.now() + openTimeoutMs;
     while (Date.now() < deadline) {
-      await sleep(100);
+      await sleep(50);
       const now = loopbackListenPorts(target.pid).filter((p) => !old.has(p));
-      const s = await connectAny(target.pid, now.length > 0 ? now : [DEFAULT_PORT], false);
-      if (s) return s;
+      const s = await connectAny(target.pid, now, false);
+      if (s) {
+        s.openedAt = openedAt;
+        return s;
+      }
     }
+    if (expected !== 0 && loopbackListener(target.pid, expected) === 'other') throw squatted(target.pid, expected);
     throw new DiagError(
-      `the inspector of pid ${target.pid} did not open within ${openTimeoutMs / 1000} s after SIGUSR1 (port ${DEFAULT_PORT} taken, the permission model, or the app handles SIGUSR1 itself); use the agent`,
+      `the inspector of pid ${target.pid} did not open within ${openTimeoutMs / 1000} s after SIGUSR1 (port ${expected || 'chosen at random'} taken, the permission model, or the app handles SIGUSR1 itself); use the agent`,
     );
   }
 
@@ -194,6 +221,8 @@ export class InspectorSession {
   }
 
   static async connectTo(port: number, pid: number, wasOpen: boolean): Promise<InspectorSession | null> {
+    // not a byte to a port whose listener is not the target's own socket
+    if (loopbackListener(pid, port) !== 'target') return null;
     const list = await jsonList(port);
     const entry = list?.find((e) => typeof e.id === 'string' && /^[\w-]+$/.test(e.id) && e.type === 'node') ?? list?.[0];
     if (!entry || typeof entry.id !== 'string' || !/^[\w-]+$/.test(entry.id)) return null;
@@ -203,7 +232,9 @@ export class InspectorSession {
       ws.once('open', () => resolve(true));
       ws.once('error', () => resolve(false));
     });
-    if (!ok) {
+    // and the connection was accepted by the target itself, not by a squatter that bound the port meanwhile
+    const clientPort = (ws as unknown as { _socket?: net.Socket })._socket?.localPort;
+    if (!ok || clientPort === undefined || !connectionAcceptedBy(pid, port, clientPort)) {
       ws.terminate();
       return null;
     }

@@ -109,11 +109,8 @@ export function inspectorBlockers(t: Target): string[] {
   return [...found];
 }
 
-/**
- * TCP ports on loopback that `pid` listens on (from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}).
- * Empty when /proc is not readable.
- */
-export function loopbackListenPorts(pid: number): number[] {
+/** Inodes of the sockets `pid` holds open (its `/proc/<pid>/fd` links `socket:[inode]`); null without /proc. */
+export function socketInodes(pid: number): Set<string> | null {
   const inodes = new Set<string>();
   try {
     for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
@@ -126,8 +123,86 @@ export function loopbackListenPorts(pid: number): number[] {
       }
     }
   } catch {
-    return [];
+    return null;
   }
+  return inodes;
+}
+
+interface TcpEntry {
+  local: string;
+  localPort: number;
+  remote: string;
+  remotePort: number;
+  state: string;
+  inode: string;
+}
+
+/** The TCP sockets of `pid`'s network namespace (/proc/<pid>/net/tcp and tcp6); null without /proc. */
+function tcpTable(pid: number): TcpEntry[] | null {
+  const out: TcpEntry[] = [];
+  let any = false;
+  for (const table of ['tcp', 'tcp6']) {
+    const text = readProc(pid, `net/${table}`);
+    if (text === null) continue;
+    any = true;
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const [local, lp] = (f[1] as string).split(':') as [string, string];
+      const [remote, rp] = (f[2] as string).split(':') as [string, string];
+      out.push({ local, localPort: parseInt(lp, 16), remote, remotePort: parseInt(rp, 16), state: f[3] as string, inode: f[9] as string });
+    }
+  }
+  return any ? out : null;
+}
+
+/**
+ * Who listens where a connection to 127.0.0.1:<port> would land: 'target' when every such listening
+ * socket (loopback or wildcard address) is one of `pid`'s, 'other' when any is not (a squatter), 'none'
+ * when nothing listens there, 'unknown' without /proc. Checked before diag sends the port a single byte.
+ */
+export function loopbackListener(pid: number, port: number): 'target' | 'other' | 'none' | 'unknown' {
+  const mine = socketInodes(pid);
+  const table = tcpTable(pid);
+  if (mine === null || table === null) return 'unknown';
+  const listeners = table.filter((e) => e.state === '0A' && e.localPort === port && isLoopbackHex(e.local));
+  if (listeners.length === 0) return 'none';
+  return listeners.every((e) => mine.has(e.inode)) ? 'target' : 'other';
+}
+
+/**
+ * Whether diag's connection from 127.0.0.1:<clientPort> to <port> was accepted by `pid`: the server end
+ * (local port `port`, remote port `clientPort`) is one of `pid`'s sockets. Closes the gap between the
+ * listener check and the connection (the target's inspector closing and a squatter binding meanwhile).
+ */
+export function connectionAcceptedBy(pid: number, port: number, clientPort: number): boolean {
+  const mine = socketInodes(pid);
+  const table = tcpTable(pid);
+  if (mine === null || table === null) return false;
+  return table.some((e) => e.state === '01' && e.localPort === port && e.remotePort === clientPort && isLoopbackHex(e.remote) && mine.has(e.inode));
+}
+
+/** The port a SIGUSR1 would open `t`'s inspector on: its --inspect-port / --inspect[-brk]=[host:]port, else 9229. */
+export function expectedInspectorPort(t: Target): number {
+  let port = 9229;
+  const words = [...t.argv.slice(1), ...nodeOptions(t.pid).split(/\s+/)];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i] as string;
+    if (w === '--') break;
+    const m = w.match(/^--(?:inspect-port|debug-port|inspect|inspect-brk|inspect-wait)=(?:.*:)?(\d+)$/);
+    if (m) port = Number(m[1]);
+    else if ((w === '--inspect-port' || w === '--debug-port') && /^(?:.*:)?\d+$/.test(words[i + 1] ?? '')) port = Number((words[i + 1] as string).split(':').pop());
+  }
+  return port;
+}
+
+/**
+ * TCP ports on loopback that `pid` listens on (from /proc/<pid>/fd and /proc/<pid>/net/tcp{,6}).
+ * Empty when /proc is not readable.
+ */
+export function loopbackListenPorts(pid: number): number[] {
+  const inodes = socketInodes(pid);
+  if (inodes === null) return [];
   const ports: number[] = [];
   for (const table of ['tcp', 'tcp6']) {
     const text = readProc(pid, `net/${table}`);

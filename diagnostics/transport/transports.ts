@@ -172,5 +172,9 @@ export class InspectorTransport implements Transport {
   async close(): Promise<void> {
     const refused = await this.s.close();
     if (!refused) process.stderr.write(`diag: warning: the inspector of pid ${this.s.pid} still accepts connections on 127.0.0.1:${this.s.port}\n`);
+    else if (this.s.openedAt !== null) {
+      // the window in which any local user could attach (docs/security.md): SIGUSR1 to the port refusing again
+      process.stderr.write(`diag: the inspector of pid ${this.s.pid} was open for ${((Date.now() - this.s.openedAt) / 1000).toFixed(1)} s\n`);
+    }
   }
 }

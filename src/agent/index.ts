@@ -3,7 +3,7 @@ import net from 'node:net';
 import { isMainThread } from 'node:worker_threads';
 import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
-import { agentDir, ensurePrivateDir, socketPath } from './paths.js';
+import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
 
 export interface AgentOptions {
@@ -55,6 +55,8 @@ function create(options: AgentOptions): Agent {
 
   const dir = options.dir ?? agentDir();
   ensurePrivateDir(dir);
+  // sockets left by processes ended by a signal (no handler here: that would change how the app exits)
+  removeStaleSockets(dir);
   const file = socketPath(dir, process.pid);
   // A socket file with our pid is left over by an earlier process (pids are reused) or an earlier agent.
   try {

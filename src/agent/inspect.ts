@@ -97,19 +97,30 @@ function wait(ms: number, signal: AbortSignal): Promise<void> {
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
+ * The most a heap transfer may hold the app waiting for its reader, in total (docs/security.md): past it
+ * the transfer is aborted. V8's own serialization time comes on top and cannot be shortened.
+ */
+export const HEAP_TRANSFER_MAX_WAIT_MS = 30_000;
+
+/**
  * Writes to a socket's file descriptor synchronously, waiting (a few ms at a time) while the reader is
  * behind. Used only while V8 serializes a heap snapshot: the app is paused by V8 anyway, and this is what
  * lets the snapshot flow to `diag` instead of piling up in the app's memory. Gives up (and drops the rest)
- * when the reader makes no progress for `stallMs`, so a stuck client cannot hang the app.
+ * when the reader makes no progress for `stallMs`, or when the waits add up to `maxWaitMs` (a reader that
+ * takes a little every few seconds never stalls, yet would freeze the app for as long as it likes), so no
+ * client can hang the app.
  */
 export class BlockingFdWriter {
   failed: string | null = null;
   bytes = 0;
   /** How many times the writer waited for the reader (backpressure reached the app, and it waited). */
   waits = 0;
+  /** Milliseconds spent waiting for the reader, in total. */
+  waitedMs = 0;
   constructor(
     private readonly fd: number,
     private readonly stallMs = 10_000,
+    private readonly maxWaitMs = HEAP_TRANSFER_MAX_WAIT_MS,
   ) {}
 
   write(buf: Buffer): void {
@@ -134,8 +145,13 @@ export class BlockingFdWriter {
           this.failed = `the reader made no progress for ${this.stallMs} ms`;
           return;
         }
+        if (this.waitedMs > this.maxWaitMs) {
+          this.failed = `the reader was too slow: the app waited ${Math.round(this.waitedMs / 1000)} s for it in total (limit ${this.maxWaitMs / 1000} s)`;
+          return;
+        }
         this.waits++;
         Atomics.wait(sleeper, 0, 0, 2);
+        this.waitedMs += Date.now() - now;
       }
     }
   }

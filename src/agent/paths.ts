@@ -60,3 +60,42 @@ export function ensurePrivateDir(dir: string): void {
   const why = unsafeDirReason(dir);
   if (why !== null) throw new Error(`refusing the agent directory: ${why}`);
 }
+
+/**
+ * Removes the sockets of processes that are gone from a private agent directory: `<pid>.sock` files that
+ * are sockets of this user (never following a link) whose pid no longer exists (`kill(pid, 0)` gives
+ * ESRCH). A process killed by a signal cannot remove its own, and the agent adds no signal handler (that
+ * would change how the app exits): so the next agent to start, and `diag ls`, clean up. Never throws.
+ */
+export function removeStaleSockets(dir: string): number {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  const me = uid();
+  for (const name of names) {
+    const m = /^(\d+)\.sock$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || pid < 1) continue;
+    const file = path.join(dir, name);
+    try {
+      const st = fs.lstatSync(file);
+      if (!st.isSocket() || (me >= 0 && st.uid !== me)) continue;
+      try {
+        process.kill(pid, 0);
+        continue; // alive (or another user's: EPERM)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+      }
+      fs.unlinkSync(file);
+      removed++;
+    } catch {
+      /* raced with its owner or another cleaner */
+    }
+  }
+  return removed;
+}

@@ -5,8 +5,26 @@ import { processFacts } from './facts.js';
 import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, type HelloResult, type Request } from './protocol.js';
 import { VERSION } from './version.js';
 
-const MAX_LINE = 64 * 1024;
+/**
+ * Per-connection bounds (docs/security.md, "Agent socket"): a connection that exceeds one is dropped and
+ * counted in `streamscope_internal_errors_total{component="agent"}`, so a same-user client that floods the
+ * socket costs the app a few MB at most, never its memory.
+ */
+/** Longest request line (diag's are < 200 bytes). */
+export const MAX_LINE = 64 * 1024;
+/** Requests waiting on one connection (they run one at a time; diag sends one and waits). */
+export const MAX_QUEUED_REQUESTS = 16;
+/** Malformed request lines answered before the connection is dropped (diag never sends one). */
+export const MAX_MALFORMED_LINES = 16;
+/** Answer bytes the client has not read yet; past this, the client is not reading and is dropped. */
+export const MAX_UNSENT_BYTES = 8 * 1024 * 1024;
 const tracker = getTracker();
+
+function drop(sock: net.Socket, reason: string): void {
+  if (sock.destroyed) return;
+  tracker.fault('agent', new Error(`agent connection dropped: ${reason}`));
+  sock.destroy();
+}
 
 class RequestError extends Error {
   constructor(
@@ -56,30 +74,35 @@ export function serveConnection(sock: net.Socket): void {
   const queue: Request[] = [];
   let pending = '';
   let running = false;
+  let malformed = 0;
 
   sock.on('error', () => undefined);
   sock.on('close', () => aborter.abort());
   sock.on('data', (text: string) => {
+    if (sock.destroyed) return;
     pending += text;
-    if (pending.length > MAX_LINE && !pending.includes('\n')) {
-      sock.destroy();
-      return;
-    }
+    let start = 0;
     let nl: number;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, nl);
-      pending = pending.slice(nl + 1);
+    while ((nl = pending.indexOf('\n', start)) >= 0) {
+      const line = pending.slice(start, nl);
+      start = nl + 1;
+      if (line.length > MAX_LINE) return drop(sock, `request line longer than ${MAX_LINE} bytes`);
       if (line.trim() === '') continue;
       let req: Request;
       try {
         req = JSON.parse(line) as Request;
         if (typeof req !== 'object' || req === null || typeof req.id !== 'number') throw new Error('no id');
       } catch {
+        if (++malformed > MAX_MALFORMED_LINES) return drop(sock, `more than ${MAX_MALFORMED_LINES} malformed request lines`);
         send(sock, { id: null, ok: false, error: { code: 'EPROTO', message: 'malformed request line' } });
+        if (sock.destroyed) return;
         continue;
       }
+      if (queue.length >= MAX_QUEUED_REQUESTS) return drop(sock, `more than ${MAX_QUEUED_REQUESTS} requests waiting`);
       queue.push(req);
     }
+    pending = pending.slice(start);
+    if (pending.length > MAX_LINE) return drop(sock, `request line longer than ${MAX_LINE} bytes`);
     void pump();
   });
 
@@ -102,7 +125,10 @@ export function serveConnection(sock: net.Socket): void {
 }
 
 function send(sock: net.Socket, msg: object): void {
-  if (!sock.destroyed && sock.writable) sock.write(JSON.stringify(msg) + '\n');
+  if (sock.destroyed || !sock.writable) return;
+  // one answer may be large (a streams list); answers piling up unread are a client that does not read
+  if (sock.writableLength > MAX_UNSENT_BYTES) return drop(sock, `more than ${MAX_UNSENT_BYTES} answer bytes unread`);
+  sock.write(JSON.stringify(msg) + '\n');
 }
 
 async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Promise<unknown> {
