@@ -19,7 +19,7 @@ async function serveHub(hub: Hub, options?: SubscribeOptions) {
 }
 
 describe('createHub() with memoryStore', () => {
-  it('ids are <ms>-<seq> and strictly increasing per channel', async () => {
+  it('ids are <epoch>:<ms>-<seq>, one epoch per store, and strictly increasing per channel', async () => {
     const hub = createHub({ store: memoryStore() });
     cleanups.push(() => hub.close());
     const ids: string[] = [];
@@ -28,7 +28,8 @@ describe('createHub() with memoryStore', () => {
       const mine = ids.filter((_, i) => i % 2 === ch);
       for (let i = 1; i < mine.length; i++) expect(compareIds(mine[i]!, mine[i - 1]!)).toBeGreaterThan(0);
     }
-    expect(ids.every((id) => /^\d+-\d+$/.test(id))).toBe(true);
+    expect(ids.every((id) => /^[0-9a-f]{12}:\d+-\d+$/.test(id))).toBe(true);
+    expect(new Set(ids.map((id) => id.split(':')[0])).size).toBe(1);
   });
 
   it('replays after Last-Event-ID (header or query), then follows live events, each once and in order', async () => {
@@ -89,7 +90,7 @@ describe('createHub() with memoryStore', () => {
     const r = await get(`${srv.url}/events?lastEventId=${ids[3]}`);
     expect(r.status).toBe(416);
     const next = r.headers['x-next-cursor'] as string;
-    expect(next).toMatch(/^\d+-\d+$/);
+    expect(next).toMatch(/^[0-9a-f]{12}:\d+-\d+$/);
     expect(JSON.parse(r.body.toString()).error.nextCursor).toBe(next);
     const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
     await until(() => c.events.length === 10, 'retained events');
