@@ -4,6 +4,7 @@
 //
 // Env: SOAK_REDIS_URL (redis:// of the soak's redis-server), SOAK_NAME (a label in its lines).
 import http from 'node:http';
+import v8 from 'node:v8';
 import { createHub, instrument, memoryStore, metricsHandler, redisStore, sse, startAgent } from '../../dist/esm/index.js';
 
 const unhandled = [];
@@ -168,7 +169,8 @@ const server = http.createServer((req, res) => {
   if (p === '/metrics') return void metrics(req, res);
   if (p === '/gc') {
     for (let i = 0; i < 4; i++) globalThis.gc?.();
-    return json(res, 200, { heapUsed: process.memoryUsage().heapUsed, gc: typeof globalThis.gc === 'function' });
+    const spaces = Object.fromEntries(v8.getHeapSpaceStatistics().map((s) => [s.space_name, s.space_used_size]));
+    return json(res, 200, { heapUsed: process.memoryUsage().heapUsed, spaces, gc: typeof globalThis.gc === 'function' });
   }
   if (p === '/stats') return json(res, 200, { unhandled, pid: process.pid });
   res.statusCode = 404;

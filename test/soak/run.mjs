@@ -27,7 +27,7 @@ function arg(name, dflt) {
 }
 const TOTAL = Number(arg('streams', 100_000));
 const MAX_SECONDS = Number(arg('max-seconds', 1800));
-const CONCURRENCY = Number(arg('concurrency', 48));
+const CONCURRENCY = Number(arg('concurrency', 24));
 const SEED = Number(arg('seed', Date.now() % 1_000_000));
 const JSON_OUT = arg('json', null);
 const CAPTURES = arg('captures', 'agent'); // agent | agent,inspector | none
@@ -49,6 +49,7 @@ const pick = (arr) => arr[Math.floor(rnd() * arr.length)];
 const between = (a, b) => a + rnd() * (b - a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (line) => process.stdout.write(line + '\n');
+const mib = (n) => (n / 1048576).toFixed(2);
 const t0 = Date.now();
 const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1) + 's';
 
@@ -560,8 +561,14 @@ async function scrapeChecks(app, results) {
   return { started, outcomes, internal };
 }
 
+/**
+ * The heap of JS objects after GC: heapUsed without V8's code space (machine code and its metadata, which grows
+ * as the fault paths that first run after the baseline get compiled; it is not data the app holds).
+ */
 async function heap(app) {
-  return JSON.parse((await request(`${app.url}/gc`)).body).heapUsed;
+  const r = JSON.parse((await request(`${app.url}/gc`)).body);
+  const code = (r.spaces.code_space ?? 0) + (r.spaces.code_large_object_space ?? 0);
+  return { objects: r.heapUsed - code, code, total: r.heapUsed };
 }
 
 // ---- main -------------------------------------------------------------------------------------------------
@@ -615,7 +622,7 @@ async function main() {
   await sleep(500);
   clearInterval(early);
   const heap0 = await heap(A);
-  log(`  ${elapsed()} warm-up done (${stats.started} streams); A heap after GC ${(heap0 / 1048576).toFixed(1)} MiB`);
+  log(`  ${elapsed()} warm-up done (${stats.started} streams); A heap after GC ${mib(heap0.objects)} MiB (+ code ${mib(heap0.code)} MiB)`);
 
   const deadline = setTimeout(() => {
     failures.push(`time limit: ${MAX_SECONDS} s reached at ${stats.started} streams`);
@@ -648,11 +655,11 @@ async function main() {
   // heap: wait for the last streams' objects to be collectable, then compare
   await sleep(1000);
   const heap1 = await heap(A);
-  const growth = (heap1 - heap0) / heap0;
+  const growth = (heap1.objects - heap0.objects) / heap0.objects;
   results.push([
     'A: heap after GC within 5 % of its start',
-    Math.abs(growth) <= 0.05 || heap1 <= heap0,
-    `${(heap0 / 1048576).toFixed(2)} MiB -> ${(heap1 / 1048576).toFixed(2)} MiB (${(growth * 100).toFixed(1)} %)`,
+    growth <= 0.05,
+    `${mib(heap0.objects)} MiB -> ${mib(heap1.objects)} MiB (${(growth * 100).toFixed(1)} %); code space ${mib(heap0.code)} -> ${mib(heap1.code)} MiB, not counted`,
   ]);
   results.push(['soak driver: no unhandled rejection', ownUnhandled.length === 0, ownUnhandled[0] ?? '0']);
   results.push(['every fault injected without error', failures.filter((f) => f.startsWith('fault') || f.startsWith('diag')).length === 0, stats.faults.map((f) => f.name).join('; ')]);
