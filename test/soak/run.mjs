@@ -590,16 +590,32 @@ async function main() {
   const pub = Promise.all([0, 5, 10, 15].map(publishLoop));
   // the full mix (every route, outcome and hub path), without faults, so that lazily made state (metric
   // children, caches, bounded rings) exists before the baseline
+  // Every fault runs once here too: what a fault path creates once (a reconnecting client's state, a metric
+  // child for a new label value, the agent's capture machinery) is then in the baseline, and growth after it is
+  // what the many streams and the second and third rounds of faults leave behind.
   const warm = Math.max(300, Math.floor(TOTAL / 10));
   const saved = stats.started;
+  let warmFaultsDone = false;
+  const warmFaults = (async () => {
+    for (const name of Object.keys(faults)) {
+      try {
+        await faults[name]();
+      } catch (err) {
+        failures.push(`fault ${name} failed (warm-up): ${err.message}`);
+      }
+      await sleep(300);
+    }
+    warmFaultsDone = true;
+  })();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
-      while (stats.started - saved < warm) {
+      while (stats.started - saved < warm || !warmFaultsDone) {
         if (rnd() < 0.2) await hubSession();
         else await plainStream();
       }
     }),
   );
+  await warmFaults;
   log(`  ${elapsed()} warm-up streams done`);
   // fill A's memory-store rings (200 per channel) so that the baseline holds them
   await Promise.all(
