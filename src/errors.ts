@@ -14,7 +14,7 @@ export const codes = {
   STREAMSCOPE_ERR_PRODUCER: 'The stream producer failed; the stream ended with an error event.',
   STREAMSCOPE_ERR_REDIS_MISSING: 'redisStore() needs the optional peer dependency ioredis (npm install ioredis).',
   STREAMSCOPE_ERR_HUB_CLOSED: 'The hub or its store was closed.',
-  STREAMSCOPE_ERR_STORE: 'The hub store failed (for example Redis unreachable); subscribers get HTTP 503.',
+  STREAMSCOPE_ERR_STORE: 'The hub store failed or missed its deadline (for example Redis frozen or unreachable); subscribers get HTTP 503.',
 } as const;
 
 export type ErrorCode = keyof typeof codes;

@@ -19,7 +19,7 @@ async function serveHub(hub: Hub, options?: SubscribeOptions) {
 }
 
 describe('createHub() with memoryStore', () => {
-  it('ids are <ms>-<seq> and strictly increasing per channel', async () => {
+  it('ids are <epoch>:<ms>-<seq>, one epoch per store, and strictly increasing per channel', async () => {
     const hub = createHub({ store: memoryStore() });
     cleanups.push(() => hub.close());
     const ids: string[] = [];
@@ -28,7 +28,8 @@ describe('createHub() with memoryStore', () => {
       const mine = ids.filter((_, i) => i % 2 === ch);
       for (let i = 1; i < mine.length; i++) expect(compareIds(mine[i]!, mine[i - 1]!)).toBeGreaterThan(0);
     }
-    expect(ids.every((id) => /^\d+-\d+$/.test(id))).toBe(true);
+    expect(ids.every((id) => /^[0-9a-f]{12}:\d+-\d+$/.test(id))).toBe(true);
+    expect(new Set(ids.map((id) => id.split(':')[0])).size).toBe(1);
   });
 
   it('replays after Last-Event-ID (header or query), then follows live events, each once and in order', async () => {
@@ -89,7 +90,7 @@ describe('createHub() with memoryStore', () => {
     const r = await get(`${srv.url}/events?lastEventId=${ids[3]}`);
     expect(r.status).toBe(416);
     const next = r.headers['x-next-cursor'] as string;
-    expect(next).toMatch(/^\d+-\d+$/);
+    expect(next).toMatch(/^[0-9a-f]{12}:\d+-\d+$/);
     expect(JSON.parse(r.body.toString()).error.nextCursor).toBe(next);
     const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
     await until(() => c.events.length === 10, 'retained events');
@@ -124,6 +125,54 @@ describe('createHub() with memoryStore', () => {
     expect(c.events[1]!.id).toBe(after);
     c.close();
     expect(sum(await scrape(registry), 'stream_resumes_total', { route: '/events', result: 'expired' })).toBe(1);
+  });
+
+  it('a memory store restart: an id of the earlier store gets 416 (or reset), never 200 with the events after the restart', async () => {
+    // one server, its hub replaced as an app restart would (a new memoryStore, a new epoch)
+    let hub = createHub({ store: memoryStore(), heartbeatMs: 0 });
+    let resetHub = createHub({ store: hub.store, heartbeatMs: 0, onExpired: 'reset' });
+    const srv = await startServer((req, res) => {
+      const u = new URL(req.url ?? '/', 'http://x');
+      void (u.searchParams.get('reset') ? resetHub : hub).subscribe(req, res, 'c');
+    });
+    cleanups.push(() => srv.close());
+    const seen: string[] = [];
+    for (let i = 1; i <= 10; i++) seen.push(await hub.publish('c', String(i)));
+    for (let i = 11; i <= 20; i++) await hub.publish('c', String(i)); // published while the client was away
+    await hub.close();
+    hub = createHub({ store: memoryStore(), heartbeatMs: 0 });
+    resetHub = createHub({ store: hub.store, heartbeatMs: 0, onExpired: 'reset' });
+    cleanups.push(() => hub.close());
+    const after: string[] = [];
+    for (let i = 21; i <= 30; i++) after.push(await hub.publish('c', String(i)));
+    const r = await get(`${srv.url}/events?lastEventId=${seen[9]}`);
+    expect(r.status).toBe(416);
+    const next = r.headers['x-next-cursor'] as string;
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
+    await until(() => c.events.length === 10, 'the new store\'s events');
+    expect(c.events.map((e) => e.id)).toEqual(after);
+    c.close();
+    const rs = await openSse(`${srv.url}/events?reset=1`, { 'Last-Event-ID': seen[9]! });
+    await until(() => rs.events.length === 1, 'reset');
+    expect(rs.events[0]!.event).toBe('reset');
+    expect((JSON.parse(rs.events[0]!.data) as { reason: string }).reason).toBe('unknown');
+    rs.close();
+    // an earlier store's id below the new store's first id, and one above its last: both 416
+    for (const id of [seen[0]!, `${seen[0]!.split(':')[0]}:99999999999999-0`]) expect((await get(`${srv.url}/events?lastEventId=${id}`)).status).toBe(416);
+  });
+
+  it('a bare <ms>-<seq> (an id from before epochs) gets 416; a bare 0-0 still replays everything retained', async () => {
+    const hub = createHub({ heartbeatMs: 0 });
+    const { srv } = await serveHub(hub);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await hub.publish('c', String(i)));
+    const bare = ids[1]!.split(':')[1]!;
+    expect(bare).toMatch(/^\d+-\d+$/);
+    expect((await get(`${srv.url}/events?lastEventId=${bare}`)).status).toBe(416);
+    const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': '0-0' });
+    await until(() => c.events.length === 5, 'replay of everything');
+    expect(c.events.map((e) => e.id)).toEqual(ids);
+    c.close();
   });
 
   it('a malformed Last-Event-ID gets 400 with a JSON error, counted as invalid, and opens no stream', async () => {

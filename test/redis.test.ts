@@ -47,13 +47,16 @@ async function clientCount(): Promise<number> {
 }
 
 describe('redisStore on a real redis-server', () => {
-  it('event ids are the Redis stream ids; replay then live, each once and in order', async () => {
+  it('event ids are <epoch>:<Redis stream id>; replay then live, each once and in order', async () => {
     prefixN++;
     const hub = newHub();
     const { srv } = await serve(hub);
     const ids: string[] = [];
     for (let i = 0; i < 30; i++) ids.push(await hub.publish('c', { data: { i } }));
-    const inRedis = (await admin.xrange(`t${prefixN}:c`, '-', '+')).map(([id]) => id);
+    // <epoch>:<Redis stream id>, the epoch kept in Redis at the key `<keyPrefix>`
+    const epoch = await admin.get(`t${prefixN}:`);
+    expect(epoch).toMatch(/^[0-9a-f]{12}$/);
+    const inRedis = (await admin.xrange(`t${prefixN}:c`, '-', '+')).map(([id]) => `${epoch}:${id}`);
     expect(inRedis).toEqual(ids);
     for (let i = 1; i < ids.length; i++) expect(compareIds(ids[i]!, ids[i - 1]!)).toBeGreaterThan(0);
     const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': ids[4]! });
@@ -91,7 +94,8 @@ describe('redisStore on a real redis-server', () => {
     const r = await get(`${srv.url}/events?lastEventId=${ids[0]}`);
     expect(r.status).toBe(416);
     const next = r.headers['x-next-cursor'] as string;
-    const retained = (await admin.xrange(`t${prefixN}:c`, '-', '+')).map(([id]) => id);
+    const epoch = await admin.get(`t${prefixN}:`);
+    const retained = (await admin.xrange(`t${prefixN}:c`, '-', '+')).map(([id]) => `${epoch}:${id}`);
     expect(retained.length).toBeLessThan(500);
     const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
     await until(() => c.events.length === retained.length, 'retained replay');

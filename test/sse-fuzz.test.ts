@@ -68,12 +68,12 @@ describe('SSE encoder (property-based)', () => {
 });
 
 describe('Last-Event-ID parser (property-based)', () => {
-  it('never throws; returns null or a canonical <ms>-<seq>', () => {
+  it('never throws; returns null or a canonical [<epoch>:]<ms>-<seq>', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 60 }), fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('0-0', '01-002', '-', '1-', '18446744073709551616-0')), (s) => {
+      fc.property(fc.oneof(fc.string({ maxLength: 60 }), fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('0-0', '01-002', '-', '1-', '18446744073709551616-0', 'ab12:01-2', ':1-2', 'AB:1-2', 'a:b:1-2', `${'a'.repeat(33)}:1-2`)), (s) => {
         const id = parseEventId(s);
         if (id !== null) {
-          expect(id).toMatch(/^(0|[1-9]\d*)-(0|[1-9]\d*)$/);
+          expect(id).toMatch(/^([0-9a-z]{1,32}:)?(0|[1-9]\d*)-(0|[1-9]\d*)$/);
           expect(parseEventId(id)).toBe(id);
         }
       }),
@@ -92,6 +92,9 @@ describe('Last-Event-ID parser (property-based)', () => {
         expect(y).toBe(`${c}-${d}`);
         const want = a !== c ? (a < c ? -1 : 1) : b !== d ? (b < d ? -1 : 1) : 0;
         expect(Math.sign(compareIds(x!, y!))).toBe(want);
+        // within an epoch the epoch prefix changes nothing (it is kept, not compared)
+        expect(parseEventId(`ab12:${padded}-${d}`)).toBe(`ab12:${c}-${d}`);
+        expect(Math.sign(compareIds(`ab12:${x}`, `ab12:${y}`))).toBe(want);
         expect(parseEventId(`${a + U64 + 1n}-0`)).toBeNull();
       }),
       { numRuns: 2000 },
@@ -105,6 +108,7 @@ describe('Last-Event-ID parser (property-based)', () => {
         const p = predecessor(`${a}-${b}`);
         const want = b > 0n ? `${a}-${b - 1n}` : `${a - 1n}-${U64}`;
         expect(p).toBe(want);
+        expect(predecessor(`e0:${a}-${b}`)).toBe(`e0:${want}`);
       }),
       { numRuns: 2000 },
     );

@@ -24,9 +24,15 @@ export class Sub {
   overflow = false;
   /** Last id sent before going live: live events up to it are already sent (checked until passed). */
   floor: string | null = null;
+  /** The store epoch this subscriber's ids belong to (set once its start is settled). */
+  epoch = '';
 
   deliver(ev: StoredEvent, frame: string): void {
     if (this.live) {
+      if (ev.epoch !== this.epoch) {
+        historyLost(this.stream);
+        return;
+      }
       if (this.floor !== null) {
         if (compareIds(ev.id, this.floor) <= 0) return;
         this.floor = null;
@@ -63,6 +69,15 @@ export class Fanout {
   };
 }
 
+/**
+ * The store lost its history under an open stream (an event of another epoch arrived): whatever came
+ * between the last event sent and it is gone. The stream ends; the client reconnects with its last id,
+ * which is of the old epoch, and gets 416 or a `reset` event — never a silent gap.
+ */
+export function historyLost(stream: SseStream): void {
+  if (!stream.closed) stream.close();
+}
+
 export function frameOf(ev: StoredEvent): string {
   return encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
 }
@@ -85,6 +100,12 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
       let batch = '';
       let batchId = '';
       for (const ev of page) {
+        if (ev.epoch !== sub.epoch) {
+          // what is sent so far is contiguous; the rest belongs to a history that does not follow it
+          if (batch !== '') stream[kPush](batch, batchId);
+          historyLost(stream);
+          return false;
+        }
         batch += frameOf(ev);
         batchId = ev.id;
         if (batch.length >= REPLAY_WRITE) {
@@ -122,6 +143,10 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
       }
       sub.pending = [];
       for (const ev of batch) {
+        if (ev.epoch !== sub.epoch) {
+          historyLost(stream);
+          return;
+        }
         if (compareIds(ev.id, cursor) <= 0) continue;
         if (!stream[kPush](frameOf(ev), ev.id)) return;
         cursor = ev.id;

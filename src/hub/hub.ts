@@ -5,7 +5,7 @@ import { admit, routeOf } from '../limits/index.js';
 import { resolveSse, type ResolvedSse, type SseOptions } from '../sse/options.js';
 import { dataText, encodeEvent } from '../sse/encoder.js';
 import { kOnClose, kOpen, kPush, kState, SseStream } from '../sse/stream.js';
-import { compareIds, predecessor, readLastEventId, ZERO_ID } from './ids.js';
+import { compareIds, epochOf, predecessor, readLastEventId, streamIdOf, withEpoch, ZERO_ID } from './ids.js';
 import { MemoryStore } from './memory-store.js';
 import type { HubStore } from './store.js';
 import { catchUp, Fanout, Sub } from './fanout.js';
@@ -95,7 +95,11 @@ export class Hub {
     const type = ev.event === '' ? undefined : ev.event;
     const store = this.store;
     if (store instanceof MemoryStore) return store.appendSync(channel, type, dataText(ev.data));
-    return store.append(channel, type, dataText(ev.data));
+    try {
+      return await store.append(channel, type, dataText(ev.data));
+    } catch (err) {
+      throw err instanceof StreamscopeError ? err : new StreamscopeError('STREAMSCOPE_ERR_STORE', `event store failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
   }
 
   private settings(options: SubscribeOptions | undefined): { o: ResolvedSse; onExpired: 'status' | 'reset' } {
@@ -138,9 +142,12 @@ export class Hub {
     // it gets every event after that id (replayed if the live feed has not brought it yet), and the anchor
     // goes out as its first frame, so that a cut before its first event still resumes without a gap.
     let anchor: string | null = null;
+    let epoch = '';
     if (last.kind === 'none') {
       try {
-        anchor = (await this.store.info(channel)).last;
+        const info = await this.store.info(channel);
+        anchor = info.last;
+        epoch = info.epoch;
       } catch (err) {
         tracker.fault('hub', err);
         storeUnavailable(res);
@@ -171,10 +178,19 @@ export class Hub {
     if (last.kind === 'valid') {
       try {
         const info = await this.store.info(channel);
-        const after = last.id;
+        epoch = info.epoch;
+        // A bare `0-0` asks for everything retained, in whatever epoch; any other id must be of the
+        // store's current epoch, else the history it belongs to is gone (a bare `<ms>-<seq>` from before
+        // epochs included: nothing tells which history it came from).
+        const zero = streamIdOf(last.id) === ZERO_ID;
+        const idEpoch = epochOf(last.id);
+        const after = idEpoch === null && zero ? withEpoch(info.epoch, ZERO_ID) : last.id;
         let why: 'unknown' | 'expired' | null = null;
-        if (compareIds(after, info.last) > 0) why = 'unknown';
-        else if (info.trimmed && info.first !== null && compareIds(after, predecessor(info.first)) < 0) why = 'expired';
+        if (epochOf(after) !== info.epoch) why = 'unknown';
+        else if (compareIds(after, info.last) > 0) why = 'unknown';
+        // below the oldest retained event: trimmed, or (not trimmed, so nothing of this epoch was ever
+        // older) the channel's stream was deleted and begun again
+        else if ((info.trimmed || !zero) && info.first !== null && compareIds(after, predecessor(info.first)) < 0) why = 'expired';
         const next = info.first === null ? info.last : predecessor(info.first);
         if (why === null) {
           cursor = after;
@@ -202,6 +218,7 @@ export class Hub {
       }
     }
 
+    sub.epoch = epoch;
     stream[kOnClose](leave);
     stream[kOpen]();
     if (stream.closed) return stream;

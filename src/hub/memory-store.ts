@@ -1,6 +1,6 @@
 import { invalidOption } from '../errors.js';
 import { getTracker } from '../tracker.js';
-import { compareIds, ZERO_ID } from './ids.js';
+import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, StoredEvent } from './store.js';
 
 export interface MemoryStoreOptions {
@@ -19,12 +19,16 @@ class Channel {
   size = 0;
   lastMs = 0;
   lastSeq = -1;
-  last = ZERO_ID;
+  last: string;
   trimmed = false;
   readonly listeners = new Set<(ev: StoredEvent) => void>();
 
-  constructor(cap: number) {
+  constructor(
+    cap: number,
+    readonly zero: string,
+  ) {
     this.cap = cap;
+    this.last = zero;
   }
 
   at(i: number): StoredEvent {
@@ -58,11 +62,15 @@ class Channel {
 /**
  * The embedded store: per channel, a ring of the last `maxEvents` events in this process. Ids are
  * `<epoch ms>-<seq>`, the format of Redis stream ids, kept increasing when the clock steps back.
- * Replay survives reconnects but not a restart (then a resume gets 416 / `reset`).
+ * Replay survives reconnects but not a restart: each store has its own random epoch, so an id of an
+ * earlier store gets 416 / `reset`.
  */
 export class MemoryStore implements HubStore {
   readonly kind = 'memory';
   readonly maxEvents: number;
+  /** Random per store: ids of another store (before a restart) are recognised as such. */
+  readonly epoch = newEpoch();
+  private readonly zero = withEpoch(this.epoch, ZERO_ID);
   private readonly channels = new Map<string, Channel>();
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -75,7 +83,7 @@ export class MemoryStore implements HubStore {
   private chan(name: string): Channel {
     let c = this.channels.get(name);
     if (c === undefined) {
-      c = new Channel(this.maxEvents);
+      c = new Channel(this.maxEvents, this.zero);
       this.channels.set(name, c);
     }
     return c;
@@ -91,9 +99,9 @@ export class MemoryStore implements HubStore {
     } else {
       c.lastSeq++;
     }
-    const id = c.lastMs + '-' + c.lastSeq;
+    const id = this.epoch + ':' + c.lastMs + '-' + c.lastSeq;
     c.last = id;
-    const ev: StoredEvent = { id, event, data };
+    const ev: StoredEvent = { id, epoch: this.epoch, event, data };
     c.push(ev);
     for (const l of c.listeners) {
       try {
@@ -121,8 +129,8 @@ export class MemoryStore implements HubStore {
 
   info(channel: string): Promise<ChannelInfo> {
     const c = this.channels.get(channel);
-    if (c === undefined || c.size === 0) return Promise.resolve({ first: null, last: c?.last ?? ZERO_ID, trimmed: c?.trimmed ?? false });
-    return Promise.resolve({ first: c.at(0).id, last: c.last, trimmed: c.trimmed });
+    if (c === undefined || c.size === 0) return Promise.resolve({ epoch: this.epoch, first: null, last: c?.last ?? this.zero, trimmed: c?.trimmed ?? false });
+    return Promise.resolve({ epoch: this.epoch, first: c.at(0).id, last: c.last, trimmed: c.trimmed });
   }
 
   follow(channel: string, listener: (ev: StoredEvent) => void): Promise<() => void> {
@@ -131,7 +139,7 @@ export class MemoryStore implements HubStore {
     return Promise.resolve(() => {
       c.listeners.delete(listener);
       // a channel that never held an event is forgotten with its last listener
-      if (c.listeners.size === 0 && c.size === 0 && c.last === ZERO_ID && this.channels.get(channel) === c) this.channels.delete(channel);
+      if (c.listeners.size === 0 && c.size === 0 && c.last === this.zero && this.channels.get(channel) === c) this.channels.delete(channel);
     });
   }
 

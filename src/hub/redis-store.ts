@@ -1,6 +1,6 @@
 import { invalidOption, StreamscopeError } from '../errors.js';
 import { getTracker } from '../tracker.js';
-import { compareIds, ZERO_ID } from './ids.js';
+import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, StoredEvent } from './store.js';
 
 /** The part of an ioredis client this store uses (so ioredis stays an optional peer dependency). */
@@ -23,7 +23,27 @@ export interface RedisStoreOptions {
   keyPrefix?: string;
   /** How long one XREAD blocks before it looks for new channels again, ms (default 1000). */
   blockMs?: number;
+  /**
+   * Deadline of every Redis command, ms (default 2000; the blocking XREAD gets `blockMs` more). Past it the
+   * call rejects with STREAMSCOPE_ERR_STORE: `publish()` rejects, `subscribe()` answers 503.
+   */
+  commandTimeoutMs?: number;
 }
+
+/*
+ * The epoch lives in Redis itself, at the key `<keyPrefix>` (no channel key is that short). Every script
+ * creates it when it is absent, atomically with what it reads or writes, so a flush or a restart without
+ * persistence — which lose it with the streams — makes the next command start a new epoch, and ids of the
+ * old one are recognised. Each entry also carries its epoch (field `x`), so the live reader labels what it
+ * reads without another round trip.
+ */
+const EPOCH_GET = "local e = redis.call('GET', KEYS[2]) if not e then e = ARGV[1] redis.call('SET', KEYS[2], e) end ";
+const APPEND_SCRIPT =
+  EPOCH_GET +
+  "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'x', e} for i = 3, #ARGV do a[#a + 1] = ARGV[i] end " +
+  'return {e, redis.call(unpack(a))}';
+const RANGE_SCRIPT = EPOCH_GET + "return {e, redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])}";
+const INFO_SCRIPT = EPOCH_GET + "local r = redis.pcall('XINFO', 'STREAM', KEYS[1]) if r.err then return {e, false} end return {e, r}";
 
 const tracker = getTracker();
 
@@ -42,22 +62,57 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
 
-function toEvent(id: string, fields: unknown): StoredEvent {
+/** An entry as an event; `epoch` labels an entry written before epochs (no field `x`). */
+function toEvent(streamId: string, fields: unknown, epoch: string): StoredEvent {
   let event: string | undefined;
   let data = '';
+  let x = epoch;
   if (Array.isArray(fields)) {
     for (let i = 0; i + 1 < fields.length; i += 2) {
       const k = String(fields[i]);
       if (k === 'd') data = String(fields[i + 1]);
       else if (k === 'e') event = String(fields[i + 1]);
+      else if (k === 'x') x = String(fields[i + 1]);
     }
   }
-  return { id, event, data };
+  return { id: withEpoch(x, streamId), epoch: x, event, data };
 }
 
-function toEvents(entries: unknown): StoredEvent[] {
+function toEvents(entries: unknown, epoch: string): StoredEvent[] {
   if (!Array.isArray(entries)) return [];
-  return entries.map((e) => toEvent(String((e as unknown[])[0]), (e as unknown[])[1]));
+  return entries.map((e) => toEvent(String((e as unknown[])[0]), (e as unknown[])[1], epoch));
+}
+
+function streamPart(id: string): string {
+  const i = id.indexOf(':');
+  return i < 0 ? id : id.slice(i + 1);
+}
+
+/** Any failure of a Redis command, as the hub's users see it: STREAMSCOPE_ERR_STORE with the cause. */
+function storeError(err: unknown, what: string): StreamscopeError {
+  if (err instanceof StreamscopeError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new StreamscopeError('STREAMSCOPE_ERR_STORE', `redis ${what} failed: ${msg}`, { cause: err });
+}
+
+/**
+ * Settles with `p`, or rejects with STREAMSCOPE_ERR_STORE after `ms`. A late reply or failure of `p`
+ * is absorbed (the command may still run on the server: a timed-out XADD can be stored after all).
+ */
+function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new StreamscopeError('STREAMSCOPE_ERR_STORE', `redis ${what} timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(t);
+        reject(storeError(err, what));
+      },
+    );
+  });
 }
 
 /**
@@ -71,6 +126,9 @@ export class RedisStore implements HubStore {
   readonly maxLen: number;
   readonly prefix: string;
   private readonly blockMs: number;
+  readonly commandTimeoutMs: number;
+  /** The last epoch a script reported (labels entries written before epochs, which carry none). */
+  private epoch = newEpoch();
   private readonly url: string | undefined;
   private readonly given: RedisLike | undefined;
   private cmd: Promise<RedisLike> | null = null;
@@ -93,8 +151,11 @@ export class RedisStore implements HubStore {
     if (!Number.isInteger(maxLen) || maxLen < 1) throw invalidOption('maxLen', 'a positive integer', maxLen);
     const blockMs = options.blockMs ?? 1000;
     if (!Number.isInteger(blockMs) || blockMs < 1) throw invalidOption('blockMs', 'a positive integer', blockMs);
+    const timeout = options.commandTimeoutMs ?? 2000;
+    if (!Number.isInteger(timeout) || timeout < 1) throw invalidOption('commandTimeoutMs', 'a positive integer', timeout);
     this.maxLen = maxLen;
     this.blockMs = blockMs;
+    this.commandTimeoutMs = timeout;
     this.prefix = options.keyPrefix ?? 'streamscope:';
     this.url = options.url;
     this.given = options.client;
@@ -123,37 +184,45 @@ export class RedisStore implements HubStore {
     return this.prefix + channel;
   }
 
+  /** One command on the command connection, within the deadline. */
+  private async call(command: string, ...args: Array<string | number>): Promise<unknown> {
+    const c = await deadline(this.conn(), this.commandTimeoutMs, 'connect');
+    return deadline(c.call(command, ...args), this.commandTimeoutMs, command);
+  }
+
+  /** A script that reads the epoch (creating it when absent) with what it does; resolves to [epoch, reply]. */
+  private async script(body: string, channel: string, ...args: Array<string | number>): Promise<[string, unknown]> {
+    const r = (await this.call('EVAL', body, 2, this.key(channel), this.prefix, newEpoch(), ...args)) as unknown[];
+    const epoch = String(r[0]);
+    this.epoch = epoch;
+    return [epoch, r[1]];
+  }
+
   async append(channel: string, event: string | undefined, data: string): Promise<string> {
-    const c = await this.conn();
-    const args: Array<string | number> = [this.key(channel), 'MAXLEN', '~', this.maxLen, '*'];
+    const args: Array<string | number> = [this.maxLen];
     if (event !== undefined) args.push('e', event);
     args.push('d', data);
-    return String(await c.call('XADD', ...args));
+    const [epoch, id] = await this.script(APPEND_SCRIPT, channel, ...args);
+    return withEpoch(epoch, String(id));
   }
 
   async range(channel: string, after: string, count: number): Promise<StoredEvent[]> {
-    const c = await this.conn();
-    return toEvents(await c.call('XRANGE', this.key(channel), '(' + after, '+', 'COUNT', count));
+    const [epoch, entries] = await this.script(RANGE_SCRIPT, channel, streamPart(after), count);
+    return toEvents(entries, epoch);
   }
 
   async info(channel: string): Promise<ChannelInfo> {
-    const c = await this.conn();
-    let reply: unknown;
-    try {
-      reply = await c.call('XINFO', 'STREAM', this.key(channel));
-    } catch (err) {
-      if (/no such key/i.test(String((err as Error)?.message))) return { first: null, last: ZERO_ID, trimmed: false };
-      throw err;
-    }
+    const [epoch, reply] = await this.script(INFO_SCRIPT, channel);
+    if (!Array.isArray(reply)) return { epoch, first: null, last: withEpoch(epoch, ZERO_ID), trimmed: false };
     const f = new Map<string, unknown>();
-    const arr = reply as unknown[];
-    for (let i = 0; i + 1 < arr.length; i += 2) f.set(String(arr[i]), arr[i + 1]);
+    for (let i = 0; i + 1 < reply.length; i += 2) f.set(String(reply[i]), reply[i + 1]);
     const length = Number(f.get('length'));
     const added = Number(f.get('entries-added') ?? length);
     const firstEntry = f.get('first-entry') as unknown[] | null;
     return {
-      first: Array.isArray(firstEntry) ? String(firstEntry[0]) : null,
-      last: String(f.get('last-generated-id') ?? ZERO_ID),
+      epoch,
+      first: Array.isArray(firstEntry) ? withEpoch(epoch, String(firstEntry[0])) : null,
+      last: withEpoch(epoch, String(f.get('last-generated-id') ?? ZERO_ID)),
       trimmed: added > length,
     };
   }
@@ -176,10 +245,9 @@ export class RedisStore implements HubStore {
     };
     if (!this.cursors.has(channel)) {
       try {
-        const c = await this.conn();
         // Start after the current last entry: anything appended later reaches the listener; anything
         // before is in the stream for XRANGE, which the hub runs only after this resolves.
-        const last = (await c.call('XREVRANGE', this.key(channel), '+', '-', 'COUNT', 1)) as unknown[];
+        const last = (await this.call('XREVRANGE', this.key(channel), '+', '-', 'COUNT', 1)) as unknown[];
         const start = Array.isArray(last) && last.length > 0 ? String((last[0] as unknown[])[0]) : ZERO_ID;
         if (this.listeners.get(channel) === set && !this.cursors.has(channel)) this.cursors.set(channel, start);
       } catch (err) {
@@ -206,15 +274,13 @@ export class RedisStore implements HubStore {
     }
     const id = this.readerId;
     if (id !== null) {
-      this.conn()
-        .then((c) => c.call('CLIENT', 'UNBLOCK', id))
-        .catch((err) => tracker.fault('redis', err));
+      this.call('CLIENT', 'UNBLOCK', id).catch((err) => tracker.fault('redis', err));
     }
   }
 
   private async ensureReader(): Promise<RedisLike> {
     if (this.reader !== null) return this.reader;
-    const c = await this.conn();
+    const c = await deadline(this.conn(), this.commandTimeoutMs, 'connect');
     const r = c.duplicate();
     r.on('error', (err) => tracker.fault('redis', err));
     r.on('close', () => {
@@ -233,19 +299,28 @@ export class RedisStore implements HubStore {
         continue;
       }
       let reply: unknown;
+      let reader: RedisLike | null = null;
       try {
         const r = await this.ensureReader();
-        if (this.readerId === null) this.readerId = String(await r.call('CLIENT', 'ID'));
+        reader = r;
+        if (this.readerId === null) this.readerId = String(await deadline(r.call('CLIENT', 'ID'), this.commandTimeoutMs, 'CLIENT ID'));
         const keys: string[] = [];
         const ids: string[] = [];
         for (const [ch, id] of this.cursors) {
           keys.push(this.key(ch));
           ids.push(id);
         }
-        reply = await r.call('XREAD', 'COUNT', 1000, 'BLOCK', this.blockMs, 'STREAMS', ...keys, ...ids);
+        reply = await deadline(r.call('XREAD', 'COUNT', 1000, 'BLOCK', this.blockMs, 'STREAMS', ...keys, ...ids), this.blockMs + this.commandTimeoutMs, 'XREAD');
       } catch (err) {
         if (this.closed) break;
         tracker.fault('redis', err);
+        // A reader whose reply is overdue (Redis frozen, a half-open connection) is in an unknown state:
+        // a new one starts from the same cursors.
+        if (reader !== null && this.reader === reader) {
+          this.reader = null;
+          this.readerId = null;
+          reader.disconnect();
+        }
         await sleep(100);
         continue;
       }
@@ -256,9 +331,9 @@ export class RedisStore implements HubStore {
         // An XREAD issued before the channel was dropped and followed again may return entries at or
         // before the new start: drop them, so each event reaches the listeners once and in order.
         const cursor = this.cursors.get(channel) as string;
-        const events = toEvents(entry[1]).filter((ev) => compareIds(ev.id, cursor) > 0);
+        const events = toEvents(entry[1], this.epoch).filter((ev) => compareIds(ev.id, cursor) > 0);
         if (events.length === 0) continue;
-        this.cursors.set(channel, (events[events.length - 1] as StoredEvent).id);
+        this.cursors.set(channel, streamPart((events[events.length - 1] as StoredEvent).id));
         const set = this.listeners.get(channel);
         if (set === undefined) continue;
         for (const ev of events) {

@@ -1,28 +1,37 @@
 /** One stored event. `data` is the text sent as `data:` (JSON already applied). */
 export interface StoredEvent {
+  /** `<epoch>:<ms>-<seq>` (see ids.ts). */
   readonly id: string;
+  /** The epoch of the store's history this event belongs to (the part of `id` before `:`). */
+  readonly epoch: string;
   readonly event: string | undefined;
   readonly data: string;
 }
 
 /** What a store knows about a channel's retained window. */
 export interface ChannelInfo {
-  /** Oldest retained id, or null when the channel holds nothing. */
+  /** The store's current epoch: ids of any other epoch were issued by a history the store has lost. */
+  epoch: string;
+  /** Oldest retained id (`<epoch>:<ms>-<seq>`), or null when the channel holds nothing. */
   first: string | null;
-  /** Last id ever issued on the channel ('0-0' when none). */
+  /** Last id ever issued on the channel in this epoch (`<epoch>:0-0` when none). */
   last: string;
   /** True when events have been dropped from the head (maxEvents / MAXLEN). */
   trimmed: boolean;
 }
 
 /**
- * Where a hub keeps events. Ids are `<ms>-<seq>` and strictly increasing per channel. `follow`
- * delivers each event appended after it resolves, once and in id order, to its listener.
+ * Where a hub keeps events. Ids are `<epoch>:<ms>-<seq>`, `<ms>-<seq>` strictly increasing per channel
+ * within an epoch. The epoch changes whenever the store loses its history (a restart without persistence,
+ * a flush); each result carries the epoch it was read in. `follow` delivers each event appended after it
+ * resolves, once and in id order, to its listener. A store rejects a call that cannot complete (including
+ * one past its deadline) rather than leave it pending.
  */
 export interface HubStore {
   readonly kind: string;
+  /** Appends; resolves to the new event's id. */
   append(channel: string, event: string | undefined, data: string): Promise<string>;
-  /** Events with id greater than `after`, oldest first, at most `count`. */
+  /** Events with `<ms>-<seq>` greater than that of `after` (its epoch is not looked at), oldest first, at most `count`. */
   range(channel: string, after: string, count: number): Promise<StoredEvent[]>;
   info(channel: string): Promise<ChannelInfo>;
   /** Follows new events of a channel; resolves to an unfollow function once following. */

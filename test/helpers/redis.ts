@@ -7,10 +7,51 @@ import { freePort } from './sse.js';
 export interface RedisServer {
   port: number;
   url: string;
+  /** The pid of the running redis-server (changes on restart). */
+  readonly pid: number;
+  /** SIGSTOP: the server keeps its connections open and answers nothing. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
+  /**
+   * Kills the server (SIGKILL, so it saves nothing on the way out) and starts it again on the same port and
+   * directory. With `persist`, a `SAVE` is made first (ask the caller's own client) and the new server loads it;
+   * without, the dump is removed and the new server starts empty: a restart without persistence.
+   */
+  restart(opts?: { persist?: boolean; save?: () => Promise<unknown> }): Promise<void>;
   stop(): Promise<void>;
 }
 
 const REDIS = process.env.REDIS_SERVER ?? 'redis-server';
+
+function launch(port: number, dir: string): { child: ChildProcess; ready: Promise<boolean> } {
+  const child: ChildProcess = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const ready = new Promise<boolean>((resolve, reject) => {
+    let out = '';
+    const onData = (c: Buffer): void => {
+      out += c.toString();
+      if (/Ready to accept connections/.test(out)) {
+        out = '';
+        resolve(true);
+      } else if (/Address already in use/.test(out)) resolve(false);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('error', reject);
+    child.on('exit', () => resolve(false));
+  });
+  return { child, ready };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+  });
+}
 
 /**
  * Starts a real `redis-server` on a free port in a temporary directory, with persistence off,
@@ -20,23 +61,8 @@ export async function startRedis(): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'streamscope-redis-'));
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child: ChildProcess = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const ready = await new Promise<boolean>((resolve, reject) => {
-      let out = '';
-      const onData = (c: Buffer): void => {
-        out += c.toString();
-        if (/Ready to accept connections/.test(out)) resolve(true);
-        else if (/Address already in use/.test(out)) resolve(false);
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.on('error', reject);
-      child.on('exit', () => resolve(false));
-    });
-    if (!ready) {
+    let { child, ready } = launch(port, dir);
+    if (!(await ready)) {
       child.kill('SIGKILL');
       if (attempt < 3) continue;
       rmSync(dir, { recursive: true, force: true });
@@ -44,20 +70,43 @@ export async function startRedis(): Promise<RedisServer> {
     }
     child.stdout?.resume();
     child.stderr?.resume();
-    return {
+    const server: RedisServer = {
       port,
       url: `redis://127.0.0.1:${port}`,
-      stop: () =>
-        new Promise<void>((resolve) => {
-          const finish = (): void => {
-            rmSync(dir, { recursive: true, force: true });
-            resolve();
-          };
-          if (child.exitCode !== null || child.signalCode !== null) return finish();
-          child.once('exit', finish);
-          child.kill('SIGTERM');
-          setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-        }),
+      get pid() {
+        return child.pid as number;
+      },
+      freeze: () => void child.kill('SIGSTOP'),
+      thaw: () => void child.kill('SIGCONT'),
+      restart: async (opts = {}) => {
+        if (opts.persist) await opts.save?.();
+        else rmSync(join(dir, 'dump.rdb'), { force: true });
+        child.kill('SIGCONT');
+        child.kill('SIGKILL');
+        await exited(child);
+        // the port is free again once the old process is gone; a few attempts cover a slow release
+        for (let i = 0; ; i++) {
+          ({ child, ready } = launch(port, dir));
+          if (await ready) break;
+          child.kill('SIGKILL');
+          await exited(child);
+          if (i >= 20) throw new Error(`redis-server did not restart on port ${port}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        child.stdout?.resume();
+        child.stderr?.resume();
+      },
+      stop: async () => {
+        child.kill('SIGCONT');
+        const done = exited(child);
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+        t.unref();
+        await done;
+        clearTimeout(t);
+        rmSync(dir, { recursive: true, force: true });
+      },
     };
+    return server;
   }
 }
