@@ -265,7 +265,7 @@ function routeStats(streams: StreamSnapshot[]): RouteStat[] {
 }
 
 function sortFindings(report: Report): void {
-  const rank = (f: ReportFinding): number => (f.severity === 'error' ? 0 : 1);
+  const rank = (f: ReportFinding): number => (f.severity === 'error' ? 0 : f.severity === 'warning' ? 1 : 2);
   const src = { streams: 0, heap: 1, trace: 2 } as const;
   report.findings.sort((a, b) => rank(a) - rank(b) || src[a.source] - src[b.source]);
 }
