@@ -19,8 +19,14 @@ export interface HeapFinding {
   count: number;
   /** Sum of their retained sizes (bytes; dominator tree). */
   retainedSize: number;
-  /** From a GC root to the object: nodes and edges alternating, `[node, edge, node, …, node]`. */
+  /**
+   * How the object is held, as a reader thinks of it: objects and edges alternating, `[holder, edge, …, object]`,
+   * from what holds it for the program (an active timer, a module's variable, else a GC root); a closure is
+   * one step with its `file:line:column` and variables; a Map/Set is one step (`(entry)`).
+   */
   path: string[];
+  /** The shortest retainer path from a GC root as V8 records it, nodes and edges alternating. */
+  rawPath: string[];
   /** queued_write_buffer: bytes queued on these responses. */
   queuedBytes?: number;
   /** Heap snapshot ids of up to 5 of the objects (to find them in DevTools). */
