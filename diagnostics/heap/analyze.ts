@@ -219,29 +219,48 @@ function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): Construct
     [T.bigint, 'BigInt'],
     [T.objectShape, '(object shape)'],
   ]);
-  // keys: string index for objects and natives, -1 - type for the others
-  const agg = new Map<number, { count: number; self: number; retained: number }>();
-  const keyOf = (n: number): number => {
-    const t = snap.nodeType[n];
-    if (t === T.object || t === T.native) return snap.nodeName[n];
-    return -1 - t;
-  };
+  // a dense key per constructor: objects and natives by name (string index → key through `dense`), the others by type
   const N = snap.nodeCount;
   const idom = graph.idom;
-  const reachable = (n: number): boolean => n === 0 || idom[n] !== NONE;
-  const statOf = (k: number) => {
-    let a = agg.get(k);
-    if (!a) {
-      a = { count: 0, self: 0, retained: 0 };
-      agg.set(k, a);
-    }
-    return a;
-  };
+  const dense = new Uint32Array(snap.stringCount).fill(NONE);
+  const keyName: number[] = []; // key → string index, or -1 - type
+  const typeKeys = new Uint32Array(256).fill(NONE);
+  const objectType = T.object;
+  const nativeType = T.native;
   for (let n = 0; n < N; n++) {
-    if (snap.nodeType[n] === T.synthetic || !reachable(n)) continue;
-    const a = statOf(keyOf(n));
-    a.count++;
-    a.self += snap.nodeSelf[n];
+    const t = snap.nodeType[n];
+    let k: number;
+    if (t === T.object || t === T.native) {
+      const s = snap.nodeName[n];
+      k = dense[s];
+      if (k === NONE) {
+        k = dense[s] = keyName.length;
+        keyName.push(s);
+      }
+    } else {
+      k = typeKeys[t];
+      if (k === NONE) {
+        k = typeKeys[t] = keyName.length;
+        keyName.push(-1 - t);
+      }
+    }
+  }
+  const nodeType = snap.nodeType;
+  const nodeName = snap.nodeName;
+  const keyAt = (n: number): number => {
+    const t = nodeType[n];
+    return t === objectType || t === nativeType ? dense[nodeName[n]] : typeKeys[t];
+  };
+  const K = keyName.length;
+  const count = new Float64Array(K);
+  const self = new Float64Array(K);
+  const retained = new Float64Array(K);
+  const synthetic = T.synthetic;
+  for (let n = 0; n < N; n++) {
+    if (snap.nodeType[n] === synthetic || (n !== 0 && idom[n] === NONE)) continue;
+    const k = keyAt(n);
+    count[k]++;
+    self[k] += snap.nodeSelf[n];
   }
   // children lists of the dominator tree: first child in `parent`, next sibling in `scratch`
   const firstChild = graph.parent;
@@ -253,38 +272,36 @@ function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): Construct
     next[n] = firstChild[d];
     firstChild[d] = n;
   }
-  const onBranch = new Map<number, number>();
+  const onBranch = new Uint32Array(K);
   const EXIT = 0x80000000;
   let stack = new Uint32Array(1 << 16);
   let sp = 0;
-  const push = (v: number): void => {
-    if (sp === stack.length) {
-      const bigger = new Uint32Array(stack.length * 2);
-      bigger.set(stack);
-      stack = bigger;
-    }
-    stack[sp++] = v;
-  };
-  push(0);
+  stack[sp++] = 0;
   while (sp > 0) {
     const item = stack[--sp];
     if (item & EXIT) {
-      const v = item & ~EXIT;
-      if (snap.nodeType[v] === T.synthetic) continue;
-      const k = keyOf(v);
-      onBranch.set(k, onBranch.get(k)! - 1);
+      const v = item & 0x7fffffff;
+      if (nodeType[v] !== synthetic) onBranch[keyAt(v)]--;
       continue;
     }
     const v = item;
-    if (snap.nodeType[v] !== T.synthetic) {
-      const k = keyOf(v);
-      const c = onBranch.get(k) ?? 0;
-      if (c === 0) statOf(k).retained += graph.retained[v];
-      onBranch.set(k, c + 1);
+    if (nodeType[v] !== synthetic) {
+      const k = keyAt(v);
+      if (onBranch[k] === 0) retained[k] += graph.retained[v];
+      onBranch[k]++;
     }
-    push((v | EXIT) >>> 0);
-    for (let c = firstChild[v]; c !== NONE; c = next[c]) push(c);
+    let need = sp + 1;
+    for (let c = firstChild[v]; c !== NONE; c = next[c]) need++;
+    if (need > stack.length) {
+      const bigger = new Uint32Array(Math.max(need, stack.length * 2));
+      bigger.set(stack.subarray(0, sp));
+      stack = bigger;
+    }
+    stack[sp++] = (v | EXIT) >>> 0;
+    for (let c = firstChild[v]; c !== NONE; c = next[c]) stack[sp++] = c;
   }
+  const agg = new Map<number, { count: number; self: number; retained: number }>();
+  for (let k = 0; k < K; k++) if (count[k] > 0) agg.set(keyName[k], { count: count[k], self: self[k], retained: retained[k] });
   return [...agg.entries()]
     .sort((x, y) => y[1].retained - x[1].retained)
     .slice(0, top)
