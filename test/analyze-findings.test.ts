@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, REGISTER, killAll, runCli, tempAgentDir } from './fixtures/servers/harness.js';
+import { CLI, REGISTER, killAll, runCli, spawnCli, tempAgentDir, until } from './fixtures/servers/harness.js';
 
 const FIXTURES = path.join(import.meta.dirname, 'fixtures/heap');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'analyze-findings-'));
@@ -76,12 +76,18 @@ async function captureServer(name: string, leak: boolean, during?: (port: number
   // let the traffic reach its steady state (streams open, keep-alive sockets in use, some completed)
   await new Promise((r) => setTimeout(r, 2500));
   const dir = path.join(work, name);
-  const capture = runCli(['capture', String(server.hello.pid), '--out', dir, '--trace', '3', '--heap'], env, work, 120_000);
+  const args = ['capture', String(server.hello.pid), '--out', dir, '--trace', '3', '--heap'];
+  let r;
   if (during) {
-    await new Promise((r) => setTimeout(r, 1200));
+    // once the trace (and the CPU profile beside it) runs
+    const cli = spawnCli(args, env);
+    await until(() => cli.stderr().includes('tracing for'), 'the trace to start', 60_000);
+    await new Promise((res) => setTimeout(res, 700));
     await during(server.hello.port);
+    r = await cli.result;
+  } else {
+    r = await runCli(args, env, work, 120_000);
   }
-  const r = await capture;
   expect(r.stderr).not.toMatch(/capture incomplete/);
   expect(r.code).toBe(0);
   traffic.kill('SIGKILL');

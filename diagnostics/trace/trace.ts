@@ -289,6 +289,7 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
   if (main.length === 0) return out;
   let prev = main[0];
   let runStart = prev.end;
+  let runStartTts = prev.ttsEnd;
   let runName = prev.name;
   for (let i = 1; i < main.length; i++) {
     const cur = main[i];
@@ -298,13 +299,15 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     // time, so a gap that ends in an event only running JavaScript causes still counts as busy)
     if (wall > 2000 && cpu < 0.5 * wall && !cur.jsBusy && !(cur.jsCreated && cpu >= 0.2 * wall)) {
       // the thread was idle in between: the run before the gap ended where the gap began
-      if (prev.end - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: prev.end });
+      if (prev.end - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: prev.end, cpu: prev.ttsEnd - runStartTts });
       runStart = cur.ts;
+      runStartTts = cur.tts;
       runName = cur.name;
     }
     if (cur.boundary) {
-      if (cur.ts - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: cur.ts });
+      if (cur.ts - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: cur.ts, cpu: cur.tts - runStartTts });
       runStart = cur.end;
+      runStartTts = cur.ttsEnd;
       runName = cur.name;
     }
     if (cur.end >= prev.end) prev = cur;
