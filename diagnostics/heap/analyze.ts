@@ -222,7 +222,9 @@ function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): Construct
   // a dense key per constructor: objects and natives by name (string index → key through `dense`), the others by type
   const N = snap.nodeCount;
   const idom = graph.idom;
-  const dense = new Uint32Array(snap.stringCount).fill(NONE);
+  // (in the dominator search's leftover words when there are enough: no memory on top of the peak)
+  const dense = graph.spare.length >= snap.stringCount ? graph.spare.subarray(0, snap.stringCount) : new Uint32Array(snap.stringCount);
+  dense.fill(NONE);
   const keyName: number[] = []; // key → string index, or -1 - type
   const typeKeys = new Uint32Array(256).fill(NONE);
   const objectType = T.object;

@@ -31,6 +31,8 @@ export interface Graph {
   passes: number;
   /** A free array of one word per node (the search queue's), for later walks. */
   scratch: Uint32Array;
+  /** Free words left over in the predecessor array after the retained sizes (maybe empty), for later walks. */
+  spare: Uint32Array;
 }
 
 export interface GraphOptions {
@@ -203,7 +205,8 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
   }
   parent[root] = NONE;
   progress?.('paths', 5, 5);
-  return { idom, retained, parent, reachable: count, passes, scratch: queue };
+  const spare = retained.buffer === D.buffer ? new Uint32Array(D.buffer, N * 8, (D.byteLength - N * 8) >>> 2) : new Uint32Array(D.buffer);
+  return { idom, retained, parent, reachable: count, passes, scratch: queue, spare };
 }
 
 /** Whether a node is reachable from the root (through non-weak edges). */
