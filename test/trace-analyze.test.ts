@@ -151,7 +151,53 @@ describe('trace rules', () => {
     for (let i = 200; i < 250; i++) events.push(ev('b', 'PROMISE', i));
     events.push(ev('b', 'Timeout', 999), ev('e', 'Timeout', 999));
     const t = analyzeTrace(events, 'x');
-    expect(t.findings.map((f) => `${f.kind}:${f.count}`)).toEqual([`undestroyed_async:${ASYNC_ALIVE_THRESHOLD}`]);
+    // created together, by no connection that closed: traffic in flight, info only
+    expect(t.findings.map((f) => `${f.kind}:${f.severity}:${f.count}`)).toEqual([`undestroyed_async:info:${ASYNC_ALIVE_THRESHOLD}`]);
     expect(t.summary.async.destroyed).toBe(1);
+  });
+  const hook = (ph: string, name: string, id: number, ms: number, trigger?: number) => ({
+    ph,
+    name,
+    cat: 'node,node.async_hooks',
+    id: `0x${id.toString(16)}`,
+    ts: ms * 1000,
+    pid: 1,
+    tid: 1,
+    ...(trigger !== undefined ? { args: { data: { triggerAsyncId: trigger, executionAsyncId: trigger } } } : {}),
+  });
+  it('warns for timers whose connection closed (and ran after), not for those of open connections', () => {
+    const events = [];
+    for (let c = 0; c < 4; c++) {
+      const conn = 1000 + c * 10;
+      events.push(hook('b', 'HTTPINCOMINGMESSAGE', conn, c, 1), hook('b', 'Timeout', conn + 1, c + 1, conn));
+    }
+    // connections 0 and 1 close; their timers keep running
+    events.push(hook('e', 'HTTPINCOMINGMESSAGE', 1000, 100), hook('e', 'HTTPINCOMINGMESSAGE', 1010, 100));
+    events.push(hook('b', 'Timeout_CALLBACK', 1001, 150), hook('e', 'Timeout_CALLBACK', 1001, 151));
+    events.push(hook('b', 'Timeout_CALLBACK', 1011, 150), hook('e', 'Timeout_CALLBACK', 1011, 151));
+    events.push(hook('b', 'Timeout_CALLBACK', 1021, 150), hook('e', 'Timeout_CALLBACK', 1021, 151));
+    const f = analyzeTrace(events, 'x').findings.filter((x) => x.kind === 'undestroyed_async');
+    expect(f.map((x) => `${x.severity}:${x.count}`)).toEqual(['warning:2']);
+    expect(f[0]!.detail).toContain('closed');
+  });
+  it('warns for resources one owner keeps creating over the trace; a steady one-per-connection state is quiet', () => {
+    const events = [];
+    // one owner (a pre-trace interval, id 7) creates a timer every 100 ms and never clears them
+    for (let i = 0; i < 10; i++) events.push(hook('b', 'Timeout', 100 + i, i * 100, 7));
+    // 20 keep-alive connections (pre-trace ids) each re-arm one timeout: the old one destroyed, a new one alive
+    for (let c = 0; c < 20; c++) {
+      events.push(hook('b', 'Timeout', 500 + c, c * 40, 300 + c), hook('e', 'Timeout', 500 + c, c * 40 + 30));
+      events.push(hook('b', 'Timeout', 600 + c, c * 40 + 30, 300 + c));
+    }
+    const f = analyzeTrace(events, 'x').findings.filter((x) => x.kind === 'undestroyed_async');
+    expect(f.map((x) => `${x.severity}:${x.count}`)).toEqual(['warning:10', 'info:20']);
+  });
+  it('a long task whose thread hardly ran (it waited for a CPU) is info; one that ran is a warning', () => {
+    const events = [
+      { ph: 'X', name: 'RunTimers', cat: 'node,node.environment', ts: 0, dur: 120_000, tts: 0, tdur: 5_000, pid: 1, tid: 1 },
+      { ph: 'X', name: 'CheckImmediate', cat: 'node,node.environment', ts: 200_000, dur: 120_000, tts: 5_000, tdur: 110_000, pid: 1, tid: 1 },
+    ];
+    const t = analyzeTrace(events, 'x');
+    expect(t.findings.map((f) => `${f.severity}:${f.detail.split(':')[0]}`).sort()).toEqual(['info:RunTimers', 'warning:CheckImmediate']);
   });
 });

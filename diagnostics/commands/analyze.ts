@@ -12,8 +12,9 @@ import { analyzeHeapFile } from '../heap/analyze.js';
 import { InputError, oneLine } from '../heap/input-error.js';
 import { analyzeTrace, traceEventsOf } from '../trace/trace.js';
 import { analyzeCpuProfile, isCpuProfile } from '../trace/cpuprofile.js';
+import { attributeLongTasks } from '../trace/attribute.js';
 import { createProgress } from '../progress.js';
-import { REPORT_VERSION, type Report, type ReportFinding, type RouteStat, type StreamFinding } from '../report/types.js';
+import { REPORT_VERSION, type Report, type ReportFinding, type RouteStat, type StreamFinding, type TraceFinding } from '../report/types.js';
 import { renderText } from '../report/text.js';
 import { renderHtml } from '../report/html.js';
 import { checkCaptureDir, exists, inspectCaptureFile, openInput, readJsonInput, writeOutput } from '../transport/safe-fs.js';
@@ -145,8 +146,20 @@ function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream)
   each('heap.heapsnapshot', (file) => addHeap(file, report, tty));
   each('trace.json', (file) => addTrace(readJson(file), file, report));
   each('cpu.cpuprofile', (file) => {
-    report.summary.cpu = analyzeCpuProfile(readJson(file), file);
+    const profile = readJson(file);
+    report.summary.cpu = analyzeCpuProfile(profile, file);
+    // a profile over the trace's window tells where each long task ran
+    attributeLongTasks(
+      report.findings.filter((f): f is TraceFinding & { source: 'trace' } => f.source === 'trace'),
+      profile,
+    );
   });
+  for (const f of report.findings) {
+    if (f.source === 'trace') {
+      delete f.startUs;
+      delete f.endUs;
+    }
+  }
   if (failed.length) report.incomplete = failed;
 }
 
@@ -208,6 +221,14 @@ function addTrace(data: unknown, file: string, report: Report): void {
   const t = analyzeTrace(traceEventsOf(data, file), file);
   report.summary.trace = t.summary;
   for (const f of t.findings) report.findings.push({ ...f, source: 'trace' });
+  if (report.source.target === file) {
+    for (const f of report.findings) {
+      if (f.source === 'trace') {
+        delete f.startUs;
+        delete f.endUs;
+      }
+    }
+  }
 }
 
 const KINDS = new Set(['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async']);
@@ -251,7 +272,7 @@ function routeStats(streams: StreamSnapshot[]): RouteStat[] {
 }
 
 function sortFindings(report: Report): void {
-  const rank = (f: ReportFinding): number => (f.severity === 'error' ? 0 : 1);
+  const rank = (f: ReportFinding): number => (f.severity === 'error' ? 0 : f.severity === 'warning' ? 1 : 2);
   const src = { streams: 0, heap: 1, trace: 2 } as const;
   report.findings.sort((a, b) => rank(a) - rank(b) || src[a.source] - src[b.source]);
 }

@@ -134,6 +134,9 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
 
     if (traceSeconds !== undefined) {
       note(`tracing for ${traceSeconds} s`);
+      // a CPU profile over the same window names the code of each long task (`--cpu` takes its own instead)
+      const alongside =
+        cpuSeconds === undefined ? transport.cpuAlongside(traceSeconds).then((profile) => ({ profile }), (error: unknown) => ({ error })) : undefined;
       await step('trace', async () => {
         const out = cap.openStream('trace.json');
         const n = await transport.trace(traceSeconds, out);
@@ -141,6 +144,13 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
         cap.added('trace.json');
         note(`trace: ${n} events`);
       });
+      if (alongside) {
+        await step('cpu', async () => {
+          const r = await alongside;
+          if ('error' in r) throw r.error;
+          cap.writeJson('cpu.cpuprofile', r.profile);
+        });
+      }
     }
     if (cpuSeconds !== undefined) {
       note(`profiling the CPU for ${cpuSeconds} s`);

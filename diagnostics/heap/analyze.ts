@@ -5,7 +5,7 @@
  */
 import { readHeapSnapshot } from './parse.js';
 import { analyzeGraph, isReachable, type Graph } from './dominators.js';
-import { retainerPath } from './paths.js';
+import { closureLabel, readablePath, retainerChain, retainerPath, scriptOf, type Step } from './paths.js';
 import { Connections, WANTED_STRINGS } from './connections.js';
 import { HeapSnapshot, NONE } from './snapshot.js';
 import type { ConstructorStat, HeapFinding, HeapFindingKind, HeapSummary, Severity } from '../report/types.js';
@@ -43,14 +43,20 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
   const conn = new Connections(snap);
 
   const groups = new Map<string, HeapFinding>();
+  const steps = new Map<HeapFinding, Step[]>();
+  const names = (v: string): number => conn.str(v);
   const add = (kind: HeapFindingKind, severity: Severity, node: number, detail: string, queued?: number): void => {
-    const path = retainerPath(snap, graph, node);
-    // group by the last three hops: objects held the same way (one array, one kind of closure) form one
-    // finding even when the rest of their paths differ (the links of a timer list, for one)
-    const key = `${kind}\u0000${path.slice(-GROUP_BY_ENTRIES).join('\u0000')}`;
+    const readable = readablePath(snap, retainerChain(graph, node), names);
+    // group by the last three hops of the readable path: objects held the same way (one array, one Map, one
+    // function's closures) form one finding even when the rest of their paths differ
+    const key = `${kind}\u0000${readable
+      .slice(-GROUP_BY_ENTRIES)
+      .map((x) => x.key)
+      .join('\u0000')}`;
     let g = groups.get(key);
     if (!g) {
-      g = { kind, severity, count: 0, retainedSize: 0, path, ids: [], detail };
+      g = { kind, severity, count: 0, retainedSize: 0, path: [], rawPath: retainerPath(snap, graph, node), ids: [], detail };
+      steps.set(g, readable);
       if (queued !== undefined) g.queuedBytes = 0;
       groups.set(key, g);
     }
@@ -104,10 +110,12 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
       counts.sockets.total++;
       if (conn.socketClosed(n)) {
         counts.sockets.closed++;
-        add('retained_socket', 'warning', n, 'Socket that is closed or destroyed, still reachable');
+        // a closed socket held only by its own handle, until the next GC collects both, is not a leak
+        if (!heldOnlyByHandle(snap, graph, conn, n)) add('retained_socket', 'warning', n, 'Socket that is closed or destroyed, still reachable');
       }
     }
   }
+  nameSteps(snap, conn, steps);
 
   const ids = snap.nodeIds([...groups.values()].flatMap((g) => g.ids));
   for (const g of groups.values()) g.ids = g.ids.map((n) => ids.get(n) ?? -1).filter((id) => id >= 0);
@@ -116,6 +124,8 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     (a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1) || order[a.kind] - order[b.kind] || b.retainedSize - a.retainedSize,
   );
 
+  // last: the dominator-tree walk reuses the search's arrays, the paths are done
+  const byCtor = byConstructor(snap, graph, options.topConstructors ?? 25);
   const summary: HeapSummary = {
     file: snap.path,
     fileSize: snap.size,
@@ -124,14 +134,74 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     totalSize: graph.retained[0],
     ...counts,
     queuedBytes: queuedTotal,
-    byConstructor: byConstructor(snap, graph, options.topConstructors ?? 25),
+    byConstructor: byCtor,
   };
   return { summary, findings };
 }
 
 /**
- * Self and retained size per constructor (DevTools' "Summary" view). An object whose immediate dominator has
- * the same class name is left out of the retained sum, so nested objects of one class count once.
+ * A closed socket whose only retainer is its own native handle (`Node / TCPSocketWrap` → `TCP` →
+ * `owner_symbol` → `Socket`): the handle is closed and both go at the next GC.
+ */
+function heldOnlyByHandle(snap: HeapSnapshot, graph: Graph, conn: Connections, sock: number): boolean {
+  const d = graph.idom[sock];
+  if (d === NONE) return false;
+  if (!conn.isClass(d, 'TCP') && !conn.isClass(d, 'Pipe') && !conn.isClass(d, 'TLSWrap')) return false;
+  const dd = graph.idom[d];
+  return dd !== NONE && snap.nodeType[dd] === snap.T.native && /^Node \/ \w*Wrap$/.test(snap.name(dd));
+}
+
+/**
+ * Fill in the readable paths: each closure's `file:line:column` (one scan of the snapshot's locations) and
+ * variables, and the file of each scope a path starts from (the script of a closure that uses that scope).
+ */
+function nameSteps(snap: HeapSnapshot, conn: Connections, steps: Map<HeapFinding, Step[]>): void {
+  const names = (v: string): number => conn.str(v);
+  const closures = new Set<number>();
+  const scopes = new Set<number>();
+  for (const list of steps.values()) {
+    for (const st of list) {
+      if (st.closure !== undefined) closures.add(st.closure);
+      if (st.scope !== undefined) scopes.add(st.scope);
+    }
+  }
+  const locs = snap.locations(closures);
+  const scopeFile = new Map<number, string>();
+  if (scopes.size) {
+    // a closure whose context is the scope: one pass over the closures' edges
+    const sContext = names('context');
+    const closureType = snap.T.closure;
+    for (let v = 0; v < snap.nodeCount && scopeFile.size < scopes.size; v++) {
+      if (snap.nodeType[v] !== closureType) continue;
+      const e = snap.findEdge(v, sContext);
+      if (e === NONE) continue;
+      const c = snap.edgeTarget(e);
+      if (!scopes.has(c) || scopeFile.has(c)) continue;
+      const f = scriptOf(snap, v, names);
+      if (f) scopeFile.set(c, f);
+    }
+  }
+  const native = names('system / NativeContext');
+  for (const [g, list] of steps) {
+    g.path = list.map((st) => {
+      if (st.closure !== undefined) return closureLabel(snap, st.closure, locs.get(st.closure), names);
+      if (st.scope !== undefined) {
+        const prev = snap.findEdge(st.scope, names('previous'));
+        const top = prev !== NONE && native !== NONE && snap.nodeName[snap.edgeTarget(prev)] === native;
+        const file = scopeFile.get(st.scope);
+        return `${top ? 'module scope' : 'function scope'}${file ? ` ${file}` : ''}`;
+      }
+      return st.label;
+    });
+  }
+}
+
+/**
+ * Self and retained size per constructor (DevTools' "Summary" view). A node's retained size counts for its
+ * constructor only when no node above it in the dominator tree has the same constructor (DevTools' rule), so
+ * that nested objects of one class count once and no total exceeds the heap. A depth-first walk of the
+ * dominator tree keeps, per constructor, how many nodes of it are on the current branch; the walk's arrays
+ * reuse the breadth-first search's (`parent`, `scratch`), which the paths no longer need.
  */
 function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): ConstructorStat[] {
   const T = snap.T;
@@ -149,27 +219,91 @@ function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): Construct
     [T.bigint, 'BigInt'],
     [T.objectShape, '(object shape)'],
   ]);
-  // keys: string index for objects and natives, -1 - type for the others
-  const agg = new Map<number, { count: number; self: number; retained: number }>();
-  const keyOf = (n: number): number => {
+  // a dense key per constructor: objects and natives by name (string index → key through `dense`), the others by type
+  const N = snap.nodeCount;
+  const idom = graph.idom;
+  // (in the dominator search's leftover words when there are enough: no memory on top of the peak)
+  const dense = graph.spare.length >= snap.stringCount ? graph.spare.subarray(0, snap.stringCount) : new Uint32Array(snap.stringCount);
+  dense.fill(NONE);
+  const keyName: number[] = []; // key → string index, or -1 - type
+  const typeKeys = new Uint32Array(256).fill(NONE);
+  const objectType = T.object;
+  const nativeType = T.native;
+  for (let n = 0; n < N; n++) {
     const t = snap.nodeType[n];
-    if (t === T.object || t === T.native) return snap.nodeName[n];
-    return -1 - t;
-  };
-  for (let n = 0; n < snap.nodeCount; n++) {
-    const t = snap.nodeType[n];
-    if (t === T.synthetic || !isReachable(graph, n)) continue;
-    const k = keyOf(n);
-    let a = agg.get(k);
-    if (!a) {
-      a = { count: 0, self: 0, retained: 0 };
-      agg.set(k, a);
+    let k: number;
+    if (t === T.object || t === T.native) {
+      const s = snap.nodeName[n];
+      k = dense[s];
+      if (k === NONE) {
+        k = dense[s] = keyName.length;
+        keyName.push(s);
+      }
+    } else {
+      k = typeKeys[t];
+      if (k === NONE) {
+        k = typeKeys[t] = keyName.length;
+        keyName.push(-1 - t);
+      }
     }
-    a.count++;
-    a.self += snap.nodeSelf[n];
-    const d = graph.idom[n];
-    if (d === NONE || keyOf(d) !== k) a.retained += graph.retained[n];
   }
+  const nodeType = snap.nodeType;
+  const nodeName = snap.nodeName;
+  const keyAt = (n: number): number => {
+    const t = nodeType[n];
+    return t === objectType || t === nativeType ? dense[nodeName[n]] : typeKeys[t];
+  };
+  const K = keyName.length;
+  const count = new Float64Array(K);
+  const self = new Float64Array(K);
+  const retained = new Float64Array(K);
+  const synthetic = T.synthetic;
+  for (let n = 0; n < N; n++) {
+    if (snap.nodeType[n] === synthetic || (n !== 0 && idom[n] === NONE)) continue;
+    const k = keyAt(n);
+    count[k]++;
+    self[k] += snap.nodeSelf[n];
+  }
+  // children lists of the dominator tree: first child in `parent`, next sibling in `scratch`
+  const firstChild = graph.parent;
+  const next = graph.scratch;
+  firstChild.fill(NONE);
+  for (let n = N - 1; n >= 0; n--) {
+    const d = idom[n];
+    if (d === NONE) continue;
+    next[n] = firstChild[d];
+    firstChild[d] = n;
+  }
+  const onBranch = new Uint32Array(K);
+  const EXIT = 0x80000000;
+  let stack = new Uint32Array(1 << 16);
+  let sp = 0;
+  stack[sp++] = 0;
+  while (sp > 0) {
+    const item = stack[--sp];
+    if (item & EXIT) {
+      const v = item & 0x7fffffff;
+      if (nodeType[v] !== synthetic) onBranch[keyAt(v)]--;
+      continue;
+    }
+    const v = item;
+    if (nodeType[v] !== synthetic) {
+      const k = keyAt(v);
+      if (onBranch[k] === 0) retained[k] += graph.retained[v];
+      onBranch[k]++;
+    }
+    let need = sp + 1;
+    for (let c = firstChild[v]; c !== NONE; c = next[c]) need++;
+    if (need > stack.length) {
+      const bigger = new Uint32Array(Math.max(need, stack.length * 2));
+      bigger.set(stack.subarray(0, sp));
+      stack = bigger;
+    }
+    stack[sp++] = (v | EXIT) >>> 0;
+    for (let c = firstChild[v]; c !== NONE; c = next[c]) stack[sp++] = c;
+  }
+  const agg = new Map<number, { count: number; self: number; retained: number }>();
+  for (let k = 0; k < K; k++) if (count[k] > 0) agg.set(keyName[k], { count: count[k], self: self[k], retained: retained[k] });
   return [...agg.entries()]
     .sort((x, y) => y[1].retained - x[1].retained)
     .slice(0, top)

@@ -50,6 +50,27 @@ export const WANTED_STRINGS = [
   'backing_store',
   'context',
   'table',
+  'chunk',
+  'data',
+  'first',
+  'second',
+  'Timeout',
+  'Immediate',
+  'TimersList',
+  'Map',
+  'Set',
+  'WeakMap',
+  'WeakSet',
+  'TCP',
+  'Pipe',
+  'TLSWrap',
+  'system / NativeContext',
+  'previous',
+  'shared',
+  'script_or_debug_info',
+  'script',
+  '_onTimeout',
+  '_onImmediate',
 ];
 
 export type Flag = 'true' | 'false' | 'null' | 'undefined' | 'object' | 'absent';
@@ -143,71 +164,113 @@ export class Connections {
   }
 
   /**
-   * Bytes queued on a response and not yet handed to the kernel: the response's own `outputData` (writes
-   * before it had a socket) and its socket's writable buffer and in-flight write (`_writableState`'s
-   * buffered chunks and write callback). Counted as the sizes of the array-buffer backing stores and strings
-   * reachable from those holders, each once.
+   * Bytes queued on a response, as its `writableLength` counts them: the response's own `outputData` (writes
+   * before it had a socket), its socket's buffered writes (`_writableState`'s `<symbol kBufferedValue>` /
+   * `buffered`) and the write in flight (the entries held by the write callback's closure, `buffered`), entry by
+   * entry: a chunk queued N times counts N times. A string counts its length (a concatenated string the sum of
+   * its parts), a Buffer the size of its ArrayBuffer's backing store. Buffers carved from Node's shared 8 KiB
+   * pool (`Buffer.from` of a short string, such as the chunked encoding's CRLF) show only the pool in a snapshot,
+   * not their own length: they count 0, so the total can be short by those few bytes, never long.
    */
   queuedBytes(res: number): number {
-    const holders: number[] = [];
+    const holders = new Set<number>();
     for (const p of ['outputData', '<symbol kChunkedBuffer>']) {
       const h = this.target(res, p);
-      if (h !== NONE) holders.push(h);
+      if (h !== NONE) holders.add(h);
     }
     const sock = this.socketOf(res);
     if (sock !== NONE) {
       const ws = this.target(sock, '_writableState');
       if (ws !== NONE) {
-        for (const p of ['<symbol kBufferedValue>', 'buffered', 'bufferedRequest', '<symbol kWriteCbValue>', 'writecb']) {
+        for (const p of ['<symbol kBufferedValue>', 'buffered', 'bufferedRequest']) {
           const h = this.target(ws, p);
-          if (h !== NONE) holders.push(h);
+          if (h !== NONE) holders.add(h);
+        }
+        for (const p of ['<symbol kWriteCbValue>', 'writecb']) {
+          // a writev in flight: its callback's closure holds the entries it wrote (`buffered`)
+          const cb = this.target(ws, p);
+          if (cb === NONE || this.snap.nodeType[cb] !== this.snap.T.closure) continue;
+          const ctx = this.target(cb, 'context');
+          const h = ctx === NONE ? NONE : this.target(ctx, 'buffered');
+          if (h !== NONE) holders.add(h);
         }
       }
     }
-    return holders.length ? this.payloadBytes(holders) : 0;
+    let bytes = 0;
+    for (const h of holders) bytes += this.entriesBytes(h);
+    return bytes;
   }
 
-  private payloadBytes(holders: number[]): number {
+  /** The bytes of a queue: an Array of `{ chunk | data, encoding, callback }` entries (or of chunks). */
+  private entriesBytes(holder: number): number {
     const snap = this.snap;
-    const stop = new Set(
-      ['ServerResponse', 'IncomingMessage', 'Socket', 'TLSSocket', 'Server'].map((n) => this.str(n)).filter((i) => i !== NONE),
-    );
-    const skipEdges = new Set([this.str('map'), this.str('__proto__'), this.str('previous')].filter((i) => i !== NONE));
-    const follow = new Set(['elements', 'properties', 'buffer', 'backing_store', 'context', 'table'].map((n) => this.str(n)).filter((i) => i !== NONE));
-    const abData = this.str('system / JSArrayBufferData');
-    const seen = new Set<number>();
-    let frontier = holders.filter((h) => !seen.has(h) && seen.add(h));
+    if (snap.nodeType[holder] !== snap.T.object) return 0;
+    const sChunk = this.str('chunk');
+    const sData = this.str('data');
     let bytes = 0;
-    for (let depth = 0; depth < 8 && frontier.length && seen.size < 20_000; depth++) {
-      const next: number[] = [];
-      for (const v of frontier) {
-        const t = snap.nodeType[v];
-        if (snap.stringType[t]) {
-          bytes += snap.nodeSelf[v];
-          continue;
-        }
-        if (t === snap.T.native && snap.nodeName[v] === abData) {
-          bytes += snap.nodeSelf[v];
-          continue;
-        }
-        if (t === snap.T.code || t === snap.T.synthetic || t === snap.T.objectShape) continue;
-        if (t === snap.T.object && stop.has(snap.nodeName[v])) continue;
-        for (let e = snap.firstEdge[v], end = snap.firstEdge[v + 1]; e < end; e++) {
-          const et = snap.edgeType(e);
-          if (et === snap.E.internal) {
-            if (!follow.has(snap.edgeName[e])) continue;
-          } else if (et !== snap.E.property && et !== snap.E.element && et !== snap.E.context) {
-            continue;
-          }
-          if (!snap.indexEdge[et] && skipEdges.has(snap.edgeName[e])) continue;
-          const w = snap.edgeTarget(e);
-          if (seen.has(w)) continue;
-          seen.add(w);
-          next.push(w);
-        }
+    for (let e = snap.firstEdge[holder], end = snap.firstEdge[holder + 1]; e < end; e++) {
+      if (snap.edgeType(e) !== snap.E.element) continue;
+      const entry = snap.edgeTarget(e);
+      if (snap.nodeType[entry] === snap.T.object && !this.isBufferView(entry)) {
+        let c = sChunk === NONE ? NONE : this.targetByIndex(entry, sChunk);
+        if (c === NONE && sData !== NONE) c = this.targetByIndex(entry, sData);
+        if (c !== NONE) bytes += this.chunkBytes(c);
+      } else {
+        bytes += this.chunkBytes(entry);
       }
-      frontier = next;
     }
     return bytes;
   }
+
+  private targetByIndex(node: number, nameIndex: number): number {
+    const e = this.snap.findEdge(node, nameIndex);
+    return e === NONE ? NONE : this.snap.edgeTarget(e);
+  }
+
+  private isBufferView(node: number): boolean {
+    return this.target(node, 'buffer') !== NONE;
+  }
+
+  /** Length of one queued chunk: a string's length, or a Buffer's backing store (0 for a view into the pool). */
+  chunkBytes(node: number): number {
+    const snap = this.snap;
+    if (snap.stringType[snap.nodeType[node]]) return this.stringLength(node);
+    const ab = this.target(node, 'buffer');
+    if (ab === NONE) return 0;
+    const store = this.target(ab, 'backing_store');
+    if (store === NONE) return 0;
+    const size = snap.nodeSelf[store];
+    return size === POOL_SIZE ? 0 : size;
+  }
+
+  /**
+   * Characters in a string (what `writableLength` counts for a string chunk on a socket). A flat string's
+   * length is its name's when the name is short enough to be whole, else its size less V8's 16-byte header;
+   * a concatenated string is the sum of its parts (each part as often as it occurs); a sliced string its
+   * size, the most it can be.
+   */
+  stringLength(node: number): number {
+    const snap = this.snap;
+    const T = snap.T;
+    const sFirst = this.str('first');
+    const sSecond = this.str('second');
+    let total = 0;
+    const stack = [node];
+    for (let steps = 0; stack.length && steps < 1_000_000; steps++) {
+      const v = stack.pop()!;
+      const t = snap.nodeType[v];
+      if (t === T.consString) {
+        const a = sFirst === NONE ? NONE : this.targetByIndex(v, sFirst);
+        const b = sSecond === NONE ? NONE : this.targetByIndex(v, sSecond);
+        if (a !== NONE) stack.push(a);
+        if (b !== NONE) stack.push(b);
+        continue;
+      }
+      total += snap.stringLengthOf(v);
+    }
+    return total;
+  }
 }
+
+/** Node's Buffer pool (`Buffer.poolSize`): views into it do not show their own length. */
+const POOL_SIZE = 8 * 1024;

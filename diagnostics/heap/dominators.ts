@@ -5,7 +5,7 @@
  * algorithm over reverse postorder, every pass over every node until nothing changes (heap graphs settle in
  * a handful of passes). A worklist of "affected" nodes, as some tools use, is not sound: a node's
  * immediate dominator can change when a dominator further up its predecessors' chains changes.
- * Weak edges retain nothing and are ignored. Nodes that only weak edges reach are unreachable: they have
+ * Weak edges retain nothing and are ignored, and so are shortcut edges other than the root's (DevTools' rule). Nodes that only weak edges reach are unreachable: they have
  * no dominator (NONE) and their retained size is their self size.
  *
  * Shortest paths: a breadth-first search from the root over non-weak edges records the node each node was
@@ -29,6 +29,10 @@ export interface Graph {
   reachable: number;
   /** Passes the dominator iteration took. */
   passes: number;
+  /** A free array of one word per node (the search queue's), for later walks. */
+  scratch: Uint32Array;
+  /** Free words left over in the predecessor array after the retained sizes (maybe empty), for later walks. */
+  spare: Uint32Array;
 }
 
 export interface GraphOptions {
@@ -55,6 +59,9 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
   const N = snap.nodeCount;
   const { firstEdge, edgeTo, nodeSelf } = snap;
   const weak = snap.E.weak;
+  // DevTools' rule (HeapSnapshot.isEssentialEdge): shortcut edges (a bound function's `bound_argument_N`, which
+  // repeats what its `bindings` array holds) retain nothing, except the root's (they mark the global objects)
+  const shortcut = snap.E.shortcut;
   const progress = options.onProgress;
 
   // A: node → postorder (later: dominators in postorder space, then BFS parents)
@@ -79,7 +86,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
       let pushed = false;
       for (; e < end; e++) {
         const word = edgeTo[e];
-        if (word >>> 29 === weak) continue;
+        if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
         const w = word & TO_MASK;
         if (A[w] !== NONE) continue;
         A[w] = ON_STACK;
@@ -106,7 +113,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
     const v = B[po];
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
-      if (word >>> 29 === weak) continue;
+      if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
       C[A[word & TO_MASK] + 1]++;
     }
   }
@@ -120,7 +127,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
     const v = B[po];
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
-      if (word >>> 29 === weak) continue;
+      if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
       D[--C[A[word & TO_MASK] + 1]] = po;
     }
   }
@@ -189,7 +196,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
     const v = queue[head++];
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
-      if (word >>> 29 === weak) continue;
+      if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
       const w = word & TO_MASK;
       if (parent[w] !== NONE) continue;
       parent[w] = v;
@@ -198,7 +205,8 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
   }
   parent[root] = NONE;
   progress?.('paths', 5, 5);
-  return { idom, retained, parent, reachable: count, passes };
+  const spare = retained.buffer === D.buffer ? new Uint32Array(D.buffer, N * 8, (D.byteLength - N * 8) >>> 2) : new Uint32Array(D.buffer);
+  return { idom, retained, parent, reachable: count, passes, scratch: queue, spare };
 }
 
 /** Whether a node is reachable from the root (through non-weak edges). */

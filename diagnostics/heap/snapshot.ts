@@ -31,6 +31,8 @@ export interface SnapshotData {
   nodeName: Uint32Array;
   /** File offset of the first byte after the `[` of `nodes`. */
   nodesOffset: number;
+  /** File offset of the first byte after the `[` of `locations`, or -1 (older V8 writes none). */
+  locationsOffset?: number;
   nodeSelf: Uint32Array;
   firstEdge: Uint32Array;
   edgeTo: Uint32Array;
@@ -59,6 +61,7 @@ export class HeapSnapshot {
   readonly nodeType: Uint8Array;
   readonly nodeName: Uint32Array;
   private readonly nodesOffset: number;
+  private readonly locationsOffset: number;
   readonly nodeSelf: Uint32Array;
   readonly firstEdge: Uint32Array;
   readonly edgeTo: Uint32Array;
@@ -106,6 +109,7 @@ export class HeapSnapshot {
     this.nodeType = d.nodeType;
     this.nodeName = d.nodeName;
     this.nodesOffset = d.nodesOffset;
+    this.locationsOffset = d.locationsOffset ?? -1;
     this.nodeSelf = d.nodeSelf;
     this.firstEdge = d.firstEdge;
     this.edgeTo = d.edgeTo;
@@ -181,6 +185,20 @@ export class HeapSnapshot {
     return text;
   }
 
+  /**
+   * Length of a flat string node: its name is the string itself, whole when shorter than V8's cut (1024
+   * characters, noted in the file) — else its size less V8's 16-byte string header (one-byte strings).
+   */
+  stringLengthOf(node: number): number {
+    const idx = this.nodeName[node];
+    const raw = idx < this.stringCount ? this.strLen[idx] : 0;
+    const self = this.nodeSelf[node];
+    const bytes = raw & 0x7fffffff;
+    if (bytes > 0 && bytes < 1024 && (raw & 0x80000000) === 0) return bytes;
+    if (bytes > 0 && bytes < 1024) return this.string(idx).length;
+    return Math.max(0, self - 16);
+  }
+
   name(node: number): string {
     return this.string(this.nodeName[node]);
   }
@@ -250,6 +268,61 @@ export class HeapSnapshot {
           const node = Math.floor(k / F);
           if (k % F === idField && want.has(node)) out.set(node, num);
           if (node > last) return out;
+          k++;
+          num = 0;
+          has = false;
+        }
+        if (c === 0x5d) return out;
+      }
+    }
+  }
+
+  /**
+   * Source positions of some closures, from the snapshot's `locations` section (`[object_index, script_id,
+   * line, column]` per function, 0-based; V8 writes it for every JSFunction): one sequential scan of the
+   * section. Returned 1-based, as editors and DevTools show them.
+   */
+  locations(nodes: Iterable<number>): Map<number, { line: number; column: number }> {
+    const want = new Set(nodes);
+    const out = new Map<number, { line: number; column: number }>();
+    const fields = (this.meta as SnapshotMeta & { locationFields?: string[] }).locationFields ?? ['object_index', 'script_id', 'line', 'column'];
+    const W = fields.length;
+    const fObj = fields.indexOf('object_index');
+    const fLine = fields.indexOf('line');
+    const fCol = fields.indexOf('column');
+    const F = this.meta.nodeFields.length;
+    if (want.size === 0 || this.fd < 0 || this.locationsOffset < 0 || fObj < 0 || fLine < 0 || fCol < 0) return out;
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let pos = this.locationsOffset;
+    let k = 0;
+    let num = 0;
+    let has = false;
+    let node = -1;
+    let line = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      } catch {
+        return out;
+      }
+      if (n === 0) return out;
+      pos += n;
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (c >= 0x30 && c <= 0x39) {
+          num = num * 10 + (c - 0x30);
+          has = true;
+          continue;
+        }
+        if (has) {
+          const f = k % W;
+          if (f === fObj) node = num / F;
+          else if (f === fLine) line = num;
+          if (f === fCol && want.has(node)) {
+            out.set(node, { line: line + 1, column: num + 1 });
+            if (out.size === want.size) return out;
+          }
           k++;
           num = 0;
           has = false;

@@ -140,6 +140,7 @@ export class SnapshotParser {
   private nodeType!: Uint8Array;
   private nodeName!: Uint32Array;
   private nodesOffset = -1;
+  private locationsOffset = -1;
   private nodeSelf!: Uint32Array;
   private firstEdge!: Uint32Array;
   private edgeTo!: Uint32Array;
@@ -313,7 +314,8 @@ export class SnapshotParser {
       this.structural(c, at);
       return;
     }
-    // anything else: skip one JSON value
+    // anything else: skip one JSON value (the position of `locations` is kept: closures' source positions are read back on demand)
+    if (key === 'locations' && c === 0x5b) this.locationsOffset = at + 1;
     this.collect = null;
     this.inStr = false;
     this.esc = false;
@@ -629,6 +631,7 @@ export class SnapshotParser {
       nodeType: this.nodeType,
       nodeName: this.nodeName,
       nodesOffset: this.nodesOffset,
+      locationsOffset: this.locationsOffset,
       nodeSelf: this.nodeSelf,
       firstEdge: this.firstEdge,
       edgeTo: this.edgeTo,

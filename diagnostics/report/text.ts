@@ -7,7 +7,7 @@ export function formatPath(path: string[]): string {
 }
 
 function findingLine(f: ReportFinding): string[] {
-  const sev = f.severity === 'error' ? 'ERROR  ' : 'WARNING';
+  const sev = f.severity === 'error' ? 'ERROR  ' : f.severity === 'warning' ? 'WARNING' : 'INFO   ';
   if (f.source === 'streams') {
     return [`${sev} ${f.kind} stream ${f.streamId} ${f.method} ${f.route} (age ${Math.round(f.ageMs / 1000)} s): ${f.detail}`];
   }

@@ -6,7 +6,8 @@ import type { Finding, StreamSnapshot } from '../../src/types.js';
 
 export const REPORT_VERSION = 1;
 
-export type Severity = 'warning' | 'error';
+/** `info`: worth knowing, never a failure (`--fail-on` ignores it). */
+export type Severity = 'info' | 'warning' | 'error';
 
 export type HeapFindingKind = 'retained_response' | 'retained_socket' | 'retained_request' | 'queued_write_buffer';
 
@@ -18,8 +19,14 @@ export interface HeapFinding {
   count: number;
   /** Sum of their retained sizes (bytes; dominator tree). */
   retainedSize: number;
-  /** From a GC root to the object: nodes and edges alternating, `[node, edge, node, …, node]`. */
+  /**
+   * How the object is held, as a reader thinks of it: objects and edges alternating, `[holder, edge, …, object]`,
+   * from what holds it for the program (an active timer, a module's variable, else a GC root); a closure is
+   * one step with its `file:line:column` and variables; a Map/Set is one step (`(entry)`).
+   */
   path: string[];
+  /** The shortest retainer path from a GC root as V8 records it, nodes and edges alternating. */
+  rawPath: string[];
   /** queued_write_buffer: bytes queued on these responses. */
   queuedBytes?: number;
   /** Heap snapshot ids of up to 5 of the objects (to find them in DevTools). */
@@ -35,6 +42,11 @@ export interface TraceFinding {
   /** Longest duration in this group (ms), for long tasks and GC pauses. */
   maxMs?: number;
   totalMs?: number;
+  /** long_task: where the longest one ran, from a CPU profile taken over the same window (cpu.cpuprofile). */
+  where?: CpuFrame[];
+  /** long_task: trace clock (µs) of the longest one; internal, for attribution. */
+  startUs?: number;
+  endUs?: number;
 }
 
 /** A stream finding from the detectors (streams.json), as is, with `source`. */
@@ -70,6 +82,16 @@ export interface TraceSummary {
   gc: { count: number; totalMs: number; maxMs: number };
   async: { created: number; destroyed: number; alive: number; byType: Record<string, number> };
   top: Array<{ name: string; count: number; totalMs: number; maxMs: number }>;
+}
+
+/** A function that ran, with its share of a time window. */
+export interface CpuFrame {
+  functionName: string;
+  url: string;
+  /** 1-based line and column of the function's start. */
+  line: number;
+  column: number;
+  selfMs: number;
 }
 
 export interface CpuSummary {

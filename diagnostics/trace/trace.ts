@@ -55,6 +55,18 @@ interface Span {
   name: string;
   start: number;
   end: number;
+  /** Thread CPU time spent in the span (µs), NaN when the trace has no thread clock. */
+  cpu?: number;
+}
+
+/** An async resource created during the trace (`node.async_hooks` begin event). */
+interface AsyncRes {
+  type: string;
+  trigger: number;
+  ts: number;
+  /** Last time one of its callbacks began. */
+  ran: number;
+  alive: boolean;
 }
 
 export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LONG_TASK_MS): TraceAnalysis {
@@ -62,11 +74,13 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
   let minTs = Infinity;
   let maxTs = -Infinity;
   const candidates: Span[] = [];
-  const openCallbacks = new Map<string, number>();
+  const openCallbacks = new Map<string, { ts: number; tts: number }>();
   const gcOpen = new Map<string, number>();
   const gcPairs: Span[] = [];
   const gcX: Span[] = [];
   const asyncAlive = new Map<string, string>(); // key name|id -> type
+  const resources = new Map<number, AsyncRes>(); // async id -> resource created during the trace
+  const destroyedAt = new Map<number, { type: string; ts: number }>(); // async id -> its destroy (any, also of older ones)
   let created = 0;
   let destroyed = 0;
   const totals = new Map<string, { count: number; totalMs: number; maxMs: number }>();
@@ -88,7 +102,9 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
       t.totalMs += dur / 1000;
       t.maxMs = Math.max(t.maxMs, dur / 1000);
       totals.set(name, t);
-      if (cat.includes('node') && !cat.includes('async_hooks') && dur >= longUs) candidates.push({ name, start: ts, end: ts + dur });
+      if (cat.includes('node') && !cat.includes('async_hooks') && dur >= longUs) {
+        candidates.push({ name, start: ts, end: ts + dur, cpu: num((e as { tdur?: unknown }).tdur) });
+      }
       if (/^V8\.GC/.test(name) && dur > 0) gcX.push({ name, start: ts, end: ts + dur });
       continue;
     }
@@ -104,18 +120,31 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
     if ((ph === 'b' || ph === 'e') && cat.includes('node.async_hooks')) {
       const id = str(e.id) || String(e.id ?? '') || str(e.id2);
       const key = `${name}|${id}`;
+      const asyncId = Number(id);
+      const tts = num((e as { tts?: unknown }).tts);
       if (name.endsWith('_CALLBACK')) {
-        if (ph === 'b') openCallbacks.set(key, ts);
-        else {
+        if (ph === 'b') {
+          openCallbacks.set(key, { ts, tts });
+          const r = resources.get(asyncId);
+          if (r) r.ran = ts;
+        } else {
           const s = openCallbacks.get(key);
-          if (s !== undefined && ts - s >= longUs) candidates.push({ name, start: s, end: ts });
+          if (s !== undefined && ts - s.ts >= longUs) candidates.push({ name, start: s.ts, end: ts, cpu: tts - s.tts });
           openCallbacks.delete(key);
         }
       } else if (ph === 'b') {
         created++;
         asyncAlive.set(key, name);
-      } else if (asyncAlive.delete(key)) {
-        destroyed++;
+        const data = ((e as { args?: { data?: { triggerAsyncId?: unknown; executionAsyncId?: unknown } } }).args ?? {}).data ?? {};
+        const trigger = num(data.triggerAsyncId);
+        if (Number.isFinite(asyncId)) resources.set(asyncId, { type: name, trigger: Number.isFinite(trigger) ? trigger : num(data.executionAsyncId), ts, ran: NaN, alive: true });
+      } else {
+        if (Number.isFinite(asyncId)) destroyedAt.set(asyncId, { type: name, ts });
+        if (asyncAlive.delete(key)) {
+          destroyed++;
+          const r = resources.get(asyncId);
+          if (r) r.alive = false;
+        }
       }
     }
   }
@@ -138,25 +167,39 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
   const gc = gcPairs.length ? gcPairs : outermost(gcX);
 
   const findings: TraceFinding[] = [];
-  const byLabel = new Map<string, { count: number; totalMs: number; maxMs: number }>();
+  // A task whose thread ran for less than the threshold was mostly waiting for a CPU (other processes had it):
+  // the host was overloaded, the code did not block. Such tasks are grouped apart and reported as info.
+  const byLabel = new Map<string, { count: number; totalMs: number; maxMs: number; cpuMs: number; starved: boolean; spans: Span[] }>();
   for (const t of tasks) {
-    const label = t.inner && t.inner !== t.name ? `${t.name} › ${t.inner}` : t.name;
+    const name = t.inner && t.inner !== t.name ? `${t.name} › ${t.inner}` : t.name;
     const ms = (t.end - t.start) / 1000;
-    const g = byLabel.get(label) ?? { count: 0, totalMs: 0, maxMs: 0 };
+    const cpuMs = t.cpu !== undefined && Number.isFinite(t.cpu) && t.cpu >= 0 ? t.cpu / 1000 : ms;
+    const starved = cpuMs < longTaskMs;
+    const label = `${starved ? 'starved\u0000' : ''}${name}`;
+    const g = byLabel.get(label) ?? { count: 0, totalMs: 0, maxMs: 0, cpuMs: 0, starved, spans: [] };
     g.count++;
     g.totalMs += ms;
     g.maxMs = Math.max(g.maxMs, ms);
+    g.cpuMs = Math.max(g.cpuMs, cpuMs);
+    g.spans.push(t);
     byLabel.set(label, g);
   }
   for (const [label, g] of [...byLabel].sort((a, b) => b[1].maxMs - a[1].maxMs)) {
-    findings.push({
+    const name = label.replace(/^starved\u0000/, '');
+    const f: TraceFinding = {
       kind: 'long_task',
-      severity: g.maxMs >= 10 * longTaskMs ? 'error' : 'warning',
+      severity: g.starved ? 'info' : g.maxMs >= 10 * longTaskMs ? 'error' : 'warning',
       count: g.count,
       maxMs: round(g.maxMs),
       totalMs: round(g.totalMs),
-      detail: `${label}: the event loop was blocked ${g.count} time(s), up to ${round(g.maxMs)} ms`,
-    });
+      detail: g.starved
+        ? `${name}: the event loop was held ${g.count} time(s), up to ${round(g.maxMs)} ms, but its thread ran at most ${round(g.cpuMs)} ms of CPU: it waited for a CPU (the host is overloaded), the code did not block`
+        : `${name}: the event loop was blocked ${g.count} time(s), up to ${round(g.maxMs)} ms`,
+    };
+    const longest = g.spans.reduce((a, b) => (b.end - b.start > a.end - a.start ? b : a));
+    f.startUs = longest.start;
+    f.endUs = longest.end;
+    findings.push(f);
   }
   const durationMs = Number.isFinite(minTs) ? (maxTs - minTs) / 1000 : 0;
   const gcTotal = gc.reduce((s, p) => s + (p.end - p.start) / 1000, 0);
@@ -173,15 +216,7 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
   }
   const byType: Record<string, number> = {};
   for (const type of asyncAlive.values()) byType[type] = (byType[type] ?? 0) + 1;
-  for (const [type, n] of Object.entries(byType).sort((a, b) => b[1] - a[1])) {
-    if (type === 'PROMISE' || n < ASYNC_ALIVE_THRESHOLD) continue;
-    findings.push({
-      kind: 'undestroyed_async',
-      severity: 'warning',
-      count: n,
-      detail: `${n} ${type} resource(s) created during the trace and not destroyed by its end`,
-    });
-  }
+  findings.push(...asyncFindings(resources, destroyedAt, byType, minTs, maxTs));
   const maxTask = tasks.reduce((m, t) => Math.max(m, (t.end - t.start) / 1000), 0);
   const summary: TraceSummary = {
     file,
@@ -245,6 +280,7 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
   if (main.length === 0) return out;
   let prev = main[0];
   let runStart = prev.end;
+  let runStartTts = prev.ttsEnd;
   let runName = prev.name;
   for (let i = 1; i < main.length; i++) {
     const cur = main[i];
@@ -254,16 +290,131 @@ function busyGaps(events: TraceEvent[], longUs: number): Span[] {
     // time, so a gap that ends in an event only running JavaScript causes still counts as busy)
     if (wall > 2000 && cpu < 0.5 * wall && !cur.jsBusy && !(cur.jsCreated && cpu >= 0.2 * wall)) {
       // the thread was idle in between: the run before the gap ended where the gap began
-      if (prev.end - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: prev.end });
+      if (prev.end - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: prev.end, cpu: prev.ttsEnd - runStartTts });
       runStart = cur.ts;
+      runStartTts = cur.tts;
       runName = cur.name;
     }
     if (cur.boundary) {
-      if (cur.ts - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: cur.ts });
+      if (cur.ts - runStart >= longUs) out.push({ name: `JavaScript after ${runName || 'an event'}`, start: runStart, end: cur.ts, cpu: cur.tts - runStartTts });
       runStart = cur.end;
+      runStartTts = cur.ttsEnd;
       runName = cur.name;
     }
     if (cur.end >= prev.end) prev = cur;
+  }
+  return out;
+}
+
+/** Resources that stand for a connection: what a stream's timers and callbacks descend from. */
+const CONNECTION_TYPES = new Set(['HTTPINCOMINGMESSAGE', 'HTTPCLIENTREQUEST', 'TCPWRAP', 'TLSWRAP', 'PIPEWRAP', 'HTTP2SESSION', 'HTTP2STREAM']);
+/** A resource whose owner closed this long before the trace ended, and still alive, is reported even if it never ran since. */
+const CLOSED_GRACE_US = 1_000_000;
+/** A group of resources of one type and one owner "grows" when at least this many, created over this much of the trace, are alive. */
+const GROWTH_MIN = 3;
+const GROWTH_SPAN = 0.25;
+
+/**
+ * Async resources alive at the end of the trace, judged by what owns them (the first connection among their
+ * trigger ancestors, else the oldest ancestor the trace knows):
+ * - of a closed connection: its connection's resource was destroyed during the trace and this one lives on, and
+ *   ran after the close (a producer that never stopped) or the close was at least 1 s before the end;
+ * - growing: at least 3 of one type and one owner, created over at least a quarter of the trace (and 100 ms),
+ *   none of them destroyed — more than steady traffic leaves alive (an open stream keeps one timer, a keep-alive
+ *   socket one timeout, a burst of in-flight requests starts together);
+ * both are warnings. The rest is traffic in flight and is reported as info from 10 of a type. Promises, and
+ * handles (`…WRAP`, destroyed only when garbage-collected) and connections themselves, are never warnings:
+ * the heap snapshot is the evidence for those.
+ */
+function asyncFindings(
+  resources: Map<number, AsyncRes>,
+  destroyedAt: Map<number, { type: string; ts: number }>,
+  byType: Record<string, number>,
+  minTs: number,
+  maxTs: number,
+): TraceFinding[] {
+  const typeOf = (id: number): string | undefined => resources.get(id)?.type ?? destroyedAt.get(id)?.type;
+  const ownerMemo = new Map<number, number>();
+  const ownerOf = (id: number): number => {
+    const chain: number[] = [];
+    let cur = resources.get(id)?.trigger ?? NaN;
+    let owner = cur;
+    for (let hops = 0; hops < 100_000; hops++) {
+      if (!Number.isFinite(cur)) break;
+      const memo = ownerMemo.get(cur);
+      if (memo !== undefined) {
+        owner = memo;
+        break;
+      }
+      owner = cur;
+      const t = typeOf(cur);
+      if ((t !== undefined && CONNECTION_TYPES.has(t)) || !resources.has(cur)) break;
+      chain.push(cur);
+      const next = resources.get(cur)!.trigger;
+      if (next === cur) break;
+      cur = next;
+    }
+    for (const c of chain) ownerMemo.set(c, owner);
+    return owner;
+  };
+  const span = Number.isFinite(minTs) ? maxTs - minTs : 0;
+  const per = new Map<string, { closed: number; growing: number; info: number }>();
+  const groups = new Map<string, AsyncRes[]>();
+  const stat = (type: string) => {
+    let s = per.get(type);
+    if (!s) per.set(type, (s = { closed: 0, growing: 0, info: 0 }));
+    return s;
+  };
+  for (const [id, r] of resources) {
+    if (!r.alive) continue;
+    const type = r.type;
+    if (type === 'PROMISE' || type.endsWith('WRAP') || CONNECTION_TYPES.has(type)) continue;
+    const owner = ownerOf(id);
+    const ownerType = typeOf(owner);
+    const closed = ownerType !== undefined && CONNECTION_TYPES.has(ownerType) ? destroyedAt.get(owner) : undefined;
+    if (closed && (r.ran > closed.ts || maxTs - closed.ts >= CLOSED_GRACE_US)) {
+      stat(type).closed++;
+      continue;
+    }
+    const key = `${type}\u0000${owner}`;
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
+  }
+  for (const [key, g] of groups) {
+    const type = key.slice(0, key.indexOf('\u0000'));
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const r of g) {
+      lo = Math.min(lo, r.ts);
+      hi = Math.max(hi, r.ts);
+    }
+    if (g.length >= GROWTH_MIN && hi - lo >= Math.max(100_000, GROWTH_SPAN * span)) stat(type).growing += g.length;
+    else stat(type).info += g.length;
+  }
+  const out: TraceFinding[] = [];
+  for (const [type, s] of [...per].sort((a, b) => b[1].closed + b[1].growing - (a[1].closed + a[1].growing))) {
+    const n = s.closed + s.growing;
+    if (n === 0) continue;
+    const why = [
+      s.closed ? `${s.closed} belong to connections that closed during the trace` : '',
+      s.growing ? `${s.growing} kept being created by one owner and never destroyed` : '',
+    ].filter(Boolean);
+    out.push({ kind: 'undestroyed_async', severity: 'warning', count: n, detail: `${n} ${type} resource(s) still alive at the end of the trace: ${why.join('; ')}` });
+  }
+  for (const [type, n] of Object.entries(byType).sort((a, b) => b[1] - a[1])) {
+    if (type === 'PROMISE' || n < ASYNC_ALIVE_THRESHOLD) continue;
+    const s = per.get(type);
+    const rest = n - (s ? s.closed + s.growing : 0);
+    if (rest < ASYNC_ALIVE_THRESHOLD) continue;
+    out.push({
+      kind: 'undestroyed_async',
+      severity: 'info',
+      count: rest,
+      detail: `${rest} ${type} resource(s) created during the trace and alive at its end, as the traffic explains (open connections, requests in flight${
+        type.endsWith('WRAP') ? '; handles are destroyed only when garbage-collected' : ''
+      })`,
+    });
   }
   return out;
 }

@@ -18,6 +18,8 @@ export interface Transport {
   /** Writes trace events (Chrome trace-event format) into `out`; resolves with the event count. */
   trace(seconds: number, out: fs.WriteStream): Promise<number>;
   cpu(seconds: number): Promise<unknown>;
+  /** A CPU profile that can run while `trace` does (the same window, for long-task attribution). */
+  cpuAlongside(seconds: number): Promise<unknown>;
   close(): Promise<void>;
 }
 
@@ -91,6 +93,16 @@ export class AgentTransport implements Transport {
   async cpu(seconds: number): Promise<unknown> {
     const r = await this.client.request<{ profile: unknown }>('cpu', { seconds });
     return r.profile;
+  }
+  async cpuAlongside(seconds: number): Promise<unknown> {
+    // one request at a time per connection: the profile goes over a second one
+    const second = await AgentClient.connect(this.client.path);
+    try {
+      const r = await second.request<{ profile: unknown }>('cpu', { seconds });
+      return r.profile;
+    } finally {
+      second.close();
+    }
   }
   async close(): Promise<void> {
     this.client.close();
@@ -168,6 +180,9 @@ export class InspectorTransport implements Transport {
     const { profile } = await this.s.send('Profiler.stop');
     await this.s.send('Profiler.disable').catch(() => undefined);
     return profile;
+  }
+  cpuAlongside(seconds: number): Promise<unknown> {
+    return this.cpu(seconds);
   }
   async close(): Promise<void> {
     const refused = await this.s.close();
