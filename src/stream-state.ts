@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
+import type { H2StreamLike } from './http2.js';
 import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
@@ -90,6 +91,8 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
+  /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/http2.ts). */
+  h2: H2StreamLike | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 

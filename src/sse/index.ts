@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { admit } from '../limits/index.js';
 import { resolveSse, type SseOptions } from './options.js';
 import { kOpen, SseStream } from './stream.js';
+import { isServerStream } from '../http2.js';
 
 export { SseStream } from './stream.js';
 export { encodeEvent, encodeComment, type SseEvent } from './encoder.js';
@@ -15,6 +16,10 @@ export type { SseOptions } from './options.js';
  * with a given options object, which is resolved once and cached).
  */
 export function sse(req: IncomingMessage, res: ServerResponse, options: SseOptions = {}): SseStream {
+  if (isServerStream(req) || isServerStream(res)) {
+    // Nothing to frame onto: a `stream` event has no response object. Say so rather than fail later.
+    throw new TypeError("sse(req, res): HTTP/2 'stream' events are not supported; use the compatibility API (the request and response of a 'request' event)");
+  }
   const o = resolveSse(options);
   const rejected = admit(o.limits, req, res, o.config.metrics, o.route);
   const stream = new SseStream(req, res, o, rejected);
