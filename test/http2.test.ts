@@ -215,6 +215,34 @@ for (const secure of [false, true]) {
     });
   });
 
+  describe(`sse() backpressure over HTTP/2, ${kind}`, () => {
+    it('send() waits for drain while the client does not read (Node 20 has no writableNeedDrain on Http2ServerResponse)', async () => {
+      const registry = new Registry();
+      const total = 200;
+      let sent = 0;
+      const server = create(async (req, res) => {
+        const stream = sse(req as never, res as never, { registry, route: '/sse-bulk', heartbeatMs: 0 });
+        const data = 'b'.repeat(16 * 1024);
+        for (let i = 0; i < total; i++) {
+          await stream.send({ data });
+          sent++;
+        }
+        stream.close();
+      });
+      const c = await listen(server, secure);
+      let atRelease = -1;
+      const hold = sleep(300).then(() => (atRelease = sent));
+      const r = await h2get(c.connect(), '/sse-bulk', { holdUntil: hold });
+      expect(atRelease).toBeGreaterThanOrEqual(0);
+      expect(atRelease).toBeLessThan(total);
+      expect(r.body.toString().split('\n\n').length - 1).toBe(total);
+      const m = await settled(registry, 1);
+      expect(outcome(m, 'completed')).toBe(1);
+      expect(sum(m, 'write_blocked_total')).toBeGreaterThan(0);
+      expect(sum(m, 'stream_bytes_written_total')).toBe(r.bytes);
+    });
+  });
+
   describe(`HTTP/2 stream events under instrument(), ${kind}`, () => {
     it('completed, client reset and server cut: outcomes, bytes and writes as the client and handler saw them', async () => {
       const registry = new Registry();
