@@ -2,12 +2,16 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { instrument, sse, streams } from '../src/index.js';
 import { scrape, sleep, sum, until, type Sample } from './helpers/http.js';
 import { h2get, selfSignedCert } from './helpers/h2.js';
 
 // Real HTTP/2 servers and clients over loopback: h2c (createServer) and TLS (createSecureServer, a certificate
 // made by openssl for this run). Every number is checked against what the client or the handler saw.
+
+const exporter = new InMemorySpanExporter();
+const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('h2-test');
 
 type Server = http2.Http2Server | http2.Http2SecureServer;
 const open: { server: Server; sessions: http2.ClientHttp2Session[] }[] = [];
@@ -94,6 +98,7 @@ for (const secure of [false, true]) {
       expect(sum(m, 'stream_bytes_written_total', { route: '/ndjson' })).toBe(r.bytes);
       expect(sum(m, 'stream_writes_total')).toBe(10);
       expect(sum(m, 'stream_active_connections')).toBe(0);
+      expect(sum(m, 'stream_leaks_total')).toBe(0);
     });
 
     it("a client's RST_STREAM is client_aborted; bytes stop at the reset, later writes are writes after close", async () => {
@@ -121,6 +126,7 @@ for (const secure of [false, true]) {
       expect(sum(m, 'stream_writes_total')).toBe(tally.aliveWrites);
       expect(sum(m, 'stream_writes_after_close_total')).toBe(tally.after);
       expect(r.bytes).toBeLessThanOrEqual(tally.alive);
+      await until(async () => sum(await scrape(registry), 'stream_leaks_total', { kind: 'zombie_producer' }) === 1, 'the zombie_producer finding');
     });
 
     it('res.destroy() by the server is error, not client_aborted', async () => {
@@ -244,8 +250,9 @@ for (const secure of [false, true]) {
   });
 
   describe(`HTTP/2 stream events under instrument(), ${kind}`, () => {
-    it('completed, client reset and server cut: outcomes, bytes and writes as the client and handler saw them', async () => {
+    it('completed, client reset and server cut: outcomes, bytes, writes, spans and the zombie finding as the client and handler saw them', async () => {
       const registry = new Registry();
+      exporter.reset();
       const tally = { alive: 0, aliveWrites: 0, after: 0 };
       let done!: () => void;
       const finished = new Promise<void>((r) => (done = r));
@@ -271,7 +278,7 @@ for (const secure of [false, true]) {
               stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
             }
           },
-          { registry },
+          { registry, tracer },
         ),
       );
       const c = await listen(server, secure);
@@ -292,6 +299,19 @@ for (const secure of [false, true]) {
       expect(reset.bytes).toBeLessThanOrEqual(tally.alive);
       expect(sum(m, 'stream_started_total', { method: 'GET' })).toBe(3);
       expect(streams().filter((s) => !s.clientClosed)).toEqual([]);
+      // detectors: the producer that wrote on after the reset is a zombie; the healthy streams raise nothing
+      await until(async () => sum(await scrape(registry), 'stream_leaks_total', { kind: 'zombie_producer' }) === 1, 'the zombie_producer finding');
+      const after = await scrape(registry);
+      expect(sum(after, 'stream_leaks_total', { route: '/reset', kind: 'zombie_producer' })).toBe(1);
+      expect(sum(after, 'stream_leaks_total', { route: '/ok' })).toBe(0);
+      // spans: one per stream, with the outcome and the bytes counted above
+      const spans = exporter.getFinishedSpans();
+      const span = (route: string) => spans.find((sp) => sp.attributes['stream.route'] === route);
+      expect(span('/ok')?.attributes['stream.outcome']).toBe('completed');
+      expect(span('/ok')?.attributes['stream.bytes']).toBe(ok.bytes);
+      expect(span('/reset')?.attributes['stream.outcome']).toBe('client_aborted');
+      expect(span('/reset')?.attributes['stream.bytes']).toBe(tally.alive);
+      expect(span('/cut')?.attributes['stream.outcome']).toBe('error');
     });
 
     it('backpressure on a stream event: blocked writes counted, every byte delivered', async () => {
