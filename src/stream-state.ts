@@ -115,6 +115,7 @@ export class StreamState {
     const res = this.strongRes;
     if (res !== null) this.weakRes = new WeakRef(res);
     this.strongRes = null;
+    this.h2 = null; // the HTTP/2 stream too (for `stream` events it is the response)
   }
 
   /** Forgets the request and response. */
@@ -122,6 +123,7 @@ export class StreamState {
     this.strongRes = null;
     this.weakRes = null;
     this.req = null;
+    this.h2 = null;
   }
 
   get stack(): string | undefined {
