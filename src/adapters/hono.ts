@@ -99,4 +99,7 @@ export function instrumentFetch<F extends (request: Request, env?: unknown, ...r
   return wrapped as unknown as F;
 }
 
+/** The same middleware under the name the other adapters use (`streamscopeKoa`, `streamscopeFastify`). */
+export const streamscopeHono = streamscope;
+
 export default streamscope;
