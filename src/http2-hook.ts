@@ -8,8 +8,7 @@
  * `'stream'` (stream API) before the app's listeners. The same wrapping runs on every Node version, so
  * both behave alike. Servers created before `observeAll()` ran are not seen (docs/instrument.md).
  */
-import http2Module from 'node:http2';
-import { syncBuiltinESMExports } from 'node:module';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { StreamConfig, StreamState } from './stream-state.js';
 import { attach, promote } from './response-hook.js';
@@ -111,6 +110,14 @@ function seen(server: ServerLike, event: string, a: unknown, b: unknown): void {
   }
 }
 
+/** node:http2, loaded only when observeAll() runs (an app that only imports streamscope does not pay for it). */
+function loadHttp2(): Http2Module {
+  const builtin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+  if (typeof builtin === 'function') return builtin('node:http2') as Http2Module;
+  // Node < 20.16: a require from anywhere resolves a builtin (import.meta is not there in the CJS build).
+  return createRequire(`${process.cwd()}/`)('node:http2') as Http2Module;
+}
+
 /**
  * Wraps `http2.createServer` and `http2.createSecureServer` once per process (across copies of the
  * package), so that every HTTP/2 server created afterwards reports its streams to `src`.
@@ -118,7 +125,7 @@ function seen(server: ServerLike, event: string, a: unknown, b: unknown): void {
 export function hookHttp2(src: ConfigSource): void {
   source = src;
   try {
-    const http2 = http2Module as Http2Module & Record<symbol, unknown>;
+    const http2 = loadHttp2() as Http2Module & Record<symbol, unknown>;
     if (http2[kHooked] !== undefined) {
       // Another copy of streamscope wrapped it: it reports through its own source; ours may be newer.
       (http2[kHooked] as { set(src: ConfigSource): void }).set(src);
