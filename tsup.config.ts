@@ -6,6 +6,7 @@ const entry = {
   express: 'src/adapters/express.ts',
   fastify: 'src/adapters/fastify.ts',
   koa: 'src/adapters/koa.ts',
+  hono: 'src/adapters/hono.ts',
 };
 
 export default defineConfig([

@@ -7,6 +7,8 @@ import { kInstrumented } from './symbols.js';
 import { getTracker } from './tracker.js';
 import type { StreamState } from './stream-state.js';
 import { runInStream } from './detectors/async-tracking.js';
+import { isServerStream } from './http2.js';
+import { attachStream } from './http2-hook.js';
 
 const tracker = getTracker();
 
@@ -39,7 +41,8 @@ export function instrument<H extends Handler>(handler: H, options: InstrumentOpt
   const wrapped = function (this: unknown, req: IncomingMessage, res: ServerResponse): unknown {
     let s: StreamState | undefined;
     if (req !== null && typeof req === 'object' && res !== null && typeof res === 'object') {
-      s = attach(req, res, config, true);
+      // HTTP/2 `stream` event handler: (stream, headers, flags, rawHeaders).
+      s = isServerStream(req) ? attachStream(req, res as never, config, true) : attach(req, res, config, true);
       if (s !== undefined) {
         try {
           s.parentContext = context.active();

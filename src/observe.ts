@@ -6,6 +6,8 @@ import { attach } from './response-hook.js';
 import { enterStream } from './detectors/async-tracking.js';
 import { kObserver } from './symbols.js';
 import { getTracker } from './tracker.js';
+import type { StreamConfig, StreamState } from './stream-state.js';
+import { hookHttp2 } from './http2-hook.js';
 
 const CHANNEL = 'http.server.request.start';
 const tracker = getTracker();
@@ -13,12 +15,19 @@ const tracker = getTracker();
 interface Observer {
   refs: number;
   onStart: (message: unknown) => void;
+  /** HTTP/2 servers report through http2-hook.ts with this config. */
+  config?: StreamConfig;
 }
 
 const g = globalThis as unknown as Record<symbol, Observer | undefined>;
 
 /** Responses that streamscope itself serves (the /metrics port) are not observed. */
 export const kIgnore = Symbol.for('streamscope.ignore');
+
+function h2Source(): { config: StreamConfig; onTracked: (s: StreamState) => void } | undefined {
+  const cfg = g[kObserver]?.config;
+  return cfg === undefined ? undefined : { config: cfg, onTracked: enterStream };
+}
 
 /**
  * Observes every node:http server response in the process through diagnostics_channel, with no
@@ -38,9 +47,10 @@ export function observeAll(options: InstrumentOptions = {}): () => void {
         tracker.fault('observer', err);
       }
     };
-    obs = { refs: 0, onStart };
+    obs = { refs: 0, onStart, config };
     g[kObserver] = obs;
     diagnosticsChannel.subscribe(CHANNEL, onStart);
+    hookHttp2(h2Source);
   }
   obs.refs++;
   let done = false;

@@ -5,6 +5,7 @@ import { getTracker } from './tracker.js';
 import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
+import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -41,10 +42,16 @@ export function attach(req: IncomingMessage, res: ServerResponse, config: Stream
     r[kState] = s;
     s.origWrite = res.write;
     s.origEnd = res.end;
-    s.origWriteHead = res.writeHead;
     res.write = patchedWrite as ServerResponse['write'];
     res.end = patchedEnd as ServerResponse['end'];
-    res.writeHead = patchedWriteHead as ServerResponse['writeHead'];
+    if (isServerStream(res)) {
+      // HTTP/2 `stream` event: the stream itself is the response (its `respond()` is patched in http2-hook.ts).
+      s.h2 = res;
+    } else {
+      s.origWriteHead = res.writeHead;
+      res.writeHead = patchedWriteHead as ServerResponse['writeHead'];
+      s.h2 = h2StreamOf(res);
+    }
     return s;
   } catch (err) {
     tracker.fault('tracker', err);
@@ -62,7 +69,7 @@ function byteLength(chunk: unknown, encoding: unknown): number {
 
 /** Counts one body write. The clock is read only for the first write and for writes after close. */
 function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown): void {
-  if (s.clientClosed || res.destroyed) {
+  if (s.clientClosed || gone(s, res)) {
     s.lastWriteAt = performance.now();
     s.writesAfterClose++;
     if (s.phase === 2 && !tracker.lingering.has(s)) {
@@ -78,6 +85,11 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
     s.firstWriteAt = performance.now();
     if (s.phase === 1) tracker.emit('firstWrite', s);
   }
+}
+
+/** Destroyed; an HTTP/2 compatibility response has no `destroyed` (Node 20, 24): its stream says. */
+function gone(s: StreamState, res: Res): boolean {
+  return res.destroyed === true || (s.h2 !== null && s.h2.destroyed);
 }
 
 function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unknown): boolean {
@@ -98,7 +110,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
     }
   }
   const ret = s.origWrite.apply(this, args);
-  if (ret === false && s.phase >= 0 && !s.clientClosed && !this.destroyed) {
+  if (ret === false && s.phase >= 0 && !s.clientClosed && !gone(s, this)) {
     try {
       s.blockedWrites++;
       if (s.blockedSince < 0) {
@@ -211,10 +223,14 @@ export function promote(s: StreamState): void {
     tracker.fault('route', err);
     s.route = '__unknown__';
   }
-  s.origDestroy = res.destroy;
-  res.destroy = patchedDestroy as ServerResponse['destroy'];
+  if ((s.h2 as unknown) !== res) {
+    s.origDestroy = res.destroy;
+    res.destroy = patchedDestroy as ServerResponse['destroy'];
+  }
   res.on('close', onClose);
-  const socket = res.socket as (Socket & { [kWatched]?: true }) | null;
+  // HTTP/2: the stream's own destroy/close/timeout tell who cut it (the session's socket is shared).
+  const socket = s.h2 !== null ? null : (res.socket as (Socket & { [kWatched]?: true }) | null);
+  if (s.h2 !== null) watchH2(s, s.h2);
   if (socket && socket[kWatched] === undefined) {
     // One listener for the socket's life, shared by every response a keep-alive socket carries.
     socket[kWatched] = true;
@@ -225,7 +241,7 @@ export function promote(s: StreamState): void {
   tracker.emit('open', s);
   if (s.firstWriteAt >= 0) tracker.emit('firstWrite', s);
   if (s.blockedSince >= 0) tracker.emit('writeBlocked', s);
-  if (res.destroyed || res.closed) onClose.call(res);
+  if (gone(s, res) || res.closed) onClose.call(res);
 }
 
 function patchedDestroy(this: Res, err?: Error): Res {
@@ -269,9 +285,12 @@ function onClose(this: Res): void {
       s.blockedSince = -1;
       tracker.emit('drain', s, waited);
     }
-    const finished = this.writableFinished;
+    // HTTP/2: `writableFinished` is true after a peer's RST_STREAM (Node 20); the stream says how it ended.
+    const h2 = s.h2;
+    const finished = h2 !== null ? h2Finished(h2) : this.writableFinished;
     // An error the server side set (destroy(err), a failed pipe into the response) while the client was there.
-    if ((this as { errored?: unknown }).errored && !s.clientClosed) s.errored = true;
+    // (An HTTP/2 stream is also `errored` by a peer's RST_STREAM with an error code: server-side cuts are seen by watchH2.)
+    if (h2 === null && (this as { errored?: unknown }).errored && !s.clientClosed) s.errored = true;
     if (s.timedOut) s.outcome = 'timeout';
     else if (s.errored) s.outcome = 'error';
     else if (finished) s.outcome = 'completed';

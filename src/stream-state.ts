@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
+import type { H2StreamLike } from './http2.js';
 import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
 import { kStreamIds } from './symbols.js';
 
@@ -94,6 +95,8 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
+  /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/http2.ts). */
+  h2: H2StreamLike | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
@@ -116,6 +119,7 @@ export class StreamState {
     const res = this.strongRes;
     if (res !== null) this.weakRes = new WeakRef(res);
     this.strongRes = null;
+    this.h2 = null; // the HTTP/2 stream too (for `stream` events it is the response)
   }
 
   /** Forgets the request and response. */
@@ -123,6 +127,7 @@ export class StreamState {
     this.strongRes = null;
     this.weakRes = null;
     this.req = null;
+    this.h2 = null;
   }
 
   get stack(): string | undefined {

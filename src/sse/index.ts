@@ -1,7 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { admit } from '../limits/index.js';
 import { resolveSse, type SseOptions } from './options.js';
 import { kOpen, SseStream } from './stream.js';
+import { isServerStream } from '../http2.js';
 
 export { SseStream } from './stream.js';
 export { encodeEvent, encodeComment, type SseEvent } from './encoder.js';
@@ -14,7 +16,18 @@ export type { SseOptions } from './options.js';
  * stream is already closed and `rejected` says why. Throws only for invalid options (at the first call
  * with a given options object, which is resolved once and cached).
  */
-export function sse(req: IncomingMessage, res: ServerResponse, options: SseOptions = {}): SseStream {
+export function sse(
+  reqIn: IncomingMessage | Http2ServerRequest,
+  resIn: ServerResponse | Http2ServerResponse,
+  options: SseOptions = {},
+): SseStream {
+  // HTTP/2's compatibility request/response are driven through the same methods (src/http2.ts).
+  const req = reqIn as IncomingMessage;
+  const res = resIn as ServerResponse;
+  if (isServerStream(req) || isServerStream(res)) {
+    // Nothing to frame onto: a `stream` event has no response object. Say so rather than fail later.
+    throw new TypeError("sse(req, res): HTTP/2 'stream' events are not supported; use the compatibility API (the request and response of a 'request' event)");
+  }
   const o = resolveSse(options);
   const rejected = admit(o.limits, req, res, o.config.metrics, o.route);
   const stream = new SseStream(req, res, o, rejected);

@@ -1,4 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http';
+import { h2SafeHeaders } from '../http2.js';
 import type { InstrumentOptions } from '../types.js';
 import type { StreamConfig } from '../stream-state.js';
 import { resolveConfig } from '../config.js';
@@ -42,6 +43,8 @@ export interface ResolvedSse {
   readonly retryFrame: string;
   readonly exposeErrors: boolean;
   readonly headers: OutgoingHttpHeaders;
+  /** `headers` without the connection-specific ones HTTP/2 forbids (`Connection`, …). */
+  readonly h2Headers: OutgoingHttpHeaders;
   readonly limits: Limits;
 }
 
@@ -73,6 +76,7 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     throw invalidOption('headers', 'an object', options.headers);
   }
   const timeoutMs = num('timeoutMs', options.timeoutMs, 0, 1);
+  const headers = options.headers === undefined ? BASE_HEADERS : Object.freeze({ ...BASE_HEADERS, ...options.headers });
   const r: ResolvedSse = Object.freeze({
     config,
     route: options.route,
@@ -82,7 +86,8 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     timeoutMs,
     retryFrame: retryMs >= 0 ? `retry: ${Math.floor(retryMs)}\n\n` : '',
     exposeErrors: options.exposeErrors === true,
-    headers: options.headers === undefined ? BASE_HEADERS : Object.freeze({ ...BASE_HEADERS, ...options.headers }),
+    headers,
+    h2Headers: Object.freeze(h2SafeHeaders(headers)),
     limits: resolveLimits(options.rateLimit, options.shed),
   });
   runtimeStats();

@@ -7,6 +7,7 @@ import type { RejectReason } from '../limits/index.js';
 import { rawLastEventId } from '../hub/ids.js';
 import { encodeComment, encodeEvent, type SseEvent } from './encoder.js';
 import type { ResolvedSse } from './options.js';
+import { h2StreamOf, needsDrain } from '../http2.js';
 
 const tracker = getTracker();
 
@@ -167,10 +168,12 @@ export class SseStream {
     }
     res.on('close', this.onResClose);
     try {
-      if (!res.headersSent) res.writeHead(200, o.headers);
+      // HTTP/2 (compatibility API) forbids Connection and its kind; its socket is the session's, shared.
+      const h2 = h2StreamOf(res) !== null;
+      if (!res.headersSent) res.writeHead(200, h2 ? o.h2Headers : o.headers);
       res.flushHeaders();
-      const sock = res.socket;
-      if (sock !== null) sock.setNoDelay(true);
+      const sock = h2 ? null : res.socket;
+      if (sock != null) sock.setNoDelay(true);
     } catch (err) {
       tracker.fault('sse', err);
     }
@@ -182,7 +185,7 @@ export class SseStream {
         tracker.fault('sse', err);
       }
     }
-    if (res.destroyed || res.closed) {
+    if (res.destroyed === true || res.closed === true || h2StreamOf(res)?.destroyed === true) {
       this.onResClose();
       return;
     }
@@ -230,13 +233,13 @@ export class SseStream {
   }
 
   get [kNeedsDrain](): boolean {
-    return this.res.writableNeedDrain;
+    return needsDrain(this.res);
   }
 
   /** Resolves when the socket can take more (now, or at `drain`); bounded by drainTimeoutMs. */
   whenWritable(): Promise<void> {
     if (this.done) return Promise.reject(this.closedError());
-    if (!this.res.writableNeedDrain) return Promise.resolve();
+    if (!needsDrain(this.res)) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       if (this.waiters === null) {
         this.waiters = [];
