@@ -3,6 +3,7 @@ import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
 import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
+import type { Progress } from './detectors/progress.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
 export interface StreamConfig {
@@ -90,6 +91,8 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
+  /** Progress samples while blocked (detectors/progress.ts); null until the stream is first sampled. */
+  progress: Progress | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
