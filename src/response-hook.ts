@@ -18,6 +18,17 @@ type Cb = (err?: Error | null) => void;
 const tracker = getTracker();
 
 const kWatched = Symbol('streamscope.socketWatched');
+const kSocketDestroy = Symbol('streamscope.socketDestroy');
+
+type WatchedSocket = Socket & {
+  [kWatched]?: true;
+  [kSocketDestroy]?: Socket['destroy'];
+  _httpMessage?: Res | null;
+  _readableState?: { ended?: boolean };
+};
+
+/** Errors that say the peer closed or reset the connection (or the network between us failed). */
+const PEER_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
 
 const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
 
@@ -215,11 +226,15 @@ export function promote(s: StreamState): void {
   s.origDestroy = res.destroy;
   res.destroy = patchedDestroy as ServerResponse['destroy'];
   res.on('close', onClose);
-  const socket = res.socket as (Socket & { [kWatched]?: true }) | null;
+  const socket = res.socket as WatchedSocket | null;
   if (socket && socket[kWatched] === undefined) {
-    // One listener for the socket's life, shared by every response a keep-alive socket carries.
+    // One listener for the socket's life, shared by every response a keep-alive socket carries, and
+    // its destroy() wrapped once: a destroy the peer did not cause (an error handler's
+    // `req.socket.destroy()` after the headers went out) is the server's doing, outcome `error`.
     socket[kWatched] = true;
     socket.on('timeout', onSocketTimeout);
+    socket[kSocketDestroy] = socket.destroy;
+    socket.destroy = socketDestroy as Socket['destroy'];
   }
   tracker.open.add(s);
   s.req = null; // the route is resolved: the request is no longer needed
@@ -239,6 +254,28 @@ function patchedDestroy(this: Res, err?: Error): Res {
   return orig.call(this, err) as Res;
 }
 
+/** The peer ended its side (EOF) or reset the connection: a destroy now follows from the peer. */
+function peerClosed(socket: WatchedSocket, err: unknown): boolean {
+  if (socket._readableState?.ended === true) return true;
+  const code = (err as { code?: unknown } | null | undefined)?.code ?? (socket.errored as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && PEER_ERRORS.has(code);
+}
+
+function socketDestroy(this: WatchedSocket, err?: Error): WatchedSocket {
+  try {
+    const s = this._httpMessage?.[kState];
+    if (s !== undefined && s.phase === 1 && !s.clientClosed && !peerClosed(this, err)) {
+      s.serverDestroyed = true;
+      if (err) s.errored = true;
+    }
+  } catch (e) {
+    tracker.fault('tracker', e);
+  }
+  const orig = this[kSocketDestroy] ?? Object.getPrototypeOf(this).destroy;
+  // eslint-disable-next-line prefer-rest-params
+  return orig.apply(this, arguments as unknown as [Error?]) as WatchedSocket;
+}
+
 function onDrain(this: Res): void {
   const s = this[kState];
   if (s === undefined || s.blockedSince < 0) return;
@@ -251,8 +288,8 @@ function onDrain(this: Res): void {
   }
 }
 
-function onSocketTimeout(this: Socket): void {
-  const res = (this as Socket & { _httpMessage?: Res })._httpMessage;
+function onSocketTimeout(this: WatchedSocket): void {
+  const res = this._httpMessage;
   const s = res?.[kState];
   if (s !== undefined && s.phase === 1) s.timedOut = true;
 }
