@@ -109,7 +109,15 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
       tracker.fault('tracker', err);
     }
   }
-  const ret = s.origWrite.apply(this, args);
+  // Async resources Node creates inside the write (the Date header cache, socket timers) are not the
+  // handler's: the trackAsync hook skips what is created while internalDepth > 0.
+  tracker.internalDepth++;
+  let ret: boolean;
+  try {
+    ret = s.origWrite.apply(this, args);
+  } finally {
+    tracker.internalDepth--;
+  }
   if (ret === false && s.phase >= 0 && !s.clientClosed && !this.destroyed) {
     try {
       s.blockedWrites++;
@@ -146,13 +154,24 @@ function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, cb?: unknown
       tracker.fault('tracker', err);
     }
   }
-  return s.origEnd.apply(this, args) as Res;
+  tracker.internalDepth++;
+  try {
+    return s.origEnd.apply(this, args) as Res;
+  } finally {
+    tracker.internalDepth--;
+  }
 }
 
 function patchedWriteHead(this: Res, ...args: unknown[]): Res {
   const s = this[kState];
   if (s === undefined || s.origWriteHead === null) return Object.getPrototypeOf(this).writeHead.apply(this, args);
-  const ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
+  let ret: Res;
+  tracker.internalDepth++;
+  try {
+    ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
+  } finally {
+    tracker.internalDepth--;
+  }
   if (s.phase === 0) {
     try {
       if (s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWriteHead);

@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
-import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
+import { userFrames, type StackHolder } from './stacks.js';
 import type { Progress } from './detectors/progress.js';
+import { kStreamIds } from './symbols.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
 export interface StreamConfig {
@@ -17,7 +18,8 @@ export interface StreamConfig {
   readonly metrics: MetricsSet | null;
 }
 
-let nextId = 1;
+/** One id sequence per process, shared by every copy of the package (ESM and CJS, two versions). */
+const ids = ((globalThis as unknown as Record<symbol, { next: number } | undefined>)[kStreamIds] ??= { next: 1 });
 
 export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
@@ -97,7 +99,7 @@ export class StreamState {
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
-    this.id = nextId++;
+    this.id = ids.next++;
     this.t0 = t0;
     this.startedAt = performance.timeOrigin + t0;
     this.req = req;
@@ -130,13 +132,15 @@ export class StreamState {
 
   /**
    * Async resources (trackAsync) created by user code and still alive. Resources that Node's own
-   * bookkeeping created in the stream's context (the Date header cache, socket timers) have no user
-   * frame on their creation stack: they are dropped here, when it matters, not at creation.
+   * bookkeeping created in the stream's context (a keep-alive socket's timer, set when a response
+   * finishes) have no user frame on their creation stack: they are dropped here, when it matters, not
+   * at creation. Those created inside the response's own write/end/writeHead (the Date header cache)
+   * are never recorded (tracker.internalDepth).
    */
   liveAsync(): number {
     const map = this.asyncResources;
     if (map === null) return 0;
-    for (const [id, r] of map) if (createdByResponse(r.holder) || userFrames(r.holder) === undefined) map.delete(id);
+    for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
     return map.size;
   }
 

@@ -8,3 +8,4 @@ export const kTracker = Symbol.for('streamscope.tracker');
 export const kMetricsSets = Symbol.for('streamscope.metrics');
 export const kObserver = Symbol.for('streamscope.observer');
 export const kAgent = Symbol.for('streamscope.agent');
+export const kStreamIds = Symbol.for('streamscope.streamIds');
