@@ -1,8 +1,12 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import tls from 'node:tls';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Registry } from 'prom-client';
 import { neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
 
@@ -156,3 +160,71 @@ for (const stall of [undefined, 3000]) {
     });
   });
 }
+
+describe('slow is not stuck over TLS', () => {
+  it('a TLS client reading at ~110 KB/s is not stalled; one that reads nothing is, from the TCP socket under the TLS one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'streamscope-tls-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    const stall = 3000;
+    const registry = new Registry();
+    const seen: Array<{ kind: string; detail: string; streamId: number; route: string }> = [];
+    cleanup.push(ss.onFinding((f) => f.route.startsWith('/tls/') && seen.push(f)));
+    const handler = ss.instrument(
+      (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+        const chunk = Buffer.alloc(16 * 1024, 120);
+        const pump = (): void => {
+          while (!res.destroyed && res.write(chunk));
+          if (!res.destroyed) res.once('drain', pump);
+        };
+        pump();
+        return new Promise((r) => res.on('close', r));
+      },
+      { registry, route: (req) => `/tls${req.url}`, stallAfterMs: stall },
+    );
+    const server = https.createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (req, res) => void handler(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
+    const port = (server.address() as net.AddressInfo).port;
+    const open = (path: string, read: boolean): tls.TLSSocket => {
+      const sock = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => {
+        sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        if (!read) sock.pause();
+      });
+      cleanup.push(() => sock.destroy());
+      return sock;
+    };
+    // slow: ~110 KB/s of decrypted bytes
+    const slow = open('/slow', true);
+    let allowance = 0;
+    let got = 0;
+    slow.on('data', (c: Buffer) => {
+      got += c.length;
+      allowance -= c.length;
+      if (allowance <= 0) slow.pause();
+    });
+    const tick = setInterval(() => {
+      allowance += 11_000;
+      if (allowance > 0) slow.resume();
+    }, 100);
+    cleanup.push(() => clearInterval(tick));
+    // stuck: the TLS handshake completes, then nothing is read
+    open('/stuck', false);
+    await until(() => seen.some((f) => f.kind === 'stalled_write'), 'a stalled_write for the TLS client that reads nothing', stall + 10_000);
+    const t0 = Date.now();
+    let longest = 0;
+    while (Date.now() - t0 < stall * 2 + 500) {
+      await sleep(500);
+      const s = ss.streams().find((x) => x.route === '/tls/slow');
+      if (s !== undefined) longest = Math.max(longest, s.blockedForMs);
+    }
+    const stuckF = seen.filter((f) => f.kind === 'stalled_write');
+    expect(stuckF.map((f) => f.route)).toEqual(['/tls/stuck']);
+    expect(stuckF[0]!.detail).toMatch(/the client read 0 B\/s/);
+    if (process.platform === 'linux') expect(stuckF[0]!.detail).toContain("(the socket's send queue)");
+    expect(got).toBeGreaterThan(300_000);
+    expect(longest).toBeGreaterThan(stall);
+    expect(sum(await scrape(registry), 'stream_stalled', { route: '/tls/slow' })).toBe(0);
+  });
+});
