@@ -226,7 +226,7 @@ export class MetricsSet {
     });
     this.stalled = new Gauge({
       name: n('stream_stalled'),
-      help: 'Open streams whose write has been blocked longer than stallAfterMs, read at scrape time.',
+      help: 'Open streams whose blocked write has made no progress for stallAfterMs, read at scrape time.',
       labelNames: ['route'],
       registers,
       collect: sync,
