@@ -3,6 +3,7 @@ import { getTracker } from './tracker.js';
 import { runtimeStats } from './limits/stats.js';
 import { heapNow, Shedder, type ShedOptions } from './limits/shed.js';
 import { invalidOption } from './errors.js';
+import { isStalled } from './detectors/progress.js';
 
 export interface HealthOptions {
   /** The same thresholds as the streams' `shed` option: above them the status is `overloaded` (HTTP 503). */
@@ -35,7 +36,7 @@ export function streamHealth(options: HealthOptions = {}, detail = true): Stream
   let stalled = 0;
   for (const s of tracker.open.values()) {
     active++;
-    if (s.blockedSince >= 0 && now - s.blockedSince > s.config.stallAfterMs) stalled++;
+    if (isStalled(s, now)) stalled++;
   }
   let dangling = 0;
   for (const s of tracker.lingering.values()) if (s.findings.includes('dangling_stream') || s.findings.includes('zombie_producer')) dangling++;

@@ -64,7 +64,7 @@ function serverCut(w: Watched, err: boolean): void {
   if (err) s.errored = true;
 }
 
-function patchedClose(this: Watched, code?: number, cb?: () => void): void {
+function patchedClose(this: Watched, code?: number, _cb?: () => void): void {
   try {
     serverCut(this, code !== undefined && code !== 0);
   } catch (err) {

@@ -1,16 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './config.js';
-import { attach, markError, settleHandler } from './response-hook.js';
-import { kInstrumented } from './symbols.js';
+import { markError, settleHandler } from './response-hook.js';
+import { inStream, track } from './track.js';
 import { getTracker } from './tracker.js';
-import type { StreamState } from './stream-state.js';
-import { runInStream } from './detectors/async-tracking.js';
-import { isServerStream } from './http2.js';
-import { attachStream } from './http2-hook.js';
 
 const tracker = getTracker();
+import { kInstrumented } from './symbols.js';
+import type { StreamState } from './stream-state.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
@@ -41,23 +38,14 @@ export function instrument<H extends Handler>(handler: H, options: InstrumentOpt
   const wrapped = function (this: unknown, req: IncomingMessage, res: ServerResponse): unknown {
     let s: StreamState | undefined;
     if (req !== null && typeof req === 'object' && res !== null && typeof res === 'object') {
-      // HTTP/2 `stream` event handler: (stream, headers, flags, rawHeaders).
-      s = isServerStream(req) ? attachStream(req, res as never, config, true) : attach(req, res, config, true);
-      if (s !== undefined) {
-        try {
-          s.parentContext = context.active();
-          s.handlerSettled = false;
-        } catch (err) {
-          tracker.fault('tracker', err);
-        }
-      }
+      s = track(req, res, config, { specific: true, settles: true });
     }
     // eslint-disable-next-line prefer-rest-params
     const args = arguments as unknown as Parameters<H>;
     if (s === undefined) return handler.apply(this, args);
     let ret: unknown;
     try {
-      ret = runInStream(s, handler as (...a: unknown[]) => unknown, this, args);
+      ret = inStream(s, handler as (...a: unknown[]) => unknown, this, args);
     } catch (err) {
       failed.call(s);
       throw err;

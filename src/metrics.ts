@@ -3,6 +3,7 @@ import { StreamHistogram, type HistogramChild } from './histogram.js';
 import type { StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { kMetricsSets } from './symbols.js';
+import { isStalled } from './detectors/progress.js';
 
 /** Buckets of stream_duration_seconds: 50 ms … 4 h. Public API. */
 export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
@@ -224,7 +225,7 @@ export class MetricsSet {
     });
     this.stalled = new Gauge({
       name: n('stream_stalled'),
-      help: 'Open streams whose write has been blocked longer than stallAfterMs, read at scrape time.',
+      help: 'Open streams whose blocked write has made no progress for stallAfterMs, read at scrape time.',
       labelNames: ['route'],
       registers,
       collect: sync,
@@ -292,7 +293,7 @@ export class MetricsSet {
         flushStream(s);
         const res = s.res;
         if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
-        if (s.blockedSince >= 0 && now - s.blockedSince > s.config.stallAfterMs) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
+        if (isStalled(s, now)) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
       });
       tracker.lingering.each((s) => {
         if (s.metrics !== null && s.config.metrics === this) flushStream(s);

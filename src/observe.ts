@@ -2,8 +2,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './config.js';
-import { attach } from './response-hook.js';
-import { enterStream } from './detectors/async-tracking.js';
+import { enterInStream, track } from './track.js';
 import { kObserver } from './symbols.js';
 import { getTracker } from './tracker.js';
 import type { StreamConfig, StreamState } from './stream-state.js';
@@ -26,7 +25,7 @@ export const kIgnore = Symbol.for('streamscope.ignore');
 
 function h2Source(): { config: StreamConfig; onTracked: (s: StreamState) => void } | undefined {
   const cfg = g[kObserver]?.config;
-  return cfg === undefined ? undefined : { config: cfg, onTracked: enterStream };
+  return cfg === undefined ? undefined : { config: cfg, onTracked: enterInStream };
 }
 
 /**
@@ -41,8 +40,8 @@ export function observeAll(options: InstrumentOptions = {}): () => void {
       try {
         const m = message as { request: IncomingMessage; response: ServerResponse; server?: unknown };
         if (m.server !== undefined && (m.server as Record<symbol, unknown>)[kIgnore] === true) return;
-        const s = attach(m.request, m.response, config, false);
-        if (s !== undefined && s.config === config) enterStream(s);
+        const s = track(m.request, m.response, config, { specific: false });
+        if (s !== undefined && s.config === config) enterInStream(s);
       } catch (err) {
         tracker.fault('observer', err);
       }

@@ -18,6 +18,17 @@ type Res = ServerResponse & { [kState]?: StreamState };
 const tracker = getTracker();
 
 const kWatched = Symbol('streamscope.socketWatched');
+const kSocketDestroy = Symbol('streamscope.socketDestroy');
+
+type WatchedSocket = Socket & {
+  [kWatched]?: true;
+  [kSocketDestroy]?: Socket['destroy'];
+  _httpMessage?: Res | null;
+  _readableState?: { ended?: boolean };
+};
+
+/** Errors that say the peer closed or reset the connection (or the network between us failed). */
+const PEER_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
 
 const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
 
@@ -109,7 +120,15 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
       tracker.fault('tracker', err);
     }
   }
-  const ret = s.origWrite.apply(this, args);
+  // Async resources Node creates inside the write (the Date header cache, socket timers) are not the
+  // handler's: the trackAsync hook skips what is created while internalDepth > 0.
+  tracker.internalDepth++;
+  let ret: boolean;
+  try {
+    ret = s.origWrite.apply(this, args);
+  } finally {
+    tracker.internalDepth--;
+  }
   if (ret === false && s.phase >= 0 && !s.clientClosed && !gone(s, this)) {
     try {
       s.blockedWrites++;
@@ -146,13 +165,24 @@ function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknow
       tracker.fault('tracker', err);
     }
   }
-  return s.origEnd.apply(this, args) as Res;
+  tracker.internalDepth++;
+  try {
+    return s.origEnd.apply(this, args) as Res;
+  } finally {
+    tracker.internalDepth--;
+  }
 }
 
 function patchedWriteHead(this: Res, ...args: unknown[]): Res {
   const s = this[kState];
   if (s === undefined || s.origWriteHead === null) return Object.getPrototypeOf(this).writeHead.apply(this, args);
-  const ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
+  let ret: Res;
+  tracker.internalDepth++;
+  try {
+    ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
+  } finally {
+    tracker.internalDepth--;
+  }
   if (s.phase === 0) {
     try {
       if (s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWriteHead);
@@ -229,12 +259,16 @@ export function promote(s: StreamState): void {
   }
   res.on('close', onClose);
   // HTTP/2: the stream's own destroy/close/timeout tell who cut it (the session's socket is shared).
-  const socket = s.h2 !== null ? null : (res.socket as (Socket & { [kWatched]?: true }) | null);
+  const socket = s.h2 !== null ? null : (res.socket as WatchedSocket | null);
   if (s.h2 !== null) watchH2(s, s.h2);
   if (socket && socket[kWatched] === undefined) {
-    // One listener for the socket's life, shared by every response a keep-alive socket carries.
+    // One listener for the socket's life, shared by every response a keep-alive socket carries, and
+    // its destroy() wrapped once: a destroy the peer did not cause (an error handler's
+    // `req.socket.destroy()` after the headers went out) is the server's doing, outcome `error`.
     socket[kWatched] = true;
     socket.on('timeout', onSocketTimeout);
+    socket[kSocketDestroy] = socket.destroy;
+    socket.destroy = socketDestroy as Socket['destroy'];
   }
   tracker.open.add(s);
   s.req = null; // the route is resolved: the request is no longer needed
@@ -254,6 +288,28 @@ function patchedDestroy(this: Res, err?: Error): Res {
   return orig.call(this, err) as Res;
 }
 
+/** The peer ended its side (EOF) or reset the connection: a destroy now follows from the peer. */
+function peerClosed(socket: WatchedSocket, err: unknown): boolean {
+  if (socket._readableState?.ended === true) return true;
+  const code = (err as { code?: unknown } | null | undefined)?.code ?? (socket.errored as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && PEER_ERRORS.has(code);
+}
+
+function socketDestroy(this: WatchedSocket, err?: Error): WatchedSocket {
+  try {
+    const s = this._httpMessage?.[kState];
+    if (s !== undefined && s.phase === 1 && !s.clientClosed && !peerClosed(this, err)) {
+      s.serverDestroyed = true;
+      if (err) s.errored = true;
+    }
+  } catch (e) {
+    tracker.fault('tracker', e);
+  }
+  const orig = this[kSocketDestroy] ?? Object.getPrototypeOf(this).destroy;
+  // eslint-disable-next-line prefer-rest-params
+  return orig.apply(this, arguments as unknown as [Error?]) as WatchedSocket;
+}
+
 function onDrain(this: Res): void {
   const s = this[kState];
   if (s === undefined || s.blockedSince < 0) return;
@@ -266,8 +322,8 @@ function onDrain(this: Res): void {
   }
 }
 
-function onSocketTimeout(this: Socket): void {
-  const res = (this as Socket & { _httpMessage?: Res })._httpMessage;
+function onSocketTimeout(this: WatchedSocket): void {
+  const res = this._httpMessage;
   const s = res?.[kState];
   if (s !== undefined && s.phase === 1) s.timedOut = true;
 }

@@ -8,8 +8,12 @@ export interface StackHolder {
   user?: string | null;
 }
 
-/** Frames of Node itself and of streamscope's async tracking are not the user's. */
-const INTERNAL_FRAME = /\(node:|at node:|async-tracking/;
+/**
+ * Frames of Node itself are not the user's. streamscope's own frames never need a name test: stacks
+ * are captured from below our own functions (Error.captureStackTrace's constructorOpt, by identity),
+ * and resources created inside our own calls are not recorded at all (tracker.internalDepth).
+ */
+const INTERNAL_FRAME = /\(node:|at node:/;
 
 // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
 export function captureStack(above?: Function): StackHolder {
@@ -19,12 +23,6 @@ export function captureStack(above?: Function): StackHolder {
   Error.captureStackTrace(holder, above ?? captureStack);
   Error.stackTraceLimit = limit;
   return holder;
-}
-
-/** Created inside a response's own write/writeHead/end (Node's Date header cache, socket write timers). */
-export function createdByResponse(holder: StackHolder): boolean {
-  const stack = holder.stack ?? '';
-  return stack.includes('patchedWrite') || stack.includes('patchedEnd');
 }
 
 /** The user frames of a captured stack (at most 10), or undefined when there are none. */

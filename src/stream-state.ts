@@ -3,7 +3,8 @@ import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
 import type { H2StreamLike } from './http2.js';
-import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
+import { userFrames, type StackHolder } from './stacks.js';
+import type { Progress } from './detectors/progress.js';
 import { kStreamIds } from './symbols.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
@@ -97,6 +98,8 @@ export class StreamState {
   origDestroy: ServerResponse['destroy'] | null = null;
   /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/http2.ts). */
   h2: H2StreamLike | null = null;
+  /** Progress samples while blocked (detectors/progress.ts); null until the stream is first sampled. */
+  progress: Progress | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
@@ -136,13 +139,15 @@ export class StreamState {
 
   /**
    * Async resources (trackAsync) created by user code and still alive. Resources that Node's own
-   * bookkeeping created in the stream's context (the Date header cache, socket timers) have no user
-   * frame on their creation stack: they are dropped here, when it matters, not at creation.
+   * bookkeeping created in the stream's context (a keep-alive socket's timer, set when a response
+   * finishes) have no user frame on their creation stack: they are dropped here, when it matters, not
+   * at creation. Those created inside the response's own write/end/writeHead (the Date header cache)
+   * are never recorded (tracker.internalDepth).
    */
   liveAsync(): number {
     const map = this.asyncResources;
     if (map === null) return 0;
-    for (const [id, r] of map) if (createdByResponse(r.holder) || userFrames(r.holder) === undefined) map.delete(id);
+    for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
     return map.size;
   }
 

@@ -32,6 +32,7 @@ export function defaultConfig() {
     short: { variants: ALL, conns: 50, warmupS: 1, sliceS: num('BENCH_SLICE_S', 3), cycles },
     idle: { variants: ['bare', 'ours', 'otel', 'ours+captureStacks'], conns: num('BENCH_IDLE_CONNS', 10_000), rounds: num('BENCH_IDLE_ROUNDS', 2) },
     sweep: { conns: num('BENCH_IDLE_CONNS', 10_000), danglingMs: 4000 },
+    progress: { idle: num('BENCH_PROGRESS_IDLE', 2000), blocked: num('BENCH_PROGRESS_BLOCKED', 50), sweeps: 50 },
   };
 }
 
@@ -170,6 +171,16 @@ export async function runCore({ config = defaultConfig(), log = console.log, onl
     } catch (err) {
       result.sweep = { error: String(err.message ?? err).split('\n')[0] };
       log(`sweep: FAILED ${result.sweep.error}`);
+    }
+  }
+  if (want('progress')) {
+    const t = Date.now();
+    try {
+      result.progress = await scenarios.progressCost(config.progress);
+      log(`progress: sweep median ${result.progress.walk.median.toFixed(3)} ms idle, ${result.progress.sampling.median.toFixed(3)} ms sampling (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+    } catch (err) {
+      result.progress = { error: String(err.message ?? err).split('\n')[0] };
+      log(`progress: FAILED ${result.progress.error}`);
     }
   }
   result.machine.loadavgAfter = os.loadavg().map((x) => x.toFixed(2)).join(' ');

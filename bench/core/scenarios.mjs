@@ -268,3 +268,19 @@ export async function sweepCost({ conns, danglingMs }) {
     await stopAll(cli, srv);
   }
 }
+
+/**
+ * Issue 11: the cost of the progress check behind `stalled_write` (bench/core/progress.mjs, under tsx
+ * since sweep() is internal): the sweep with no stream blocked, with streams blocked but not yet
+ * sampled, and with streams sampled (one asynchronous read of /proc/self/net/tcp{,6} at a time).
+ */
+export async function progressCost({ idle, blocked, sweeps }) {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', path.join(root, 'bench', 'core', 'progress.mjs'), String(idle), String(blocked), String(sweeps)], {
+    cwd: root,
+    timeout: 240_000,
+    maxBuffer: 1 << 20,
+  });
+  return JSON.parse(stdout.trim().split('\n').pop());
+}

@@ -1,9 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
-import { attach } from '../response-hook.js';
-import { runInStream } from '../detectors/async-tracking.js';
+import { inStream, track } from '../track.js';
 
 export { instrument } from '../instrument.js';
 
@@ -16,10 +14,9 @@ export { instrument } from '../instrument.js';
 export function streamscope(options: InstrumentOptions = {}): (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void {
   const config = resolveConfig(options);
   return function streamscopeMiddleware(req, res, next) {
-    const s = attach(req, res, config, true);
+    const s = track(req, res, config, { specific: true });
     if (s === undefined) return next();
-    s.parentContext = context.active();
-    runInStream(s, next as (...a: unknown[]) => unknown, undefined, []);
+    inStream(s, next as (...a: unknown[]) => unknown, undefined, []);
   };
 }
 

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
-import { attach, markError, stateOf } from '../response-hook.js';
+import { markError, stateOf } from '../response-hook.js';
+import { inStream, track } from '../track.js';
 import { kRoute } from '../routes.js';
 
 interface FastifyLike {
@@ -36,9 +36,16 @@ export function streamscopeFastify(fastify: FastifyLike, options: InstrumentOpti
     const raw = request.raw as IncomingMessage & { [kRoute]?: string };
     const url = request.routeOptions?.url ?? request.routerPath;
     if (typeof url === 'string' && typeof cfg.route !== 'string') raw[kRoute] = url;
-    const s = attach(raw, reply.raw, cfg, true);
-    if (s !== undefined) s.parentContext = context.active();
-    next();
+    const s = track(raw, reply.raw, cfg, { specific: true });
+    if (s === undefined) next();
+    else inStream(s, next, undefined, []);
+  }) as never);
+  // The handler runs from this hook's callback: in the stream's context (trackAsync), whatever async
+  // steps (body parsing) came between onRequest and here.
+  fastify.addHook('preHandler', ((_request: FastifyRequestLike, reply: FastifyReplyLike, next: () => void) => {
+    const s = stateOf(reply.raw);
+    if (s === undefined) next();
+    else inStream(s, next, undefined, []);
   }) as never);
   fastify.addHook('onError', ((_request: FastifyRequestLike, reply: FastifyReplyLike, _error: unknown, next: () => void) => {
     const s = stateOf(reply.raw);

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
-import { attach } from '../response-hook.js';
+import { settleHandler } from '../response-hook.js';
+import { inStream, track } from '../track.js';
 import { kRoute } from '../routes.js';
 import { getTracker } from '../tracker.js';
-import type { StreamConfig } from '../stream-state.js';
+import type { StreamConfig, StreamState } from '../stream-state.js';
 
 const tracker = getTracker();
 
@@ -39,15 +39,9 @@ function noNodeResponse(): void {
   );
 }
 
-function track(b: NodeBindings, config: StreamConfig): void {
-  const s = attach(b.incoming as IncomingMessage, b.outgoing as ServerResponse, config, true);
-  if (s !== undefined) {
-    try {
-      s.parentContext = context.active();
-    } catch (err) {
-      tracker.fault('tracker', err);
-    }
-  }
+/** The one entry every adapter uses (src/track.ts), so an option means the same here as elsewhere. */
+function trackNode(b: NodeBindings, config: StreamConfig, settles: boolean): StreamState | undefined {
+  return track(b.incoming as IncomingMessage, b.outgoing as ServerResponse, config, { specific: true, settles });
 }
 
 /**
@@ -61,11 +55,14 @@ export function streamscope(options: InstrumentOptions = {}): (c: HonoContextLik
   const config = resolveConfig(options);
   return async function streamscopeMiddleware(c, next) {
     const b = bindings(c.env);
+    let s: StreamState | undefined;
     if (b === undefined) noNodeResponse();
-    else track(b, config);
+    else s = trackNode(b, config, true);
     try {
-      await next();
+      // The rest of the chain runs in the stream's context (trackAsync), as under the other adapters.
+      await (s === undefined ? next() : inStream(s, next, undefined, []));
     } finally {
+      if (s !== undefined) settleHandler(s);
       if (b !== undefined && typeof config.route !== 'string') {
         try {
           // After next(), Hono's route index points at the handler that answered: its path is the template.
@@ -91,10 +88,11 @@ export function instrumentFetch<F extends (request: Request, env?: unknown, ...r
   const config = resolveConfig(options);
   const wrapped = function (this: unknown, request: Request, env?: unknown): unknown {
     const b = bindings(env);
+    const s = b === undefined ? undefined : trackNode(b, config, false);
     if (b === undefined) noNodeResponse();
-    else track(b, config);
     // eslint-disable-next-line prefer-rest-params
-    return fetch.apply(this, arguments as unknown as Parameters<F>);
+    const args = arguments as unknown as Parameters<F>;
+    return s === undefined ? fetch.apply(this, args) : inStream(s, fetch as unknown as (...a: unknown[]) => unknown, this, args);
   };
   return wrapped as unknown as F;
 }

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context } from '@opentelemetry/api';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
-import { attach, markError, settleHandler } from '../response-hook.js';
+import { markError, settleHandler } from '../response-hook.js';
+import { inStream, track } from '../track.js';
 import { kRoute } from '../routes.js';
 
 interface KoaContextLike {
@@ -20,13 +20,10 @@ interface KoaContextLike {
 export function streamscopeKoa(options: InstrumentOptions = {}): (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void> {
   const config = resolveConfig(options);
   return async function streamscopeMiddleware(ctx, next) {
-    const s = attach(ctx.req, ctx.res, config, true);
-    if (s !== undefined) {
-      s.parentContext = context.active();
-      s.handlerSettled = false;
-    }
+    const s = track(ctx.req, ctx.res, config, { specific: true, settles: true });
     try {
-      await next();
+      // The rest of the chain runs in the stream's context (trackAsync).
+      await (s === undefined ? next() : inStream(s, next, undefined, []));
     } catch (err) {
       if (s !== undefined) markError(s);
       throw err;

@@ -34,6 +34,35 @@ const TRACKED = new Set([
 const owner = new Map<number, StreamState>();
 let state: 'off' | 'on' | 'unavailable' = 'off';
 
+/**
+ * The hook's init. Its creation stack is captured from below this very function (by identity, not
+ * by file name: bundling renames files), so what remains is Node's frames and the user's.
+ */
+function onInit(asyncId: number, type: string): void {
+  if (!TRACKED.has(type) || tracker.internalDepth > 0) return;
+  const s = als.getStore();
+  if (s === undefined || s.phase === -1 || s.phase === 2) return;
+  try {
+    let map = s.asyncResources;
+    if (map === null) {
+      map = new Map();
+      s.asyncResources = map;
+    }
+    // Formatted (and Node's own resources told apart) only if it outlives the stream.
+    map.set(asyncId, { type, holder: captureStack(onInit) });
+    owner.set(asyncId, s);
+  } catch (err) {
+    tracker.fault('detectors', err);
+  }
+}
+
+function onDestroy(asyncId: number): void {
+  const s = owner.get(asyncId);
+  if (s === undefined) return;
+  owner.delete(asyncId);
+  s.asyncResources?.delete(asyncId);
+}
+
 /** Turns the hook on (once). Returns false where async_hooks.createHook does not exist. */
 export function enableAsyncTracking(): boolean {
   if (state === 'on') return true;
@@ -53,31 +82,7 @@ export function enableAsyncTracking(): boolean {
     return false;
   }
   try {
-    createHook({
-      init(asyncId, type) {
-        if (!TRACKED.has(type) || tracker.internalDepth > 0) return;
-        const s = als.getStore();
-        if (s === undefined || s.phase === -1 || s.phase === 2) return;
-        try {
-          let map = s.asyncResources;
-          if (map === null) {
-            map = new Map();
-            s.asyncResources = map;
-          }
-          // Formatted (and Node's own resources told apart) only if it outlives the stream.
-          map.set(asyncId, { type, holder: captureStack() });
-          owner.set(asyncId, s);
-        } catch (err) {
-          tracker.fault('detectors', err);
-        }
-      },
-      destroy(asyncId) {
-        const s = owner.get(asyncId);
-        if (s === undefined) return;
-        owner.delete(asyncId);
-        s.asyncResources?.delete(asyncId);
-      },
-    }).enable();
+    createHook({ init: onInit, destroy: onDestroy }).enable();
     state = 'on';
     return true;
   } catch (err) {

@@ -2,6 +2,7 @@ import type { StreamState } from '../stream-state.js';
 import { getTracker, producerHolds, type TrackerListener } from '../tracker.js';
 import { liveAsync } from './async-tracking.js';
 import { userFrames } from '../stacks.js';
+import { considerForSampling, isStalled, observedReadRate, sampleCandidates } from './progress.js';
 
 /**
  * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
@@ -41,19 +42,26 @@ function fmtBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+function fmtRate(bytesPerSec: number): string {
+  return `${fmtBytes(Math.round(bytesPerSec))}/s`;
+}
+
 function checkOpen(s: StreamState, now: number): void {
   if (budget <= 0) return;
-  if (s.blockedSince >= 0 && !s.hasFinding('stalled_write')) {
+  if (!s.hasFinding('stalled_write') && isStalled(s, now)) {
     const waited = now - s.blockedSince;
-    if (waited > s.config.stallAfterMs) {
-      const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
-      raise(
-        s,
-        'stalled_write',
-        'warning',
-        `a write has waited ${Math.round(waited)} ms for drain with ${fmtBytes(queued)} queued: the client is not reading`,
-      );
-    }
+    const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
+    const rate = observedReadRate(s);
+    const p = s.progress;
+    const still = p === null ? waited : p.sampledAt - Math.max(s.blockedSince, p.progressAt);
+    const source = rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
+    raise(
+      s,
+      'stalled_write',
+      'warning',
+      `no progress for ${Math.round(still)} ms: a write has waited ${Math.round(waited)} ms for drain with ${fmtBytes(queued)} queued, ` +
+        `and the client read ${fmtRate(rate.bytesPerSec)} over the last ${(rate.overMs / 1000).toFixed(1)} s (${source}): the client is not reading`,
+    );
   }
 }
 
@@ -92,6 +100,8 @@ export function sweep(): void {
   try {
     const now = performance.now();
     budget = MAX_FINDINGS_PER_SWEEP;
+    tracker.open.each((s) => considerForSampling(s, now));
+    sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
     tracker.lingering.each((s) => {
       checkClosed(s, now);

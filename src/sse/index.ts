@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { admit } from '../limits/index.js';
 import { resolveSse, type SseOptions } from './options.js';
-import { kOpen, SseStream } from './stream.js';
+import { kOpen, kState, SseStream } from './stream.js';
 import { isServerStream } from '../http2.js';
+import { enterInStream } from '../track.js';
 
 export { SseStream } from './stream.js';
 export { encodeEvent, encodeComment, type SseEvent } from './encoder.js';
@@ -31,6 +32,12 @@ export function sse(
   const o = resolveSse(options);
   const rejected = admit(o.limits, req, res, o.config.metrics, o.route);
   const stream = new SseStream(req, res, o, rejected);
-  if (rejected === null) stream[kOpen]();
+  if (rejected === null) {
+    stream[kOpen]();
+    // The rest of the caller's handler (timers it starts after sse() returns) belongs to the stream
+    // (trackAsync), as under instrument(); the stream's own heartbeat and timeout were created before.
+    const s = stream[kState];
+    if (s !== undefined) enterInStream(s);
+  }
   return stream;
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../errors.js';
-import { attach, markError, markTimeout, promote, settleHandler } from '../response-hook.js';
+import { markError, markTimeout, promote, settleHandler } from '../response-hook.js';
+import { inStream, track } from '../track.js';
 import type { StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
 import type { RejectReason } from '../limits/index.js';
@@ -142,7 +143,7 @@ export class SseStream {
     const own = s !== undefined && s.handlerSettled;
     if (own) s.handlerSettled = false;
     try {
-      await producer(this);
+      await (s === undefined ? producer(this) : inStream(s, producer as (...a: unknown[]) => unknown, undefined, [this]));
       this.close();
     } catch (err) {
       if (!this.done) this.fail(err);
@@ -158,7 +159,7 @@ export class SseStream {
     const res = this.res;
     const o = this.o;
     try {
-      this.state = attach(this.req, res, o.config, true);
+      this.state = track(this.req, res, o.config, { specific: true });
     } catch (err) {
       tracker.fault('sse', err);
     }

@@ -1,0 +1,46 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context } from '@opentelemetry/api';
+import type { StreamConfig, StreamState } from './stream-state.js';
+import { attach } from './response-hook.js';
+import { isServerStream } from './http2.js';
+import { attachStream } from './http2-hook.js';
+import { enterStream, runInStream } from './detectors/async-tracking.js';
+import { getTracker } from './tracker.js';
+
+const tracker = getTracker();
+
+export interface TrackHow {
+  /**
+   * A caller that knows the route (instrument, the adapters, sse): its config wins over observeAll's
+   * while the stream is pending. observeAll passes false.
+   */
+  specific: boolean;
+  /** The caller runs the stream's handler and will report when it settles (`settleHandler`). */
+  settles?: boolean;
+}
+
+/**
+ * The one entry that every caller — `instrument()`, the Express, Fastify and Koa adapters, `sse()` and
+ * `observeAll()` — uses to start tracking a response, so an option means the same everywhere: attach
+ * the tracker, remember the active context as the span's parent, and note a handler that has yet to
+ * settle. The handler then runs through `inStream()` (or the rest of the dispatch after `enterStream`),
+ * which ties its async resources to the stream when `trackAsync` is on.
+ */
+export function track(req: IncomingMessage, res: ServerResponse, config: StreamConfig, how: TrackHow): StreamState | undefined {
+  // An HTTP/2 `stream` event handler is called as (stream, headers, flags, rawHeaders).
+  const s = isServerStream(req) ? attachStream(req, res as never, config, how.specific) : attach(req, res, config, how.specific);
+  if (s === undefined) return undefined;
+  try {
+    if (how.specific) s.parentContext = context.active();
+    if (how.settles === true) s.handlerSettled = false;
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
+  return s;
+}
+
+/** Runs the stream's handler (or the rest of a middleware chain) in the stream's context (trackAsync). */
+export const inStream = runInStream;
+
+/** The rest of this synchronous dispatch, and what it schedules, runs in the stream's context (trackAsync). */
+export const enterInStream = enterStream;

@@ -1,0 +1,230 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Registry } from 'prom-client';
+import { neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
+
+/**
+ * `stalled_write` means no progress, through the built package: a client that reads steadily at
+ * ~110 KB/s from a producer that honours backpressure keeps a write blocked far longer than
+ * stallAfterMs (the kernel wakes the writer only when a third of its send buffer is free), yet it is
+ * not stalled: no finding, `stream_stalled` 0, health ok. A client that reads nothing is found within
+ * stallAfterMs + 1 s, and the finding states its read rate, 0 B/s. The short threshold (3 s) stays above
+ * the loopback window-update step at this rate (one update per ~100-170 KiB, about every 1.5 s).
+ */
+
+const dist = resolve('dist/esm/index.js');
+type Lib = typeof import('../src/index.js');
+let ss: Lib;
+beforeAll(async () => {
+  if (!existsSync(dist)) throw new Error('dist/esm/index.js is missing: run `npm run build` first');
+  ss = (await import(dist)) as Lib;
+});
+
+const cleanup: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+/** A producer that honours backpressure: writes 16 KiB chunks until write() says stop, then waits for drain. */
+function server(route: string, stallAfterMs: number | undefined, registry: Registry): Promise<TestServer> {
+  const health = ss.healthHandler();
+  const handler = ss.instrument(
+    (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+      const chunk = Buffer.alloc(16 * 1024, 120);
+      const pump = (): void => {
+        while (!res.destroyed && res.write(chunk));
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      pump();
+      return new Promise((r) => res.on('close', r));
+    },
+    { registry, route, ...(stallAfterMs === undefined ? {} : { stallAfterMs }) },
+  );
+  return startServer((req, res) => {
+    if (req.url?.startsWith('/healthz')) return health(req, res);
+    void handler(req, res);
+  }).then((s) => {
+    cleanup.push(() => s.close());
+    return s;
+  });
+}
+
+/** A raw client that reads `perTick` bytes every `tickMs` (about 110 KB/s with the defaults). */
+function slowReader(port: number, path: string, perTick = 11_000, tickMs = 100): Promise<{ sock: net.Socket; got(): number }> {
+  return new Promise((resolveP, reject) => {
+    let got = 0;
+    const sock = net.connect({ port, host: '127.0.0.1' }, () => {
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+      // Reads at most `perTick` bytes per tick on average: pauses once the allowance is spent.
+      let allowance = 0;
+      sock.on('data', (c: Buffer) => {
+        got += c.length;
+        allowance -= c.length;
+        if (allowance <= 0) sock.pause();
+      });
+      sock.pause();
+      const t = setInterval(() => {
+        allowance += perTick;
+        if (allowance > 0) sock.resume();
+      }, tickMs);
+      sock.on('close', () => clearInterval(t));
+      cleanup.push(() => {
+        clearInterval(t);
+        sock.destroy();
+      });
+      resolveP({ sock, got: () => got });
+    });
+    sock.on('error', reject);
+  });
+}
+
+function healthz(port: number): Promise<{ status: string; streams: { stalled: number } }> {
+  return new Promise((res, rej) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/healthz?probe=stream', agent: false }, (r) => {
+        let body = '';
+        r.on('data', (c: Buffer) => (body += c.toString()));
+        r.on('end', () => res(JSON.parse(body) as { status: string; streams: { stalled: number } }));
+      })
+      .on('error', rej);
+  });
+}
+
+function collect(route: string): Array<{ kind: string; detail: string; streamId: number }> {
+  const seen: Array<{ kind: string; detail: string; streamId: number }> = [];
+  cleanup.push(ss.onFinding((f) => f.route === route && seen.push(f)));
+  return seen;
+}
+
+for (const stall of [undefined, 3000]) {
+  const stallMs = stall ?? 5000;
+  const label = stall === undefined ? 'the default stallAfterMs (5 s)' : `stallAfterMs ${stall}`;
+
+  describe(`slow is not stuck, with ${label}`, () => {
+    it('a client reading steadily at ~110 KB/s for more than 2 × stallAfterMs: no finding, stream_stalled 0, health ok', async () => {
+      const route = `/slow-${stallMs}`;
+      const registry = new Registry();
+      const seen = collect(route);
+      const srv = await server(route, stall, registry);
+      const reader = await slowReader(srv.port, route);
+      const t0 = Date.now();
+      let longestBlock = 0;
+      while (Date.now() - t0 < stallMs * 2 + 1500) {
+        await sleep(500);
+        const mine = ss.streams().find((s) => s.route === route);
+        if (mine !== undefined) longestBlock = Math.max(longestBlock, mine.blockedForMs);
+        expect(sum(await scrape(registry), 'stream_stalled', { route })).toBe(0);
+        const h = await healthz(srv.port);
+        expect(h.status).toBe('ok');
+        expect(h.streams.stalled).toBe(0);
+      }
+      const rate = reader.got() / ((Date.now() - t0) / 1000);
+      // The scenario is the one that matters: the client kept taking bytes, at about 110 KB/s, while a
+      // write stayed blocked past stallAfterMs (what a wait-for-drain rule calls stalled).
+      expect(rate).toBeGreaterThan(50_000);
+      expect(rate).toBeLessThan(200_000);
+      expect(longestBlock).toBeGreaterThan(stallMs);
+      expect(seen).toEqual([]);
+    });
+
+    it('a client that reads nothing is found within stallAfterMs + 1 s, and the finding states its read rate (0 B/s)', async () => {
+      const route = `/stuck-${stallMs}`;
+      const registry = new Registry();
+      const seen = collect(route);
+      const srv = await server(route, stall, registry);
+      const sock = await neverReadingClient(srv.port, route);
+      cleanup.push(() => sock.destroy());
+      await until(() => seen.length > 0, 'a stalled_write finding', stallMs + 10_000);
+      const f = seen[0]!;
+      expect(f.kind).toBe('stalled_write');
+      // measured by the detector itself, from the write that blocked to the finding
+      const waited = Number(/waited (\d+) ms for drain/.exec(f.detail)![1]);
+      expect(waited).toBeGreaterThan(stallMs);
+      expect(waited).toBeLessThanOrEqual(stallMs + 1000);
+      expect(f.detail).toMatch(/no progress for \d+ ms/);
+      expect(f.detail).toMatch(/the client read 0 B\/s over the last \d+\.\d s/);
+      // On Linux the evidence is the kernel's send queue of the socket, found by its inode.
+      if (process.platform === 'linux') expect(f.detail).toContain("(the socket's send queue)");
+      expect(sum(await scrape(registry), 'stream_stalled', { route })).toBe(1);
+      const h = await healthz(srv.port);
+      expect(h.status).toBe('degraded');
+      expect(h.streams.stalled).toBe(1);
+    });
+  });
+}
+
+describe('slow is not stuck over TLS', () => {
+  it('a TLS client reading at ~110 KB/s is not stalled; one that reads nothing is, from the TCP socket under the TLS one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'streamscope-tls-'));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    const stall = 3000;
+    const registry = new Registry();
+    const seen: Array<{ kind: string; detail: string; streamId: number; route: string }> = [];
+    cleanup.push(ss.onFinding((f) => f.route.startsWith('/tls/') && seen.push(f)));
+    const handler = ss.instrument(
+      (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+        const chunk = Buffer.alloc(16 * 1024, 120);
+        const pump = (): void => {
+          while (!res.destroyed && res.write(chunk));
+          if (!res.destroyed) res.once('drain', pump);
+        };
+        pump();
+        return new Promise((r) => res.on('close', r));
+      },
+      { registry, route: (req) => `/tls${req.url}`, stallAfterMs: stall },
+    );
+    const server = https.createServer({ key: readFileSync(join(dir, 'k.pem')), cert: readFileSync(join(dir, 'c.pem')) }, (req, res) => void handler(req, res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
+    const port = (server.address() as net.AddressInfo).port;
+    const open = (path: string, read: boolean): tls.TLSSocket => {
+      const sock = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => {
+        sock.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        if (!read) sock.pause();
+      });
+      cleanup.push(() => sock.destroy());
+      return sock;
+    };
+    // slow: ~110 KB/s of decrypted bytes
+    const slow = open('/slow', true);
+    let allowance = 0;
+    let got = 0;
+    slow.on('data', (c: Buffer) => {
+      got += c.length;
+      allowance -= c.length;
+      if (allowance <= 0) slow.pause();
+    });
+    const tick = setInterval(() => {
+      allowance += 11_000;
+      if (allowance > 0) slow.resume();
+    }, 100);
+    cleanup.push(() => clearInterval(tick));
+    // stuck: the TLS handshake completes, then nothing is read
+    open('/stuck', false);
+    await until(() => seen.some((f) => f.kind === 'stalled_write'), 'a stalled_write for the TLS client that reads nothing', stall + 10_000);
+    const t0 = Date.now();
+    let longest = 0;
+    while (Date.now() - t0 < stall * 2 + 500) {
+      await sleep(500);
+      const s = ss.streams().find((x) => x.route === '/tls/slow');
+      if (s !== undefined) longest = Math.max(longest, s.blockedForMs);
+    }
+    const stuckF = seen.filter((f) => f.kind === 'stalled_write');
+    expect(stuckF.map((f) => f.route)).toEqual(['/tls/stuck']);
+    expect(stuckF[0]!.detail).toMatch(/the client read 0 B\/s/);
+    if (process.platform === 'linux') expect(stuckF[0]!.detail).toContain("(the socket's send queue)");
+    expect(got).toBeGreaterThan(300_000);
+    expect(longest).toBeGreaterThan(stall);
+    expect(sum(await scrape(registry), 'stream_stalled', { route: '/tls/slow' })).toBe(0);
+  });
+});
