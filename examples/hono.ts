@@ -17,7 +17,6 @@ import { serve } from '@hono/node-server';
 import { streamscope, instrumentFetch } from '../src/adapters/hono.js';
 import { metricsHandler } from '../src/index.js';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const count = (url: string): number => Number(new URL(url).searchParams.get('n') ?? 5);
 
 const app = new Hono();

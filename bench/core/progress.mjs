@@ -26,7 +26,9 @@ function body(req, res) {
     res.write(': open\n\n');
   } else {
     const pump = () => {
-      while (!res.destroyed && res.write(chunk)) {}
+      while (!res.destroyed && res.write(chunk)) {
+        // keep writing until backpressure
+      }
       if (!res.destroyed) res.once('drain', pump);
     };
     pump();

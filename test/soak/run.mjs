@@ -491,7 +491,7 @@ async function faultLoop(base) {
 // ---- checks -------------------------------------------------------------------------------------------
 
 function checkSessions() {
-  for (const [key, ids] of acked) ids.sort(cmp);
+  for (const ids of acked.values()) ids.sort(cmp);
   const r = stats.resumes;
   for (const s of sessions) {
     r.checked++;
