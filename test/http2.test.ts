@@ -148,6 +148,24 @@ for (const secure of [false, true]) {
       expect(outcome(m, 'error')).toBe(1);
     });
 
+    it('a stream timeout (res.setTimeout) is timeout, not error or client_aborted', async () => {
+      const registry = new Registry();
+      const server = create(
+        instrument(
+          (_req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+            res.writeHead(200, { 'content-type': 'text/event-stream' });
+            res.write('data: 1\n\n');
+            res.setTimeout(100, () => res.destroy()); // the app cuts an idle stream
+          },
+          { registry },
+        ),
+      );
+      const c = await listen(server, secure);
+      await h2get(c.connect(), '/slow').catch(() => undefined);
+      const m = await settled(registry, 1);
+      expect(outcome(m, 'timeout')).toBe(1);
+    });
+
     it('backpressure: a client that does not read blocks writes; drain, then completed with every byte', async () => {
       const registry = new Registry();
       let blocked = 0;
