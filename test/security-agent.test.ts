@@ -4,11 +4,12 @@
  * dropped at its bound and counted in streamscope_internal_errors_total{component="agent"}; the host's heap
  * stays within a loose bound, and the agent answers the next client.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alive, killAll, runCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
+import { ROOT, alive, killAll, runCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
 
 const agentDir = tempAgentDir();
 let server: Server;
@@ -178,6 +179,27 @@ describe('heap transfer to a slow reader', () => {
 });
 
 describe('stale agent sockets', () => {
+  it('the agent adds no signal handler (that would change how the app exits)', () => {
+    const dir = tempAgentDir();
+    try {
+      const code = `
+        const signals = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'];
+        const count = () => signals.map((s) => process.listenerCount(s)).join(',');
+        const before = count();
+        const { startAgent } = await import(${JSON.stringify(path.join(ROOT, 'dist/esm/index.js'))});
+        const a = startAgent();
+        await a.ready;
+        console.log(JSON.stringify({ before, after: count(), path: a.path }));
+        await a.close();`;
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, STREAMSCOPE_AGENT_DIR: dir }, encoding: 'utf8' });
+      const r = JSON.parse(out) as { before: string; after: string; path: string | null };
+      expect(r.path).toMatch(new RegExp(`^${dir}/\\d+\\.sock$`)); // the agent did start
+      expect(r.after).toBe(r.before);
+    } finally {
+      fs.rmSync(path.dirname(dir), { recursive: true, force: true });
+    }
+  });
+
   it('a process killed by a signal leaves its socket; the next agent to start removes it, and so does diag ls', async () => {
     const dir = tempAgentDir();
     try {

@@ -97,10 +97,13 @@ function wait(ms: number, signal: AbortSignal): Promise<void> {
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /**
- * The most a heap transfer may hold the app waiting for its reader, in total (docs/security.md): past it
- * the transfer is aborted. V8's own serialization time comes on top and cannot be shortened.
+ * How long a heap transfer may hold the app waiting for its reader, in total (docs/security.md): 30 s, plus
+ * 1 s per MiB the reader has taken (so `diag` on a loaded machine finishes a large snapshot, while a reader
+ * slower than 1 MiB/s is cut after about 30 s). Past it the transfer is aborted. V8's own serialization time
+ * comes on top and cannot be shortened.
  */
 export const HEAP_TRANSFER_MAX_WAIT_MS = 30_000;
+export const HEAP_TRANSFER_WAIT_MS_PER_MIB = 1_000;
 
 /**
  * Writes to a socket's file descriptor synchronously, waiting (a few ms at a time) while the reader is
@@ -145,8 +148,8 @@ export class BlockingFdWriter {
           this.failed = `the reader made no progress for ${this.stallMs} ms`;
           return;
         }
-        if (this.waitedMs > this.maxWaitMs) {
-          this.failed = `the reader was too slow: the app waited ${Math.round(this.waitedMs / 1000)} s for it in total (limit ${this.maxWaitMs / 1000} s)`;
+        if (this.waitedMs > this.maxWaitMs + (this.bytes / 2 ** 20) * HEAP_TRANSFER_WAIT_MS_PER_MIB) {
+          this.failed = `the reader was too slow: the app waited ${Math.round(this.waitedMs / 1000)} s for it in total (limit ${this.maxWaitMs / 1000} s + 1 s per MiB read)`;
           return;
         }
         this.waits++;
