@@ -118,9 +118,9 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
       continue;
     }
     if ((ph === 'b' || ph === 'e') && cat.includes('node.async_hooks')) {
-      const id = str(e.id) || String(e.id ?? '') || str(e.id2);
+      const id = str(e.id) || String(e.id ?? '') || str(e.id2) || str((e.id2 as { local?: unknown } | undefined)?.local);
       const key = `${name}|${id}`;
-      const asyncId = Number(id);
+      const asyncId = id === '' ? NaN : Number(id);
       const tts = num((e as { tts?: unknown }).tts);
       if (name.endsWith('_CALLBACK')) {
         if (ph === 'b') {
