@@ -5,6 +5,7 @@ import { getTracker } from './tracker.js';
 import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
+import { onBlockedWrite, zombieWrite } from './guards.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -97,6 +98,9 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
     } catch (err) {
       tracker.fault('tracker', err);
     }
+    // Guard zombieAction 'throw': a write to a closed stream stops its producer (docs/guards.md).
+    const guards = s.config.guards;
+    if (guards != null && guards.zombieThrow && (s.clientClosed || this.destroyed)) zombieWrite(s);
   }
   const ret = s.origWrite.apply(this, args);
   if (ret === false && s.phase >= 0 && !s.clientClosed && !this.destroyed) {
@@ -113,6 +117,9 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
         if (s.phase === 0) promote(s);
         else tracker.emit('writeBlocked', s);
       }
+      // Guard maxBufferedBytes: checked only on a write that met backpressure, never on the fast path.
+      const guards = s.config.guards;
+      if (guards != null) onBlockedWrite(s, guards, this.writableLength);
     } catch (err) {
       tracker.fault('tracker', err);
     }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { MetricsSet, RouteMetrics } from './metrics.js';
+import type { GuardConfig } from './guards.js';
 import { createdByResponse, userFrames, type StackHolder } from './stacks.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
@@ -14,6 +15,8 @@ export interface StreamConfig {
   readonly route: RouteOption | undefined;
   /** null when the metrics could not be set up (a faulty registry): the stream is still tracked. */
   readonly metrics: MetricsSet | null;
+  /** Opt-in guards (src/guards.ts); null (or absent) when every guard is off. */
+  readonly guards?: GuardConfig | null;
 }
 
 let nextId = 1;
@@ -69,6 +72,8 @@ export class StreamState {
   /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
   handlerSettled = true;
   outcome: Outcome | null = null;
+  /** zombieAction 'throw' has thrown (and counted) once for this stream. */
+  zombieThrown = false;
 
   // tallies already moved into the metrics (flushed at scrape time and at close)
   flushedBytes = 0;
