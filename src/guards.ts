@@ -163,6 +163,14 @@ export const guardsListener: TrackerListener = {
     if (f.kind !== 'stalled_write') return;
     const guards = s.config.guards;
     if (guards == null || !guards.stalledDestroy) return;
-    cut(s, 'stalled_action', `stalled_write (${f.detail}): the stream was cut`);
+    // After the stalled_write finding has reached every listener, so that they see it before the cut's own finding.
+    const detail = `stalled_write (${f.detail}): the stream was cut`;
+    queueMicrotask(() => {
+      try {
+        cut(s, 'stalled_action', detail);
+      } catch (err) {
+        tracker.fault('guards', err);
+      }
+    });
   },
 };
