@@ -131,16 +131,23 @@ export function zombieWrite(s: StreamState): never {
 const kDeadPeer = Symbol('streamscope.deadPeer');
 type WatchedSocket = Socket & { [kDeadPeer]?: true; _httpMessage?: { [k: symbol]: unknown } | null };
 
-/** Dead-peer detection: keep-alive turns a peer that vanished into an ETIMEDOUT socket error; count it. */
+/**
+ * How the kernel reports a peer that stopped answering: ETIMEDOUT after the keep-alive probes (or the
+ * retransmissions) went unanswered, or the ICMP error it saw meanwhile (tcp_write_err reports a soft error first).
+ */
+const DEAD_PEER_CODES = new Set(['ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN']);
+
+/** Dead-peer detection: keep-alive turns a peer that vanished into a socket error; count it. */
 function onSocketError(this: WatchedSocket, err: NodeJS.ErrnoException): void {
   try {
-    if (err?.code !== 'ETIMEDOUT') return;
+    const code = err?.code;
+    if (code === undefined || !DEAD_PEER_CODES.has(code)) return;
     const res = this._httpMessage;
     const s = res ? (res[kState] as StreamState | undefined) : undefined;
     if (s === undefined || s.phase !== 1 || s.config.guards == null || s.config.guards.deadPeerMs === 0) return;
     markError(s);
     s.serverDestroyed = true;
-    record(s, 'dead_peer', 'the peer stopped answering (TCP keep-alive or retransmission timeout, ETIMEDOUT): the stream was closed');
+    record(s, 'dead_peer', `the peer stopped answering (TCP keep-alive or retransmission timeout, ${code}): the stream was closed`);
   } catch (e) {
     tracker.fault('guards', e);
   }
