@@ -22,6 +22,7 @@ export const DESIGN_METRICS: Record<string, { type: 'counter' | 'gauge' | 'histo
   stream_writes_after_close_total: { type: 'counter', labels: ['route'] },
   stream_resumes_total: { type: 'counter', labels: ['route', 'result'] },
   stream_rejected_total: { type: 'counter', labels: ['route', 'reason'] },
+  stream_guard_actions_total: { type: 'counter', labels: ['route', 'guard'] },
   streamscope_internal_errors_total: { type: 'counter', labels: ['component'] },
 };
 
