@@ -98,9 +98,10 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: unknow
     } catch (err) {
       tracker.fault('tracker', err);
     }
-    // Guard zombieAction 'throw': a write to a closed stream stops its producer (docs/guards.md).
+    // Guard zombieAction 'throw': a write to a stream whose 'close' came before it finished stops its producer
+    // (docs/guards.md). Only after 'close': by then pipe()/pipeline() have let go, so a throw never lands in them.
     const guards = s.config.guards;
-    if (guards != null && guards.zombieThrow && (s.clientClosed || this.destroyed)) zombieWrite(s);
+    if (guards != null && guards.zombieThrow && s.clientClosed) zombieWrite(s);
   }
   const ret = s.origWrite.apply(this, args);
   if (ret === false && s.phase >= 0 && !s.clientClosed && !this.destroyed) {

@@ -1,10 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { instrument, onFinding, StreamClosedError, StreamscopeError, type Finding, type InstrumentOptions } from '../src/index.js';
 import { streamscope } from '../src/adapters/express.js';
 import { streamscopeKoa } from '../src/adapters/koa.js';
+import { streamscopeFastify } from '../src/adapters/fastify.js';
+import Fastify from 'fastify';
+import Koa from 'koa';
+import type { AddressInfo } from 'node:net';
 import { guardOptionsFromEnv, resolveGuards } from '../src/guards.js';
 import { get, getAndAbort, neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
 
@@ -150,6 +155,59 @@ describe('maxBufferedBytes', () => {
   });
 });
 
+describe('guards through the Fastify and Koa adapters', () => {
+  /** Writes 32 KiB every millisecond into the raw response, ignoring write()'s return value, until it closes. */
+  function flood(res: http.ServerResponse): Promise<void> {
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+    const chunk = Buffer.alloc(32 * 1024, 120);
+    return new Promise((resolve) => {
+      const t = setInterval(() => res.write(chunk), 1);
+      res.on('close', () => {
+        clearInterval(t);
+        resolve();
+      });
+    });
+  }
+
+  it('Fastify: maxBufferedBytes given to the plugin cuts the flood', async () => {
+    const registry = new Registry();
+    const app = Fastify();
+    await app.register(streamscopeFastify, { registry, maxBufferedBytes: 256 * 1024 });
+    app.get('/fastify-flood', async (_request, reply) => {
+      reply.hijack();
+      await flood(reply.raw);
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    cleanup.push(() => app.close());
+    const sock = await neverReadingClient((app.server.address() as AddressInfo).port, '/fastify-flood');
+    cleanup.push(() => sock.destroy());
+    await until(async () => sum(await scrape(registry), 'stream_guard_actions_total', { route: '/fastify-flood', guard: 'max_buffered_bytes' }) === 1, 'the cut');
+    await until(async () => sum(await scrape(registry), 'stream_duration_seconds_count', { route: '/fastify-flood', outcome: 'error' }) === 1, 'outcome error');
+  });
+
+  it('Fastify: a bad guard option fails the plugin registration', async () => {
+    const app = Fastify();
+    await expect(app.register(streamscopeFastify, { zombieAction: 'explode' as 'throw' })).rejects.toMatchObject({ code: 'STREAMSCOPE_ERR_INVALID_OPTION' });
+  });
+
+  it('Koa: maxBufferedBytes given to the middleware cuts the flood', async () => {
+    const registry = new Registry();
+    const app = new Koa();
+    app.use(streamscopeKoa({ registry, route: '/koa-flood', maxBufferedBytes: 256 * 1024 }));
+    app.use(async (ctx) => {
+      ctx.respond = false;
+      await flood(ctx.res);
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
+    const sock = await neverReadingClient((server.address() as AddressInfo).port, '/koa-flood');
+    cleanup.push(() => sock.destroy());
+    await until(async () => sum(await scrape(registry), 'stream_guard_actions_total', { route: '/koa-flood', guard: 'max_buffered_bytes' }) === 1, 'the cut');
+    await until(async () => sum(await scrape(registry), 'stream_duration_seconds_count', { route: '/koa-flood', outcome: 'error' }) === 1, 'outcome error');
+  });
+});
+
 describe('zombieAction', () => {
   async function run(guard: boolean): Promise<{ outcome: unknown; writesAfter: number; registry: Registry }> {
     const registry = new Registry();
@@ -189,6 +247,36 @@ describe('zombieAction', () => {
     expect(sum(samples, 'stream_guard_actions_total', { route: '/zombie-on', guard: 'zombie_action' })).toBe(1);
     expect(sum(samples, 'stream_writes_after_close_total', { route: '/zombie-on' })).toBe(1);
     expect(sum(samples, 'stream_leaks_total', { route: '/zombie-on', kind: 'zombie_producer' })).toBe(0);
+  });
+
+  it("'throw' never lands inside pipe(): a piped stream whose client leaves ends quietly", async () => {
+    const registry = new Registry();
+    const errors: unknown[] = [];
+    const onUncaught = (err: unknown): void => void errors.push(err);
+    process.on('uncaughtException', onUncaught);
+    cleanup.push(() => process.off('uncaughtException', onUncaught));
+    const srv = await serve(
+      instrument(
+        (_req, res) => {
+          res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+          async function* rows(): AsyncGenerator<string> {
+            for (let i = 0; ; i++) {
+              yield `${JSON.stringify({ i, pad: 'x'.repeat(512) })}\n`;
+              if (i % 50 === 0) await sleep(1);
+            }
+          }
+          const src = Readable.from(rows());
+          src.pipe(res);
+          res.on('close', () => src.destroy());
+        },
+        { registry, route: '/piped', zombieAction: 'throw' },
+      ),
+    );
+    await Promise.all([getAndAbort(srv.url + '/piped', 64 * 1024), getAndAbort(srv.url + '/piped', 1), getAndAbort(srv.url + '/piped', 256 * 1024)]);
+    await until(async () => sum(await scrape(registry), 'stream_duration_seconds_count', { route: '/piped' }) === 3, 'the piped streams to close');
+    await sleep(100);
+    expect(errors).toEqual([]);
+    expect(sum(await scrape(registry), 'stream_guard_actions_total', { route: '/piped' })).toBe(0);
   });
 
   it('off: the write returns false and the producer runs on (a zombie)', async () => {
