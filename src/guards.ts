@@ -95,7 +95,7 @@ function markError(s: StreamState): void {
 /** Counts a guard action: metric, finding (once per stream), span attribute. */
 function record(s: StreamState, guard: GuardName, detail: string): void {
   s.metrics?.guardAction(guard).inc();
-  s.span?.setAttribute('stream.guard', guard);
+  if (!s.spanEnded) s.span?.setAttribute('stream.guard', guard);
   tracker.raise(s, 'guard_action', 'error', `guard ${guard}: ${detail}`);
 }
 
