@@ -63,9 +63,19 @@ let packed: Promise<string> | undefined;
 /** The path of the packed tarball of the current build (packed at most once per build). */
 export function packOnce(): Promise<string> {
   packed ??= (async () => {
-    const target = path.join(cacheDir(), `streamscope-${buildHash()}.tgz`);
+    const dir = cacheDir();
+    const target = path.join(dir, `streamscope-${buildHash()}.tgz`);
     if (fs.existsSync(target)) return target;
-    const tmp = fs.mkdtempSync(path.join(cacheDir(), 'pack-'));
+    // tarballs of older builds: keep a day's worth (another test run may still be installing one)
+    for (const name of fs.readdirSync(dir)) {
+      const p = path.join(dir, name);
+      try {
+        if (Date.now() - fs.lstatSync(p).mtimeMs > 86_400_000) fs.rmSync(p, { recursive: true, force: true });
+      } catch {
+        /* removed meanwhile */
+      }
+    }
+    const tmp = fs.mkdtempSync(path.join(dir, 'pack-'));
     const { stdout } = await run(npm, ['pack', '--json', '--pack-destination', tmp], { cwd: ROOT, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
     const name = (JSON.parse(stdout) as Array<{ filename: string }>)[0]!.filename;
     fs.renameSync(path.join(tmp, name), target); // atomic: a parallel test file sees the whole tarball or none
