@@ -33,6 +33,7 @@ export interface AlertsConfig {
   danglingStreams: { threshold: number; for: Duration; severity: Severity };
   zombieProducers: { threshold: number; for: Duration; severity: Severity };
   bufferedBytes: { thresholdBytes: number; for: Duration; severity: Severity };
+  guardActions: { threshold: number; for: Duration; severity: Severity };
   firstWrite: { p95Seconds: number; minStreamsPerSecond: number; for: Duration; severity: Severity };
   internalErrors: { threshold: number; for: Duration; severity: Severity };
   targetAbsent: { for: Duration; severity: Severity };
@@ -62,6 +63,8 @@ export const defaultConfig: AlertsConfig = {
   zombieProducers: { threshold: 0, for: '0m', severity: 'warning' },
   // Bytes queued in user space per instance: process memory that a slow client pins.
   bufferedBytes: { thresholdBytes: 64 * 1024 * 1024, for: '10m', severity: 'warning' },
+  // Streams cut or producers stopped by an opt-in guard within the last 15 minutes (stream_guard_actions_total).
+  guardActions: { threshold: 0, for: '0m', severity: 'warning' },
   // p95 time to first write per job and route over 5 minutes, ignored below the minimum traffic.
   firstWrite: { p95Seconds: 2, minStreamsPerSecond: 0.05, for: '15m', severity: 'warning' },
   // Faults swallowed inside streamscope within the last 15 minutes.

@@ -36,6 +36,7 @@ export function recordNames(prefix = '') {
     firstWriteRate: `job_route:${prefix}stream_first_write_seconds_count:rate5m`,
     leaks: `instance_route_kind:${prefix}stream_leaks_total:increase${INCREASE_WINDOW}`,
     internalErrors: `instance_component:${prefix}streamscope_internal_errors_total:increase${INCREASE_WINDOW}`,
+    guardActions: `instance_route_guard:${prefix}stream_guard_actions_total:increase${INCREASE_WINDOW}`,
   };
 }
 
@@ -140,6 +141,7 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
   const leakRecords: RecordingRule[] = [
     { record: names.leaks, expr: increase('stream_leaks_total', 'job, instance, route, kind') },
     { record: names.internalErrors, expr: increase('streamscope_internal_errors_total', 'job, instance, component') },
+    { record: names.guardActions, expr: increase('stream_guard_actions_total', 'job, instance, route, guard') },
   ];
 
   const alerts: AlertingRule[] = [
@@ -174,6 +176,17 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
         summary: 'Producers keep writing after their clients left.',
         description: `Route {{ $labels.route }} on {{ $labels.instance }} (job {{ $labels.job }}) raised {{ $value | humanize }} zombie_producer finding(s) in the last ${INCREASE_WINDOW}: writes keep arriving after the client went away, so the work behind them (an LLM call, a timer, a cursor) never stopped.`,
         runbook_url: runbook(name('ZombieProducers')),
+      },
+    },
+    {
+      alert: name('GuardActions'),
+      expr: `${names.guardActions} > ${c.guardActions.threshold}`,
+      for: c.guardActions.for,
+      labels: { severity: c.guardActions.severity },
+      annotations: {
+        summary: 'An opt-in guard cut streams or stopped producers.',
+        description: `Guard {{ $labels.guard }} acted {{ $value | humanize }} time(s) on route {{ $labels.route }} on {{ $labels.instance }} (job {{ $labels.job }}) in the last ${INCREASE_WINDOW}: the process was protected, but those clients lost their stream (outcome error) and reconnect.`,
+        runbook_url: runbook(name('GuardActions')),
       },
     },
     {
@@ -257,7 +270,7 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
   const pick = (...suffixes: string[]): AlertingRule[] => alerts.filter((a) => suffixes.some((x) => a.alert === name(x)));
   return [
     { name: 'streamscope.streams', rules: pick('StalledWrites', 'BufferedBytesHigh', 'TargetAbsent') },
-    { name: 'streamscope.leaks', rules: [...leakRecords, ...pick('DanglingStreams', 'ZombieProducers', 'InternalErrors')] },
+    { name: 'streamscope.leaks', rules: [...leakRecords, ...pick('DanglingStreams', 'ZombieProducers', 'GuardActions', 'InternalErrors')] },
     { name: 'streamscope.slo', rules: [...sloRecords, ...pick('AbnormalTerminationFastBurn', 'AbnormalTerminationSlowBurn')] },
     { name: 'streamscope.first-write', rules: [...firstWriteRecords, ...pick('FirstWriteSlow')] },
   ];

@@ -157,6 +157,16 @@ export function overviewDashboard(): dash.Dashboard {
       queries: [{ expr: sumRate('stream_writes_after_close_total', []), legend: 'writes after close' }],
     }),
   );
+  b.panel(
+    timeseriesPanel({
+      title: 'Guard actions',
+      description:
+        'Streams cut or producers stopped by an opt-in guard per minute, by guard (stream_guard_actions_total): max_buffered_bytes, stalled_action, zombie_action, dead_peer. Each cut stream ends with outcome error. See docs/guards.md.',
+      unit: 'cpm',
+      width: 24,
+      queries: [{ expr: `60 * ${sumRate('stream_guard_actions_total', ['guard'])}`, legend: '{{guard}}' }],
+    }),
+  );
 
   b.row('Resilience and internals');
   b.panel(

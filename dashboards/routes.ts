@@ -185,6 +185,16 @@ export function routesDashboard(): dash.Dashboard {
       queries: [{ expr: sumRate('stream_writes_after_close_total', R), legend: '{{route}}' }],
     }),
   );
+  b.panel(
+    timeseriesPanel({
+      title: 'Guard actions by route and guard',
+      description: 'Streams cut or producers stopped by an opt-in guard per minute, per route and guard (stream_guard_actions_total). See docs/guards.md.',
+      unit: 'cpm',
+      width: 24,
+      rankBy: 'mean',
+      queries: [{ expr: `60 * ${sumRate('stream_guard_actions_total', ['route', 'guard'])}`, legend: '{{route}} {{guard}}' }],
+    }),
+  );
 
   b.row('Resilience by route');
   b.panel(

@@ -6,6 +6,7 @@ import { detectorsListener } from './detectors/index.js';
 import { channelsListener } from './channels.js';
 import { getTracker } from './tracker.js';
 import { invalidOption } from './errors.js';
+import { guardsListener, resolveGuards } from './guards.js';
 
 export const DEFAULTS = Object.freeze({ stallAfterMs: 5000, danglingAfterMs: 10000, maxRoutes: 200 });
 
@@ -18,6 +19,7 @@ export function ensureInstalled(): void {
   if (!has('tracing')) tracker.subscribe(tracingListener);
   if (!has('detectors')) tracker.subscribe(detectorsListener);
   if (!has('channels')) tracker.subscribe(channelsListener);
+  if (!has('guards')) tracker.subscribe(guardsListener);
 }
 
 function positive(name: string, v: unknown, dflt: number): number {
@@ -38,6 +40,7 @@ export function resolveConfig(options: InstrumentOptions = {}): StreamConfig {
   if (options.prefix !== undefined && (typeof options.prefix !== 'string' || !/^[a-zA-Z_:][a-zA-Z0-9_:]*$|^$/.test(options.prefix))) {
     throw invalidOption('prefix', 'a valid Prometheus metric name prefix', options.prefix);
   }
+  const guards = resolveGuards(options);
   ensureInstalled();
   let metrics: MetricsSet | null = null;
   try {
@@ -54,5 +57,6 @@ export function resolveConfig(options: InstrumentOptions = {}): StreamConfig {
     tracer: options.tracer,
     route: options.route,
     metrics,
+    guards,
   });
 }

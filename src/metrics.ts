@@ -4,6 +4,7 @@ import type { StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { kMetricsSets } from './symbols.js';
 import { isStalled } from './detectors/progress.js';
+import { GUARD_NAMES } from './guards.js';
 
 /** Buckets of stream_duration_seconds: 50 ms … 4 h. Public API. */
 export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
@@ -34,6 +35,7 @@ export const COMPONENTS = [
   'limits',
   'health',
   'agent',
+  'guards',
 ] as const;
 
 const tracker = getTracker();
@@ -62,6 +64,7 @@ export class RouteMetrics {
   private readonly leaksBy = new Map<string, CounterChild>();
   private readonly resumesBy = new Map<string, CounterChild>();
   private readonly rejectedBy = new Map<string, CounterChild>();
+  private readonly guardsBy = new Map<string, CounterChild>();
 
   constructor(set: MetricsSet, route: string) {
     this.set = set;
@@ -77,6 +80,7 @@ export class RouteMetrics {
     for (const k of LEAK_KINDS) this.leak(k).inc(0);
     for (const r of RESUME_RESULTS) this.resume(r).inc(0);
     for (const r of REJECT_REASONS) this.rejected(r).inc(0);
+    for (const g of GUARD_NAMES) this.guardAction(g).inc(0);
   }
 
   /** Counts a stream opened (moved into stream_started_total at scrape time). */
@@ -132,6 +136,15 @@ export class RouteMetrics {
     return c;
   }
 
+  guardAction(guard: string): CounterChild {
+    let c = this.guardsBy.get(guard);
+    if (c === undefined) {
+      c = this.set.guardActions.labels({ route: this.route, guard });
+      this.guardsBy.set(guard, c);
+    }
+    return c;
+  }
+
   rejected(reason: string): CounterChild {
     let c = this.rejectedBy.get(reason);
     if (c === undefined) {
@@ -161,6 +174,7 @@ export class MetricsSet {
   readonly afterClose: Counter<'route'>;
   readonly resumes: Counter<'route' | 'result'>;
   readonly rejected: Counter<'route' | 'reason'>;
+  readonly guardActions: Counter<'route' | 'guard'>;
   readonly internal: Counter<'component'>;
   private readonly routes = new Map<string, RouteMetrics>();
   private readonly reportedFaults = new Map<string, number>();
@@ -240,6 +254,12 @@ export class MetricsSet {
     });
     this.resumes = new Counter({ name: n('stream_resumes_total'), help: 'Resume attempts by result.', labelNames: ['route', 'result'], registers });
     this.rejected = new Counter({ name: n('stream_rejected_total'), help: 'Refused streams by reason.', labelNames: ['route', 'reason'], registers });
+    this.guardActions = new Counter({
+      name: n('stream_guard_actions_total'),
+      help: 'Streams cut or producers stopped by an opt-in guard (docs/guards.md).',
+      labelNames: ['route', 'guard'],
+      registers,
+    });
     this.internal = new Counter({
       name: n('streamscope_internal_errors_total'),
       help: 'Faults inside streamscope, swallowed so the app never sees them.',
@@ -380,6 +400,7 @@ export const metricsListener: TrackerListener = {
     if (s.metrics !== null) flushStream(s);
   },
   finding(s, f) {
-    s.metrics?.leak(f.kind).inc();
+    // A guard's action is counted in stream_guard_actions_total, not as a leak.
+    if (f.kind !== 'guard_action') s.metrics?.leak(f.kind).inc();
   },
 };

@@ -2,6 +2,7 @@
  * Zero-code start: `node --import streamscope/register app.js` (or `--require` for CommonJS).
  * Observes every node:http response, serves /metrics on STREAMSCOPE_METRICS_PORT when set, and
  * starts the OpenTelemetry Node SDK when OTLP is configured and no tracer provider exists yet.
+ * STREAMSCOPE_GUARD_* variables turn on the opt-in guards (docs/guards.md).
  */
 import http from 'node:http';
 import { ProxyTracerProvider, trace } from '@opentelemetry/api';
@@ -9,6 +10,7 @@ import { observeAll, kIgnore } from './observe.js';
 import { metricsHandler } from './metrics-handler.js';
 import { getTracker } from './tracker.js';
 import { startAgent } from './agent/index.js';
+import { guardOptionsFromEnv } from './guards.js';
 
 const tracker = getTracker();
 const kRegistered = Symbol.for('streamscope.registered');
@@ -64,7 +66,10 @@ async function startOtelSdk(): Promise<void> {
 if (g[kRegistered] !== true) {
   g[kRegistered] = true;
   try {
-    observeAll();
+    // Opt-in guards from STREAMSCOPE_GUARD_* (docs/guards.md); a bad value is one line and leaves that guard off.
+    const guards = guardOptionsFromEnv(process.env);
+    for (const line of guards.errors) process.stderr.write(line + '\n');
+    observeAll(guards.options);
     startAgent();
     const port = process.env.STREAMSCOPE_METRICS_PORT;
     if (port !== undefined && port !== '') startMetricsServer(port);

@@ -6,6 +6,7 @@ import type { H2StreamLike } from './http2.js';
 import { userFrames, type StackHolder } from './stacks.js';
 import type { Progress } from './detectors/progress.js';
 import { kStreamIds } from './symbols.js';
+import type { GuardConfig } from './guards.js';
 
 /** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
 export interface StreamConfig {
@@ -17,6 +18,8 @@ export interface StreamConfig {
   readonly route: RouteOption | undefined;
   /** null when the metrics could not be set up (a faulty registry): the stream is still tracked. */
   readonly metrics: MetricsSet | null;
+  /** Opt-in guards (src/guards.ts); null (or absent) when every guard is off. */
+  readonly guards?: GuardConfig | null;
 }
 
 /**
@@ -75,6 +78,8 @@ export class StreamState {
   /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
   handlerSettled = true;
   outcome: Outcome | null = null;
+  /** zombieAction 'throw' has thrown (and counted) once for this stream. */
+  zombieThrown = false;
 
   // tallies already moved into the metrics (flushed at scrape time and at close)
   flushedBytes = 0;

@@ -5,7 +5,7 @@ import type { Tracer } from '@opentelemetry/api';
 /** How a stream ended. Every stream gets exactly one. */
 export type Outcome = 'completed' | 'client_aborted' | 'error' | 'timeout';
 
-export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async';
+export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async' | 'guard_action';
 
 export type Severity = 'warning' | 'error';
 
@@ -70,4 +70,12 @@ export interface InstrumentOptions {
   tracer?: Tracer;
   /** Distinct route label values kept before `__other__` (default 200). */
   maxRoutes?: number;
+  /** Guard (docs/guards.md): cut a response whose queued bytes exceed this. Default off. */
+  maxBufferedBytes?: number;
+  /** Guard (docs/guards.md): 'destroy' cuts a stream found `stalled_write`. Default 'none'. */
+  stalledAction?: 'none' | 'destroy';
+  /** Guard (docs/guards.md): 'throw' makes a write after close throw StreamClosedError. Default 'none'. */
+  zombieAction?: 'none' | 'throw';
+  /** Guard (docs/guards.md): TCP keep-alive idle time (ms, >= 1000) on streaming sockets. Default off. */
+  deadPeerMs?: number;
 }

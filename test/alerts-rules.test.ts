@@ -87,6 +87,7 @@ describe('alerts/streamscope.rules.yml', () => {
         'StreamscopeBufferedBytesHigh',
         'StreamscopeDanglingStreams',
         'StreamscopeFirstWriteSlow',
+        'StreamscopeGuardActions',
         'StreamscopeInternalErrors',
         'StreamscopeStalledWrites',
         'StreamscopeTargetAbsent',

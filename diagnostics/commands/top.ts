@@ -2,7 +2,7 @@
  * `diag top <pid> [--once] [--sort age|buffered] [--interval MS]`: a live table of a process's open streams,
  * redrawn in place. Keys: `s` toggles the sort (age / buffered bytes), `q` quits.
  */
-import type { StreamSnapshot } from '../../src/types.js';
+import type { Finding, StreamSnapshot } from '../../src/types.js';
 import { DiagError } from '../errors.js';
 import { formatBytes } from '../progress.js';
 import { AgentClient, findAgentSocket } from '../transport/agent-client.js';
@@ -22,7 +22,12 @@ interface Frame {
   nodeVersion: string;
   streams: StreamSnapshot[];
   findings: number;
+  /** Recent `guard_action` findings (streams cut or producers stopped by an opt-in guard), newest last. */
+  guardActions?: Finding[];
 }
+
+/** Guard actions listed under the table at most. */
+const GUARD_LINES = 5;
 
 function age(ms: number): string {
   const s = Math.floor(ms / 1000);
@@ -51,7 +56,8 @@ export function renderFrame(frame: Frame, key: SortKey, width: number, height: n
   const buffered = frame.streams.reduce((n, s) => n + s.bufferedBytes, 0);
   const lines: string[] = [];
   lines.push(
-    `diag top · pid ${frame.pid} · node ${frame.nodeVersion} · ${frame.streams.length} streams · ${formatBytes(buffered)} buffered · ${frame.findings} recent findings`,
+    `diag top · pid ${frame.pid} · node ${frame.nodeVersion} · ${frame.streams.length} streams · ${formatBytes(buffered)} buffered · ${frame.findings} recent findings` +
+      (frame.guardActions?.length ? ` · ${frame.guardActions.length} guard actions` : ''),
   );
   lines.push(`sorted by ${key === 'age' ? 'age' : 'buffered bytes'}${interactive ? ` · s: sort by ${key === 'age' ? 'buffered bytes' : 'age'} · q: quit` : ''}`);
   const head = ['ID', 'ROUTE', 'AGE', 'BYTES', 'WRITES', 'BLOCKED', 'BUFFERED', 'FLAGS'];
@@ -75,6 +81,15 @@ export function renderFrame(frame: Frame, key: SortKey, width: number, height: n
   for (const r of rows.slice(0, room)) lines.push(fmt(r));
   if (rows.length > room) lines.push(`… ${rows.length - room} more`);
   if (rows.length === 0) lines.push('(no open streams)');
+  const guards = frame.guardActions ?? [];
+  if (guards.length > 0 && lines.length + 2 < height) {
+    // Streams a guard cut are closed and gone from the table: list the latest actions under it.
+    lines.push('');
+    lines.push(`guard actions (latest ${Math.min(GUARD_LINES, guards.length)} of ${guards.length}):`);
+    for (const f of guards.slice(-GUARD_LINES).slice(0, Math.max(1, height - lines.length))) {
+      lines.push(`  stream ${f.streamId} ${f.method} ${f.route} ${age(Math.max(0, Date.now() - f.at))} ago: ${f.detail}`.slice(0, width));
+    }
+  }
   return lines;
 }
 
@@ -93,7 +108,8 @@ export async function runTop(pidText: string, opts: TopOptions, io: Io = { stdou
 
   const take = async (): Promise<Frame> => {
     const r = await client.request<{ streams: StreamSnapshot[]; findings: unknown[] }>('streams');
-    return { pid, nodeVersion: hello.nodeVersion, streams: r.streams, findings: r.findings.length };
+    const guardActions = r.findings.filter((f): f is Finding => typeof f === 'object' && f !== null && (f as Finding).kind === 'guard_action');
+    return { pid, nodeVersion: hello.nodeVersion, streams: r.streams, findings: r.findings.length, guardActions };
   };
 
   if (opts.once || !out.isTTY) {

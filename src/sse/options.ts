@@ -70,7 +70,8 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
   if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
   const hit = cache.get(options);
   if (hit !== undefined) return hit;
-  const config = resolveConfig(options);
+  // sse() enforces its own maxBufferedBytes (closing with a resumable end); the instrument guard of the same name stays off.
+  const config = resolveConfig(options.maxBufferedBytes === undefined ? options : { ...options, maxBufferedBytes: undefined });
   const retryMs = options.retryMs === undefined ? -1 : num('retryMs', options.retryMs, 0, 0);
   if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) {
     throw invalidOption('headers', 'an object', options.headers);
