@@ -16,12 +16,15 @@ import { createProgress } from '../progress.js';
 import { REPORT_VERSION, type Report, type ReportFinding, type RouteStat, type StreamFinding } from '../report/types.js';
 import { renderText } from '../report/text.js';
 import { renderHtml } from '../report/html.js';
+import { analyzeHeapProfile, isHeapProfile } from '../profile/heapprofile.js';
 import type { Finding, StreamSnapshot } from '../../src/types.js';
 
 export interface AnalyzeOptions {
   json?: boolean;
   html?: string;
   failOn?: 'warning' | 'error';
+  /** An earlier capture (directory or .heapprofile) of the same process: its heap profile is the diff's base. */
+  base?: string;
 }
 
 export interface AnalyzeIo {
@@ -42,7 +45,7 @@ export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?:
       throw new InputError(`--fail-on must be "warning" or "error", got "${String(opts.failOn)}"`);
     }
     if (typeof target !== 'string' || target === '') throw new InputError('analyze needs a capture directory or a file');
-    const report = analyzeTarget(target, (err as NodeJS.WriteStream).isTTY ? (err as NodeJS.WriteStream) : undefined);
+    const report = analyzeTarget(target, (err as NodeJS.WriteStream).isTTY ? (err as NodeJS.WriteStream) : undefined, opts.base);
     if (opts.html) {
       try {
         fs.writeFileSync(opts.html, renderHtml(report), { mode: 0o600 });
@@ -85,12 +88,13 @@ export function exitCode(findings: ReportFinding[], failOn?: 'warning' | 'error'
 
 /** What `--json` prints and `report.json` holds: the contract's shape, plus `source`. */
 export function publicReport(r: Report): Omit<Report, 'streams'> {
-  const { streams: _streams, ...rest } = r;
+  const { streams: _streams, profiles: _profiles, ...rest } = r;
   return rest;
 }
 
 /** Analyze a capture directory or a single file into a report (also writes DIR/report.json). */
-export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report {
+export function analyzeTarget(target: string, tty?: NodeJS.WriteStream, base?: string): Report {
+  const baseProfile = base === undefined ? undefined : readBaseProfile(base);
   let st: fs.Stats;
   try {
     st = fs.statSync(target);
@@ -117,13 +121,17 @@ export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report 
   } else {
     throw new InputError(`${target} is neither a capture directory nor a regular file`);
   }
+  if (baseProfile !== undefined) {
+    if (report.profiles?.heap === undefined) throw new InputError(`--base needs a heap profile in ${target} (capture it with --heap-profile)`);
+    report.summary.heapProfile = analyzeHeapProfile(report.profiles.heap as never, report.summary.heapProfile?.file ?? target, baseProfile);
+  }
   sortFindings(report);
   return report;
 }
 
 function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream): void {
   const has = (f: string): boolean => fs.existsSync(path.join(dir, f));
-  const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile'];
+  const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile', 'heap.heapprofile'];
   if (!known.some(has)) throw new InputError(`${dir} is not a capture directory: it has none of ${known.join(', ')}`);
   // each file on its own: a failed heap step (an empty or cut snapshot) must not hide the streams and trace
   const failed: string[] = [];
@@ -146,8 +154,11 @@ function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream)
   each('heap.heapsnapshot', (file) => addHeap(file, report, tty));
   each('trace.json', (file) => addTrace(readJson(file), file, report));
   each('cpu.cpuprofile', (file) => {
-    report.summary.cpu = analyzeCpuProfile(readJson(file), file);
+    const data = readJson(file);
+    report.summary.cpu = analyzeCpuProfile(data, file);
+    (report.profiles ??= {}).cpu = data;
   });
+  each('heap.heapprofile', (file) => addHeapProfile(readJson(file), file, report));
   if (failed.length) report.incomplete = failed;
 }
 
@@ -161,12 +172,15 @@ function analyzeFile(file: string, report: Report, tty?: NodeJS.WriteStream): vo
     addTrace(data, file, report);
   } else if (isCpuProfile(data)) {
     report.summary.cpu = analyzeCpuProfile(data, file);
+    (report.profiles ??= {}).cpu = data;
+  } else if (isHeapProfile(data)) {
+    addHeapProfile(data, file, report);
   } else if (typeof data === 'object' && data !== null && Array.isArray((data as { streams?: unknown }).streams)) {
     addStreams(data, file, report);
   } else if (typeof data === 'object' && data !== null && 'snapshot' in data) {
     throw new InputError(`${file} is not a valid V8 heap snapshot`);
   } else {
-    throw new InputError(`${file} is not a heap snapshot, trace, CPU profile or streams.json`);
+    throw new InputError(`${file} is not a heap snapshot, heap profile, trace, CPU profile or streams.json`);
   }
 }
 
@@ -216,6 +230,26 @@ function addHeap(file: string, report: Report, tty?: NodeJS.WriteStream): void {
   } finally {
     progress?.done();
   }
+}
+
+function addHeapProfile(data: unknown, file: string, report: Report): void {
+  if (!isHeapProfile(data)) throw new InputError(`${file} is not a V8 sampled heap profile`);
+  report.summary.heapProfile = analyzeHeapProfile(data, file);
+  (report.profiles ??= {}).heap = data;
+}
+
+/** The heap profile of `--base`: a capture directory's heap.heapprofile, or a .heapprofile file. */
+function readBaseProfile(base: string): { profile: never; file: string } {
+  let file = base;
+  try {
+    if (fs.statSync(base).isDirectory()) file = path.join(base, 'heap.heapprofile');
+  } catch (e) {
+    throw new InputError(`--base ${base}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : ((e as NodeJS.ErrnoException).code ?? String(e))}`);
+  }
+  if (!fs.existsSync(file)) throw new InputError(`--base ${base} has no heap.heapprofile (capture it with --heap-profile)`);
+  const data = readJson(file);
+  if (!isHeapProfile(data)) throw new InputError(`--base ${file} is not a V8 sampled heap profile`);
+  return { profile: data as never, file };
 }
 
 function addTrace(data: unknown, file: string, report: Report): void {

@@ -18,8 +18,24 @@ export interface Transport {
   /** Writes trace events (Chrome trace-event format) into `out`; resolves with the event count. */
   trace(seconds: number, out: fs.WriteStream): Promise<number>;
   cpu(seconds: number): Promise<unknown>;
+  /** A sampled heap profile (V8's sampling heap profiler) over `seconds`, or since start-up when the agent samples always. */
+  heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer>;
+  /** Which light profilers the target has (the agent's hello; the inspector has none of its own). */
+  profiling(): Promise<{ pprof: boolean; heapSampling: number | null; cpuContinuous: boolean }>;
   close(): Promise<void>;
 }
+
+export interface HeapProfileAnswer {
+  profile: unknown;
+  engine: 'pprof' | 'inspector';
+  since: 'window' | 'start';
+  intervalBytes: number;
+  /** What the target's event loop spent in the calls that stop it (agent only), ms. */
+  stallMs?: number;
+}
+
+/** Mean bytes between heap samples for a window capture (V8's default: 32 KiB). */
+export const HEAP_PROFILE_INTERVAL = 128 * 1024;
 
 function writeSink(out: fs.WriteStream, pause: () => void, resume: () => void): (chunk: string | Buffer) => boolean {
   return (chunk) => {
@@ -91,6 +107,13 @@ export class AgentTransport implements Transport {
   async cpu(seconds: number): Promise<unknown> {
     const r = await this.client.request<{ profile: unknown }>('cpu', { seconds });
     return r.profile;
+  }
+  async heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer> {
+    return this.client.request<HeapProfileAnswer>('heapProfile', intervalBytes === undefined ? { seconds } : { seconds, intervalBytes });
+  }
+  async profiling() {
+    const h = await this.client.hello();
+    return h.profiling ?? { pprof: false, heapSampling: null, cpuContinuous: false };
   }
   async close(): Promise<void> {
     this.client.close();
@@ -168,6 +191,19 @@ export class InspectorTransport implements Transport {
     const { profile } = await this.s.send('Profiler.stop');
     await this.s.send('Profiler.disable').catch(() => undefined);
     return profile;
+  }
+  async heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer> {
+    const interval = intervalBytes ?? HEAP_PROFILE_INTERVAL;
+    await this.s.send('HeapProfiler.enable');
+    await this.s.send('HeapProfiler.startSampling', { samplingInterval: interval });
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    // stopSampling answers the profile and stops, in one call
+    const { profile } = await this.s.send('HeapProfiler.stopSampling');
+    await this.s.send('HeapProfiler.disable').catch(() => undefined);
+    return { profile, engine: 'inspector', since: 'window', intervalBytes: interval };
+  }
+  async profiling() {
+    return { pprof: false, heapSampling: null, cpuContinuous: false };
   }
   async close(): Promise<void> {
     const refused = await this.s.close();
