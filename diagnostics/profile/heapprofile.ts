@@ -5,7 +5,8 @@
  *
  * A site is a function's location, `file:line` (V8 records the line where the allocating function starts, not
  * the line of the allocation itself), taken at the innermost frame of the stack that is not Node's own code
- * (`node:*`): `Buffer.allocUnsafe` inside `node:buffer`, called by `handler` in `app.js:12`, is `app.js:12`.
+ * (`node:*`) nor a dependency's (`node_modules/`): `Buffer.allocUnsafe` inside `node:buffer`, called by `handler` in
+ * `app.js:12`, is `app.js:12`.
  */
 import { InputError } from '../heap/input-error.js';
 import type { HeapProfile, HeapProfileNode } from './pprof.js';
@@ -52,7 +53,7 @@ export function isHeapProfile(data: unknown): data is HeapProfile {
   return typeof head === 'object' && head !== null && typeof head.selfSize === 'number' && typeof head.callFrame === 'object' && Array.isArray(head.children);
 }
 
-const isInternal = (url: string): boolean => url === '' || url.startsWith('node:') || url.startsWith('internal/');
+const isInternal = (url: string): boolean => url === '' || url.startsWith('node:') || url.startsWith('internal/') || url.includes('/node_modules/');
 
 function fileOf(url: string): string {
   return url.startsWith('file://') ? decodeURIComponent(url.slice(7)) : url;

@@ -91,11 +91,14 @@ export function cpuProfileToPprof(p: CpuProfile): Profile {
   const time = new Map<number, number>();
   const samples = p.samples ?? [];
   const deltas = p.timeDeltas ?? [];
+  // V8's delta i is the time before sample i; a sample stands for the time until the next one (the last: until
+  // the profile's end), so the samples' times sum to the profile's duration less the time before the first
+  let lastTs = p.startTime;
+  for (const d of deltas) lastTs += d;
   for (let i = 0; i < samples.length; i++) {
     const id = samples[i] as number;
     count.set(id, (count.get(id) ?? 0) + 1);
-    // V8's delta i is the time before sample i; the time a sample stands for is the next delta (the last: the mean)
-    const dt = i + 1 < deltas.length ? (deltas[i + 1] as number) : Math.round((p.endTime - p.startTime) / Math.max(1, samples.length));
+    const dt = i + 1 < samples.length ? (deltas[i + 1] ?? 0) : p.endTime - lastTs;
     time.set(id, (time.get(id) ?? 0) + Math.max(0, dt));
   }
   const stackOf = (id: number): number[] => {

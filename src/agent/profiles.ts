@@ -1,4 +1,5 @@
 import inspector from 'node:inspector';
+import { findSourceMap } from 'node:module';
 import { getTracker } from '../tracker.js';
 
 /**
@@ -120,6 +121,40 @@ function fromAllocationTree(root: DdAllocNode): SamplingProfile {
   return { head: convert(root), samples };
 }
 
+/**
+ * Where the process runs with source maps (`--enable-source-maps`, tsx, ts-node), a frame's position in the
+ * generated code is mapped back to the source (`demo.ts:76` rather than the transpiled line). `diag` cannot do
+ * this afterwards: the maps live in the process.
+ */
+export function mapSources(p: SamplingProfile): void {
+  if (!process.sourceMapsEnabled) return;
+  const maps = new Map<string, ReturnType<typeof findSourceMap> | null>();
+  const walk = (n: SamplingNode): void => {
+    const f = n.callFrame;
+    if (f.url !== '' && !f.url.startsWith('node:') && f.lineNumber >= 0) {
+      let m = maps.get(f.url);
+      if (m === undefined) {
+        try {
+          m = findSourceMap(f.url) ?? null;
+        } catch {
+          m = null;
+        }
+        maps.set(f.url, m);
+      }
+      if (m) {
+        const e = m.findEntry(f.lineNumber, Math.max(0, f.columnNumber)) as { originalSource?: string; originalLine?: number; originalColumn?: number };
+        if (typeof e.originalLine === 'number' && typeof e.originalSource === 'string') {
+          f.url = e.originalSource;
+          f.lineNumber = e.originalLine;
+          f.columnNumber = e.originalColumn ?? 0;
+        }
+      }
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(p.head);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // inspector session
 
@@ -224,6 +259,7 @@ export async function heapProfile(seconds: number, intervalBytes: number | undef
     let profile: SamplingProfile;
     if (c.engine === 'pprof') profile = fromAllocationTree((dd as DdPprof).heap.v8Profile());
     else profile = (await (c.post as Post)('HeapProfiler.getSamplingProfile')).profile as SamplingProfile;
+    mapSources(profile);
     return { profile, engine: c.engine, since: 'start', intervalBytes: c.interval, stallMs: performance.now() - t0 };
   }
   const interval = intervalBytes ?? DEFAULT_HEAP_INTERVAL;
@@ -235,6 +271,7 @@ export async function heapProfile(seconds: number, intervalBytes: number | undef
       const t0 = performance.now();
       const profile = fromAllocationTree(p.heap.v8Profile());
       p.heap.stop();
+      mapSources(profile);
       return { profile, engine: 'pprof', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0 };
     } catch (err) {
       try {
@@ -253,6 +290,7 @@ export async function heapProfile(seconds: number, intervalBytes: number | undef
     const t0 = performance.now();
     // stopSampling answers the profile and stops: one call, not getSamplingProfile + stopSampling
     const { profile } = await post('HeapProfiler.stopSampling');
+    mapSources(profile as SamplingProfile);
     return { profile: profile as SamplingProfile, engine: 'inspector', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0 };
   } finally {
     try {
