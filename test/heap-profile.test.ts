@@ -253,3 +253,48 @@ describe('the pause budget', () => {
     expect(r.stderr.trim()).toBe('diag: --max-pause must be a number of seconds in (0, 3600], got "soon"');
   });
 });
+
+describe('the demo walkthrough without a snapshot', () => {
+  it("names /leaky's line in examples/demo.ts from two heap profiles (--base), the agent sampling since start-up", async () => {
+    const demo = spawn(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], {
+      cwd: ROOT,
+      env: { ...process.env, ...env, DEMO_NO_LOAD: '1', PORT: '0', STREAMSCOPE_HEAP_SAMPLING: '65536' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(demo);
+    let text = '';
+    demo.stdout!.on('data', (c: Buffer) => (text += c.toString()));
+    await until(() => /agent at /.test(text), 'the demo to start', 40_000);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text)![1]);
+    const pid = Number(/diag -- top (\d+)/.exec(text)![1]);
+
+    const a = path.join(out, 'demo-a');
+    const ra = await runCli(['capture', String(pid), '--heap-profile', '1', '--out', a], env);
+    expect(ra.code, ra.stderr).toBe(0);
+    // 40 clients of /leaky that leave after the first event: the producers keep writing to closed responses
+    await Promise.all(
+      Array.from(
+        { length: 40 },
+        () =>
+          new Promise<void>((resolve) => {
+            const req = http.get({ host: '127.0.0.1', port, path: '/leaky', agent: false }, (res) => {
+              res.once('data', () => {
+                req.destroy();
+                resolve();
+              });
+            });
+            req.on('error', () => resolve());
+          }),
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+    const b = path.join(out, 'demo-b');
+    const rb = await runCli(['capture', String(pid), '--heap-profile', '1', '--out', b], env);
+    expect(rb.code, rb.stderr).toBe(0);
+    const h = await analyzeJson(b, ['--base', a]);
+    const demoSrc = fs.readFileSync(path.join(ROOT, 'examples/demo.ts'), 'utf8').split('\n');
+    const timerLine = demoSrc.findIndex((l) => l.includes('const timer = setInterval(')) + 1;
+    // the producer's timer callback (source-mapped: the .ts line, not the transpiled one) is what grew most
+    expect(h.grown![0], JSON.stringify(h.grown!.slice(0, 5))).toMatchObject({ file: path.join(ROOT, 'examples/demo.ts'), line: timerLine });
+  });
+});

@@ -149,7 +149,9 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
       note(heapProfileNote(profiling, heapProfileSeconds));
       await step('heap-profile', async () => {
         const r = await transport.heapProfile(heapProfileSeconds);
-        cap.writeJson('heap.heapprofile', r.profile);
+        // libraryPaths (agent only): where streamscope's own code lives, so that analyze names the app's frame
+        const lib = Array.isArray(r.libraryPaths) && r.libraryPaths.length > 0 ? { streamscope: { libraryPaths: r.libraryPaths } } : {};
+        cap.writeJson('heap.heapprofile', { ...(r.profile as object), ...lib });
         await step('heap-profile pprof', async () => writePprof(cap, 'heap', r.profile, r.intervalBytes));
         note(`heap profile: ${r.engine}${r.since === 'start' ? ', sampled since start-up' : ''}${r.stallMs !== undefined ? `, ${r.stallMs.toFixed(1)} ms in the target's calls` : ''}`);
       });

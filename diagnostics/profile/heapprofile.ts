@@ -5,7 +5,8 @@
  *
  * A site is a function's location, `file:line` (V8 records the line where the allocating function starts, not
  * the line of the allocation itself), taken at the innermost frame of the stack that is not Node's own code
- * (`node:*`) nor a dependency's (`node_modules/`): `Buffer.allocUnsafe` inside `node:buffer`, called by `handler` in
+ * (`node:*`), a dependency's (`node_modules/`) nor streamscope's own (where the agent says it lives, `streamscope.libraryPaths`
+ * in the profile): `Buffer.allocUnsafe` inside `node:buffer`, called by `handler` in
  * `app.js:12`, is `app.js:12`.
  */
 import { InputError } from '../heap/input-error.js';
@@ -53,7 +54,7 @@ export function isHeapProfile(data: unknown): data is HeapProfile {
   return typeof head === 'object' && head !== null && typeof head.selfSize === 'number' && typeof head.callFrame === 'object' && Array.isArray(head.children);
 }
 
-const isInternal = (url: string): boolean => url === '' || url.startsWith('node:') || url.startsWith('internal/') || url.includes('/node_modules/');
+const isNodeOrDependency = (url: string): boolean => url === '' || url.startsWith('node:') || url.startsWith('internal/') || url.includes('/node_modules/');
 
 function fileOf(url: string): string {
   return url.startsWith('file://') ? decodeURIComponent(url.slice(7)) : url;
@@ -77,6 +78,9 @@ interface Acc {
 /** Live bytes by site (see the module comment), keyed `file:line functionName`. */
 function bySite(p: HeapProfile): { sites: Map<string, Acc>; total: number } {
   const counts = objectCounts(p);
+  const lib = (p as { streamscope?: { libraryPaths?: unknown } }).streamscope?.libraryPaths;
+  const libraryPaths = Array.isArray(lib) ? lib.filter((x): x is string => typeof x === 'string' && x.length > 1) : [];
+  const isInternal = (url: string): boolean => isNodeOrDependency(url) || libraryPaths.some((x) => url.startsWith(x));
   const sites = new Map<string, Acc>();
   let total = 0;
   const stack: HeapProfileNode[] = [];

@@ -32,6 +32,8 @@ export interface HeapProfileAnswer {
   intervalBytes: number;
   /** What the target's event loop spent in the calls that stop it (agent only), ms. */
   stallMs?: number;
+  /** Where streamscope's own code lives in the target (agent only). */
+  libraryPaths?: string[];
 }
 
 /** Mean bytes between heap samples for a window capture (V8's default: 32 KiB). */

@@ -40,7 +40,23 @@ export interface HeapProfileResult {
   intervalBytes: number;
   /** How long the calls that stop the event loop took, in ms (get + stop). */
   stallMs: number;
+  /** Where streamscope's own code lives in this process: `diag analyze` looks past its frames to the app's. */
+  libraryPaths: string[];
 }
+
+/** streamscope's own source and build directories (`<root>/src/`, `<root>/dist/`), as paths and file URLs. */
+function ownPaths(): string[] {
+  try {
+    const stack = new Error().stack ?? '';
+    const m = /(?:\(|at )((?:file:\/\/)?\/[^\s)]*)\/(?:src|dist)\/[^\s)]*:\d+:\d+\)?/.exec(stack);
+    if (!m) return [];
+    const root = (m[1] as string).replace(/^file:\/\//, '');
+    return [`${root}/src/`, `${root}/dist/`, `file://${root}/src/`, `file://${root}/dist/`];
+  } catch {
+    return [];
+  }
+}
+const OWN_PATHS = ownPaths();
 
 export interface ProfilingState {
   /** The optional @datadog/pprof is installed and loads. */
@@ -260,7 +276,7 @@ export async function heapProfile(seconds: number, intervalBytes: number | undef
     if (c.engine === 'pprof') profile = fromAllocationTree((dd as DdPprof).heap.v8Profile());
     else profile = (await (c.post as Post)('HeapProfiler.getSamplingProfile')).profile as SamplingProfile;
     mapSources(profile);
-    return { profile, engine: c.engine, since: 'start', intervalBytes: c.interval, stallMs: performance.now() - t0 };
+    return { profile, engine: c.engine, since: 'start', intervalBytes: c.interval, stallMs: performance.now() - t0, libraryPaths: OWN_PATHS };
   }
   const interval = intervalBytes ?? DEFAULT_HEAP_INTERVAL;
   const p = await loadPprof();
@@ -272,7 +288,7 @@ export async function heapProfile(seconds: number, intervalBytes: number | undef
       const profile = fromAllocationTree(p.heap.v8Profile());
       p.heap.stop();
       mapSources(profile);
-      return { profile, engine: 'pprof', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0 };
+      return { profile, engine: 'pprof', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0, libraryPaths: OWN_PATHS };
     } catch (err) {
       try {
         p.heap.stop();
@@ -291,7 +307,7 @@ export async function heapProfile(seconds: number, intervalBytes: number | undef
     // stopSampling answers the profile and stops: one call, not getSamplingProfile + stopSampling
     const { profile } = await post('HeapProfiler.stopSampling');
     mapSources(profile as SamplingProfile);
-    return { profile: profile as SamplingProfile, engine: 'inspector', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0 };
+    return { profile: profile as SamplingProfile, engine: 'inspector', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0, libraryPaths: OWN_PATHS };
   } finally {
     try {
       session.disconnect();
