@@ -298,3 +298,61 @@ describe('the demo walkthrough without a snapshot', () => {
     expect(h.grown![0], JSON.stringify(h.grown!.slice(0, 5))).toMatchObject({ file: path.join(ROOT, 'examples/demo.ts'), line: timerLine });
   });
 });
+
+describe('the HTML report', () => {
+  it('draws the CPU and heap profiles as icicles and the long tasks on a timeline, in Chromium without console errors', async () => {
+    const dir = path.join(out, 'html');
+    const cli = spawnCli(['capture', String(t.pid), '--heap-profile', '1', '--trace', '2', '--cpu', '2', '--out', dir], env);
+    await until(() => cli.stderr().includes('heap profile: sampling allocations'), 'the sampling window', 30_000);
+    await get(t.port, '/plant');
+    await until(() => cli.stderr().includes('tracing for'), 'the trace', 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    await get(t.port, '/block');
+    await until(() => cli.stderr().includes('profiling the CPU'), 'the CPU profile', 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    await get(t.port, '/block');
+    const r = await cli.result;
+    expect(r.code, r.stderr).toBe(0);
+    const html = path.join(out, 'report.html');
+    const a = await runCli(['analyze', dir, '--html', html], env);
+    expect(a.code, a.stderr).toBe(0);
+
+    const { chromium } = await import('playwright-core');
+    const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chromium-'));
+    const browser = await chromium.launchPersistentContext(userDir, {
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1280, height: 900 },
+    });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') problems.push(m.text());
+      });
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(`file://${html}`);
+      // the CPU icicle has the busy function, under its callers
+      const busy = page.locator('#cpu-flame svg g.frame[data-name="busyBlock"] rect');
+      expect(await busy.count()).toBeGreaterThan(0);
+      expect(await busy.first().locator('title').textContent()).toMatch(/^busyBlock .*planted-alloc\.mjs:\d+: \d+ samples/);
+      // its width is its share: at least a tenth of the 2 s window went to 200 ms of blocking
+      const w = Number(await busy.first().getAttribute('width'));
+      expect(w).toBeGreaterThan(1100 * 0.05);
+      // the heap icicle has the planted site, the widest frame below the request handler
+      const planted = page.locator('#heap-flame svg g.frame[data-name="plantedSite"] rect');
+      expect(await planted.count()).toBeGreaterThan(0);
+      expect(await planted.first().locator('title').textContent()).toMatch(/^plantedSite .*planted-alloc\.mjs:\d+: [\d.]+ MiB/);
+      expect(await page.locator('#heap-sites tr.site').first().textContent()).toContain('plantedSite');
+      // the trace's long task (200 ms of busyBlock) is on the timeline
+      const tasks = page.locator('#long-tasks rect.long-task');
+      expect(await tasks.count()).toBeGreaterThanOrEqual(1);
+      expect(problems).toEqual([]);
+      fs.mkdirSync(path.join(ROOT, 'test-artifacts'), { recursive: true });
+      await page.screenshot({ path: path.join(ROOT, 'test-artifacts/profile-report.png'), fullPage: true });
+    } finally {
+      await browser.close();
+      fs.rmSync(userDir, { recursive: true, force: true });
+    }
+  });
+});
