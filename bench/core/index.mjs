@@ -16,6 +16,7 @@ export const VARIANT_NAMES = {
   'otel+ours': 'streamscope under the OpenTelemetry peer',
   'ours+trackAsync': 'streamscope, `trackAsync: true`',
   'ours+captureStacks': 'streamscope, `captureStacks: true`',
+  'ours+heapSampling': 'streamscope with the agent sampling the heap from start-up (`startAgent({ heapSampling: 524288 })`)',
 };
 
 const ALL = ['bare', 'ours', 'otel', 'otel+ours', 'ours+trackAsync', 'ours+captureStacks'];
@@ -27,9 +28,11 @@ function num(name, dflt) {
 
 export function defaultConfig() {
   const cycles = num('BENCH_CYCLES', 8);
+  // BENCH_VARIANTS=bare,ours,ours+heapSampling measures a subset, or variants outside the default set
+  const picked = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : ALL;
   return {
-    flood: { variants: ALL, conns: 200, warmupMs: 1500, settleMs: 300, sliceMs: num('BENCH_SLICE_MS', 2000), cycles },
-    short: { variants: ALL, conns: 50, warmupS: 1, sliceS: num('BENCH_SLICE_S', 3), cycles },
+    flood: { variants: picked, conns: 200, warmupMs: 1500, settleMs: 300, sliceMs: num('BENCH_SLICE_MS', 2000), cycles },
+    short: { variants: picked, conns: 50, warmupS: 1, sliceS: num('BENCH_SLICE_S', 3), cycles },
     idle: { variants: ['bare', 'ours', 'otel', 'ours+captureStacks'], conns: num('BENCH_IDLE_CONNS', 10_000), rounds: num('BENCH_IDLE_ROUNDS', 2) },
     sweep: { conns: num('BENCH_IDLE_CONNS', 10_000), danglingMs: 4000 },
   };

@@ -34,13 +34,20 @@ function finish(n: FNode): number {
   return n.total;
 }
 
-/** A V8 `.cpuprofile` as a tree whose values are self samples. */
+/** A V8 `.cpuprofile` as a tree whose values are self time (µs): each sample stands for the time until the next. */
 export function cpuTree(p: unknown): FNode | null {
-  const prof = p as { nodes?: Array<{ id: number; callFrame?: CallFrame; children?: number[]; hitCount?: number }>; samples?: number[] };
+  const prof = p as { nodes?: Array<{ id: number; callFrame?: CallFrame; children?: number[]; hitCount?: number }>; samples?: number[]; timeDeltas?: number[]; endTime?: number; startTime?: number };
   if (!Array.isArray(prof?.nodes) || prof.nodes.length === 0) return null;
   const hits = new Map<number, number>();
-  if (Array.isArray(prof.samples) && prof.samples.length > 0) for (const id of prof.samples) hits.set(id, (hits.get(id) ?? 0) + 1);
-  else for (const n of prof.nodes) hits.set(n.id, n.hitCount ?? 0);
+  const samples = Array.isArray(prof.samples) ? prof.samples : [];
+  const deltas = Array.isArray(prof.timeDeltas) ? prof.timeDeltas : [];
+  if (samples.length > 0) {
+    const mean = ((prof.endTime ?? 0) - (prof.startTime ?? 0)) / samples.length;
+    for (let i = 0; i < samples.length; i++) {
+      const dt = i + 1 < deltas.length ? Math.max(0, Number(deltas[i + 1]) || 0) : mean;
+      hits.set(samples[i] as number, (hits.get(samples[i] as number) ?? 0) + dt);
+    }
+  } else for (const n of prof.nodes) hits.set(n.id, n.hitCount ?? 0);
   const byId = new Map<number, FNode>();
   const childIds = new Set<number>();
   for (const n of prof.nodes) {
@@ -111,7 +118,7 @@ export function icicle(id: string, title: string, root: FNode | null, kind: 'cpu
   return `<figure id="${id}"><figcaption>${esc(title)}</figcaption><svg class="icicle" role="img" aria-label="${esc(title)}" width="${W}" height="${h}" viewBox="0 0 ${W} ${h}">${rects.join('')}</svg></figure>`;
 }
 
-export const cpuUnit = (intervalMs: number) => (v: number): string => `${v} samples (~${Math.round(v * intervalMs)} ms)`;
+export const cpuUnit = (v: number): string => `${(v / 1000).toFixed(1)} ms`;
 export const heapUnit = (v: number): string => formatBytes(v);
 
 /** Long tasks on the trace's time axis: where in the window the event loop was blocked, and for how long. */

@@ -11,9 +11,7 @@ export function profileSections(r: Report): string[] {
   const t = r.summary.trace;
   if (t?.longTasks.spans && t.longTasks.spans.length > 0) parts.push(longTaskTimeline(t.longTasks.spans, t.durationMs));
   if (r.profiles?.cpu !== undefined) {
-    const c = r.summary.cpu;
-    const intervalMs = c && c.samples > 0 ? c.durationMs / c.samples : 1;
-    parts.push('<h2>CPU profile</h2>', icicle('cpu-flame', 'CPU profile (icicle: callers above callees, width = samples)', cpuTree(r.profiles.cpu), 'cpu', cpuUnit(intervalMs)));
+    parts.push('<h2>CPU profile</h2>', icicle('cpu-flame', 'CPU profile (icicle: callers above callees, width = time)', cpuTree(r.profiles.cpu), 'cpu', cpuUnit));
   }
   const h = r.summary.heapProfile;
   if (h && r.profiles?.heap !== undefined) {
