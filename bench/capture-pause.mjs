@@ -122,8 +122,9 @@ for (const kind of kinds) for (const via of vias) {
     if (r.code !== 0) throw new Error(`capture failed: ${r.err}`);
     const snap = path.join(out, 'heap.heapsnapshot');
     const engine = /heap profile: (pprof|inspector)/.exec(r.err)?.[1] ?? '';
+    const calls = /([\d.]+) ms in the target's calls/.exec(r.err)?.[1];
     rows.push({
-      kind: kind + (engine ? ` (${engine})` : ''),
+      kind: kind + (engine ? ` (${engine})` : '') + (calls ? `, window end ${calls} ms` : ''),
       via,
       heapUsedMb,
       maxStallMs: stall,

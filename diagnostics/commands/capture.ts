@@ -146,7 +146,7 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
     const profiling = await transport.profiling().catch(() => ({ pprof: false, heapSampling: null, cpuContinuous: false }));
 
     if (heapProfileSeconds !== undefined) {
-      note(heapProfileNote(profiling, heapProfileSeconds));
+      note(heapProfileNote(profiling, heapProfileSeconds, transport.kind, usedHeap(facts)));
       await step('heap-profile', async () => {
         const r = await transport.heapProfile(heapProfileSeconds);
         // libraryPaths (agent only): where streamscope's own code lives, so that analyze names the app's frame

@@ -5,8 +5,7 @@
  * - CPU (`.cpuprofile` → `cpu.pb.gz`): sample types `samples/count` and `cpu/nanoseconds`; one pprof sample
  *   per V8 node with self samples, its value the node's sample count and the sum of their time deltas.
  * - Heap (`.heapprofile` → `heap.pb.gz`): sample types `inuse_objects/count` and `inuse_space/bytes`, as Go's
- *   heap profile; one pprof sample per node with a `selfSize`; objects are V8's sampled counts (estimated from
- *   the node's samples, see objectCount).
+ *   heap profile; one pprof sample per node with a `selfSize`; objects are the node's samples (see objectCounts).
  * Locations are one per distinct (function, url, line); lines are 1-based, as pprof's.
  */
 import zlib from 'node:zlib';
@@ -127,22 +126,16 @@ export function cpuProfileToPprof(p: CpuProfile): Profile {
 }
 
 /**
- * Objects at each node: V8 reports `selfSize` (sampled bytes scaled to an estimate of all bytes) and the
- * samples (each one object of `size` bytes). The estimate of objects is the node's scaled bytes divided by
- * the mean size of its sampled objects.
+ * Objects at each node: the number of its samples. V8's profile carries, per sample, only its scaled bytes
+ * (`size` × V8's count estimate), so the objects behind a sample cannot be recovered: `inuse_objects` counts
+ * sampled objects (an undercount of all objects; `inuse_space`, the scaled bytes, is the estimate to read).
  */
 export function objectCounts(p: HeapProfile): Map<number, number> {
-  const n = new Map<number, { count: number; bytes: number }>();
-  for (const s of p.samples ?? []) {
-    const e = n.get(s.nodeId) ?? { count: 0, bytes: 0 };
-    e.count++;
-    e.bytes += s.size;
-    n.set(s.nodeId, e);
-  }
+  const n = new Map<number, number>();
+  for (const s of p.samples ?? []) n.set(s.nodeId, (n.get(s.nodeId) ?? 0) + 1);
   const out = new Map<number, number>();
   const walk = (node: HeapProfileNode): void => {
-    const e = n.get(node.id);
-    if (node.selfSize > 0) out.set(node.id, e && e.bytes > 0 ? Math.max(1, Math.round((node.selfSize * e.count) / e.bytes)) : 0);
+    if (node.selfSize > 0) out.set(node.id, n.get(node.id) ?? 0);
     for (const c of node.children) walk(c);
   };
   walk(p.head);

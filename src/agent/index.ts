@@ -5,7 +5,7 @@ import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
 import { agentDir, ensurePrivateDir, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
-import { parseInterval, startContinuousCpu, startContinuousHeap } from './profiles.js';
+import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap } from './profiles.js';
 
 export interface AgentOptions {
   /** Directory for the socket; default `STREAMSCOPE_AGENT_DIR`, `$XDG_RUNTIME_DIR/streamscope` or `<tmpdir>/streamscope-<uid>`. */
@@ -57,6 +57,7 @@ export function startAgent(options: AgentOptions = {}): Agent {
 }
 
 function startProfilers(options: AgentOptions): void {
+  preloadPprof();
   const envSampling = process.env.STREAMSCOPE_HEAP_SAMPLING;
   const raw = options.heapSampling ?? envSampling;
   if (raw !== undefined && raw !== '' && raw !== '0' && raw !== 'off') {

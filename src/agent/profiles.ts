@@ -94,7 +94,11 @@ interface DdPprof {
 
 let dd: DdPprof | null | undefined;
 
-/** Loads @datadog/pprof once; null when it is not installed or its native part does not load here. */
+/**
+ * Loads @datadog/pprof once; null when it is not installed or its native part does not load here. Loading it
+ * takes 50-250 ms of the main thread (a native module and its JavaScript), so the agent does it when it starts
+ * (preloadPprof), not in the middle of a capture.
+ */
 export async function loadPprof(): Promise<DdPprof | null> {
   if (dd !== undefined) return dd;
   if ((process.env.STREAMSCOPE_PPROF ?? '').toLowerCase() === 'off') return (dd = null);
@@ -108,6 +112,12 @@ export async function loadPprof(): Promise<DdPprof | null> {
   return dd;
 }
 
+/** Loads @datadog/pprof soon after start-up (off the caller's tick; the timer never keeps the process alive). */
+export function preloadPprof(): void {
+  if ((process.env.STREAMSCOPE_PPROF ?? '').toLowerCase() === 'off') return;
+  setTimeout(() => void loadPprof(), 0).unref();
+}
+
 /** The V8 AllocationProfile tree (@datadog/pprof) in CDP's SamplingHeapProfile form. */
 function fromAllocationTree(root: DdAllocNode): SamplingProfile {
   let nextId = 1;
@@ -117,8 +127,8 @@ function fromAllocationTree(root: DdAllocNode): SamplingProfile {
     let selfSize = 0;
     for (const a of n.allocations) {
       selfSize += a.sizeBytes * a.count;
-      // one sample entry per allocation size: `size` is the object size, as CDP's; the count is V8's estimate
-      for (let i = 0; i < Math.min(a.count, 1000); i++) samples.push({ size: a.sizeBytes, nodeId: id, ordinal: samples.length + 1 });
+      // as the inspector's: one entry per sampled allocation size, its `size` the scaled bytes (size × V8's count)
+      samples.push({ size: a.sizeBytes * a.count, nodeId: id, ordinal: samples.length + 1 });
     }
     return {
       callFrame: {
