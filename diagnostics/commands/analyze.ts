@@ -180,7 +180,7 @@ function analyzeFile(file: string, report: Report, tty?: NodeJS.WriteStream): vo
   } else if (typeof data === 'object' && data !== null && 'snapshot' in data) {
     throw new InputError(`${file} is not a valid V8 heap snapshot`);
   } else {
-    throw new InputError(`${file} is not a heap snapshot, heap profile, trace, CPU profile or streams.json`);
+    throw new InputError(`${file} is not a heap snapshot, trace, CPU profile, heap profile or streams.json`);
   }
 }
 
