@@ -2,6 +2,11 @@
 // How long does `diag capture --heap` pause the target's event loop, via the agent and via the inspector?
 //
 //   npm run build && node bench/capture-pause.mjs [--ballast-mb 160] [--runs 2]
+//   node bench/capture-pause.mjs --kinds heap-profile,cpu,trace [--vias agent,inspector] [--target-env K=V,...]
+//
+// --kinds: heap (the snapshot; default), heap-profile (2 s sampled heap profile), cpu (2 s), trace (2 s).
+// --target-env: extra environment for the target, e.g. STREAMSCOPE_PPROF=off (the agent's inspector fallback),
+// STREAMSCOPE_CPU_PROFILER=on (continuous CPU profiler, started with the target), STREAMSCOPE_HEAP_SAMPLING=524288.
 //
 // For each transport and run: a fresh target (test/fixtures/servers/stream-server.mjs with BALLAST_MB of
 // retained small objects, ~200 MB used heap at 160) loaded with bench/pause-probe.mjs, one SSE client
@@ -22,6 +27,19 @@ const arg = (name, dflt) => {
 };
 const ballast = arg('--ballast-mb', 160);
 const runs = arg('--runs', 2);
+const sarg = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const kinds = sarg('--kinds', 'heap').split(',');
+const vias = sarg('--vias', 'agent,inspector').split(',');
+const targetEnv = Object.fromEntries(
+  sarg('--target-env', '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
+const KIND_ARGS = { heap: ['--heap', '--force'], 'heap-profile': ['--heap-profile', '2'], cpu: ['--cpu', '2'], trace: ['--trace', '2'] };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ss-pause-'));
 const agentDir = path.join(tmp, 'agents');
 
@@ -35,7 +53,7 @@ function startTarget() {
     const p = spawn(
       process.execPath,
       ['--inspect-port=0', '--import', path.join(root, 'bench/pause-probe.mjs'), '--import', path.join(root, 'dist/esm/register.js'), path.join(root, 'test/fixtures/servers/stream-server.mjs')],
-      { env: { ...process.env, BALLAST_MB: String(ballast), STREAMSCOPE_AGENT_DIR: agentDir }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: { ...process.env, BALLAST_MB: String(ballast), STREAMSCOPE_AGENT_DIR: agentDir, ...targetEnv }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const pauses = [];
     createInterface({ input: p.stderr }).on('line', (l) => {
@@ -69,10 +87,10 @@ async function probe(t) {
   return t.pauses.at(-1);
 }
 
-function capture(pid, via, out) {
+function capture(pid, via, out, kind) {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const p = spawn(process.execPath, [path.join(root, 'dist/diagnostics/cli.js'), 'capture', String(pid), '--heap', '--via', via, '--out', out], {
+    const p = spawn(process.execPath, [path.join(root, 'dist/diagnostics/cli.js'), 'capture', String(pid), ...KIND_ARGS[kind], '--via', via, '--out', out], {
       env: { ...process.env, STREAMSCOPE_AGENT_DIR: agentDir },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -84,7 +102,7 @@ function capture(pid, via, out) {
 
 const rows = [];
 const load0 = os.loadavg()[0].toFixed(1);
-for (const via of ['agent', 'inspector']) {
+for (const kind of kinds) for (const via of vias) {
   for (let i = 0; i < runs; i++) {
     const t = await startTarget();
     const client = sse(t.port);
@@ -97,18 +115,22 @@ for (const via of ['agent', 'inspector']) {
     } catch {}
     const rssBefore = kb(t.pid, 'VmRSS');
     const out = path.join(tmp, `${via}-${i}`);
-    const r = await capture(t.pid, via, out);
+    const r = await capture(t.pid, via, out, kind);
     await new Promise((r2) => setTimeout(r2, 300));
     const stall = (await probe(t)).maxStallMs;
     const hwm = kb(t.pid, 'VmHWM');
     if (r.code !== 0) throw new Error(`capture failed: ${r.err}`);
+    const snap = path.join(out, 'heap.heapsnapshot');
+    const engine = /heap profile: (pprof|inspector)/.exec(r.err)?.[1] ?? '';
+    const calls = /([\d.]+) ms in the target's calls/.exec(r.err)?.[1];
     rows.push({
+      kind: kind + (engine ? ` (${engine})` : '') + (calls ? `, window end ${calls} ms` : ''),
       via,
       heapUsedMb,
       maxStallMs: stall,
       sseMaxGapMs: Math.round(client.maxGap),
       captureMs: Math.round(r.ms),
-      snapshotMb: Math.round(fs.statSync(path.join(out, 'heap.heapsnapshot')).size / 2 ** 20),
+      snapshotMb: fs.existsSync(snap) ? Math.round(fs.statSync(snap).size / 2 ** 20) : 0,
       rssBeforeMb: Math.round(rssBefore / 1024),
       peakRssGrowthMb: Math.round((hwm - rssBefore) / 1024),
     });
@@ -124,9 +146,17 @@ let cpu = '';
 try {
   cpu = execFileSync('sh', ['-c', "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], { encoding: 'utf8' }).trim();
 } catch {}
-console.log(`Node ${process.version}, ${os.cpus().length} CPUs (${cpu}), ballast ${ballast} MB, load average ${load0} before, ${os.loadavg()[0].toFixed(1)} after\n`);
-console.log('| transport | used heap | target stall (max) | SSE client max gap | capture wall time | snapshot | target peak RSS growth |');
-console.log('| --- | --- | --- | --- | --- | --- | --- |');
-for (const r of rows) {
-  console.log(`| ${r.via} | ${r.heapUsedMb} MB | ${(r.maxStallMs / 1000).toFixed(1)} s | ${(r.sseMaxGapMs / 1000).toFixed(1)} s | ${(r.captureMs / 1000).toFixed(1)} s | ${r.snapshotMb} MB | +${r.peakRssGrowthMb} MB (from ${r.rssBeforeMb} MB) |`);
+console.log(`Node ${process.version}, ${os.cpus().length} CPUs (${cpu}), ballast ${ballast} MB, load average ${load0} before, ${os.loadavg()[0].toFixed(1)} after${Object.keys(targetEnv).length ? `, target env ${JSON.stringify(targetEnv)}` : ''}\n`);
+if (kinds.length === 1 && kinds[0] === 'heap') {
+  console.log('| transport | used heap | target stall (max) | SSE client max gap | capture wall time | snapshot | target peak RSS growth |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    console.log(`| ${r.via} | ${r.heapUsedMb} MB | ${(r.maxStallMs / 1000).toFixed(1)} s | ${(r.sseMaxGapMs / 1000).toFixed(1)} s | ${(r.captureMs / 1000).toFixed(1)} s | ${r.snapshotMb} MB | +${r.peakRssGrowthMb} MB (from ${r.rssBeforeMb} MB) |`);
+  }
+} else {
+  console.log('| capture | transport | used heap | target stall (max) | SSE client max gap | capture wall time | target peak RSS growth |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    console.log(`| ${r.kind} | ${r.via} | ${r.heapUsedMb} MB | ${r.maxStallMs} ms | ${r.sseMaxGapMs} ms | ${(r.captureMs / 1000).toFixed(1)} s | +${r.peakRssGrowthMb} MB (from ${r.rssBeforeMb} MB) |`);
+  }
 }

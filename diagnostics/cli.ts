@@ -58,13 +58,24 @@ program
   .argument('<pid>')
   .option('--out <dir>', 'capture directory (default ./streamscope-capture-<pid>-<timestamp>)')
   .option('--heap', 'take a heap snapshot (pauses the target)')
+  .option('--heap-profile <seconds>', "record a sampled heap profile (allocation sites of live memory; no pause worth naming)")
   .option('--trace <seconds>', 'record trace events')
   .option('--cpu <seconds>', 'record a CPU profile')
   .addOption(new Option('--via <transport>', 'agent socket or V8 inspector (default: agent when running)').choices(['agent', 'inspector']))
-  .option('--force', 'take the heap snapshot even when free memory looks too low')
+  .option('--max-pause <seconds>', 'refuse a heap snapshot whose estimated pause is longer (default 2)')
+  .option('--force', 'take the heap snapshot even when free memory looks too low or the pause too long')
   .action(
-    action((pid: string, opts: { out?: string; heap?: boolean; trace?: string; cpu?: string; via?: 'agent' | 'inspector'; force?: boolean }) =>
-      runCapture(pid, { out: opts.out, heap: opts.heap, trace: opts.trace as unknown as number, cpu: opts.cpu as unknown as number, via: opts.via, force: opts.force }),
+    action((pid: string, opts: { out?: string; heap?: boolean; heapProfile?: string; trace?: string; cpu?: string; via?: 'agent' | 'inspector'; maxPause?: string; force?: boolean }) =>
+      runCapture(pid, {
+        out: opts.out,
+        heap: opts.heap,
+        heapProfile: opts.heapProfile as unknown as number,
+        trace: opts.trace as unknown as number,
+        cpu: opts.cpu as unknown as number,
+        via: opts.via,
+        maxPause: opts.maxPause as unknown as number,
+        force: opts.force,
+      }),
     ),
   );
 
@@ -75,7 +86,8 @@ program
   .option('--json', 'print the JSON report')
   .option('--html <file>', 'write a self-contained HTML report')
   .addOption(new Option('--fail-on <level>', 'exit 1 on findings at or above this level').choices(['warning', 'error']))
-  .action(action((target: string, opts: { json?: boolean; html?: string; failOn?: 'warning' | 'error' }) => runAnalyze(target, opts)));
+  .option('--base <capture>', 'an earlier capture (or .heapprofile) of the same process: list the allocation sites that grew since')
+  .action(action((target: string, opts: { json?: boolean; html?: string; failOn?: 'warning' | 'error'; base?: string }) => runAnalyze(target, opts)));
 
 program
   .command('doctor')

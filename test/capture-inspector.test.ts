@@ -73,7 +73,7 @@ describe('diag capture via the inspector', () => {
     }
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ transport: 'inspector', pid: server.pid, complete: true, errors: [] });
-    expect(manifest.files).toEqual(['streams.json', 'process.json', 'trace.json', 'cpu.cpuprofile', 'heap.heapsnapshot']);
+    expect(manifest.files).toEqual(['streams.json', 'process.json', 'trace.json', 'cpu.cpuprofile', 'cpu.pb.gz', 'heap.heapsnapshot']);
     const streams = JSON.parse(fs.readFileSync(path.join(dir, 'streams.json'), 'utf8'));
     expect(streams.streams.filter((s: { route: string }) => s.route === '/events')).toHaveLength(2);
     const trace = JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8'));

@@ -49,7 +49,7 @@ describe('diag capture via the agent', () => {
 
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     expect(manifest).toMatchObject({ version: 1, pid: server.pid, transport: 'agent', nodeVersion: process.version, complete: true, errors: [] });
-    expect(manifest.files).toEqual(['streams.json', 'process.json', 'trace.json', 'cpu.cpuprofile', 'heap.heapsnapshot']);
+    expect(manifest.files).toEqual(['streams.json', 'process.json', 'trace.json', 'cpu.cpuprofile', 'cpu.pb.gz', 'heap.heapsnapshot']);
     expect(mode(dir)).toBe(0o700);
     for (const f of fs.readdirSync(dir)) expect([f, mode(path.join(dir, f))]).toEqual([f, 0o600]);
 
@@ -123,7 +123,7 @@ describe('diag capture via the agent', () => {
   it('survives a diag killed in the middle of a heap transfer, and answers the next capture', async () => {
     const big = await startServer({ agentDir, env: { BALLAST_MB: '40' } });
     const dir = path.join(out, 'killed');
-    const cli = spawnCli(['capture', String(big.pid), '--out', dir, '--heap'], env);
+    const cli = spawnCli(['capture', String(big.pid), '--out', dir, '--heap', '--max-pause', '60'], env);
     const file = path.join(dir, 'heap.heapsnapshot');
     await until(() => fs.existsSync(file) && fs.statSync(file).size > 1024 * 1024, 'part of the snapshot');
     cli.proc.kill('SIGKILL');

@@ -87,7 +87,7 @@ describe('diag top', () => {
   it('diag capture draws a progress bar for the heap transfer on a terminal, and clears it', async () => {
     const big = await startServer({ agentDir, env: { BALLAST_MB: '40' } });
     const dir = path.join(path.dirname(agentDir), 'tty-capture');
-    const cmd = `env STREAMSCOPE_AGENT_DIR=${agentDir} ${process.execPath} ${CLI} capture ${big.pid} --heap --out ${dir}; echo "EXIT=$?"; sleep 60`;
+    const cmd = `env STREAMSCOPE_AGENT_DIR=${agentDir} ${process.execPath} ${CLI} capture ${big.pid} --heap --max-pause 60 --out ${dir}; echo "EXIT=$?"; sleep 60`;
     tmux('new-session', '-d', '-s', 'cap', '-x', '160', '-y', '40', cmd);
     const pane = (): string => tmux('capture-pane', '-p', '-t', 'cap');
     let sawBar = false;

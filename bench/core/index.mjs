@@ -17,6 +17,7 @@ export const VARIANT_NAMES = {
   'ours+trackAsync': 'streamscope, `trackAsync: true`',
   'ours+captureStacks': 'streamscope, `captureStacks: true`',
   'ours+guards': 'streamscope, every guard on (docs/guards.md)',
+  'ours+heapSampling': 'streamscope with the agent sampling the heap from start-up (`startAgent({ heapSampling: 524288 })`)',
 };
 
 const ALL = ['bare', 'ours', 'otel', 'otel+ours', 'ours+trackAsync', 'ours+captureStacks'];
@@ -28,7 +29,7 @@ function num(name, dflt) {
 
 export function defaultConfig() {
   const cycles = num('BENCH_CYCLES', 8);
-  // BENCH_VARIANTS=bare,ours,ours+guards: only these variants in flood and short (e.g. the guards, not in ALL).
+  // BENCH_VARIANTS=bare,ours,ours+guards,ours+heapSampling: a subset, or variants outside the default set
   const picked = process.env.BENCH_VARIANTS ? process.env.BENCH_VARIANTS.split(',') : ALL;
   return {
     flood: { variants: picked, conns: 200, warmupMs: 1500, settleMs: 300, sliceMs: num('BENCH_SLICE_MS', 2000), cycles },

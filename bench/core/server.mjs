@@ -1,7 +1,7 @@
 // Server child of the core benchmark. One process = one variant x one scenario.
 // Talks to the harness over IPC: sends {type:'ready', port}, answers {type:'cpu'|'heap'|'check'|'sweep'}.
 //
-// env: BENCH_VARIANT  bare | ours | otel | otel+ours | ours+trackAsync | ours+captureStacks | ours+guards
+// env: BENCH_VARIANT  bare | ours | otel | otel+ours | ours+trackAsync | ours+captureStacks | ours+guards | ours+heapSampling
 //      BENCH_SCENARIO flood | short | idle | sweep
 //      BENCH_LIB      absolute path of dist/esm/index.js (or src/index.ts under tsx for 'sweep')
 import { createRequire } from 'node:module';
@@ -131,6 +131,8 @@ if (lib !== null) {
     // every guard on, sized so that healthy load never trips them: the cost of the checks alone
     Object.assign(options, { maxBufferedBytes: 64 * 1024 * 1024, stalledAction: 'destroy', zombieAction: 'throw', deadPeerMs: 60_000 });
   }
+  // issue 12: the agent keeps V8's sampling heap profiler running (pprof's default interval, 512 KiB)
+  if (variant.endsWith('+heapSampling')) lib.startAgent({ heapSampling: Number(process.env.BENCH_HEAP_SAMPLING ?? 524288) });
   if (scenario === 'sweep') options.danglingAfterMs = Number(process.env.BENCH_DANGLING_MS ?? 3000);
   handler = lib.instrument(handler, options);
 }

@@ -18,12 +18,15 @@ import { REPORT_VERSION, type Report, type ReportFinding, type RouteStat, type S
 import { renderText } from '../report/text.js';
 import { renderHtml } from '../report/html.js';
 import { checkCaptureDir, exists, inspectCaptureFile, openInput, readJsonInput, writeOutput } from '../transport/safe-fs.js';
+import { analyzeHeapProfile, isHeapProfile } from '../profile/heapprofile.js';
 import type { Finding, StreamSnapshot } from '../../src/types.js';
 
 export interface AnalyzeOptions {
   json?: boolean;
   html?: string;
   failOn?: 'warning' | 'error';
+  /** An earlier capture (directory or .heapprofile) of the same process: its heap profile is the diff's base. */
+  base?: string;
 }
 
 export interface AnalyzeIo {
@@ -44,7 +47,7 @@ export async function runAnalyze(target: string, opts: AnalyzeOptions = {}, io?:
       throw new InputError(`--fail-on must be "warning" or "error", got "${String(opts.failOn)}"`);
     }
     if (typeof target !== 'string' || target === '') throw new InputError('analyze needs a capture directory or a file');
-    const report = analyzeTarget(target, (err as NodeJS.WriteStream).isTTY ? (err as NodeJS.WriteStream) : undefined);
+    const report = analyzeTarget(target, (err as NodeJS.WriteStream).isTTY ? (err as NodeJS.WriteStream) : undefined, opts.base);
     if (opts.html) writeOutput(opts.html, renderHtml(report)); // never through a link at that name
     await write(out, opts.json ? `${JSON.stringify(publicReport(report), null, 2)}\n` : renderText(report));
     if (report.incomplete?.length) {
@@ -81,12 +84,13 @@ export function exitCode(findings: ReportFinding[], failOn?: 'warning' | 'error'
 
 /** What `--json` prints and `report.json` holds: the contract's shape, plus `source`. */
 export function publicReport(r: Report): Omit<Report, 'streams'> {
-  const { streams: _streams, ...rest } = r;
+  const { streams: _streams, profiles: _profiles, ...rest } = r;
   return rest;
 }
 
 /** Analyze a capture directory or a single file into a report (also writes DIR/report.json). */
-export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report {
+export function analyzeTarget(target: string, tty?: NodeJS.WriteStream, base?: string): Report {
+  const baseProfile = base === undefined ? undefined : readBaseProfile(base);
   // the operator's own path may go through links; everything inside it is opened without following any
   let real: string;
   let st: fs.Stats;
@@ -116,13 +120,17 @@ export function analyzeTarget(target: string, tty?: NodeJS.WriteStream): Report 
   } else {
     throw new InputError(`${target} is neither a capture directory nor a regular file`);
   }
+  if (baseProfile !== undefined) {
+    if (report.profiles?.heap === undefined) throw new InputError(`--base needs a heap profile in ${target} (capture it with --heap-profile)`);
+    report.summary.heapProfile = analyzeHeapProfile(report.profiles.heap as never, report.summary.heapProfile?.file ?? target, baseProfile);
+  }
   sortFindings(report);
   return report;
 }
 
 function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream): void {
   const has = (f: string): boolean => exists(path.join(dir, f)); // a link counts, and is then refused
-  const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile'];
+  const known = ['manifest.json', 'streams.json', 'heap.heapsnapshot', 'trace.json', 'cpu.cpuprofile', 'heap.heapprofile'];
   if (!known.some(has)) throw new InputError(`${dir} is not a capture directory: it has none of ${known.join(', ')}`);
   // each file on its own: a failed heap step (an empty or cut snapshot) must not hide the streams and trace
   const failed: string[] = [];
@@ -148,12 +156,14 @@ function analyzeDirectory(dir: string, report: Report, tty?: NodeJS.WriteStream)
   each('cpu.cpuprofile', (file) => {
     const profile = readJson(file);
     report.summary.cpu = analyzeCpuProfile(profile, file);
+    (report.profiles ??= {}).cpu = profile;
     // a profile over the trace's window tells where each long task ran
     attributeLongTasks(
       report.findings.filter((f): f is TraceFinding & { source: 'trace' } => f.source === 'trace'),
       profile,
     );
   });
+  each('heap.heapprofile', (file) => addHeapProfile(readJson(file), file, report));
   for (const f of report.findings) {
     if (f.source === 'trace') {
       delete f.startUs;
@@ -173,12 +183,15 @@ function analyzeFile(file: string, report: Report, tty?: NodeJS.WriteStream): vo
     addTrace(data, file, report);
   } else if (isCpuProfile(data)) {
     report.summary.cpu = analyzeCpuProfile(data, file);
+    (report.profiles ??= {}).cpu = data;
+  } else if (isHeapProfile(data)) {
+    addHeapProfile(data, file, report);
   } else if (typeof data === 'object' && data !== null && Array.isArray((data as { streams?: unknown }).streams)) {
     addStreams(data, file, report);
   } else if (typeof data === 'object' && data !== null && 'snapshot' in data) {
     throw new InputError(`${file} is not a valid V8 heap snapshot`);
   } else {
-    throw new InputError(`${file} is not a heap snapshot, trace, CPU profile or streams.json`);
+    throw new InputError(`${file} is not a heap snapshot, trace, CPU profile, heap profile or streams.json`);
   }
 }
 
@@ -215,6 +228,29 @@ function addHeap(file: string, report: Report, tty?: NodeJS.WriteStream): void {
   } finally {
     progress?.done();
   }
+}
+
+function addHeapProfile(data: unknown, file: string, report: Report): void {
+  if (!isHeapProfile(data)) throw new InputError(`${file} is not a V8 sampled heap profile`);
+  report.summary.heapProfile = analyzeHeapProfile(data, file);
+  (report.profiles ??= {}).heap = data;
+}
+
+/** The heap profile of `--base`: a capture directory's heap.heapprofile, or a .heapprofile file. */
+function readBaseProfile(base: string): { profile: never; file: string } {
+  let file = base;
+  try {
+    if (fs.statSync(base).isDirectory()) {
+      checkCaptureDir(fs.realpathSync(base)); // the same trust rules as the capture analyzed
+      file = path.join(base, 'heap.heapprofile');
+    }
+  } catch (e) {
+    throw new InputError(`--base ${base}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : ((e as NodeJS.ErrnoException).code ?? String(e))}`);
+  }
+  if (!fs.existsSync(file)) throw new InputError(`--base ${base} has no heap.heapprofile (capture it with --heap-profile)`);
+  const data = readJson(file);
+  if (!isHeapProfile(data)) throw new InputError(`--base ${file} is not a V8 sampled heap profile`);
+  return { profile: data as never, file };
 }
 
 function addTrace(data: unknown, file: string, report: Report): void {

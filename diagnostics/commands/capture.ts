@@ -1,5 +1,5 @@
 /**
- * `diag capture <pid> [--out DIR] [--heap] [--trace SECONDS] [--cpu SECONDS] [--via agent|inspector] [--force]`
+ * `diag capture <pid> [--out DIR] [--heap] [--heap-profile SECONDS] [--trace SECONDS] [--cpu SECONDS] [--via agent|inspector] [--max-pause SECONDS] [--force]`
  *
  * Cheap parts first (streams, process facts), each written as soon as it is taken, so a refused or failed
  * heap step loses nothing. The target keeps serving throughout; the inspector is closed again when diag
@@ -12,6 +12,7 @@ import { CaptureDir, defaultCaptureDir } from '../transport/capture-dir.js';
 import { InspectorSession } from '../transport/inspector-client.js';
 import { inspectTarget, memoryHeadroom, parsePid, type Target } from '../transport/procfs.js';
 import { AgentTransport, InspectorTransport, type Transport } from '../transport/transports.js';
+import { cpuPauseNote, DEFAULT_MAX_PAUSE_S, heapProfileNote, pauseRefusal, parseMaxPause, TRACE_PAUSE_NOTE, writePprof } from './light-capture.js';
 
 export interface CaptureOptions {
   out?: string;
@@ -20,6 +21,10 @@ export interface CaptureOptions {
   cpu?: number;
   via?: 'agent' | 'inspector';
   force?: boolean;
+  /** Sampled heap profile window (seconds). */
+  heapProfile?: number;
+  /** Longest estimated snapshot pause to accept without --force (seconds; default 2). */
+  maxPause?: number;
   /** Event-loop delay sampling window for process.json (ms). */
   sampleMs?: number;
 }
@@ -38,6 +43,7 @@ export interface Io {
 const HEAP_BYTES_PER_SECOND_FAST = 15 * 1024 * 1024;
 const HEAP_BYTES_PER_SECOND_SLOW = 6 * 1024 * 1024;
 const PEAK_MEMORY_FACTOR = 7;
+export { DEFAULT_MAX_PAUSE_S };
 
 export function seconds(name: string, v: unknown): number | undefined {
   if (v === undefined) return undefined;
@@ -74,6 +80,8 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
   const pid = parsePid(pidText);
   const traceSeconds = seconds('--trace', opts.trace);
   const cpuSeconds = seconds('--cpu', opts.cpu);
+  const heapProfileSeconds = seconds('--heap-profile', opts.heapProfile);
+  const maxPause = parseMaxPause(opts.maxPause);
   const target = inspectTarget(pid);
   const transport = await connect(target, opts.via, note);
 
@@ -130,9 +138,28 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
         cap.finish();
         throw new DiagError(`${refusal}; what was taken is in ${cap.dir}`);
       }
+      const tooLong = pauseRefusal(pid, usedHeap(facts), HEAP_BYTES_PER_SECOND_FAST, maxPause, opts.force === true);
+      if (tooLong !== null) {
+        cap.error('heap', tooLong);
+        cap.finish();
+        throw new DiagError(`${tooLong}; what was taken is in ${cap.dir}`);
+      }
     }
+    const profiling = await transport.profiling().catch(() => ({ pprof: false, heapSampling: null, cpuContinuous: false }));
 
+    if (heapProfileSeconds !== undefined) {
+      note(heapProfileNote(profiling, heapProfileSeconds, transport.kind, usedHeap(facts)));
+      await step('heap-profile', async () => {
+        const r = await transport.heapProfile(heapProfileSeconds);
+        // libraryPaths (agent only): where streamscope's own code lives, so that analyze names the app's frame
+        const lib = Array.isArray(r.libraryPaths) && r.libraryPaths.length > 0 ? { streamscope: { libraryPaths: r.libraryPaths } } : {};
+        cap.writeJson('heap.heapprofile', { ...(r.profile as object), ...lib });
+        await step('heap-profile pprof', async () => writePprof(cap, 'heap', r.profile, r.intervalBytes));
+        note(`heap profile: ${r.engine}${r.since === 'start' ? ', sampled since start-up' : ''}${r.stallMs !== undefined ? `, ${r.stallMs.toFixed(1)} ms in the target's calls` : ''}`);
+      });
+    }
     if (traceSeconds !== undefined) {
+      note(TRACE_PAUSE_NOTE);
       note(`tracing for ${traceSeconds} s`);
       // a CPU profile over the same window names the code of each long task (`--cpu` takes its own instead)
       const alongside =
@@ -153,10 +180,12 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
       }
     }
     if (cpuSeconds !== undefined) {
+      note(cpuPauseNote(profiling, usedHeap(facts), transport.kind));
       note(`profiling the CPU for ${cpuSeconds} s`);
       await step('cpu', async () => {
         const profile = await transport.cpu(cpuSeconds);
         cap.writeJson('cpu.cpuprofile', profile);
+        await step('cpu pprof', async () => writePprof(cap, 'cpu', profile));
       });
     }
     if (opts.heap) {

@@ -5,6 +5,7 @@
  */
 import { formatBytes } from '../progress.js';
 import type { Report, ReportFinding } from './types.js';
+import { profileSections } from './profile-sections.js';
 
 const esc = (s: unknown): string =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
@@ -120,12 +121,13 @@ export function renderHtml(r: Report): string {
       ),
     );
   }
+  parts.push(...profileSections(r));
   const css = `body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}h1{margin:0}h2{margin-top:28px;border-bottom:1px solid #ddd}
 .muted{color:#666}.cards{display:flex;gap:12px;flex-wrap:wrap}.cards div{border:1px solid #ddd;border-radius:6px;padding:8px 14px}.cards b{font-size:20px}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:6px;text-align:left;vertical-align:top}
 .sev{padding:1px 6px;border-radius:4px;color:#fff}.sev.error{background:#c0392b}.sev.warning{background:#d68910}.sev.info{background:#7f8c8d}
 .path{font-family:ui-monospace,monospace;font-size:12px;margin-top:4px;word-break:break-word}.edge{color:#7d3c98}.node{color:#1f618d}.arrow{color:#999}
-figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}svg text{font:12px system-ui,sans-serif;fill:#333}pre{white-space:pre-wrap;font-size:12px}`;
+figure{margin:12px 0}figcaption{font-weight:600;margin-bottom:4px}svg text{font:12px system-ui,sans-serif;fill:#333}svg.icicle text{font:11px ui-monospace,monospace;fill:#111;pointer-events:none}pre{white-space:pre-wrap;font-size:12px}`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">

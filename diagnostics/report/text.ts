@@ -69,5 +69,19 @@ export function renderText(r: Report): string {
       lines.push(`  ${String(f.selfPercent).padStart(5)} %  ${String(f.selfMs).padStart(8)} ms  ${f.functionName}${f.url ? ` ${f.url}:${f.line}` : ''}`);
     }
   }
+  if (s.heapProfile) {
+    const h = s.heapProfile;
+    lines.push('', `Heap profile (sampled): ${formatBytes(h.totalBytes)} live in ${h.samples} samples; top allocation sites by live bytes:`);
+    for (const x of h.sites.slice(0, 10)) {
+      lines.push(`  ${String(x.percent).padStart(5)} %  ${formatBytes(x.bytes).padStart(10)}  ${x.site}`);
+      if (x.stack.length > 1) lines.push(`           ${x.stack.slice(1, 5).join(' ← ')}`);
+    }
+    if (s.routes?.length) lines.push(`  routes the agent saw: ${s.routes.slice(0, 8).map((r) => `${r.route} (${r.streams})`).join(', ')}`);
+    if (h.grown && h.base) {
+      lines.push('', `Grown since ${h.base.file} (${formatBytes(h.base.totalBytes)} → ${formatBytes(h.totalBytes)}):`);
+      if (h.grown.length === 0) lines.push('  no site grew');
+      for (const g of h.grown.slice(0, 10)) lines.push(`  +${formatBytes(g.growth).padStart(10)}  (${formatBytes(g.baseBytes)} → ${formatBytes(g.bytes)})  ${g.site}`);
+    }
+  }
   return `${lines.join('\n')}\n`;
 }

@@ -3,6 +3,7 @@
  * HTML renderers draw. Public format (see docs/diag.md, "Analyzing a capture"): add fields, never rename.
  */
 import type { Finding, StreamSnapshot } from '../../src/types.js';
+import type { HeapProfileSummary } from '../profile/heapprofile.js';
 
 export const REPORT_VERSION = 1;
 
@@ -78,7 +79,7 @@ export interface TraceSummary {
   file: string;
   events: number;
   durationMs: number;
-  longTasks: { count: number; totalMs: number; maxMs: number; thresholdMs: number };
+  longTasks: { count: number; totalMs: number; maxMs: number; thresholdMs: number; spans?: Array<{ startMs: number; ms: number; label: string }> };
   gc: { count: number; totalMs: number; maxMs: number };
   async: { created: number; destroyed: number; alive: number; byType: Record<string, number> };
   top: Array<{ name: string; count: number; totalMs: number; maxMs: number }>;
@@ -119,6 +120,8 @@ export interface Report {
     heap?: HeapSummary;
     trace?: TraceSummary;
     cpu?: CpuSummary;
+    /** A sampled heap profile (heap.heapprofile): live bytes by allocation site; with --base, the sites that grew. */
+    heapProfile?: HeapProfileSummary;
     routes?: RouteStat[];
   };
   /** Where the report came from. */
@@ -127,4 +130,6 @@ export interface Report {
   incomplete?: string[];
   /** Open streams (streams.json), for the report renderers. */
   streams?: StreamSnapshot[];
+  /** The profiles themselves, for the HTML report's flame graphs (not in the JSON report). */
+  profiles?: { cpu?: unknown; heap?: unknown };
 }

@@ -227,6 +227,12 @@ export function analyzeTrace(events: TraceEvent[], file: string, longTaskMs = LO
       totalMs: round(tasks.reduce((s, t) => s + (t.end - t.start) / 1000, 0)),
       maxMs: round(maxTask),
       thresholdMs: longTaskMs,
+      // for the HTML report's timeline: when each long task ran, from the trace's start
+      spans: tasks.slice(0, 500).map((t) => ({
+        startMs: round((t.start - minTs) / 1000),
+        ms: round((t.end - t.start) / 1000),
+        label: t.inner && t.inner !== t.name ? `${t.name} › ${t.inner}` : t.name,
+      })),
     },
     gc: { count: gc.length, totalMs: round(gcTotal), maxMs: round(gcMax) },
     async: { created, destroyed, alive: asyncAlive.size, byType },

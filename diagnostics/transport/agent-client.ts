@@ -6,7 +6,7 @@ import { DiagError } from '../errors.js';
 
 function defaultTimeout(op: Op, params: Omit<Request, 'id' | 'op'>): number {
   if (op === 'heap') return 0;
-  if (op === 'trace' || op === 'cpu') return ((params.seconds ?? 0) + 30) * 1000;
+  if (op === 'trace' || op === 'cpu' || op === 'heapProfile') return ((params.seconds ?? 0) + 30) * 1000;
   if (op === 'process') return (params.sampleMs ?? 1000) + 10_000;
   return 10_000;
 }

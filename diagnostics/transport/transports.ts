@@ -20,8 +20,26 @@ export interface Transport {
   cpu(seconds: number): Promise<unknown>;
   /** A CPU profile that can run while `trace` does (the same window, for long-task attribution). */
   cpuAlongside(seconds: number): Promise<unknown>;
+  /** A sampled heap profile (V8's sampling heap profiler) over `seconds`, or since start-up when the agent samples always. */
+  heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer>;
+  /** Which light profilers the target has (the agent's hello; the inspector has none of its own). */
+  profiling(): Promise<{ pprof: boolean; heapSampling: number | null; cpuContinuous: boolean }>;
   close(): Promise<void>;
 }
+
+export interface HeapProfileAnswer {
+  profile: unknown;
+  engine: 'pprof' | 'inspector';
+  since: 'window' | 'start';
+  intervalBytes: number;
+  /** What the target's event loop spent in the calls that stop it (agent only), ms. */
+  stallMs?: number;
+  /** Where streamscope's own code lives in the target (agent only). */
+  libraryPaths?: string[];
+}
+
+/** Mean bytes between heap samples for a window capture (V8's default: 32 KiB). */
+export const HEAP_PROFILE_INTERVAL = 128 * 1024;
 
 function writeSink(out: fs.WriteStream, pause: () => void, resume: () => void): (chunk: string | Buffer) => boolean {
   return (chunk) => {
@@ -104,6 +122,13 @@ export class AgentTransport implements Transport {
       second.close();
     }
   }
+  async heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer> {
+    return this.client.request<HeapProfileAnswer>('heapProfile', intervalBytes === undefined ? { seconds } : { seconds, intervalBytes });
+  }
+  async profiling() {
+    const h = await this.client.hello();
+    return h.profiling ?? { pprof: false, heapSampling: null, cpuContinuous: false };
+  }
   async close(): Promise<void> {
     this.client.close();
   }
@@ -183,6 +208,19 @@ export class InspectorTransport implements Transport {
   }
   cpuAlongside(seconds: number): Promise<unknown> {
     return this.cpu(seconds);
+  }
+  async heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer> {
+    const interval = intervalBytes ?? HEAP_PROFILE_INTERVAL;
+    await this.s.send('HeapProfiler.enable');
+    await this.s.send('HeapProfiler.startSampling', { samplingInterval: interval });
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    // stopSampling answers the profile and stops, in one call
+    const { profile } = await this.s.send('HeapProfiler.stopSampling');
+    await this.s.send('HeapProfiler.disable').catch(() => undefined);
+    return { profile, engine: 'inspector', since: 'window', intervalBytes: interval };
+  }
+  async profiling() {
+    return { pprof: false, heapSampling: null, cpuContinuous: false };
   }
   async close(): Promise<void> {
     const refused = await this.s.close();

@@ -5,10 +5,23 @@ import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
 import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
+import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap } from './profiles.js';
 
 export interface AgentOptions {
   /** Directory for the socket; default `STREAMSCOPE_AGENT_DIR`, `$XDG_RUNTIME_DIR/streamscope` or `<tmpdir>/streamscope-<uid>`. */
   dir?: string;
+  /**
+   * Keep V8's sampling heap profiler running from now on, one sample per this many allocated bytes on average
+   * (1024 .. 64 MiB; 524288 is pprof's default), so that `diag capture --heap-profile` shows in-use memory since
+   * start-up. Default `STREAMSCOPE_HEAP_SAMPLING`; off when neither is set.
+   */
+  heapSampling?: number;
+  /**
+   * Start the continuous CPU profiler (optional dependency `@datadog/pprof`) now, while the heap is small, so
+   * that `diag capture --cpu` later costs milliseconds instead of a heap walk. Default
+   * `STREAMSCOPE_CPU_PROFILER=on`.
+   */
+  cpuProfiler?: boolean;
 }
 
 export interface Agent {
@@ -41,6 +54,19 @@ export function startAgent(options: AgentOptions = {}): Agent {
   }
   g[kAgent] = agent;
   return agent;
+}
+
+function startProfilers(options: AgentOptions): void {
+  preloadPprof();
+  const envSampling = process.env.STREAMSCOPE_HEAP_SAMPLING;
+  const raw = options.heapSampling ?? envSampling;
+  if (raw !== undefined && raw !== '' && raw !== '0' && raw !== 'off') {
+    const interval = parseInterval(raw);
+    if (interval === null) process.stderr.write(`streamscope: heap sampling interval must be bytes in [1024, 67108864], got "${String(raw)}"; not sampling\n`);
+    else void startContinuousHeap(interval);
+  }
+  const cpu = options.cpuProfiler ?? ['on', '1', 'true'].includes((process.env.STREAMSCOPE_CPU_PROFILER ?? '').toLowerCase());
+  if (cpu) void startContinuousCpu();
 }
 
 function disabled(reason: string): Agent {
@@ -111,6 +137,7 @@ function create(options: AgentOptions): Agent {
   }
   server.unref();
   process.on('exit', removeSocket);
+  startProfilers(options);
 
   const agent: Agent = {
     get path() {

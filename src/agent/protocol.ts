@@ -9,7 +9,7 @@
  */
 export const PROTOCOL_VERSION = 1;
 
-export type Op = 'hello' | 'streams' | 'process' | 'heap' | 'trace' | 'cpu';
+export type Op = 'hello' | 'streams' | 'process' | 'heap' | 'trace' | 'cpu' | 'heapProfile';
 
 export interface Request {
   id: number;
@@ -20,6 +20,8 @@ export interface Request {
   sampleMs?: number;
   /** trace: trace-event categories. */
   categories?: string[];
+  /** heapProfile: mean bytes between samples (V8's samplingInterval). */
+  intervalBytes?: number;
 }
 
 export interface ErrorBody {
@@ -37,6 +39,8 @@ export interface HelloResult {
   streamscopeVersion: string;
   openStreams: number;
   uptimeSec: number;
+  /** Which light profilers the agent has (absent on older agents). */
+  profiling?: { pprof: boolean; heapSampling: number | null; cpuContinuous: boolean };
 }
 
 export const DEFAULT_TRACE_CATEGORIES = [

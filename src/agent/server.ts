@@ -2,6 +2,7 @@ import net from 'node:net';
 import { getTracker } from '../tracker.js';
 import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
 import { processFacts } from './facts.js';
+import { continuousCpuProfile, heapProfile, parseInterval, profilingState } from './profiles.js';
 import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, type HelloResult, type Request } from './protocol.js';
 import { VERSION } from './version.js';
 
@@ -63,6 +64,7 @@ export function hello(): HelloResult {
     streamscopeVersion: VERSION,
     openStreams: tracker.open.size,
     uptimeSec: Math.round(process.uptime()),
+    profiling: profilingState(),
   };
 }
 
@@ -159,11 +161,36 @@ async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Prom
     }
     case 'cpu': {
       const s = seconds(req);
-      return exclusive('cpu', async () => ({ profile: await cpuProfile(s, signal) }));
+      return exclusive('cpu', async () => {
+        const cont = await continuousCpuProfile(s, (ms) => waitFor(ms, signal));
+        if (cont !== null) return { profile: cont.profile, engine: 'pprof', stallMs: cont.stallMs };
+        return { profile: await cpuProfile(s, signal), engine: 'inspector' };
+      });
+    }
+    case 'heapProfile': {
+      const s = seconds(req);
+      const interval = req.intervalBytes === undefined ? undefined : parseInterval(req.intervalBytes);
+      if (interval === null) throw new RequestError('EINVAL', 'intervalBytes must be an integer in [1024, 67108864]');
+      return exclusive('heapProfile', () => heapProfile(s, interval, (ms) => waitFor(ms, signal)));
     }
     default:
       throw new RequestError('EINVAL', `unknown op ${JSON.stringify((req as { op?: unknown }).op)}`);
   }
+}
+
+/** Resolves after `ms` or on abort; the timer never keeps the app alive. */
+function waitFor(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    t.unref();
+    signal.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }
 
 function frame(chunk: string): Buffer {

@@ -1,0 +1,421 @@
+import inspector from 'node:inspector';
+import { findSourceMap } from 'node:module';
+import { getTracker } from '../tracker.js';
+
+/**
+ * Light profiles for `diag`: V8's sampling heap profiler and a continuous CPU profiler. Each is served by
+ * `@datadog/pprof` when that optional dependency is installed (its native calls stop the target for
+ * milliseconds), else by an in-process `inspector.Session` (`HeapProfiler.startSampling`/`stopSampling`,
+ * `Profiler`). Heap profiles are returned in the format `HeapProfiler.getSamplingProfile` answers and
+ * Chrome DevTools loads (`.heapprofile`): `{ head: { callFrame, selfSize, id, children }, samples }`.
+ */
+
+const tracker = getTracker();
+
+export interface CallFrame {
+  functionName: string;
+  scriptId: string;
+  url: string;
+  /** 0-based, as CDP: the line of the function that allocated. */
+  lineNumber: number;
+  columnNumber: number;
+}
+export interface SamplingNode {
+  callFrame: CallFrame;
+  selfSize: number;
+  id: number;
+  children: SamplingNode[];
+}
+export interface SamplingProfile {
+  head: SamplingNode;
+  samples: Array<{ size: number; nodeId: number; ordinal: number }>;
+}
+
+export interface HeapProfileResult {
+  profile: SamplingProfile;
+  /** Which profiler answered. */
+  engine: 'pprof' | 'inspector';
+  /** 'window': allocated during the window and live at its end; 'start': live and sampled since sampling began at start-up. */
+  since: 'window' | 'start';
+  intervalBytes: number;
+  /** How long the calls that stop the event loop took, in ms (get + stop). */
+  stallMs: number;
+  /** Where streamscope's own code lives in this process: `diag analyze` looks past its frames to the app's. */
+  libraryPaths: string[];
+}
+
+/** streamscope's own source and build directories (`<root>/src/`, `<root>/dist/`), as paths and file URLs. */
+function ownPaths(): string[] {
+  try {
+    const stack = new Error().stack ?? '';
+    const m = /(?:\(|at )((?:file:\/\/)?\/[^\s)]*)\/(?:src|dist)\/[^\s)]*:\d+:\d+\)?/.exec(stack);
+    if (!m) return [];
+    const root = (m[1] as string).replace(/^file:\/\//, '');
+    return [`${root}/src/`, `${root}/dist/`, `file://${root}/src/`, `file://${root}/dist/`];
+  } catch {
+    return [];
+  }
+}
+const OWN_PATHS = ownPaths();
+
+export interface ProfilingState {
+  /** The optional @datadog/pprof is installed and loads. */
+  pprof: boolean;
+  /** Always-on heap sampling interval (bytes), or null. */
+  heapSampling: number | null;
+  /** The continuous CPU profiler runs (started at agent start), so a CPU capture costs no code-logging walk. */
+  cpuContinuous: boolean;
+}
+
+/** Mean bytes between heap samples for window captures: 128 KiB (V8's default is 32 KiB; pprof's Go default 512 KiB). */
+export const DEFAULT_HEAP_INTERVAL = 128 * 1024;
+const STACK_DEPTH = 64;
+
+// ---------------------------------------------------------------------------------------------------------
+// @datadog/pprof, optional
+
+interface DdAllocNode {
+  name: string;
+  scriptName: string;
+  scriptId: number;
+  lineNumber: number;
+  columnNumber: number;
+  allocations: Array<{ sizeBytes: number; count: number }>;
+  children: DdAllocNode[];
+}
+interface DdPprof {
+  heap: { start(interval: number, depth: number): void; stop(): void; v8Profile(): DdAllocNode };
+  time: {
+    start(o: object): void;
+    stop(restart?: boolean): unknown;
+    isStarted(): boolean;
+  };
+}
+
+let dd: DdPprof | null | undefined;
+
+/**
+ * Loads @datadog/pprof once; null when it is not installed or its native part does not load here. Loading it
+ * takes 50-250 ms of the main thread (a native module and its JavaScript), so the agent does it when it starts
+ * (preloadPprof), not in the middle of a capture.
+ */
+export async function loadPprof(): Promise<DdPprof | null> {
+  if (dd !== undefined) return dd;
+  if ((process.env.STREAMSCOPE_PPROF ?? '').toLowerCase() === 'off') return (dd = null);
+  try {
+    const name = '@datadog/pprof';
+    const mod = (await import(name)) as { default?: DdPprof } & DdPprof;
+    dd = (mod.heap ? mod : mod.default) ?? null;
+  } catch {
+    dd = null;
+  }
+  return dd;
+}
+
+/** Loads @datadog/pprof soon after start-up (off the caller's tick; the timer never keeps the process alive). */
+export function preloadPprof(): void {
+  if ((process.env.STREAMSCOPE_PPROF ?? '').toLowerCase() === 'off') return;
+  setTimeout(() => void loadPprof(), 0).unref();
+}
+
+/** The V8 AllocationProfile tree (@datadog/pprof) in CDP's SamplingHeapProfile form. */
+function fromAllocationTree(root: DdAllocNode): SamplingProfile {
+  let nextId = 1;
+  const samples: SamplingProfile['samples'] = [];
+  const convert = (n: DdAllocNode): SamplingNode => {
+    const id = nextId++;
+    let selfSize = 0;
+    for (const a of n.allocations) {
+      selfSize += a.sizeBytes * a.count;
+      // as the inspector's: one entry per sampled allocation size, its `size` the scaled bytes (size × V8's count)
+      samples.push({ size: a.sizeBytes * a.count, nodeId: id, ordinal: samples.length + 1 });
+    }
+    return {
+      callFrame: {
+        functionName: n.name,
+        scriptId: String(n.scriptId),
+        url: n.scriptName,
+        // V8's AllocationProfile lines and columns are 1-based; CDP's 0-based
+        lineNumber: n.lineNumber > 0 ? n.lineNumber - 1 : -1,
+        columnNumber: n.columnNumber > 0 ? n.columnNumber - 1 : -1,
+      },
+      selfSize,
+      id,
+      children: n.children.map(convert),
+    };
+  };
+  return { head: convert(root), samples };
+}
+
+/**
+ * Where the process runs with source maps (`--enable-source-maps`, tsx, ts-node), a frame's position in the
+ * generated code is mapped back to the source (`demo.ts:76` rather than the transpiled line). `diag` cannot do
+ * this afterwards: the maps live in the process.
+ */
+export function mapSources(p: SamplingProfile): void {
+  if (!process.sourceMapsEnabled) return;
+  const maps = new Map<string, ReturnType<typeof findSourceMap> | null>();
+  const walk = (n: SamplingNode): void => {
+    const f = n.callFrame;
+    if (f.url !== '' && !f.url.startsWith('node:') && f.lineNumber >= 0) {
+      let m = maps.get(f.url);
+      if (m === undefined) {
+        try {
+          m = findSourceMap(f.url) ?? null;
+        } catch {
+          m = null;
+        }
+        maps.set(f.url, m);
+      }
+      if (m) {
+        const e = m.findEntry(f.lineNumber, Math.max(0, f.columnNumber)) as { originalSource?: string; originalLine?: number; originalColumn?: number };
+        if (typeof e.originalLine === 'number' && typeof e.originalSource === 'string') {
+          f.url = e.originalSource;
+          f.lineNumber = e.originalLine;
+          f.columnNumber = e.originalColumn ?? 0;
+        }
+      }
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(p.head);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// inspector session
+
+type Post = (method: string, params?: object) => Promise<Record<string, unknown>>;
+
+function openSession(): { session: inspector.Session; post: Post } {
+  const session = new inspector.Session();
+  session.connect();
+  const post: Post = (method, params) =>
+    new Promise((resolve, reject) => {
+      session.post(method, params ?? {}, (err, result) => {
+        if (err) reject(err);
+        else resolve((result ?? {}) as Record<string, unknown>);
+      });
+    });
+  return { session, post };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// always-on heap sampling (STREAMSCOPE_HEAP_SAMPLING / startAgent({ heapSampling }))
+
+let continuousHeap: { engine: 'pprof' | 'inspector'; interval: number; post?: Post } | null = null;
+let cpuContinuous = false;
+
+export function profilingState(): ProfilingState {
+  return { pprof: dd !== null && dd !== undefined, heapSampling: continuousHeap?.interval ?? null, cpuContinuous };
+}
+
+/** Parses a heap sampling interval in bytes (1024 .. 64 MiB); null when absent or invalid. */
+export function parseInterval(v: unknown): number | null {
+  if (v === undefined || v === null || v === '' || v === false) return null;
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isInteger(n) || n < 1024 || n > 64 * 1024 * 1024) return null;
+  return n;
+}
+
+/** Starts always-on heap sampling; never throws (a failure is counted and printed once). */
+export async function startContinuousHeap(interval: number): Promise<void> {
+  if (continuousHeap !== null) return;
+  try {
+    const p = await loadPprof();
+    if (p !== null) {
+      p.heap.start(interval, STACK_DEPTH);
+      continuousHeap = { engine: 'pprof', interval };
+      return;
+    }
+    const { post } = openSession();
+    await post('HeapProfiler.enable');
+    await post('HeapProfiler.startSampling', { samplingInterval: interval });
+    continuousHeap = { engine: 'inspector', interval, post };
+  } catch (err) {
+    tracker.fault('agent', err);
+    process.stderr.write(`streamscope: heap sampling did not start: ${(err as Error)?.message ?? String(err)}\n`);
+  }
+}
+
+/**
+ * Starts @datadog/pprof's time profiler now, while the heap is small: starting a V8 CPU profiler walks the
+ * heap to log the code that exists (about 1.5 ms per MB of used heap here), and a profiler that keeps
+ * running pays that once. A `cpu` capture then only restarts it (milliseconds). Without @datadog/pprof it
+ * is not started (an inspector profile cannot be cut into windows without stopping it).
+ */
+export async function startContinuousCpu(): Promise<boolean> {
+  if (cpuContinuous) return true;
+  try {
+    const p = await loadPprof();
+    if (p === null) {
+      process.stderr.write('streamscope: STREAMSCOPE_CPU_PROFILER needs the optional dependency @datadog/pprof; CPU captures will use the inspector\n');
+      return false;
+    }
+    if (!p.time.isStarted()) p.time.start({ intervalMicros: CPU_INTERVAL_US, lineNumbers: false });
+    cpuContinuous = true;
+    // the running profile is discarded every minute so that it cannot grow without bound
+    const t = setInterval(() => {
+      if (!cpuBusy) {
+        try {
+          p.time.stop(true);
+        } catch (err) {
+          tracker.fault('agent', err);
+        }
+      }
+    }, 60_000);
+    t.unref();
+    return true;
+  } catch (err) {
+    tracker.fault('agent', err);
+    return false;
+  }
+}
+
+const CPU_INTERVAL_US = 1000;
+let cpuBusy = false;
+
+// ---------------------------------------------------------------------------------------------------------
+// captures
+
+/** A sampled heap profile over `seconds` (or the always-on profile at once). */
+export async function heapProfile(seconds: number, intervalBytes: number | undefined, wait: (ms: number) => Promise<void>): Promise<HeapProfileResult> {
+  const c = continuousHeap;
+  if (c !== null) {
+    const t0 = performance.now();
+    let profile: SamplingProfile;
+    if (c.engine === 'pprof') profile = fromAllocationTree((dd as DdPprof).heap.v8Profile());
+    else profile = (await (c.post as Post)('HeapProfiler.getSamplingProfile')).profile as SamplingProfile;
+    mapSources(profile);
+    return { profile, engine: c.engine, since: 'start', intervalBytes: c.interval, stallMs: performance.now() - t0, libraryPaths: OWN_PATHS };
+  }
+  const interval = intervalBytes ?? DEFAULT_HEAP_INTERVAL;
+  const p = await loadPprof();
+  if (p !== null) {
+    p.heap.start(interval, STACK_DEPTH);
+    try {
+      await wait(seconds * 1000);
+      const t0 = performance.now();
+      const profile = fromAllocationTree(p.heap.v8Profile());
+      p.heap.stop();
+      mapSources(profile);
+      return { profile, engine: 'pprof', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0, libraryPaths: OWN_PATHS };
+    } catch (err) {
+      try {
+        p.heap.stop();
+      } catch {
+        /* not running */
+      }
+      throw err;
+    }
+  }
+  const { session, post } = openSession();
+  try {
+    await post('HeapProfiler.enable');
+    await post('HeapProfiler.startSampling', { samplingInterval: interval });
+    await wait(seconds * 1000);
+    const t0 = performance.now();
+    // stopSampling answers the profile and stops: one call, not getSamplingProfile + stopSampling
+    const { profile } = await post('HeapProfiler.stopSampling');
+    mapSources(profile as SamplingProfile);
+    return { profile: profile as SamplingProfile, engine: 'inspector', since: 'window', intervalBytes: interval, stallMs: performance.now() - t0, libraryPaths: OWN_PATHS };
+  } finally {
+    try {
+      session.disconnect();
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/**
+ * A CPU profile over `seconds` from the continuous profiler (@datadog/pprof's time profiler, restarted at the
+ * window's start and end), as a V8 `.cpuprofile`; null when the continuous profiler does not run.
+ */
+export async function continuousCpuProfile(seconds: number, wait: (ms: number) => Promise<void>): Promise<{ profile: unknown; stallMs: number } | null> {
+  if (!cpuContinuous || dd === null || dd === undefined || cpuBusy) return null;
+  const p = dd;
+  cpuBusy = true;
+  try {
+    let t0 = performance.now();
+    p.time.stop(true); // discard what ran before the window
+    let stall = performance.now() - t0;
+    await wait(seconds * 1000);
+    t0 = performance.now();
+    const pprofProfile = p.time.stop(true) as PprofLike;
+    stall = Math.max(stall, performance.now() - t0);
+    return { profile: pprofToCpuProfile(pprofProfile, seconds), stallMs: stall };
+  } finally {
+    cpuBusy = false;
+  }
+}
+
+interface PprofLike {
+  sampleType: Array<{ type: number | bigint; unit: number | bigint }>;
+  sample: Array<{ locationId: Array<number | bigint>; value: Array<number | bigint> }>;
+  location: Array<{ id: number | bigint; line: Array<{ functionId: number | bigint; line: number | bigint }> }>;
+  function: Array<{ id: number | bigint; name: number | bigint; filename: number | bigint; startLine?: number | bigint }>;
+  stringTable: { strings: string[] } | string[];
+  timeNanos?: number | bigint;
+  durationNanos?: number | bigint;
+  period?: number | bigint;
+}
+
+/**
+ * @datadog/pprof's time profile (pprof) as a V8 `.cpuprofile`, so that `diag analyze` and DevTools read it as
+ * they read the inspector's: one node per distinct stack, one sample per pprof sample count, spread evenly.
+ */
+export function pprofToCpuProfile(p: PprofLike, seconds: number): unknown {
+  const strings = Array.isArray(p.stringTable) ? p.stringTable : p.stringTable.strings;
+  const str = (i: number | bigint): string => strings[Number(i)] ?? '';
+  const fns = new Map<number, { name: string; file: string }>();
+  for (const f of p.function) fns.set(Number(f.id), { name: str(f.name), file: str(f.filename) });
+  const locs = new Map<number, { name: string; file: string; line: number }>();
+  for (const l of p.location) {
+    const ln = l.line[0];
+    const f = ln ? fns.get(Number(ln.functionId)) : undefined;
+    locs.set(Number(l.id), { name: f?.name ?? '(unknown)', file: f?.file ?? '', line: ln ? Number(ln.line) : 0 });
+  }
+  const types = p.sampleType.map((t) => str(t.type));
+  const countIdx = Math.max(0, types.indexOf('sample'));
+  type N = { id: number; callFrame: CallFrame; hitCount: number; children: number[]; kids: Map<string, N> };
+  let nextId = 1;
+  const mk = (name: string, url: string, line: number): N => ({
+    id: nextId++,
+    callFrame: { functionName: name, scriptId: '0', url, lineNumber: line > 0 ? line - 1 : -1, columnNumber: -1 },
+    hitCount: 0,
+    children: [],
+    kids: new Map(),
+  });
+  const root = mk('(root)', '', 0);
+  const all: N[] = [root];
+  const samples: number[] = [];
+  for (const s of p.sample) {
+    let n = root;
+    // pprof stacks are leaf first
+    for (let i = s.locationId.length - 1; i >= 0; i--) {
+      const l = locs.get(Number(s.locationId[i])) ?? { name: '(unknown)', file: '', line: 0 };
+      const key = `${l.name}\u0000${l.file}\u0000${l.line}`;
+      let k = n.kids.get(key);
+      if (!k) {
+        k = mk(l.name, l.file, l.line);
+        n.kids.set(key, k);
+        n.children.push(k.id);
+        all.push(k);
+      }
+      n = k;
+    }
+    const count = Number(s.value[countIdx] ?? 1);
+    n.hitCount += count;
+    for (let i = 0; i < count; i++) samples.push(n.id);
+  }
+  const startTime = 0;
+  const endTime = Math.round(seconds * 1e6);
+  const dt = samples.length > 0 ? Math.floor(endTime / samples.length) : 0;
+  return {
+    nodes: all.map(({ kids: _k, ...n }) => n),
+    startTime,
+    endTime,
+    samples,
+    timeDeltas: samples.map(() => dt),
+  };
+}
