@@ -1,4 +1,5 @@
-import { Counter, Gauge, register as globalRegister, type Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { promClient } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
 import type { StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
@@ -168,6 +169,8 @@ export class MetricsSet {
     this.registry = registry;
     this.prefix = prefix;
     this.maxRoutes = maxRoutes;
+    // The classes of the application's prom-client (a peer dependency), whatever registry is given.
+    const { Counter, Gauge } = promClient();
     const registers = [registry];
     const sync = (): void => this.sync();
     const n = (name: string): string => prefix + name;
@@ -339,7 +342,8 @@ function flushStream(s: StreamState): void {
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
 
 /** The metric set of a registry and prefix, created once. Throws when the registry does. */
-export function getMetricsSet(registry: Registry = globalRegister, prefix = '', maxRoutes = 200): MetricsSet {
+export function getMetricsSet(registry?: Registry, prefix = '', maxRoutes = 200): MetricsSet {
+  registry ??= promClient().register;
   const r = registry as WithSets;
   let sets = r[kMetricsSets];
   if (sets === undefined) {
