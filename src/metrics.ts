@@ -75,8 +75,18 @@ export class RouteMetrics {
     set.stalled.labels(labels).set(0);
     for (const c of [set.blocked, set.bytes, set.writes, set.afterClose]) c.labels(labels).inc(0);
     for (const k of LEAK_KINDS) this.leak(k).inc(0);
-    for (const r of RESUME_RESULTS) this.resume(r).inc(0);
-    for (const r of REJECT_REASONS) this.rejected(r).inc(0);
+    // stream_resumes_total and stream_rejected_total exist only on routes that use the resilient runtime's
+    // resume (the hub) or limits: usesResumes() / usesRejections() start them at 0 when such a stream opens.
+  }
+
+  /** A route served by the hub: its resume results start at 0 (before the first resume, so rate() sees it). */
+  usesResumes(): void {
+    if (this.resumesBy.size < RESUME_RESULTS.length) for (const r of RESUME_RESULTS) this.resume(r);
+  }
+
+  /** A route with limits: the reasons its limits can give start at 0. */
+  usesRejections(reasons: readonly string[]): void {
+    for (const r of reasons) this.rejected(r);
   }
 
   /** Counts a stream opened (moved into stream_started_total at scrape time). */
@@ -127,7 +137,9 @@ export class RouteMetrics {
     let c = this.resumesBy.get(result);
     if (c === undefined) {
       c = this.set.resumes.labels({ route: this.route, result });
+      c.inc(0);
       this.resumesBy.set(result, c);
+      this.usesResumes();
     }
     return c;
   }
@@ -136,6 +148,7 @@ export class RouteMetrics {
     let c = this.rejectedBy.get(reason);
     if (c === undefined) {
       c = this.set.rejected.labels({ route: this.route, reason });
+      c.inc(0);
       this.rejectedBy.set(reason, c);
     }
     return c;
