@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { promClient } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
@@ -354,9 +355,28 @@ function flushStream(s: StreamState): void {
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
 
+let answering = false;
+
+/**
+ * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): prom-client
+ * installs that answer when an AggregatorRegistry is created, as its cluster example does in every process.
+ */
+function answerClusterPrimary(): void {
+  if (answering || !cluster.isWorker) return;
+  answering = true;
+  try {
+    new (promClient().AggregatorRegistry)();
+  } catch (err) {
+    tracker.fault('metrics', err);
+  }
+}
+
 /** The metric set of a registry and prefix, created once. Throws when the registry does. */
 export function getMetricsSet(registry?: Registry, prefix = '', maxRoutes = 200): MetricsSet {
-  registry ??= promClient().register;
+  if (registry === undefined) {
+    registry = promClient().register;
+    answerClusterPrimary();
+  }
   const r = registry as WithSets;
   let sets = r[kMetricsSets];
   if (sets === undefined) {

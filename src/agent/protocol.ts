@@ -37,6 +37,10 @@ export interface HelloResult {
   streamscopeVersion: string;
   openStreams: number;
   uptimeSec: number;
+  /** Parent pid: a node:cluster (or PM2) worker's primary. Absent from agents before 0.1.1. */
+  ppid?: number;
+  /** `cluster.worker.id` in a node:cluster worker (PM2 cluster mode included), else null. */
+  clusterWorkerId?: number | null;
 }
 
 export const DEFAULT_TRACE_CATEGORIES = [

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import net from 'node:net';
 import { getTracker } from '../tracker.js';
 import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
@@ -45,6 +46,8 @@ export function hello(): HelloResult {
     streamscopeVersion: VERSION,
     openStreams: tracker.open.size,
     uptimeSec: Math.round(process.uptime()),
+    ppid: process.ppid,
+    clusterWorkerId: cluster.isWorker && cluster.worker !== undefined ? cluster.worker.id : null,
   };
 }
 
