@@ -2,6 +2,7 @@ import type { InstrumentOptions } from './types.js';
 import type { StreamConfig } from './stream-state.js';
 import { getMetricsSet, metricsListener, type MetricsSet } from './metrics.js';
 import { tracingListener } from './tracing.js';
+import { otelMetricsListener } from './otel-metrics.js';
 import { detectorsListener } from './detectors/index.js';
 import { getTracker } from './tracker.js';
 import { invalidOption } from './errors.js';
@@ -16,6 +17,7 @@ export function ensureInstalled(): void {
   if (!has('metrics')) tracker.subscribe(metricsListener);
   if (!has('tracing')) tracker.subscribe(tracingListener);
   if (!has('detectors')) tracker.subscribe(detectorsListener);
+  if (!has('otel-metrics')) tracker.subscribe(otelMetricsListener);
 }
 
 function positive(name: string, v: unknown, dflt: number): number {

@@ -83,6 +83,8 @@ export class StreamState {
   spanEvents = 0;
   spanEventsDropped = 0;
   spanEpisodeRecorded = false;
+  /** Counted in the OpenTelemetry instruments (opened while a MeterProvider was registered). */
+  otelCounted = false;
   parentContext: Context | undefined = undefined;
   traceId = '';
   /** Shared empty list until the first finding (no array per stream). */
