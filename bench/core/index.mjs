@@ -16,9 +16,10 @@ export const VARIANT_NAMES = {
   'otel+ours': 'streamscope under the OpenTelemetry peer',
   'ours+trackAsync': 'streamscope, `trackAsync: true`',
   'ours+captureStacks': 'streamscope, `captureStacks: true`',
+  'ours+otelMetrics': 'streamscope with an OpenTelemetry `MeterProvider` registered (metrics also as OTel instruments, collected every second)',
 };
 
-const ALL = ['bare', 'ours', 'otel', 'otel+ours', 'ours+trackAsync', 'ours+captureStacks'];
+const ALL = ['bare', 'ours', 'otel', 'otel+ours', 'ours+trackAsync', 'ours+captureStacks', 'ours+otelMetrics'];
 
 function num(name, dflt) {
   const v = process.env[name];
