@@ -7,6 +7,7 @@ import type * as PromClient from 'prom-client';
 export type PromClientModule = typeof PromClient;
 
 let cached: PromClientModule | undefined;
+let warned = false;
 
 /** Where the application's own `require('prom-client')` resolves from: its main module, then the cwd. */
 function appBases(): string[] {
@@ -50,5 +51,11 @@ export function promClient(): PromClientModule {
       last = err;
     }
   }
-  throw new Error(`streamscope: prom-client is not installed (npm i prom-client); ${String((last as Error)?.message ?? last)}`);
+  const err = new Error(`streamscope: prom-client is not installed (npm i prom-client); ${String((last as Error)?.message ?? last)}`);
+  if (!warned) {
+    warned = true;
+    // one clear line: without its peer dependency streamscope still tracks streams, but has no metrics
+    process.stderr.write('streamscope: prom-client is not installed, so there are no Prometheus metrics (npm install prom-client)\n');
+  }
+  throw err;
 }
