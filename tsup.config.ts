@@ -11,7 +11,7 @@ const entry = {
 
 export default defineConfig([
   { entry, format: 'esm', outDir: 'dist/esm', dts: true, target: 'node20', clean: true, sourcemap: true },
-  { entry, format: 'cjs', outDir: 'dist/cjs', dts: true, splitting: true, target: 'node20', clean: true, sourcemap: true },
+  { entry, format: 'cjs', outDir: 'dist/cjs', dts: true, splitting: true, shims: true, target: 'node20', clean: true, sourcemap: true },
   {
     entry: { cli: 'diagnostics/cli.ts' },
     format: 'esm',

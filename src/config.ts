@@ -2,6 +2,7 @@ import type { InstrumentOptions } from './types.js';
 import type { StreamConfig } from './stream-state.js';
 import { getMetricsSet, metricsListener, type MetricsSet } from './metrics.js';
 import { tracingListener } from './tracing.js';
+import { otelMetricsListener } from './otel-metrics.js';
 import { detectorsListener } from './detectors/index.js';
 import { channelsListener } from './channels.js';
 import { getTracker } from './tracker.js';
@@ -20,6 +21,7 @@ export function ensureInstalled(): void {
   if (!has('detectors')) tracker.subscribe(detectorsListener);
   if (!has('channels')) tracker.subscribe(channelsListener);
   if (!has('guards')) tracker.subscribe(guardsListener);
+  if (!has('otel-metrics')) tracker.subscribe(otelMetricsListener);
 }
 
 function positive(name: string, v: unknown, dflt: number): number {

@@ -157,7 +157,10 @@ export const guardsListener: TrackerListener = {
   component: 'guards',
   open(s) {
     const guards = s.config.guards;
-    if (guards == null || guards.deadPeerMs === 0) return;
+    if (guards == null) return;
+    // The route's guard series exist once a guarded stream opens there (series that pay their way).
+    s.metrics?.usesGuards();
+    if (guards.deadPeerMs === 0) return;
     const socket = s.res?.socket as WatchedSocket | null | undefined;
     if (!socket || typeof socket.setKeepAlive !== 'function') return;
     socket.setKeepAlive(true, guards.deadPeerMs);

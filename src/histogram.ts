@@ -34,7 +34,6 @@ export class HistogramChild {
 
 interface Sample {
   labels: Record<string, string | number>;
-  sharedLabels?: Record<string, string>;
   value: number;
   metricName: string;
 }
@@ -69,28 +68,24 @@ export class StreamHistogram {
     return c;
   }
 
-  /** What prom-client's registry formats as text: per-sample labels apart from the child's shared ones. */
-  async getForPromString(): Promise<{ name: string; help: string; type: string; values: Sample[]; aggregator: string }> {
+  /**
+   * prom-client's public metric interface (`registry.metrics()`, `getMetricsAsJSON()`, cluster aggregation,
+   * in prom-client 14 and 15 alike): one sample per bucket, `_sum` and `_count`, `le` first.
+   */
+  async get(): Promise<{ name: string; help: string; type: string; values: Sample[]; aggregator: string }> {
     const values: Sample[] = [];
     const bucket = `${this.name}_bucket`;
     for (const c of this.children.values()) {
       let acc = 0;
       for (let i = 0; i < this.upperBounds.length; i++) {
         acc += c.counts[i] as number;
-        values.push({ labels: { le: this.upperBounds[i] as number }, sharedLabels: c.labels, value: acc, metricName: bucket });
+        values.push({ labels: { le: this.upperBounds[i] as number, ...c.labels }, value: acc, metricName: bucket });
       }
-      values.push({ labels: { le: '+Inf' }, sharedLabels: c.labels, value: c.count, metricName: bucket });
-      values.push({ labels: {}, sharedLabels: c.labels, value: c.sum, metricName: `${this.name}_sum` });
-      values.push({ labels: {}, sharedLabels: c.labels, value: c.count, metricName: `${this.name}_count` });
+      values.push({ labels: { le: '+Inf', ...c.labels }, value: c.count, metricName: bucket });
+      values.push({ labels: { ...c.labels }, value: c.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...c.labels }, value: c.count, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
-  }
-
-  /** The JSON form (getMetricsAsJSON, cluster aggregation): shared labels merged into each sample's. */
-  async get(): Promise<{ name: string; help: string; type: string; values: Sample[]; aggregator: string }> {
-    const data = await this.getForPromString();
-    data.values = data.values.map(({ labels, sharedLabels, value, metricName }) => ({ labels: { ...labels, ...sharedLabels }, value, metricName }));
-    return data;
   }
 
   /** registry.resetMetrics(): back to zero, children kept (callers hold them). */

@@ -1,6 +1,7 @@
 export { instrument } from './instrument.js';
 export { observeAll } from './observe.js';
 export { metricsHandler } from './metrics-handler.js';
+export { clusterMetricsHandler } from './cluster.js';
 export { streams, onFinding, recentFindings, internalErrors } from './api.js';
 export { DURATION_BUCKETS } from './metrics.js';
 export { StreamscopeError, StreamClosedError, codes as errorCodes } from './errors.js';

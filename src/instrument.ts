@@ -25,8 +25,20 @@ function failed(this: StreamState): void {
  * Wraps a `(req, res, ...rest)` handler (node:http, Express, Connect) so that every streaming
  * response it writes is tracked. Returns a function of the same shape. Idempotent: wrapping an
  * instrumented handler returns it unchanged. The handler's own errors pass through unchanged.
+ *
+ * Generic over the handler's parameters: an inline handler takes its types from where the result is
+ * used (`app.get('/e/:id', instrument(async (req, res) => req.params.id))` gets Express's `Request`
+ * and `Response`), and from node:http (`IncomingMessage`, `ServerResponse`) when nothing says otherwise.
  */
-export function instrument<H extends Handler>(handler: H, options?: InstrumentOptions): H;
+export function instrument<
+  Req extends IncomingMessage = IncomingMessage,
+  Res extends ServerResponse = ServerResponse,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  Rest extends any[] = [],
+  R = unknown,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  This = any,
+>(handler: (this: This, req: Req, res: Res, ...rest: Rest) => R, options?: InstrumentOptions): (this: This, req: Req, res: Res, ...rest: Rest) => R;
 /** Framework handlers whose request and response types extend node's (Express's `Request`, …). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function instrument<H extends (this: any, req: any, res: any, ...rest: any[]) => unknown>(handler: H, options?: InstrumentOptions): H;

@@ -1,4 +1,6 @@
-import { Counter, Gauge, register as globalRegister, type Registry } from 'prom-client';
+import cluster from 'node:cluster';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { promClient } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
 import type { StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
@@ -78,9 +80,23 @@ export class RouteMetrics {
     set.stalled.labels(labels).set(0);
     for (const c of [set.blocked, set.bytes, set.writes, set.afterClose]) c.labels(labels).inc(0);
     for (const k of LEAK_KINDS) this.leak(k).inc(0);
-    for (const r of RESUME_RESULTS) this.resume(r).inc(0);
-    for (const r of REJECT_REASONS) this.rejected(r).inc(0);
-    for (const g of GUARD_NAMES) this.guardAction(g).inc(0);
+    // stream_resumes_total and stream_rejected_total exist only on routes that use the resilient runtime's
+    // resume (the hub) or limits: usesResumes() / usesRejections() start them at 0 when such a stream opens.
+  }
+
+  /** A route whose streams run under opt-in guards: its guard actions start at 0 (docs/guards.md). */
+  usesGuards(): void {
+    if (this.guardsBy.size < GUARD_NAMES.length) for (const g of GUARD_NAMES) this.guardAction(g);
+  }
+
+  /** A route served by the hub: its resume results start at 0 (before the first resume, so rate() sees it). */
+  usesResumes(): void {
+    if (this.resumesBy.size < RESUME_RESULTS.length) for (const r of RESUME_RESULTS) this.resume(r);
+  }
+
+  /** A route with limits: the reasons its limits can give start at 0. */
+  usesRejections(reasons: readonly string[]): void {
+    for (const r of reasons) this.rejected(r);
   }
 
   /** Counts a stream opened (moved into stream_started_total at scrape time). */
@@ -131,7 +147,9 @@ export class RouteMetrics {
     let c = this.resumesBy.get(result);
     if (c === undefined) {
       c = this.set.resumes.labels({ route: this.route, result });
+      c.inc(0);
       this.resumesBy.set(result, c);
+      this.usesResumes();
     }
     return c;
   }
@@ -140,7 +158,9 @@ export class RouteMetrics {
     let c = this.guardsBy.get(guard);
     if (c === undefined) {
       c = this.set.guardActions.labels({ route: this.route, guard });
+      c.inc(0);
       this.guardsBy.set(guard, c);
+      this.usesGuards();
     }
     return c;
   }
@@ -149,6 +169,7 @@ export class RouteMetrics {
     let c = this.rejectedBy.get(reason);
     if (c === undefined) {
       c = this.set.rejected.labels({ route: this.route, reason });
+      c.inc(0);
       this.rejectedBy.set(reason, c);
     }
     return c;
@@ -183,6 +204,8 @@ export class MetricsSet {
     this.registry = registry;
     this.prefix = prefix;
     this.maxRoutes = maxRoutes;
+    // The classes of the application's prom-client (a peer dependency), whatever registry is given.
+    const { Counter, Gauge } = promClient();
     const registers = [registry];
     const sync = (): void => this.sync();
     const n = (name: string): string => prefix + name;
@@ -356,8 +379,28 @@ function flushStream(s: StreamState): void {
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
 
+let answering = false;
+
+/**
+ * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): prom-client
+ * installs that answer when an AggregatorRegistry is created, as its cluster example does in every process.
+ */
+function answerClusterPrimary(): void {
+  if (answering || !cluster.isWorker) return;
+  answering = true;
+  try {
+    new (promClient().AggregatorRegistry)();
+  } catch (err) {
+    tracker.fault('metrics', err);
+  }
+}
+
 /** The metric set of a registry and prefix, created once. Throws when the registry does. */
-export function getMetricsSet(registry: Registry = globalRegister, prefix = '', maxRoutes = 200): MetricsSet {
+export function getMetricsSet(registry?: Registry, prefix = '', maxRoutes = 200): MetricsSet {
+  if (registry === undefined) {
+    registry = promClient().register;
+    answerClusterPrimary();
+  }
   const r = registry as WithSets;
   let sets = r[kMetricsSets];
   if (sets === undefined) {

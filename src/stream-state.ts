@@ -90,6 +90,12 @@ export class StreamState {
   span: Span | undefined = undefined;
   spanContext: SpanContext | undefined = undefined;
   spanEnded = false;
+  /** Span events recorded / left out over the cap (see tracing.ts), and whether the current blocked episode's event was recorded. */
+  spanEvents = 0;
+  spanEventsDropped = 0;
+  spanEpisodeRecorded = false;
+  /** Counted in the OpenTelemetry instruments (opened while a MeterProvider was registered). */
+  otelCounted = false;
   parentContext: Context | undefined = undefined;
   traceId = '';
   /** Shared empty list until the first finding (no array per stream). */

@@ -1,4 +1,5 @@
-import { ProxyTracerProvider, SpanStatusCode, context, trace, type Tracer } from '@opentelemetry/api';
+import { ProxyTracerProvider, SpanStatusCode, context, trace, type Attributes, type Tracer } from '@opentelemetry/api';
+import type { StreamState } from './stream-state.js';
 import { producerHolds, type TrackerListener } from './tracker.js';
 
 /** One span per stream, `stream <route>`, child of the span active where the handler ran. */
@@ -23,6 +24,28 @@ function tracerFor(configured: Tracer | undefined): Tracer | undefined {
 }
 
 
+/**
+ * Events kept per stream span. The SDK keeps 128 by default and drops the OLDEST beyond it (the first
+ * write, the first backpressure episodes); streamscope stops adding before that and counts the rest in
+ * `stream.events_dropped`. Backpressure episodes (a `stream.write_blocked` + `stream.drain` pair) use at
+ * most MAX_SPAN_EVENTS - RESERVED_EVENTS; the rest is kept for the one-off events (client close, findings).
+ */
+export const MAX_SPAN_EVENTS = 100;
+const RESERVED_EVENTS = 10;
+
+/** Adds an event within the cap, else counts it as dropped. `room`: events this one needs (2 for an episode). */
+function addEvent(s: StreamState, name: string, attrs?: Attributes, time?: number, limit = MAX_SPAN_EVENTS, room = 1): boolean {
+  const span = s.span;
+  if (span === undefined) return false;
+  if (s.spanEvents + room > limit) {
+    s.spanEventsDropped++;
+    return false;
+  }
+  s.spanEvents++;
+  span.addEvent(name, attrs, time);
+  return true;
+}
+
 export const tracingListener: TrackerListener = {
   component: 'tracing',
   open(s) {
@@ -42,21 +65,39 @@ export const tracingListener: TrackerListener = {
   firstWrite(s) {
     const span = s.span;
     if (span === undefined) return;
-    span.addEvent('stream.first_write', undefined, performance.timeOrigin + s.firstWriteAt);
+    // as an attribute at once too: it survives whatever happens to the events
+    span.setAttribute('stream.first_write_ms', s.firstWriteAt - s.t0);
+    addEvent(s, 'stream.first_write', undefined, performance.timeOrigin + s.firstWriteAt);
   },
   writeBlocked(s) {
-    s.span?.addEvent('stream.write_blocked', { 'stream.buffered_bytes': s.res?.writableLength ?? 0 });
+    if (s.span === undefined) return;
+    // an episode is recorded whole (room for its drain) or not at all
+    s.spanEpisodeRecorded = addEvent(
+      s,
+      'stream.write_blocked',
+      { 'stream.buffered_bytes': s.res?.writableLength ?? 0 },
+      undefined,
+      MAX_SPAN_EVENTS - RESERVED_EVENTS,
+      2,
+    );
   },
   drain(s, waitedMs) {
-    s.span?.addEvent('stream.drain', { 'stream.blocked_ms': Math.round(waitedMs) });
+    if (s.span === undefined) return;
+    if (!s.spanEpisodeRecorded) {
+      s.spanEventsDropped++;
+      return;
+    }
+    s.spanEpisodeRecorded = false;
+    s.spanEvents++;
+    s.span.addEvent('stream.drain', { 'stream.blocked_ms': Math.round(waitedMs) });
   },
   clientClosed(s) {
-    s.span?.addEvent('stream.client_closed');
+    addEvent(s, 'stream.client_closed');
   },
   finding(s, f) {
     const attrs = { 'finding.kind': f.kind, 'finding.severity': f.severity, 'finding.detail': f.detail };
     if (s.span !== undefined && !s.spanEnded) {
-      s.span.addEvent('stream.finding', attrs);
+      addEvent(s, 'stream.finding', attrs);
       return;
     }
     // The stream's span already ended (a producer that went on after its handler returned): record the
@@ -77,6 +118,7 @@ export const tracingListener: TrackerListener = {
       'stream.bytes': s.bytes,
       'stream.writes': s.writes,
       'stream.blocked_writes': s.blockedWrites,
+      'stream.events_dropped': s.spanEventsDropped,
     });
     if (s.firstWriteAt >= 0) span.setAttribute('stream.first_write_ms', s.firstWriteAt - s.t0);
     if (s.outcome === 'error' || s.outcome === 'timeout') span.setStatus({ code: SpanStatusCode.ERROR, message: s.outcome });
@@ -88,6 +130,7 @@ export const tracingListener: TrackerListener = {
   release(s) {
     if (s.span === undefined || s.spanEnded) return;
     s.spanEnded = true;
+    s.span.setAttribute('stream.events_dropped', s.spanEventsDropped);
     s.span.end();
   },
 };

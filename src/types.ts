@@ -54,7 +54,7 @@ export type RouteOption = string | ((req: IncomingMessage, res: ServerResponse) 
 export interface InstrumentOptions {
   /** Route label. Default: the framework's route template, else a normalized path. */
   route?: RouteOption;
-  /** prom-client registry; default prom-client's global `register`. */
+  /** prom-client registry; default the global `register` of the application's prom-client (a peer dependency). */
   registry?: Registry;
   /** Prepended to every metric name. */
   prefix?: string;

@@ -8,6 +8,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import { instrument } from '../src/index.js';
+import { MAX_SPAN_EVENTS } from '../src/tracing.js';
 import { get, getAndAbort, sleep, startServer, until } from './helpers/http.js';
 
 const run = promisify(execFile);
@@ -103,6 +104,72 @@ describe('one span per stream', () => {
     expect(names).toContain('stream.write_blocked');
     expect(names).toContain('stream.drain');
     expect(span!.attributes['stream.blocked_writes']).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a stream with hundreds of backpressure episodes keeps its first write and caps its events, counting the rest', async () => {
+    exporter.reset();
+    const EPISODES = 220;
+    let episodes = 0;
+    const srv = await startServer(
+      instrument(
+        async (_req, res) => {
+          res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+          const chunk = Buffer.alloc(256 * 1024, 66);
+          for (let i = 0; episodes < EPISODES && i < 20_000; i++) {
+            if (!res.write(chunk)) {
+              episodes++;
+              await new Promise((r) => res.once('drain', r));
+            }
+          }
+          res.end();
+        },
+        { tracer, registry: new Registry(), route: '/long' },
+      ),
+    );
+    // a client that takes a pause now and then, so the server meets backpressure often
+    await new Promise<void>((resolve, reject) => {
+      http.get(srv.url, { agent: false }, (res) => {
+        res.on('data', () => {
+          res.pause();
+          setTimeout(() => res.resume(), 1);
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+      }).on('error', reject);
+    });
+    await until(() => exporter.getFinishedSpans().length === 1, 'span to end');
+    await srv.close();
+    expect(episodes).toBe(EPISODES);
+    const [span] = exporter.getFinishedSpans();
+    const names = span!.events.map((e) => e.name);
+    expect(names.length).toBeLessThanOrEqual(MAX_SPAN_EVENTS);
+    expect(span!.droppedEventsCount).toBe(0); // the SDK (128 by default) dropped nothing: streamscope stopped first
+    expect(names[0]).toBe('stream.first_write');
+    expect(typeof span!.attributes['stream.first_write_ms']).toBe('number');
+    expect(span!.attributes['stream.blocked_writes']).toBe(EPISODES);
+    // episodes are recorded whole: every write_blocked event has its drain right after it
+    const blocked = names.filter((n) => n === 'stream.write_blocked').length;
+    expect(names.filter((n) => n === 'stream.drain').length).toBe(blocked);
+    names.forEach((n, i) => {
+      if (n === 'stream.write_blocked') expect(names[i + 1]).toBe('stream.drain');
+    });
+    expect(blocked).toBeGreaterThan(0);
+    // what was left out is counted: every event the stream had, minus those recorded
+    expect(span!.attributes['stream.events_dropped']).toBe(1 + 2 * EPISODES - names.length);
+  }, 60_000);
+
+  it('a short stream drops no event', async () => {
+    exporter.reset();
+    const srv = await startServer(instrument(async (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      res.write('data: 1\n\n');
+      await sleep(5);
+      res.end();
+    }, { tracer, registry: new Registry(), route: '/short' }));
+    await get(srv.url);
+    await until(() => exporter.getFinishedSpans().length === 1, 'span to end');
+    await srv.close();
+    expect(exporter.getFinishedSpans()[0]!.attributes['stream.events_dropped']).toBe(0);
   });
 
   it('under @opentelemetry/instrumentation-http, the stream span is a child of the HTTP server span', async () => {

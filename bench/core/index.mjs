@@ -18,9 +18,10 @@ export const VARIANT_NAMES = {
   'ours+captureStacks': 'streamscope, `captureStacks: true`',
   'ours+guards': 'streamscope, every guard on (docs/guards.md)',
   'ours+heapSampling': 'streamscope with the agent sampling the heap from start-up (`startAgent({ heapSampling: 524288 })`)',
+  'ours+otelMetrics': 'streamscope with an OpenTelemetry `MeterProvider` registered (metrics also as OTel instruments, collected every second)',
 };
 
-const ALL = ['bare', 'ours', 'otel', 'otel+ours', 'ours+trackAsync', 'ours+captureStacks'];
+const ALL = ['bare', 'ours', 'otel', 'otel+ours', 'ours+trackAsync', 'ours+captureStacks', 'ours+otelMetrics'];
 
 function num(name, dflt) {
   const v = process.env[name];

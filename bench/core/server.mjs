@@ -1,7 +1,7 @@
 // Server child of the core benchmark. One process = one variant x one scenario.
 // Talks to the harness over IPC: sends {type:'ready', port}, answers {type:'cpu'|'heap'|'check'|'sweep'}.
 //
-// env: BENCH_VARIANT  bare | ours | otel | otel+ours | ours+trackAsync | ours+captureStacks | ours+guards | ours+heapSampling
+// env: BENCH_VARIANT  bare | ours | otel | otel+ours | ours+trackAsync | ours+captureStacks | ours+guards | ours+heapSampling | ours+otelMetrics
 //      BENCH_SCENARIO flood | short | idle | sweep
 //      BENCH_LIB      absolute path of dist/esm/index.js (or src/index.ts under tsx for 'sweep')
 import { createRequire } from 'node:module';
@@ -34,6 +34,19 @@ if (variant.startsWith('otel')) {
   const provider = new NodeTracerProvider({ spanProcessors: [new BatchSpanProcessor(noopExporter)] });
   provider.register();
   registerInstrumentations({ instrumentations: [new HttpInstrumentation()] });
+}
+if (variant === 'ours+otelMetrics') {
+  // An app that registered an OpenTelemetry MeterProvider: streamscope also records its metrics as OTel
+  // instruments. The reader collects every second into an exporter that drops the data.
+  const { metrics } = require('@opentelemetry/api');
+  const { MeterProvider, PeriodicExportingMetricReader, AggregationTemporality } = require('@opentelemetry/sdk-metrics');
+  const exporter = {
+    export: (_batch, done) => done({ code: 0 }),
+    selectAggregationTemporality: () => AggregationTemporality.CUMULATIVE,
+    forceFlush: () => Promise.resolve(),
+    shutdown: () => Promise.resolve(),
+  };
+  metrics.setGlobalMeterProvider(new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1000 })] }));
 }
 const http = require('http');
 

@@ -16,6 +16,10 @@ export interface LsEntry {
   uptimeSec: number;
   command: string;
   socket: string;
+  /** Parent pid (null from older agents). */
+  ppid: number | null;
+  /** node:cluster worker id (PM2 cluster mode included), null when not a worker. */
+  clusterWorkerId: number | null;
 }
 
 async function probe(file: string): Promise<HelloResult | 'refused' | 'silent'> {
@@ -77,6 +81,8 @@ export async function listAgents(note: (line: string) => void = () => undefined)
         uptimeSec: h.uptimeSec,
         command: [...h.execArgv.length ? ['node', ...h.execArgv] : ['node'], ...h.argv.slice(1)].join(' '),
         socket: file,
+        ppid: typeof h.ppid === 'number' ? h.ppid : null,
+        clusterWorkerId: typeof h.clusterWorkerId === 'number' ? h.clusterWorkerId : null,
       });
     }
   }
@@ -93,8 +99,32 @@ export async function runLs(opts: { json?: boolean }, io: Io = { stdout: process
     io.stdout.write('no process runs the streamscope agent (start one with: node --import streamscope/register app.js)\n');
     return 0;
   }
-  const rows = [['PID', 'NODE', 'STREAMS', 'UPTIME', 'COMMAND'], ...list.map((e) => [String(e.pid), e.nodeVersion, String(e.openStreams), `${e.uptimeSec}s`, e.command])];
+  const rows = [['PID', 'NODE', 'STREAMS', 'UPTIME', 'COMMAND'], ...tree(list).map(({ e, prefix }) => [prefix + String(e.pid), e.nodeVersion, String(e.openStreams), `${e.uptimeSec}s`, e.command])];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   for (const r of rows) io.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ') + '\n');
   return 0;
+}
+
+/**
+ * Workers under their primary: an entry whose parent is a listed agent follows it, indented, with its
+ * cluster worker id before its command (`└ 1235 … [worker 1] node app.js`). Everything else stays in pid order.
+ */
+function tree(list: LsEntry[]): Array<{ e: LsEntry; prefix: string }> {
+  const pids = new Set(list.map((e) => e.pid));
+  const childrenOf = new Map<number, LsEntry[]>();
+  for (const e of list) {
+    if (e.ppid !== null && e.ppid !== e.pid && pids.has(e.ppid)) {
+      const kids = childrenOf.get(e.ppid) ?? [];
+      kids.push(e);
+      childrenOf.set(e.ppid, kids);
+    }
+  }
+  const out: Array<{ e: LsEntry; prefix: string }> = [];
+  const visit = (e: LsEntry, depth: number): void => {
+    out.push({ e, prefix: depth === 0 ? '' : `${'  '.repeat(depth - 1)}└ ` });
+    for (const k of childrenOf.get(e.pid) ?? []) visit(k, depth + 1);
+  };
+  for (const e of list) if (!(e.ppid !== null && e.ppid !== e.pid && pids.has(e.ppid))) visit(e, 0);
+  // a worker's command says which worker it is
+  return out.map(({ e, prefix }) => ({ e: e.clusterWorkerId === null ? e : { ...e, command: `[worker ${e.clusterWorkerId}] ${e.command}` }, prefix }));
 }

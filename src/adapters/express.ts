@@ -3,7 +3,37 @@ import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../config.js';
 import { inStream, track } from '../track.js';
 
-export { instrument } from '../instrument.js';
+import type { NextFunction, Request, Response } from 'express';
+import type * as core from 'express-serve-static-core';
+import { instrument as coreInstrument } from '../instrument.js';
+
+/**
+ * `instrument()` with Express's types: an inline handler gets Express's `Request`, `Response` and `next`
+ * (`app.get('/e/:id', instrument(async (req, res) => res.json(req.params.id)))`). TypeScript cannot carry
+ * the route's own parameter types through a wrapper inside `app.get()`'s generic call, so `req.params` is
+ * `ParamsDictionary` (pass `instrument<{ id: string }>(…)` for exact ones). Same function as
+ * `streamscope`'s `instrument`; node:http handlers are accepted too.
+ */
+export interface ExpressInstrument {
+  <
+    P = core.ParamsDictionary,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    ResBody = any,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    ReqBody = any,
+    ReqQuery = core.Query,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    Locals extends Record<string, any> = Record<string, any>,
+    R = unknown,
+  >(
+    handler: (req: Request<P, ResBody, ReqBody, ReqQuery, Locals>, res: Response<ResBody, Locals>, next: NextFunction) => R,
+    options?: InstrumentOptions,
+  ): (req: Request<P, ResBody, ReqBody, ReqQuery, Locals>, res: Response<ResBody, Locals>, next: NextFunction) => R;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  <H extends (this: any, req: any, res: any, ...rest: any[]) => unknown>(handler: H, options?: InstrumentOptions): H;
+}
+
+export const instrument: ExpressInstrument = coreInstrument as ExpressInstrument;
 
 /**
  * Express (4 and 5) / Connect middleware: `app.use(streamscope())` tracks every streaming response

@@ -41,6 +41,10 @@ export interface HelloResult {
   uptimeSec: number;
   /** Which light profilers the agent has (absent on older agents). */
   profiling?: { pprof: boolean; heapSampling: number | null; cpuContinuous: boolean };
+  /** Parent pid: a node:cluster (or PM2) worker's primary. Absent from agents before 0.1.1. */
+  ppid?: number;
+  /** `cluster.worker.id` in a node:cluster worker (PM2 cluster mode included), else null. */
+  clusterWorkerId?: number | null;
 }
 
 export const DEFAULT_TRACE_CATEGORIES = [

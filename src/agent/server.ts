@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import net from 'node:net';
 import { getTracker } from '../tracker.js';
 import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
@@ -65,6 +66,8 @@ export function hello(): HelloResult {
     openStreams: tracker.open.size,
     uptimeSec: Math.round(process.uptime()),
     profiling: profilingState(),
+    ppid: process.ppid,
+    clusterWorkerId: cluster.isWorker && cluster.worker !== undefined ? cluster.worker.id : null,
   };
 }
 

@@ -223,12 +223,12 @@ export class Hub {
     stream[kOpen]();
     if (stream.closed) return stream;
     const s = stream[kState];
-    if (result !== null) {
-      try {
-        s?.metrics?.resume(result).inc();
-      } catch (err) {
-        tracker.fault('metrics', err);
-      }
+    try {
+      // a hub route can be resumed: its results show at 0 from its first subscriber (docs/metrics.md)
+      s?.metrics?.usesResumes();
+      if (result !== null) s?.metrics?.resume(result).inc();
+    } catch (err) {
+      tracker.fault('metrics', err);
     }
     if (reset !== null) stream[kPush](encodeEvent({ id: reset.id, event: 'reset', data: reset.body }), reset.id);
     // An id-only frame dispatches no event but sets the client's last event id (WHATWG "dispatch the

@@ -182,6 +182,9 @@ export class SseStream {
     if (s !== undefined) {
       try {
         promote(s);
+        // a route with limits shows the reasons they can give, at 0, from its first stream (docs/metrics.md)
+        if (o.limits.buckets !== null) s.metrics?.usesRejections(['rate_limited']);
+        if (o.limits.shedder !== null) s.metrics?.usesRejections(['overloaded']);
       } catch (err) {
         tracker.fault('sse', err);
       }
