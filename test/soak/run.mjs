@@ -2,7 +2,7 @@
 // The soak: many streams through the demo's routes and the resilient runtime, with faults injected at random
 // points, then invariants checked and printed. Loopback only, bounded in count and time.
 //
-//   node test/soak/run.mjs [--streams 100000] [--max-seconds 1800] [--concurrency 48] [--seed N] [--json FILE]
+//   node test/soak/run.mjs [--streams 100000] [--max-seconds 3600] [--concurrency 24] [--seed N] [--json FILE]
 //   npm run soak            (builds, then the full 100,000-stream run)
 //
 // Runs the BUILT package (dist/): two app instances (test/soak/app.mjs, `node --expose-gc`) on one real
@@ -26,7 +26,7 @@ function arg(name, dflt) {
   return i < 0 ? dflt : process.argv[i + 1];
 }
 const TOTAL = Number(arg('streams', 100_000));
-const MAX_SECONDS = Number(arg('max-seconds', 1800));
+const MAX_SECONDS = Number(arg('max-seconds', 3600));
 const CONCURRENCY = Number(arg('concurrency', 24));
 const SEED = Number(arg('seed', Date.now() % 1_000_000));
 const JSON_OUT = arg('json', null);
