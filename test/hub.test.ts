@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { EventSource } from 'eventsource';
 import fc from 'fast-check';
-import { compareIds, createHub, memoryStore, type Hub, type SubscribeOptions } from '../src/index.js';
+import { compareIds, createHub, memoryStore, type Hub, type HubStore, type SubscribeOptions } from '../src/index.js';
 import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
 import { expectAnchoredResume, hubApp, openSse, publishWithCuts } from './helpers/sse.js';
 
@@ -159,6 +159,25 @@ describe('createHub() with memoryStore', () => {
     rs.close();
     // an earlier store's id below the new store's first id, and one above its last: both 416
     for (const id of [seen[0]!, `${seen[0]!.split(':')[0]}:99999999999999-0`]) expect((await get(`${srv.url}/events?lastEventId=${id}`)).status).toBe(416);
+  });
+
+  it("a custom store's failing append rejects publish() with STREAMSCOPE_ERR_STORE, the store's error as its cause", async () => {
+    const boom = new Error('disk full');
+    const base = memoryStore();
+    const store: HubStore = {
+      kind: 'custom',
+      append: () => Promise.reject(boom),
+      range: (c, a, n) => base.range(c, a, n),
+      info: (c) => base.info(c),
+      follow: (c, l) => base.follow(c, l),
+      close: () => base.close(),
+    };
+    const hub = createHub({ store });
+    cleanups.push(() => hub.close());
+    const err = (await hub.publish('c', 'x').catch((e: unknown) => e)) as { code?: string; cause?: unknown; message?: string };
+    expect(err.code).toBe('STREAMSCOPE_ERR_STORE');
+    expect(err.cause).toBe(boom);
+    expect(err.message).toMatch(/disk full/);
   });
 
   it('a bare <ms>-<seq> (an id from before epochs) gets 416; a bare 0-0 still replays everything retained', async () => {

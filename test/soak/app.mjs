@@ -5,6 +5,9 @@
 // Env: SOAK_REDIS_URL (redis:// of the soak's redis-server), SOAK_NAME (a label in its lines).
 import http from 'node:http';
 import v8 from 'node:v8';
+import { readFileSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createHub, instrument, memoryStore, metricsHandler, redisStore, sse, startAgent } from '../../dist/esm/index.js';
 
 const unhandled = [];
@@ -173,6 +176,24 @@ const server = http.createServer((req, res) => {
     return json(res, 200, { heapUsed: process.memoryUsage().heapUsed, spaces, gc: typeof globalThis.gc === 'function' });
   }
   if (p === '/stats') return json(res, 200, { unhandled, pid: process.pid });
+  if (p === '/census') {
+    // objects on the heap by constructor name (a heap snapshot, counted here): what grew, when the heap did
+    for (let i = 0; i < 4; i++) globalThis.gc?.();
+    const file = v8.writeHeapSnapshot(join(tmpdir(), `soak-${process.pid}-${Date.now()}.heapsnapshot`));
+    const snap = JSON.parse(readFileSync(file, 'utf8'));
+    unlinkSync(file);
+    const f = snap.snapshot.meta.node_fields;
+    const types = snap.snapshot.meta.node_types[0];
+    const [ti, ni, si] = [f.indexOf('type'), f.indexOf('name'), f.indexOf('self_size')];
+    const counts = {};
+    for (let i = 0; i < snap.nodes.length; i += f.length) {
+      const key = `${types[snap.nodes[i + ti]]}:${snap.strings[snap.nodes[i + ni]]}`.slice(0, 80);
+      const c = (counts[key] ??= [0, 0]);
+      c[0]++;
+      c[1] += snap.nodes[i + si];
+    }
+    return json(res, 200, counts);
+  }
   res.statusCode = 404;
   res.end();
 });
