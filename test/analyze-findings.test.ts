@@ -76,7 +76,7 @@ async function captureServer(name: string, leak: boolean, during?: (port: number
   // let the traffic reach its steady state (streams open, keep-alive sockets in use, some completed)
   await new Promise((r) => setTimeout(r, 2500));
   const dir = path.join(work, name);
-  const args = ['capture', String(server.hello.pid), '--out', dir, '--trace', '3', '--heap'];
+  const args = ['capture', String(server.hello.pid), '--out', dir, '--trace', '3', '--heap', '--max-pause', '60'];
   let r;
   if (during) {
     // once the trace (and the CPU profile beside it) runs

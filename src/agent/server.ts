@@ -20,6 +20,11 @@ export const MAX_QUEUED_REQUESTS = 16;
 export const MAX_MALFORMED_LINES = 16;
 /** Answer bytes the client has not read yet; past this, the client is not reading and is dropped. */
 export const MAX_UNSENT_BYTES = 8 * 1024 * 1024;
+/**
+ * A trace is one answer in batches that V8 hands over all at once when tracing stops: its size is the
+ * trace's (bounded by MAX_RECORD_SECONDS of events), so it gets a larger bound than ordinary answers.
+ */
+export const MAX_UNSENT_TRACE_BYTES = 256 * 1024 * 1024;
 const tracker = getTracker();
 
 function drop(sock: net.Socket, reason: string): void {
@@ -116,23 +121,25 @@ export function serveConnection(sock: net.Socket): void {
     running = true;
     while (queue.length > 0 && !sock.destroyed) {
       const req = queue.shift() as Request;
+      // a trace's final answer follows its batches, which may still be queued: the same bound applies
+      const limit = req.op === 'trace' ? MAX_UNSENT_TRACE_BYTES : MAX_UNSENT_BYTES;
       try {
         const result = await handle(sock, req, aborter.signal);
-        send(sock, { id: req.id, ok: true, result });
+        send(sock, { id: req.id, ok: true, result }, limit);
       } catch (err) {
         if (!(err instanceof RequestError)) tracker.fault('agent', err);
         const code = err instanceof RequestError ? err.code : 'EFAILED';
-        send(sock, { id: req.id, ok: false, error: { code, message: String((err as Error)?.message ?? err) } });
+        send(sock, { id: req.id, ok: false, error: { code, message: String((err as Error)?.message ?? err) } }, limit);
       }
     }
     running = false;
   }
 }
 
-function send(sock: net.Socket, msg: object): void {
+function send(sock: net.Socket, msg: object, limit = MAX_UNSENT_BYTES): void {
   if (sock.destroyed || !sock.writable) return;
   // one answer may be large (a streams list); answers piling up unread are a client that does not read
-  if (sock.writableLength > MAX_UNSENT_BYTES) return drop(sock, `more than ${MAX_UNSENT_BYTES} answer bytes unread`);
+  if (sock.writableLength > limit) return drop(sock, `more than ${limit} answer bytes unread`);
   sock.write(JSON.stringify(msg) + '\n');
 }
 
@@ -158,7 +165,7 @@ async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Prom
       const s = seconds(req);
       const cats = Array.isArray(req.categories) && req.categories.every((c) => typeof c === 'string') ? req.categories : DEFAULT_TRACE_CATEGORIES;
       return exclusive('trace', async () => {
-        const events = await trace(s, cats, signal, (batch) => send(sock, { id: req.id, event: 'trace', data: batch }));
+        const events = await trace(s, cats, signal, (batch) => send(sock, { id: req.id, event: 'trace', data: batch }, MAX_UNSENT_TRACE_BYTES));
         return { events };
       });
     }
