@@ -99,6 +99,17 @@ function setUp(meter: Meter): Instruments {
           const res = s.res;
           if (res !== null && !res.destroyed) t.buffered += res.writableLength;
         });
+        // closed streams whose producer writes on: their writes after close, not yet in the route totals
+        tracker.lingering.each((s) => {
+          if (!s.otelCounted || s.writesAfterClose === s.otelAfterClose) return;
+          const route = routeOf(s);
+          let t = now.get(route);
+          if (t === undefined) {
+            t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0, buffered: 0 };
+            now.set(route, t);
+          }
+          t.afterClose += s.writesAfterClose - s.otelAfterClose;
+        });
         for (const [route, t] of now) {
           const a: Attributes = { route };
           r.observe(bytes, t.bytes, a);
@@ -151,5 +162,12 @@ export const otelMetricsListener: TrackerListener = {
     t.writes += s.writes;
     t.blocked += s.blockedWrites;
     t.afterClose += s.writesAfterClose;
+    s.otelAfterClose = s.writesAfterClose;
+  },
+  release(s) {
+    // writes after close that arrived while the stream lingered (or after it was watched again)
+    if (instruments === null || !s.otelCounted || s.writesAfterClose === s.otelAfterClose) return;
+    totals(routeOf(s)).afterClose += s.writesAfterClose - s.otelAfterClose;
+    s.otelAfterClose = s.writesAfterClose;
   },
 };

@@ -96,6 +96,8 @@ export class StreamState {
   spanEpisodeRecorded = false;
   /** Counted in the OpenTelemetry instruments (opened while a MeterProvider was registered). */
   otelCounted = false;
+  /** writesAfterClose already added to the OpenTelemetry route totals (at close, at release). */
+  otelAfterClose = 0;
   parentContext: Context | undefined = undefined;
   traceId = '';
   /** Shared empty list until the first finding (no array per stream). */

@@ -103,4 +103,34 @@ describe('OpenTelemetry metrics', () => {
     release();
     await srv.close();
   });
+  it('counts writes that arrive after the stream closed (the producer wrote on), like Prometheus', async () => {
+    const registry = new Registry();
+    const AFTER = 5;
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    const srv = await startServer(
+      instrument(async (req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write('data: first\n\n');
+        await new Promise((r) => req.once('close', r));
+        // well after the close: the response is gone, the producer writes on
+        await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < AFTER; i++) {
+          res.write(`data: late ${i}\n\n`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        done();
+      }, { registry, route: '/late' }),
+    );
+    await new Promise<void>((resolve) => {
+      const req = http.get(srv.url, (res) => res.once('data', () => (req.destroy(), resolve())));
+    });
+    await finished;
+    await until(async () => sum(await scrape(registry), 'stream_writes_after_close_total', { route: '/late' }) === AFTER, 'writes after close in Prometheus');
+    const m = await collect();
+    expect(total(m.get('stream_writes_after_close_total'), { route: '/late' })).toBe(AFTER);
+    expect(total(m.get('stream_duration_seconds'), { route: '/late', outcome: 'client_aborted' })).toBe(1);
+    expect(total(m.get('stream_writes_total'), { route: '/late' })).toBe(1);
+    await srv.close();
+  });
 });
