@@ -315,9 +315,14 @@ describe('the HTML report', () => {
     await new Promise((r) => setTimeout(r, 300));
     await get(t.port, '/block');
     await until(() => cli.stderr().includes('profiling the CPU'), 'the CPU profile', 30_000);
-    await new Promise((r) => setTimeout(r, 300));
-    await get(t.port, '/block');
-    await get(t.port, '/block');
+    // The note comes before the agent has started its profiler (Profiler.start itself takes up to a second on
+    // a busy machine): block until the capture ends, so that blocks surely fall inside the profile's window.
+    let finished = false;
+    void cli.result.then(() => (finished = true));
+    while (!finished) {
+      await get(t.port, '/block');
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const r = await cli.result;
     expect(r.code, r.stderr).toBe(0);
     const html = path.join(out, 'report.html');
