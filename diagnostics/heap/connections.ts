@@ -71,6 +71,9 @@ export const WANTED_STRINGS = [
   'script',
   '_onTimeout',
   '_onImmediate',
+  'system / PropertyArray',
+  'detach_key_for_untransferable_arraybuffer',
+  'name',
 ];
 
 export type Flag = 'true' | 'false' | 'null' | 'undefined' | 'object' | 'absent';
@@ -168,7 +171,7 @@ export class Connections {
    * before it had a socket), its socket's buffered writes (`_writableState`'s `<symbol kBufferedValue>` /
    * `buffered`) and the write in flight (the entries held by the write callback's closure, `buffered`), entry by
    * entry: a chunk queued N times counts N times. A string counts its length (a concatenated string the sum of
-   * its parts), a Buffer the size of its ArrayBuffer's backing store. Buffers carved from Node's shared 8 KiB
+   * its parts), a Buffer the size of its ArrayBuffer's backing store. Buffers carved from Node's shared Buffer
    * pool (`Buffer.from` of a short string, such as the chunked encoding's CRLF) show only the pool in a snapshot,
    * not their own length: they count 0, so the total can be short by those few bytes, never long.
    */
@@ -238,9 +241,30 @@ export class Connections {
     const ab = this.target(node, 'buffer');
     if (ab === NONE) return 0;
     const store = this.target(ab, 'backing_store');
-    if (store === NONE) return 0;
-    const size = snap.nodeSelf[store];
-    return size === POOL_SIZE ? 0 : size;
+    if (store === NONE || this.isBufferPool(ab)) return 0;
+    return snap.nodeSelf[store];
+  }
+
+  /**
+   * Whether an ArrayBuffer is Node's Buffer pool, which many small Buffers are views into. Its size is
+   * `Buffer.poolSize` (8 KiB on Node 20, 64 KiB on Node 24, and the app may change it), so it is known by its
+   * mark, not its size: Node marks the pool untransferable (`markAsUntransferable`), which stores a private
+   * symbol on it, so it has a property array (`system / PropertyArray`) an ordinary Buffer's ArrayBuffer does not,
+   * and on Node 24 also the `detach_key_for_untransferable_arraybuffer` symbol.
+   */
+  private isBufferPool(ab: number): boolean {
+    const snap = this.snap;
+    const sProps = this.str('system / PropertyArray');
+    const sDetach = this.str('detach_key_for_untransferable_arraybuffer');
+    if (sProps === NONE && sDetach === NONE) return false;
+    for (let e = snap.firstEdge[ab], end = snap.firstEdge[ab + 1]; e < end; e++) {
+      if (snap.edgeType(e) !== snap.E.hidden) continue;
+      const t = snap.edgeTarget(e);
+      if (sProps !== NONE && snap.nodeName[t] === sProps) return true;
+      const symbolName = sDetach === NONE ? NONE : this.target(t, 'name');
+      if (symbolName !== NONE && snap.nodeName[symbolName] === sDetach) return true;
+    }
+    return false;
   }
 
   /**
@@ -271,6 +295,3 @@ export class Connections {
     return total;
   }
 }
-
-/** Node's Buffer pool (`Buffer.poolSize`): views into it do not show their own length. */
-const POOL_SIZE = 8 * 1024;
