@@ -13,6 +13,8 @@ interface ProfileNode {
 
 /** Not code of the program: V8's pseudo-frames. */
 const PSEUDO = new Set(['(program)', '(idle)', '(root)', '(garbage collector)']);
+/** Node's `inspector` module: its `Session.post` runs the command synchronously on the target's thread. */
+const INSPECTOR_URL = 'node:inspector';
 
 /**
  * Adds `where` (the functions that took most of the task's samples, by self time) to each long task that a
@@ -65,6 +67,13 @@ export function attributeLongTasks(findings: TraceFinding[], profile: unknown, t
     f.where = where;
     const w = where[0];
     f.detail += `; it ran ${w.functionName}${w.url ? ` ${w.url}${w.line > 0 ? `:${w.line}:${w.column}` : ''}` : ''} (${w.selfMs} ms of samples)`;
+    if (w.url === INSPECTOR_URL && w.functionName === 'post') {
+      // An inspector command run synchronously in the target: what `diag capture` itself sends (Profiler.start
+      // walks the heap to log the code, and the profiler is not sampling yet: a 50-100 ms stall on Node 24 when
+      // the trace is already running). The capture's own pause, not the app's code: reported as info.
+      f.severity = 'info';
+      f.detail += ': a synchronous inspector command (the capture starting or stopping a profiler), not the app';
+    }
     attributed++;
   }
   return attributed;
