@@ -24,8 +24,8 @@ import type { StreamState } from '../stream-state.js';
  * A blocked stream is sampled once it has been blocked this share of its stallAfterMs. The first sample
  * is the baseline: a window update the client sends before it is not seen, so the client must be seen
  * taking bytes within (1 − SAMPLE_FROM) × stallAfterMs. A receiver advertises window in steps of about
- * 1/16 of its (autotuned) receive buffer: a Node ≥ 22 client on loopback, 64 KiB reads at ~110 KB/s,
- * steps by ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
+ * 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
+ * ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
  */
 export const SAMPLE_FROM = 0.1;
 /** Blocked streams sampled per sweep at most (rotating, so every one is sampled in turn). */
