@@ -20,8 +20,14 @@ import type { StreamState } from '../stream-state.js';
  * and the health report all call `isStalled()`.
  */
 
-/** A blocked stream is sampled once it has been blocked this share of its stallAfterMs. */
-export const SAMPLE_FROM = 0.5;
+/**
+ * A blocked stream is sampled once it has been blocked this share of its stallAfterMs. The first sample
+ * is the baseline: a window update the client sends before it is not seen, so the client must be seen
+ * taking bytes within (1 − SAMPLE_FROM) × stallAfterMs. A receiver advertises window in steps of about
+ * 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
+ * ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
+ */
+export const SAMPLE_FROM = 0.1;
 /** Blocked streams sampled per sweep at most (rotating, so every one is sampled in turn). */
 export const MAX_SAMPLED_PER_SWEEP = 2000;
 
@@ -44,7 +50,18 @@ export class Progress {
   queued = -1;
   /** performance.now() of the last sample that showed progress (-1: none in this episode). */
   progressAt = -1;
+  /** When the samples last saw delivered bytes grow (kept across episodes), and the interval before that. */
+  stepAt = -1;
+  stepGap = 0;
 }
+
+/**
+ * A client that takes bytes in steps (its TCP advertises window every `stepGap` ms) is given up to
+ * STEP_ALLOWANCE × its last observed step interval, but never more than MAX_STEP_STALL × stallAfterMs.
+ * A client never seen taking a byte gets stallAfterMs exactly.
+ */
+export const STEP_ALLOWANCE = 1.5;
+export const MAX_STEP_STALL = 2;
 
 type Handle = { fd?: number; bytesWritten?: number; writeQueueSize?: number; _parent?: Handle };
 
@@ -173,7 +190,11 @@ function startEpisode(p: Progress, s: StreamState): void {
 
 function record(p: Progress, delivered: number, at: number): void {
   if (p.sampledAt >= 0) {
-    if (delivered > p.delivered) p.progressAt = Math.max(p.progressAt, at);
+    if (delivered > p.delivered) {
+      p.progressAt = Math.max(p.progressAt, at);
+      if (p.stepAt >= 0 && at > p.stepAt) p.stepGap = at - p.stepAt;
+      if (at > p.stepAt) p.stepAt = at;
+    }
   } else {
     p.firstAt = at;
     p.firstDelivered = delivered;
@@ -279,7 +300,9 @@ export function isStalled(s: StreamState, now: number): boolean {
   const p = s.progress;
   if (p === null || p.episode !== s.blockedSince || p.sampledAt < 0) return false;
   const since = p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
-  return p.sampledAt - since > s.config.stallAfterMs;
+  const stall = s.config.stallAfterMs;
+  const limit = p.stepGap > 0 ? Math.max(stall, Math.min(STEP_ALLOWANCE * p.stepGap, MAX_STEP_STALL * stall)) : stall;
+  return p.sampledAt - since > limit;
 }
 
 /** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
