@@ -7,9 +7,10 @@ import inspector from 'node:inspector';
  * port is opened.
  */
 
-type Post = (method: string, params?: object) => Promise<Record<string, unknown>>;
+export type Post = (method: string, params?: object) => Promise<Record<string, unknown>>;
 
-function open(): { session: inspector.Session; post: Post } {
+/** An in-process inspector session and a promise-returning `post` (also used by profiles.ts). */
+export function open(): { session: inspector.Session; post: Post } {
   const session = new inspector.Session();
   session.connect();
   const post: Post = (method, params) =>

@@ -1,4 +1,4 @@
-import inspector from 'node:inspector';
+import { open, type Post } from './inspect.js';
 import { findSourceMap } from 'node:module';
 import { getTracker } from '../tracker.js';
 
@@ -184,20 +184,7 @@ export function mapSources(p: SamplingProfile): void {
 // ---------------------------------------------------------------------------------------------------------
 // inspector session
 
-type Post = (method: string, params?: object) => Promise<Record<string, unknown>>;
-
-function openSession(): { session: inspector.Session; post: Post } {
-  const session = new inspector.Session();
-  session.connect();
-  const post: Post = (method, params) =>
-    new Promise((resolve, reject) => {
-      session.post(method, params ?? {}, (err, result) => {
-        if (err) reject(err);
-        else resolve((result ?? {}) as Record<string, unknown>);
-      });
-    });
-  return { session, post };
-}
+const openSession = open;
 
 // ---------------------------------------------------------------------------------------------------------
 // always-on heap sampling (STREAMSCOPE_HEAP_SAMPLING / startAgent({ heapSampling }))
