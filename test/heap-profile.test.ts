@@ -34,7 +34,8 @@ interface Target {
 const children: ChildProcess[] = [];
 function target(extraEnv: NodeJS.ProcessEnv = {}): Promise<Target> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', PROBE, '--import', REGISTER, FIXTURE], {
+    // --no-use-osr: busyBlock stays a frame of the CPU profile (see the fixture's header)
+    const proc = spawn(process.execPath, ['--no-use-osr', '--import', PROBE, '--import', REGISTER, FIXTURE], {
       cwd: os.tmpdir(),
       env: { ...process.env, ...env, ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -256,10 +257,7 @@ describe('the pause budget', () => {
 });
 
 describe('the demo walkthrough without a snapshot', () => {
-  // KNOWN FLAKE on Node 24 (seen once in three clean-clone CI runs, session 3): Node's own source-map parsing can
-  // outgrow /leaky's timer and the app's top site may be the route's `instrument` line. Skipped there, openly,
-  // until the cause is fixed (closing note, issue 12); Node 20 runs it every time.
-  it.skipIf(Number(process.versions.node.split('.')[0]) >= 22)("names /leaky's line in examples/demo.ts from two heap profiles (--base), the agent sampling since start-up", async () => {
+  it("names /leaky's lines in examples/demo.ts from two heap profiles (--base), the agent sampling since start-up", async () => {
     const demo = spawn(process.execPath, ['--import', 'tsx', 'examples/demo.ts'], {
       cwd: ROOT,
       env: { ...process.env, ...env, DEMO_NO_LOAD: '1', PORT: '0', STREAMSCOPE_HEAP_SAMPLING: '65536' },
@@ -297,21 +295,35 @@ describe('the demo walkthrough without a snapshot', () => {
     expect(rb.code, rb.stderr).toBe(0);
     const h = await analyzeJson(b, ['--base', a]);
     const demoSrc = fs.readFileSync(path.join(ROOT, 'examples/demo.ts'), 'utf8').split('\n');
-    const timerLine = demoSrc.findIndex((l) => l.includes('const timer = setInterval(')) + 1;
-    // the producer's timer callback (source-mapped: the .ts line, not the transpiled one) is the app's site that grew
-    // most: 40 retained 32 KiB strings. (Node's own source-map cache, parsed once for the demo's creation stacks,
-    // may grow as much; it is not the app's code.)
+    // /leaky's code: from `const leaky = instrument(` to its closing `}, { ...opts, route: '/leaky'`
+    const first = demoSrc.findIndex((l) => l.startsWith('const leaky = instrument(')) + 1;
+    const last = demoSrc.findIndex((l) => l.includes("route: '/leaky'")) + 1;
+    expect(first).toBeGreaterThan(0);
+    expect(last).toBeGreaterThan(first);
+    // The app's sites that grew (source-mapped: the .ts lines, not the transpiled ones) are /leaky's: the handler
+    // that allocates each request's 32 KiB string (line `first`, V8 names the function's first line) and the timer
+    // callback that keeps writing it. Which of the two ranks first depends on the Node version (Node 20 keeps the
+    // strings written after the close, Node 24 drops them) and on sampling, so the test holds the route, not one line.
+    // 40 leaked requests retain at least 40 × 32 KiB = 1.25 MiB; sampled at 64 KiB (each 32 KiB string is taken with
+    // probability 0.39 and counted ×2.5), 400 KiB or more shows but for a 1-in-10,000 draw.
+    // (Node's own source-map cache, parsed once for the demo's creation stacks, may grow as much; it is not the app's.)
     const inDemo = h.grown!.filter((g) => g.file === path.join(ROOT, 'examples/demo.ts'));
-    expect(inDemo[0], JSON.stringify(h.grown!.slice(0, 5))).toMatchObject({ line: timerLine });
-    expect(inDemo[0]!.growth).toBeGreaterThan(512 * 1024);
-    expect(h.grown!.slice(0, 2).map((g) => g.line), JSON.stringify(h.grown!.slice(0, 5))).toContain(timerLine);
+    const summary = JSON.stringify(h.grown!.slice(0, 6));
+    expect(inDemo.length, summary).toBeGreaterThan(0);
+    expect(inDemo[0]!.line, summary).toBeGreaterThanOrEqual(first);
+    expect(inDemo[0]!.line, summary).toBeLessThanOrEqual(last);
+    const leakyGrowth = inDemo.filter((g) => g.line >= first && g.line <= last).reduce((n, g) => n + g.growth, 0);
+    expect(leakyGrowth, summary).toBeGreaterThan(400 * 1024);
+    // and the rest of the demo did not grow like it (the load is off: no other route ran)
+    const otherGrowth = inDemo.filter((g) => g.line < first || g.line > last).reduce((n, g) => n + g.growth, 0);
+    expect(otherGrowth, summary).toBeLessThan(leakyGrowth / 2);
+    // one of the top three sites of the whole process is /leaky's (Node's source-map parsing may rank above it)
+    expect(h.grown!.slice(0, 3).some((g) => g.file === path.join(ROOT, 'examples/demo.ts') && g.line >= first && g.line <= last), summary).toBe(true);
   });
 });
 
 describe('the HTML report', () => {
-  // KNOWN FLAKE on Node 24 (seen once in three clean-clone CI runs, session 3): the busy function was missing from
-  // the CPU profile. Skipped there, openly, until the cause is fixed (closing note, issue 12); Node 20 runs it.
-  it.skipIf(Number(process.versions.node.split('.')[0]) >= 22)('draws the CPU and heap profiles as icicles and the long tasks on a timeline, in Chromium without console errors', async () => {
+  it('draws the CPU and heap profiles as icicles and the long tasks on a timeline, in Chromium without console errors', async () => {
     const dir = path.join(out, 'html');
     const cli = spawnCli(['capture', String(t.pid), '--heap-profile', '1', '--trace', '2', '--cpu', '2', '--out', dir], env);
     await until(() => cli.stderr().includes('heap profile: sampling allocations'), 'the sampling window', 30_000);
