@@ -188,7 +188,8 @@ function startEpisode(p: Progress, s: StreamState): void {
   p.kernel = p.inode > 0;
 }
 
-function record(p: Progress, delivered: number, at: number): void {
+/** Records one sample of `delivered` bytes taken at `at` (exported for the unit test of the rule). */
+export function record(p: Progress, delivered: number, at: number): void {
   if (p.sampledAt >= 0) {
     if (delivered > p.delivered) {
       p.progressAt = Math.max(p.progressAt, at);
