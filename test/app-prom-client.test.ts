@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, spawnNode, type Child } from './helpers/child.js';
-import { installApp } from './helpers/packed-app.js';
+import { installApp } from './helpers/tarball.js';
 import { get, parseExposition, sum, until, type Sample } from './helpers/http.js';
 
 /**
@@ -46,7 +46,7 @@ for (const version of ['14.2.0', '15.1.3']) {
     };
 
     beforeAll(async () => {
-      app = await installApp([`prom-client@${version}`]);
+      app = (await installApp({ 'prom-client': version })).dir;
       copyFileSync(EXAMPLE, join(app, 'server.cjs'));
     }, 300_000);
     afterAll(async () => {

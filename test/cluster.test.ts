@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, spawnNode, type Child } from './helpers/child.js';
-import { installApp } from './helpers/packed-app.js';
+import { installApp } from './helpers/tarball.js';
 import { get, parseExposition, sum, until, type Sample } from './helpers/http.js';
 
 const run = promisify(execFile);
@@ -21,7 +21,7 @@ describe('node:cluster: one /metrics for all workers', () => {
   let child: Child | undefined;
 
   beforeAll(async () => {
-    app = await installApp(['prom-client@15.1.3'], { type: 'module' });
+    app = (await installApp({ 'prom-client': '15.1.3' }, 'module')).dir;
     copyFileSync(join(ROOT, 'examples/cluster/server.mjs'), join(app, 'server.mjs'));
     agents = mkdtempSync(join(tmpdir(), 'streamscope-agents-'));
     child = await spawnNode(['server.mjs'], { WORKERS: '2', TICKS: '5', STREAMSCOPE_AGENT_DIR: agents }, app);

@@ -7,16 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { get, parseExposition, sum, until, type Sample } from './helpers/http.js';
 import { h2get, selfSignedCert } from './helpers/h2.js';
-import { cleanupTarballApps, exampleAsApp, installedVersion, tarballApp, type TarballApp } from './helpers/tarball-app.js';
+import { exampleAsApp, installApp, installedVersion, type App } from './helpers/tarball.js';
 
 // examples/hono.ts and examples/http2.ts, run as a user would: the `npm pack` tarball installed into a new app
 // folder with the real hono and @hono/node-server, real clients; the metrics must match what the clients saw.
 
 const children: ChildProcess[] = [];
-let app: TarballApp;
+let app: App;
 
 beforeAll(async () => {
-  app = await tarballApp({ hono: installedVersion('hono'), '@hono/node-server': installedVersion('@hono/node-server') });
+  app = await installApp({ hono: installedVersion('hono'), '@hono/node-server': installedVersion('@hono/node-server') }, 'module');
 }, 360_000);
 
 afterAll(async () => {
@@ -27,7 +27,7 @@ afterAll(async () => {
       await exited;
     }
   }
-  cleanupTarballApps();
+  app.remove();
 });
 
 /** Starts `node file` in the app folder; resolves with the ports named by the `… on <scheme>://127.0.0.1:<port>` lines. */

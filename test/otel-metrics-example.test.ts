@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, spawnNode, type Child } from './helpers/child.js';
-import { installApp } from './helpers/packed-app.js';
+import { installApp } from './helpers/tarball.js';
 import { get, getAndAbort, until } from './helpers/http.js';
 
 /**
@@ -35,7 +35,7 @@ describe('examples/otel-metrics: an app with its own MeterProvider, streamscope 
   let child: Child | undefined;
 
   beforeAll(async () => {
-    app = await installApp(['@opentelemetry/api@^1.9.0', '@opentelemetry/sdk-metrics@2.12.0', 'prom-client@15.1.3'], { type: 'module' });
+    app = (await installApp({ '@opentelemetry/api': '^1.9.0', '@opentelemetry/sdk-metrics': '2.12.0', 'prom-client': '15.1.3' }, 'module')).dir;
     copyFileSync(EXAMPLE, join(app, 'server.mjs'));
     child = await spawnNode(['server.mjs'], { OTEL_EXAMPLE_EXPORTER: 'memory', STREAMSCOPE_AGENT: 'off' }, app);
   }, 300_000);

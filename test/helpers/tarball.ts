@@ -85,6 +85,11 @@ export function packOnce(): Promise<string> {
   return packed;
 }
 
+/** The version of a package this repository has installed (so the app gets what the tests were written against). */
+export function installedVersion(name: string): string {
+  return (JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 /** The version range of a dependency in the repository's own package.json (what the tests were written against). */
 export function devVersion(name: string): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string> | undefined>;
@@ -123,4 +128,20 @@ export async function installApp(deps: Record<string, string> = {}, type: 'commo
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Turns one of examples/*.ts into plain ESM in the app folder: types stripped (esbuild), and the
+ * repository-relative imports (`../src/index.js`, `../src/adapters/hono.js`) replaced by the package's
+ * public entry points (`streamscope`, `streamscope/hono`). Returns the file's path.
+ */
+export async function exampleAsApp(example: string, app: App, name: string): Promise<string> {
+  const { transform } = await import('esbuild');
+  const src = fs
+    .readFileSync(path.join(ROOT, 'examples', example), 'utf8')
+    .replace(/(['"])\.\.\/src\/index\.js\1/g, "'streamscope'")
+    .replace(/(['"])\.\.\/src\/adapters\/([a-z0-9]+)\.js\1/g, "'streamscope/$2'");
+  if (/\.\.\/src\//.test(src)) throw new Error(`${example} imports a private module of the repository`);
+  const { code } = await transform(src, { loader: 'ts', format: 'esm', target: 'node20' });
+  return app.file(name, code);
 }
