@@ -1,5 +1,8 @@
 import { open, type Post } from './inspect.js';
 import { findSourceMap } from 'node:module';
+import fs from 'node:fs';
+import path from 'node:path';
+import { unsafeDirReason } from './paths.js';
 import { getTracker } from '../tracker.js';
 import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { setCpuLabeler, cpuLabeler } from '../cpu-labels.js';
@@ -88,7 +91,14 @@ interface DdAllocNode {
   children: DdAllocNode[];
 }
 interface DdPprof {
-  heap: { start(interval: number, depth: number): void; stop(): void; v8Profile(): DdAllocNode };
+  heap: {
+    start(interval: number, depth: number): void;
+    stop(): void;
+    v8Profile(): DdAllocNode;
+    monitorOutOfMemory(extension: number | 'auto', maxCount: number, dumpOnStderr: boolean, exportCommand?: string[], callback?: (profile: unknown) => void, mode?: number): void;
+    CallbackMode: { Async: number };
+  };
+  encodeSync(profile: unknown): Uint8Array;
   time: {
     start(o: object): void;
     stop(restart?: boolean, generateLabels?: (a: { context?: { context?: object } }) => Record<string, string>): unknown;
@@ -226,6 +236,72 @@ export async function startContinuousHeap(interval: number): Promise<void> {
   } catch (err) {
     tracker.fault('agent', err);
     process.stderr.write(`streamscope: heap sampling did not start: ${(err as Error)?.message ?? String(err)}\n`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// out-of-memory hook (STREAMSCOPE_OOM_PROFILE / startAgent({ oomProfile }))
+
+/** Heap sampling interval when the OOM hook starts the heap profiler itself: pprof's default, 512 KiB. */
+export const OOM_INTERVAL = 512 * 1024;
+
+/** Creates `dir` (0700) when missing and checks that it is a private directory of this user, never a link. */
+function privateDir(dir: string, what: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const why = unsafeDirReason(dir);
+  if (why !== null) throw new Error(`refusing the ${what}: ${why}`);
+}
+
+/** Writes a new file, mode 0600; never through an existing file or a link. */
+function writePrivate(file: string, data: string | Uint8Array): void {
+  const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+    fs.writeFileSync(fd, data);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Writes a heap profile when the heap nears its limit (@datadog/pprof's `heap.monitorOutOfMemory`): V8 calls
+ * back near the limit, @datadog/pprof raises the limit by one young generation ('auto') once so that the
+ * process lives long enough, and the callback writes `<dir>/oom-<pid>-<time>/heap.heapprofile` (the V8 format
+ * `diag analyze` and DevTools read) and `heap.pb.gz` (pprof). The directory is 0700, the files 0600. Needs the
+ * heap sampling profiler running: started here (at `interval`, else 512 KiB) unless heap sampling already runs.
+ * Returns whether the hook is set; never throws (one line on stderr says why not).
+ */
+export async function startOomProfile(dir: string, interval: number | null): Promise<boolean> {
+  const target = path.resolve(dir);
+  try {
+    privateDir(target, 'OOM profile directory');
+    const p = await loadPprof();
+    if (p === null) {
+      process.stderr.write('streamscope: STREAMSCOPE_OOM_PROFILE needs the optional dependency @datadog/pprof; no heap profile will be written at OOM\n');
+      return false;
+    }
+    await startContinuousHeap(interval ?? OOM_INTERVAL);
+    if (continuousHeap?.engine !== 'pprof') return false;
+    p.heap.monitorOutOfMemory('auto', 1, false, undefined, (profile) => writeOomProfile(p, target, profile), p.heap.CallbackMode.Async);
+    return true;
+  } catch (err) {
+    tracker.fault('agent', err);
+    process.stderr.write(`streamscope: the OOM heap profile is off: ${(err as Error)?.message ?? String(err)}\n`);
+    return false;
+  }
+}
+
+function writeOomProfile(p: DdPprof, dir: string, pprofProfile: unknown): void {
+  try {
+    const sub = path.join(dir, `oom-${process.pid}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    fs.mkdirSync(sub, { mode: 0o700 }); // fails on anything already there, a link included
+    const profile = fromAllocationTree(p.heap.v8Profile());
+    mapSources(profile);
+    writePrivate(path.join(sub, 'heap.heapprofile'), JSON.stringify({ ...profile, streamscope: { libraryPaths: OWN_PATHS, outOfMemory: true } }));
+    writePrivate(path.join(sub, 'heap.pb.gz'), p.encodeSync(pprofProfile));
+    process.stderr.write(`streamscope: the heap is near its limit; heap profile written to ${sub} (diag analyze ${sub})\n`);
+  } catch (err) {
+    tracker.fault('agent', err);
   }
 }
 
