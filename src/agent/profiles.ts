@@ -324,7 +324,9 @@ export async function startContinuousCpu(): Promise<boolean> {
       installLabeler(p);
     }
     cpuContinuous = true;
-    // the running profile is discarded every minute so that it cannot grow without bound
+    // the running profile is discarded every RESTART_MS so that it cannot grow without bound, and so that the
+    // discard at a window's start stays short: @datadog/pprof serializes what it discards, and with contexts (the
+    // route labels) every sample carries one (measured, loaded machine: 36-46 ms after 15 s, 4.5 ms without)
     const t = setInterval(() => {
       if (!cpuBusy) {
         try {
@@ -333,7 +335,7 @@ export async function startContinuousCpu(): Promise<boolean> {
           tracker.fault('agent', err);
         }
       }
-    }, 60_000);
+    }, RESTART_MS);
     t.unref();
     return true;
   } catch (err) {
@@ -343,6 +345,7 @@ export async function startContinuousCpu(): Promise<boolean> {
 }
 
 const CPU_INTERVAL_US = 1000;
+const RESTART_MS = 10_000;
 let cpuBusy = false;
 
 /**
