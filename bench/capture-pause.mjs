@@ -2,7 +2,7 @@
 // How long does `diag capture --heap` pause the target's event loop, via the agent and via the inspector?
 //
 //   npm run build && node bench/capture-pause.mjs [--ballast-mb 160] [--runs 2]
-//   node bench/capture-pause.mjs --kinds heap-profile,cpu,trace [--vias agent,inspector] [--target-env K=V,...]
+//   node bench/capture-pause.mjs --kinds heap-profile,cpu,trace [--vias agent,inspector] [--target-env K=V,...] [--settle-ms 2000]
 //
 // --kinds: heap (the snapshot; default), heap-profile (2 s sampled heap profile), cpu (2 s), trace (2 s).
 // --target-env: extra environment for the target, e.g. STREAMSCOPE_PPROF=off (the agent's inspector fallback),
@@ -27,6 +27,7 @@ const arg = (name, dflt) => {
 };
 const ballast = arg('--ballast-mb', 160);
 const runs = arg('--runs', 2);
+const settleMs = arg('--settle-ms', 2000);
 const sarg = (name, dflt) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : dflt;
@@ -106,7 +107,9 @@ for (const kind of kinds) for (const via of vias) {
   for (let i = 0; i < runs; i++) {
     const t = await startTarget();
     const client = sse(t.port);
-    await new Promise((r) => setTimeout(r, 2000));
+    // --settle-ms: the target builds its ballast first, so a profiler the agent starts at start-up (after loading
+    // @datadog/pprof, which a loaded machine can take seconds over) walks the ballast then: wait it out
+    await new Promise((r) => setTimeout(r, settleMs));
     await probe(t); // reset
     const heapUsedMb = (await probe(t)).heapUsedMb;
     client.reset();

@@ -18,6 +18,7 @@ export const VARIANT_NAMES = {
   'ours+captureStacks': 'streamscope, `captureStacks: true`',
   'ours+guards': 'streamscope, every guard on (docs/guards.md)',
   'ours+heapSampling': 'streamscope with the agent sampling the heap from start-up (`startAgent({ heapSampling: 524288 })`)',
+  'ours+cpuProfiler': 'streamscope with the continuous CPU profiler and its route labels (`startAgent({ cpuProfiler: true })`, @datadog/pprof)',
   'ours+otelMetrics': 'streamscope with an OpenTelemetry `MeterProvider` registered (metrics also as OTel instruments, collected every second)',
 };
 

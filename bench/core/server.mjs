@@ -1,7 +1,7 @@
 // Server child of the core benchmark. One process = one variant x one scenario.
 // Talks to the harness over IPC: sends {type:'ready', port}, answers {type:'cpu'|'heap'|'check'|'sweep'}.
 //
-// env: BENCH_VARIANT  bare | ours | otel | otel+ours | ours+trackAsync | ours+captureStacks | ours+guards | ours+heapSampling | ours+otelMetrics
+// env: BENCH_VARIANT  bare | ours | otel | otel+ours | ours+trackAsync | ours+captureStacks | ours+guards | ours+heapSampling | ours+cpuProfiler | ours+otelMetrics
 //      BENCH_SCENARIO flood | short | idle | sweep
 //      BENCH_LIB      absolute path of dist/esm/index.js (or src/index.ts under tsx for 'sweep')
 import { createRequire } from 'node:module';
@@ -146,6 +146,7 @@ if (lib !== null) {
   }
   // issue 12: the agent keeps V8's sampling heap profiler running (pprof's default interval, 512 KiB)
   if (variant.endsWith('+heapSampling')) lib.startAgent({ heapSampling: Number(process.env.BENCH_HEAP_SAMPLING ?? 524288) });
+  if (variant.endsWith('+cpuProfiler')) lib.startAgent({ cpuProfiler: true });
   if (scenario === 'sweep') options.danglingAfterMs = Number(process.env.BENCH_DANGLING_MS ?? 3000);
   handler = lib.instrument(handler, options);
 }

@@ -9,7 +9,7 @@
  * Locations are one per distinct (function, url, line); lines are 1-based, as pprof's.
  */
 import zlib from 'node:zlib';
-import { Function as PFunction, Line, Location, Profile, Sample, StringTable, ValueType } from 'pprof-format';
+import { Function as PFunction, Label, Line, Location, Profile, Sample, StringTable, ValueType } from 'pprof-format';
 
 interface CallFrame {
   functionName: string;
@@ -30,6 +30,16 @@ export interface CpuProfile {
   endTime: number;
   samples?: number[];
   timeDeltas?: number[];
+  /** The agent's continuous profiler: the stream route each sample ran for (1 + index in routes; 0 none). */
+  streamscope?: { routes?: string[]; sampleRoutes?: number[] };
+}
+
+/** The route of each sample of a CPU profile, when the agent labeled them; undefined otherwise. */
+export function sampleRoutesOf(p: CpuProfile): { routes: string[]; sampleRoutes: number[] } | undefined {
+  const x = p.streamscope;
+  if (typeof x !== 'object' || x === null || !Array.isArray(x.routes) || !Array.isArray(x.sampleRoutes)) return undefined;
+  if (x.sampleRoutes.length !== (p.samples ?? []).length) return undefined;
+  return { routes: x.routes.map(String), sampleRoutes: x.sampleRoutes };
 }
 
 export interface HeapProfileNode {
@@ -86,6 +96,9 @@ export function cpuProfileToPprof(p: CpuProfile): Profile {
     byId.set(n.id, n);
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
+  // one pprof sample per (node, route): the key is node id × (routes + 1) + route
+  const labeled = sampleRoutesOf(p);
+  const R = (labeled?.routes.length ?? 0) + 1;
   const count = new Map<number, number>();
   const time = new Map<number, number>();
   const samples = p.samples ?? [];
@@ -95,11 +108,13 @@ export function cpuProfileToPprof(p: CpuProfile): Profile {
   let lastTs = p.startTime;
   for (const d of deltas) lastTs += d;
   for (let i = 0; i < samples.length; i++) {
-    const id = samples[i] as number;
+    const r = labeled?.sampleRoutes[i];
+    const id = (samples[i] as number) * R + (typeof r === 'number' && r > 0 && r < R ? r : 0);
     count.set(id, (count.get(id) ?? 0) + 1);
     const dt = i + 1 < samples.length ? (deltas[i + 1] ?? 0) : p.endTime - lastTs;
     time.set(id, (time.get(id) ?? 0) + Math.max(0, dt));
   }
+  const routeKey = labeled ? b.strings.dedup('route') : 0;
   const stackOf = (id: number): number[] => {
     const out: number[] = [];
     for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
@@ -109,7 +124,11 @@ export function cpuProfileToPprof(p: CpuProfile): Profile {
     return out; // leaf first, as pprof
   };
   const sample: Sample[] = [];
-  for (const [id, c] of count) sample.push(new Sample({ locationId: stackOf(id), value: [c, (time.get(id) ?? 0) * 1000] }));
+  for (const [key, c] of count) {
+    const r = key % R;
+    const label = r > 0 && labeled ? [new Label({ key: routeKey, str: b.strings.dedup(labeled.routes[r - 1] as string) })] : [];
+    sample.push(new Sample({ locationId: stackOf(Math.floor(key / R)), value: [c, (time.get(key) ?? 0) * 1000], label }));
+  }
   const sampleType = [b.type('samples', 'count'), b.type('cpu', 'nanoseconds')];
   const periodUs = samples.length > 0 ? Math.round((p.endTime - p.startTime) / samples.length) : 0;
   return new Profile({

@@ -68,6 +68,10 @@ export function renderText(r: Report): string {
     for (const f of s.cpu.top.slice(0, 10)) {
       lines.push(`  ${String(f.selfPercent).padStart(5)} %  ${String(f.selfMs).padStart(8)} ms  ${f.functionName}${f.url ? ` ${f.url}:${f.line}` : ''}`);
     }
+    if (s.cpu.routes?.length) {
+      lines.push('  CPU by stream route (code run for a stream):');
+      for (const r of s.cpu.routes.slice(0, 10)) lines.push(`  ${String(r.selfPercent).padStart(5)} %  ${String(r.selfMs).padStart(8)} ms  ${r.route}`);
+    }
   }
   if (s.heapProfile) {
     const h = s.heapProfile;

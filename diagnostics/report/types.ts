@@ -100,6 +100,8 @@ export interface CpuSummary {
   durationMs: number;
   samples: number;
   top: Array<{ functionName: string; url: string; line: number; selfMs: number; selfPercent: number }>;
+  /** CPU per stream route (the agent's continuous profiler labels its samples), largest first. */
+  routes?: Array<{ route: string; selfMs: number; selfPercent: number }>;
 }
 
 export interface RouteStat {

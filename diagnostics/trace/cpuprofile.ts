@@ -6,6 +6,7 @@
 import { InputError } from '../heap/input-error.js';
 import { readJsonInput } from '../transport/safe-fs.js';
 import type { CpuSummary } from '../report/types.js';
+import { sampleRoutesOf, type CpuProfile } from '../profile/pprof.js';
 
 interface ProfileNode {
   id: number;
@@ -66,7 +67,9 @@ export function analyzeCpuProfile(data: unknown, file: string, top = 15): CpuSum
     byFn.set(key, f);
   }
   const total = [...selfUs.values()].reduce((a, b) => a + b, 0) || 1;
+  const routes = routeShares(data as CpuProfile, samples, deltas, total);
   return {
+    ...(routes ? { routes } : {}),
     file,
     durationMs: Math.round(durationUs / 100) / 10,
     samples: samples.length,
@@ -81,4 +84,23 @@ export function analyzeCpuProfile(data: unknown, file: string, top = 15): CpuSum
         selfPercent: Math.round((1000 * f.us) / total) / 10,
       })),
   };
+}
+
+/**
+ * CPU per stream route, from the agent's continuous profiler (its samples carry the route whose code ran):
+ * each route's time and share of the profile's sampled time, largest first; undefined for a profile without labels.
+ */
+function routeShares(p: CpuProfile, samples: unknown[], deltas: unknown[], total: number): CpuSummary['routes'] {
+  const labeled = sampleRoutesOf(p);
+  if (labeled === undefined || deltas.length !== samples.length) return undefined;
+  const us = new Map<number, number>();
+  for (let i = 0; i < samples.length; i++) {
+    const r = labeled.sampleRoutes[i];
+    const next = i + 1 < deltas.length ? deltas[i + 1] : 0;
+    if (typeof r !== 'number' || r <= 0 || r > labeled.routes.length || typeof next !== 'number' || !Number.isFinite(next) || next < 0) continue;
+    us.set(r, (us.get(r) ?? 0) + next);
+  }
+  return [...us.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([r, t]) => ({ route: labeled.routes[r - 1] as string, selfMs: Math.round(t / 100) / 10, selfPercent: Math.round((1000 * t) / total) / 10 }));
 }

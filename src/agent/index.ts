@@ -5,7 +5,7 @@ import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
 import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
-import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap } from './profiles.js';
+import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap, startOomProfile } from './profiles.js';
 
 export interface AgentOptions {
   /** Directory for the socket; default `STREAMSCOPE_AGENT_DIR`, `$XDG_RUNTIME_DIR/streamscope` or `<tmpdir>/streamscope-<uid>`. */
@@ -22,6 +22,12 @@ export interface AgentOptions {
    * `STREAMSCOPE_CPU_PROFILER=on`.
    */
   cpuProfiler?: boolean;
+  /**
+   * Write a heap profile into this directory (created 0700; files 0600) when the heap nears its limit, before an
+   * out-of-memory crash (optional dependency `@datadog/pprof`; keeps heap sampling on, at `heapSampling` or
+   * 512 KiB). Default `STREAMSCOPE_OOM_PROFILE`; off when neither is set.
+   */
+  oomProfile?: string;
 }
 
 export interface Agent {
@@ -60,11 +66,17 @@ function startProfilers(options: AgentOptions): void {
   preloadPprof();
   const envSampling = process.env.STREAMSCOPE_HEAP_SAMPLING;
   const raw = options.heapSampling ?? envSampling;
+  let interval: number | null = null;
   if (raw !== undefined && raw !== '' && raw !== '0' && raw !== 'off') {
-    const interval = parseInterval(raw);
+    interval = parseInterval(raw);
     if (interval === null) process.stderr.write(`streamscope: heap sampling interval must be bytes in [1024, 67108864], got "${String(raw)}"; not sampling\n`);
-    else void startContinuousHeap(interval);
   }
+  const oom = options.oomProfile ?? process.env.STREAMSCOPE_OOM_PROFILE;
+  // one after the other: both start the same heap profiler
+  void (async () => {
+    if (interval !== null) await startContinuousHeap(interval);
+    if (oom !== undefined && oom !== '' && oom !== 'off') await startOomProfile(oom, interval);
+  })();
   const cpu = options.cpuProfiler ?? ['on', '1', 'true'].includes((process.env.STREAMSCOPE_CPU_PROFILER ?? '').toLowerCase());
   if (cpu) void startContinuousCpu();
 }

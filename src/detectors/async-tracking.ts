@@ -3,6 +3,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
 import { captureStack } from '../stacks.js';
+import { cpuLabeler } from '../cpu-labels.js';
 
 /**
  * `trackAsync`: async resources created while a stream's handler runs are tied to the stream
@@ -93,8 +94,17 @@ export function enableAsyncTracking(): boolean {
 }
 
 
-/** Runs `fn` with the stream as the async context (only when the stream's config asks for it). */
+/**
+ * Runs `fn` with the stream as the async context (only when the stream's config asks for it), labeled with the
+ * stream's route for the CPU profiler when it runs (src/cpu-labels.ts).
+ */
 export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
+  const labeler = cpuLabeler();
+  if (labeler !== undefined) return labeler.run(s, runTracked as (...a: unknown[]) => T, undefined, [s, fn, thisArg, args]);
+  return runTracked(s, fn, thisArg, args);
+}
+
+function runTracked<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
   return als.run(s, () => fn.apply(thisArg, args as unknown[]));
 }
@@ -102,6 +112,8 @@ export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, th
 /** For observeAll: the rest of this synchronous dispatch (the request listener) runs in the stream. */
 export function enterStream(s: StreamState): void {
   if (s.config.trackAsync && enableAsyncTracking()) als.enterWith(s);
+  const labeler = cpuLabeler();
+  if (labeler !== undefined) labeler.enter(s);
 }
 
 export function liveAsync(s: StreamState): number {
