@@ -5,6 +5,7 @@ import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
 import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
+import { warn } from '../errors.js';
 import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap } from './profiles.js';
 
 export interface AgentOptions {
@@ -51,6 +52,7 @@ export function startAgent(options: AgentOptions = {}): Agent {
   } catch (err) {
     tracker.fault('agent', err);
     agent = disabled(`agent failed to start: ${(err as Error)?.message ?? String(err)}`);
+    warn('STREAMSCOPE_ERR_AGENT', `streamscope: ${agent.error}`);
   }
   g[kAgent] = agent;
   return agent;
@@ -123,7 +125,7 @@ function create(options: AgentOptions): Agent {
     server.once('error', (err) => {
       error = `agent could not listen on ${file}: ${err.message}`;
       tracker.fault('agent', err);
-      process.stderr.write(`streamscope: ${error}\n`);
+      warn('STREAMSCOPE_ERR_AGENT', `streamscope: ${error}`);
       resolve();
     });
   });
