@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { codes, registry, type ErrorSpec } from '../src/errors.js';
 import { ROOT } from './helpers/child.js';
+import { AGENT_ERROR_CODES } from '../src/agent/protocol.js';
 
 const doc = readFileSync(`${ROOT}/docs/errors.md`, 'utf8');
 const entries = Object.entries(registry) as [string, ErrorSpec][];
@@ -54,6 +55,13 @@ describe('docs/errors.md against the registry (src/errors.ts)', () => {
     const rows = table('`diag` exit codes');
     expect(sorted(rows.keys())).toEqual(sorted(entries.filter(([, s]) => s.exit !== undefined).map(([c]) => c)));
     for (const [code, cells] of rows) expect(Number(cells[1]), code).toBe((registry[code as keyof typeof registry] as ErrorSpec).exit);
+  });
+
+  it("agent protocol errors: one row per code the agent answers with (src/agent/protocol.ts)", () => {
+    const start = doc.indexOf('\n## Agent protocol errors\n');
+    const section = doc.slice(start, doc.indexOf('\n## ', start + 1));
+    const documented = [...section.matchAll(/^\| `(E[A-Z]+)` \|/gm)].map((m) => m[1]!);
+    expect(sorted(documented)).toEqual(sorted(Object.keys(AGENT_ERROR_CODES)));
   });
 
   it('every entry has a kind', () => {

@@ -36,8 +36,21 @@ export interface Request {
   intervalBytes?: number;
 }
 
+/**
+ * The codes of the agent's error answers (`{ id, ok: false, error: { code, message } }`); docs/errors.md
+ * ("Agent protocol errors") is tested against this list. `diag` prints the message and exits 2.
+ */
+export const AGENT_ERROR_CODES = {
+  EPROTO: 'a request line that is not JSON or has no numeric id',
+  EINVAL: 'an unknown op, or a parameter out of range',
+  EBUSY: 'another capture of the same kind is running in this process',
+  EFAILED: 'the recording failed inside the process',
+} as const;
+
+export type AgentErrorCode = keyof typeof AGENT_ERROR_CODES;
+
 export interface ErrorBody {
-  code: string;
+  code: AgentErrorCode;
   message: string;
 }
 

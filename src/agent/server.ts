@@ -4,7 +4,7 @@ import { getTracker } from '../tracker.js';
 import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
 import { processFacts } from './facts.js';
 import { continuousCpuProfile, heapProfile, parseInterval, profilingState } from './profiles.js';
-import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, sampleWindow, targetStreams, type HelloResult, type Request } from './protocol.js';
+import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, sampleWindow, targetStreams, type AgentErrorCode, type HelloResult, type Request } from './protocol.js';
 import { VERSION } from './version.js';
 
 /**
@@ -35,7 +35,7 @@ function drop(sock: net.Socket, reason: string): void {
 
 class RequestError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: AgentErrorCode,
     message: string,
   ) {
     super(message);
