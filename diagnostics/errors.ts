@@ -1,9 +1,12 @@
+import { registry } from '../src/errors.js';
+
 /**
  * A `diag` error the operator can act on: printed as one line on stderr (no stack trace), exit code 2.
  * Anything else that escapes a command is a bug in diag, and is still reported in one line.
  */
 export class DiagError extends Error {
-  readonly exitCode = 2;
+  readonly code = 'STREAMSCOPE_DIAG_USAGE';
+  readonly exitCode: number = registry.STREAMSCOPE_DIAG_USAGE.exit;
   constructor(message: string) {
     super(message);
     this.name = 'DiagError';

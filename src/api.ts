@@ -1,5 +1,6 @@
 import type { Finding, StreamSnapshot } from './types.js';
 import { getTracker } from './tracker.js';
+import { invalidArg } from './errors.js';
 
 const tracker = getTracker();
 
@@ -10,7 +11,7 @@ export function streams(): StreamSnapshot[] {
 
 /** Leak-detector findings as they happen. Returns an unsubscribe. */
 export function onFinding(listener: (finding: Finding) => void): () => void {
-  if (typeof listener !== 'function') throw new TypeError('onFinding(listener): listener must be a function');
+  if (typeof listener !== 'function') throw invalidArg('onFinding(listener)', 'listener', 'a function');
   tracker.findingListeners.add(listener);
   return () => {
     tracker.findingListeners.delete(listener);

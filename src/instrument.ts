@@ -4,6 +4,7 @@ import { resolveConfig } from './config.js';
 import { markError, settleHandler } from './response-hook.js';
 import { inStream, track } from './track.js';
 import { getTracker } from './tracker.js';
+import { invalidArg } from './errors.js';
 
 const tracker = getTracker();
 import { kInstrumented } from './symbols.js';
@@ -43,7 +44,7 @@ export function instrument<
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function instrument<H extends (this: any, req: any, res: any, ...rest: any[]) => unknown>(handler: H, options?: InstrumentOptions): H;
 export function instrument<H extends Handler>(handler: H, options: InstrumentOptions = {}): H {
-  if (typeof handler !== 'function') throw new TypeError('instrument(handler): handler must be a function');
+  if (typeof handler !== 'function') throw invalidArg('instrument(handler)', 'handler', 'a function');
   if ((handler as unknown as Record<symbol, unknown>)[kInstrumented] !== undefined) return handler;
   const config = resolveConfig(options);
 

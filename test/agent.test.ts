@@ -106,6 +106,9 @@ describe('startAgent()', () => {
     expect(r.code).toBe(0);
     expect(r.lines[0]).toMatchObject({ path: null });
     expect(r.lines[0]!.error).toMatch(/has mode 755, expected 700/);
+    // one process warning with the registry's code (docs/errors.md), never a throw
+    expect(r.stderr).toMatch(/\[STREAMSCOPE_ERR_AGENT\] Warning: streamscope: agent failed to start: .*has mode 755, expected 700/);
+    expect(r.stderr.match(/STREAMSCOPE_ERR_AGENT/g)).toHaveLength(1);
     expect(fs.readdirSync(dir)).toEqual([]);
   });
 

@@ -91,7 +91,8 @@ describe('createHub() with memoryStore', () => {
     expect(r.status).toBe(416);
     const next = r.headers['x-next-cursor'] as string;
     expect(next).toMatch(/^[0-9a-f]{12}:\d+-\d+$/);
-    expect(JSON.parse(r.body.toString()).error.nextCursor).toBe(next);
+    expect(JSON.parse(r.body.toString()).error).toEqual({ code: 'STREAMSCOPE_ERR_EXPIRED_EVENT_ID', message: `Last-Event-ID ${ids[3]} is expired`, nextCursor: next });
+    expect(r.headers['content-type']).toBe('application/json; charset=utf-8');
     const c = await openSse(`${srv.url}/events`, { 'Last-Event-ID': next });
     await until(() => c.events.length === 10, 'retained events');
     expect(c.events.map((e) => e.id)).toEqual(ids.slice(15));
@@ -99,6 +100,7 @@ describe('createHub() with memoryStore', () => {
     // an id from the future (another store, a restart) is unknown: 416 too
     const future = await get(`${srv.url}/events?lastEventId=99999999999999-0`);
     expect(future.status).toBe(416);
+    expect(JSON.parse(future.body.toString()).error.code).toBe('STREAMSCOPE_ERR_UNKNOWN_EVENT_ID');
     // resuming from the last event that was dropped loses nothing: not expired
     const edge = await openSse(`${srv.url}/events`, { 'Last-Event-ID': ids[14]! });
     expect(edge.status).toBe(200);

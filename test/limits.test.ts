@@ -77,7 +77,7 @@ describe('rate limit and load shedding over HTTP', () => {
     expect([a.status, b.status]).toEqual([200, 200]);
     expect(c.status).toBe(429);
     expect(Number(c.headers['retry-after'])).toBeGreaterThanOrEqual(1);
-    expect(JSON.parse(c.body.toString()).error.code).toBe('rate_limited');
+    expect(JSON.parse(c.body.toString()).error).toEqual({ code: 'STREAMSCOPE_ERR_RATE_LIMITED', message: 'too many streams opened' });
     expect(rejected).toHaveLength(1);
     expect(rejected[0]!.rejected).toBe('rate_limited');
     expect(rejected[0]!.signal.aborted).toBe(true);
@@ -100,6 +100,7 @@ describe('rate limit and load shedding over HTTP', () => {
     const c = await get(srv.url);
     expect(c.status).toBe(503);
     expect(c.headers['retry-after']).toBe('7');
+    expect(JSON.parse(c.body.toString()).error).toEqual({ code: 'STREAMSCOPE_ERR_OVERLOADED', message: 'server overloaded' });
     a.close();
     await until(async () => sum(await scrape(registry), 'stream_active_connections', { route: '/shed' }) === 1, 'one closed');
     const d = await openSse(srv.url);

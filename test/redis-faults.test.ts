@@ -79,7 +79,7 @@ describe('redisStore: a resume across lost history is never a silent gap', () =>
       const r = await get(`${srv.url}/events?lastEventId=${seen[9]}`);
       expect(r.status).toBe(416);
       const body = JSON.parse(r.body.toString()) as { error: { code: string; nextCursor: string } };
-      expect(body.error.code).toBe('unknown_event_id');
+      expect(body.error.code).toBe('STREAMSCOPE_ERR_UNKNOWN_EVENT_ID');
       const next = r.headers['x-next-cursor'] as string;
       expect(body.error.nextCursor).toBe(next);
       // from the cursor: everything the store still has, once and in order

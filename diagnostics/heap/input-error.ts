@@ -1,3 +1,5 @@
+import { registry } from '../../src/errors.js';
+
 /**
  * An input the analyzer cannot use: a missing or unreadable path, a file that is not a heap snapshot,
  * a truncated or corrupted one. The CLI prints its message as one line and exits with code 2.
@@ -5,7 +7,8 @@
 const kInputError = Symbol.for('streamscope.diag.input_error');
 
 export class InputError extends Error {
-  readonly exitCode = 2;
+  readonly code = 'STREAMSCOPE_DIAG_INPUT';
+  readonly exitCode: number = registry.STREAMSCOPE_DIAG_INPUT.exit;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'InputError';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import { candidateDirs, socketPath, uid, unsafeDirReason } from '../../src/agent/paths.js';
+import { candidateDirs, socketPath, uid, unsafeDirReason } from '../../src/agent/protocol.js';
 import type { HelloResult, Op, Request } from '../../src/agent/protocol.js';
 import { DiagError } from '../errors.js';
 

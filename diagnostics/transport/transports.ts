@@ -1,9 +1,8 @@
 import type fs from 'node:fs';
-import { cgroupMemory, hostMemAvailable } from '../../src/agent/facts.js';
-import { DEFAULT_TRACE_CATEGORIES } from '../../src/agent/protocol.js';
+import { DEFAULT_TRACE_CATEGORIES, processFactsExpression, streamsExpression } from '../../src/agent/protocol.js';
 import { DiagError } from '../errors.js';
 import { AgentClient } from './agent-client.js';
-import { InspectorSession, READ_STREAMS, readProcessFacts } from './inspector-client.js';
+import { InspectorSession } from './inspector-client.js';
 
 /** What `capture` needs from a transport; the agent and the inspector each implement it. */
 export interface Transport {
@@ -145,17 +144,15 @@ export class InspectorTransport implements Transport {
     return { pid: Number(v.pid), nodeVersion: String(v.nodeVersion ?? ''), streamscopeVersion: null, argv: Array.isArray(v.argv) ? (v.argv as string[]) : [] };
   }
   async streams() {
-    const v = await this.s.evaluateJson(READ_STREAMS);
+    const v = await this.s.evaluateJson(streamsExpression());
     if (v.loaded !== true) return null;
     if (typeof v.error === 'string') throw new DiagError(`reading streams in the target failed: ${v.error}`);
     delete v.loaded;
     return v;
   }
   async processFacts(sampleMs: number) {
-    const v = await this.s.evaluateJson(readProcessFacts(Math.max(0, Math.min(10_000, Math.round(sampleMs)))), true);
+    const v = await this.s.evaluateJson(processFactsExpression(sampleMs), true);
     if (typeof v.error === 'string') throw new DiagError(`reading process facts in the target failed: ${v.error}`);
-    v.cgroupMemory = cgroupMemory(this.s.pid);
-    v.hostMemAvailable = hostMemAvailable();
     return v;
   }
   async heap(out: fs.WriteStream, onBytes: (n: number) => void): Promise<number> {

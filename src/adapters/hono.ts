@@ -5,6 +5,7 @@ import { settleHandler } from '../response-hook.js';
 import { inStream, track } from '../track.js';
 import { kRoute } from '../routes.js';
 import { getTracker } from '../tracker.js';
+import { invalidArg, warn } from '../errors.js';
 import type { StreamConfig, StreamState } from '../stream-state.js';
 
 const tracker = getTracker();
@@ -33,10 +34,7 @@ function bindings(env: unknown): NodeBindings | undefined {
 function noNodeResponse(): void {
   if (warned) return;
   warned = true;
-  process.emitWarning(
-    'streamscope/hono: the request has no Node.js response (c.env.outgoing); streams are tracked only when the app is served by @hono/node-server',
-    { code: 'STREAMSCOPE_HONO_NO_NODE_RESPONSE' },
-  );
+  warn('STREAMSCOPE_HONO_NO_NODE_RESPONSE');
 }
 
 /** The one entry every adapter uses (src/track.ts), so an option means the same here as elsewhere. */
@@ -84,7 +82,7 @@ export function streamscope(options: InstrumentOptions = {}): (c: HonoContextLik
  * other; the route is `options.route` or the folded path.
  */
 export function instrumentFetch<F extends (request: Request, env?: unknown, ...rest: never[]) => unknown>(fetch: F, options: InstrumentOptions = {}): F {
-  if (typeof fetch !== 'function') throw new TypeError('instrumentFetch(fetch): fetch must be a function');
+  if (typeof fetch !== 'function') throw invalidArg('instrumentFetch(fetch)', 'fetch', 'a function');
   const config = resolveConfig(options);
   const wrapped = function (this: unknown, request: Request, env?: unknown): unknown {
     const b = bindings(env);

@@ -5,7 +5,12 @@ import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
 import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
+<<<<<<< HEAD
 import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap, startOomProfile } from './profiles.js';
+=======
+import { warn } from '../errors.js';
+import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap } from './profiles.js';
+>>>>>>> err10
 
 export interface AgentOptions {
   /** Directory for the socket; default `STREAMSCOPE_AGENT_DIR`, `$XDG_RUNTIME_DIR/streamscope` or `<tmpdir>/streamscope-<uid>`. */
@@ -57,6 +62,7 @@ export function startAgent(options: AgentOptions = {}): Agent {
   } catch (err) {
     tracker.fault('agent', err);
     agent = disabled(`agent failed to start: ${(err as Error)?.message ?? String(err)}`);
+    warn('STREAMSCOPE_ERR_AGENT', `streamscope: ${agent.error}`);
   }
   g[kAgent] = agent;
   return agent;
@@ -135,7 +141,7 @@ function create(options: AgentOptions): Agent {
     server.once('error', (err) => {
       error = `agent could not listen on ${file}: ${err.message}`;
       tracker.fault('agent', err);
-      process.stderr.write(`streamscope: ${error}\n`);
+      warn('STREAMSCOPE_ERR_AGENT', `streamscope: ${error}`);
       resolve();
     });
   });

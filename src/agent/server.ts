@@ -4,7 +4,7 @@ import { getTracker } from '../tracker.js';
 import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
 import { processFacts } from './facts.js';
 import { continuousCpuProfile, heapProfile, parseInterval, profilingState } from './profiles.js';
-import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, type HelloResult, type Request } from './protocol.js';
+import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, sampleWindow, targetStreams, type AgentErrorCode, type HelloResult, type Request } from './protocol.js';
 import { VERSION } from './version.js';
 
 /**
@@ -35,7 +35,7 @@ function drop(sock: net.Socket, reason: string): void {
 
 class RequestError extends Error {
   constructor(
-    readonly code: string,
+    readonly code: AgentErrorCode,
     message: string,
   ) {
     super(message);
@@ -148,16 +148,10 @@ async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Prom
     case 'hello':
       return hello();
     case 'streams':
-      return {
-        pid: process.pid,
-        time: new Date().toISOString(),
-        streams: tracker.streams(),
-        findings: tracker.recentFindings(),
-        internalErrors: Object.fromEntries(tracker.internalErrors),
-      };
+      // the same function the inspector evaluates (src/agent/protocol.ts); the tracker is the process-wide one
+      return targetStreams() ?? { pid: process.pid, time: new Date().toISOString(), streams: [], findings: [], internalErrors: {} };
     case 'process': {
-      const ms = typeof req.sampleMs === 'number' && req.sampleMs >= 0 ? Math.min(req.sampleMs, 10_000) : 1000;
-      return processFacts(ms);
+      return processFacts(sampleWindow(req.sampleMs));
     }
     case 'heap':
       return exclusive('heap', () => sendHeap(sock, req));

@@ -1,2 +1,2 @@
-/** The package version, reported by the agent's `hello`; test/agent.test.ts checks it matches package.json. */
-export const VERSION = '0.1.0';
+/** The package version: defined in the protocol module (src/agent/protocol.ts), which diag shares. */
+export { VERSION } from './protocol.js';

@@ -4,6 +4,7 @@ import type { StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
 import { captureStack } from '../stacks.js';
 import { cpuLabeler } from '../cpu-labels.js';
+import { warn } from '../errors.js';
 
 /**
  * `trackAsync`: async resources created while a stream's handler runs are tied to the stream
@@ -71,15 +72,7 @@ export function enableAsyncTracking(): boolean {
   const createHook = (asyncHooks as { createHook?: typeof asyncHooks.createHook }).createHook;
   if (typeof createHook !== 'function') {
     state = 'unavailable';
-    try {
-      process.emitWarning(
-        'trackAsync needs async_hooks.createHook, which this runtime does not provide: dangling_async is off; ' +
-          'dangling_stream still uses handler settlement and writes after close.',
-        { code: 'STREAMSCOPE_TRACK_ASYNC_UNAVAILABLE' },
-      );
-    } catch {
-      /* nothing */
-    }
+    warn('STREAMSCOPE_TRACK_ASYNC_UNAVAILABLE');
     return false;
   }
   try {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { invalidOption, StreamscopeError } from '../errors.js';
+import { format, httpError, invalidOption, StreamscopeError, type RegistryCode } from '../errors.js';
 import { getTracker } from '../tracker.js';
 import { admit, routeOf } from '../limits/index.js';
 import { resolveSse, type ResolvedSse, type SseOptions } from '../sse/options.js';
@@ -38,10 +38,11 @@ const MAX_PENDING = 10000;
 
 const CHANNEL = /^[^\r\n\0]{1,256}$/;
 
-function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** An error answer of the registry (src/errors.ts): its status and the body `{ error: { code, message, ...extra } }`. */
+function answer(res: ServerResponse, code: RegistryCode, message?: string, headers: Record<string, string> = {}, extra?: Record<string, unknown>): void {
   try {
     if (res.headersSent || res.destroyed) return;
-    const text = JSON.stringify(body);
+    const { status, body: text } = httpError(code, message, extra);
     res.writeHead(status, {
       'Content-Type': 'application/json; charset=utf-8',
       'Content-Length': Buffer.byteLength(text),
@@ -125,7 +126,7 @@ export class Hub {
     checkChannel(channel);
     const { o, onExpired } = this.settings(options);
     if (this.closed) {
-      answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_HUB_CLOSED', message: 'hub closed' } }, { 'Retry-After': '1' });
+      answer(res, 'STREAMSCOPE_ERR_HUB_CLOSED', 'hub closed', { 'Retry-After': '1' });
       return null;
     }
     const metrics = o.config.metrics;
@@ -134,7 +135,7 @@ export class Hub {
     const last = readLastEventId(req);
     if (last.kind === 'invalid') {
       countResume(metrics, o, req, res, 'invalid');
-      answer(res, 400, { error: { code: 'STREAMSCOPE_ERR_INVALID_EVENT_ID', message: 'malformed Last-Event-ID: expected <ms>-<seq>' } });
+      answer(res, 'STREAMSCOPE_ERR_INVALID_EVENT_ID');
       return null;
     }
 
@@ -202,12 +203,8 @@ export class Hub {
         } else {
           leave();
           countResume(metrics, o, req, res, 'expired');
-          answer(
-            res,
-            416,
-            { error: { code: why === 'unknown' ? 'unknown_event_id' : 'expired_event_id', message: `Last-Event-ID ${after} is ${why}`, nextCursor: next } },
-            { 'X-Next-Cursor': next },
-          );
+          const code = why === 'unknown' ? 'STREAMSCOPE_ERR_UNKNOWN_EVENT_ID' : 'STREAMSCOPE_ERR_EXPIRED_EVENT_ID';
+          answer(res, code, format(code, { id: after }), { 'X-Next-Cursor': next }, { nextCursor: next });
           return null;
         }
       } catch (err) {
@@ -291,7 +288,7 @@ export class Hub {
 
 /** The store failed while a stream was being set up: 503, the client retries. */
 function storeUnavailable(res: ServerResponse): void {
-  answer(res, 503, { error: { code: 'STREAMSCOPE_ERR_STORE', message: 'event store unavailable' } }, { 'Retry-After': '1' });
+  answer(res, 'STREAMSCOPE_ERR_STORE', 'event store unavailable', { 'Retry-After': '1' });
 }
 
 function anchorFrame(id: string): string {

@@ -6,6 +6,7 @@ import { getTracker } from '../tracker.js';
 import { TokenBuckets, type RateLimitOptions } from './token-bucket.js';
 import { Shedder, type ShedOptions } from './shed.js';
 import { runtimeStats } from './stats.js';
+import { httpError, registry } from '../errors.js';
 
 export { TokenBuckets, type RateLimitOptions } from './token-bucket.js';
 export { Shedder, type ShedOptions } from './shed.js';
@@ -39,7 +40,7 @@ export function routeOf(route: RouteOption | undefined, req: IncomingMessage, re
 function refuse(res: ServerResponse, status: number, retryAfter: number, reason: RejectReason): void {
   try {
     if (res.headersSent || res.destroyed) return;
-    const body = JSON.stringify({ error: { code: reason, message: reason === 'rate_limited' ? 'too many streams opened' : 'server overloaded' } });
+    const { body } = httpError(reason === 'rate_limited' ? 'STREAMSCOPE_ERR_RATE_LIMITED' : 'STREAMSCOPE_ERR_OVERLOADED');
     res.writeHead(status, {
       'Content-Type': 'application/json; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
@@ -89,6 +90,6 @@ export function admit(
   } catch (err) {
     tracker.fault('metrics', err);
   }
-  refuse(res, reason === 'rate_limited' ? 429 : 503, retryAfter, reason);
+  refuse(res, registry[reason === 'rate_limited' ? 'STREAMSCOPE_ERR_RATE_LIMITED' : 'STREAMSCOPE_ERR_OVERLOADED'].http, retryAfter, reason);
   return reason;
 }

@@ -5,6 +5,7 @@ import { resolveSse, type SseOptions } from './options.js';
 import { kOpen, kState, SseStream } from './stream.js';
 import { isServerStream } from '../http2.js';
 import { enterInStream } from '../track.js';
+import { typeError } from '../errors.js';
 
 export { SseStream } from './stream.js';
 export { encodeEvent, encodeComment, type SseEvent } from './encoder.js';
@@ -27,7 +28,7 @@ export function sse(
   const res = resIn as ServerResponse;
   if (isServerStream(req) || isServerStream(res)) {
     // Nothing to frame onto: a `stream` event has no response object. Say so rather than fail later.
-    throw new TypeError("sse(req, res): HTTP/2 'stream' events are not supported; use the compatibility API (the request and response of a 'request' event)");
+    throw typeError('STREAMSCOPE_ERR_HTTP2_STREAM');
   }
   const o = resolveSse(options);
   const rejected = admit(o.limits, req, res, o.config.metrics, o.route);
