@@ -5,12 +5,8 @@ import { kAgent } from '../symbols.js';
 import { getTracker } from '../tracker.js';
 import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
-<<<<<<< HEAD
-import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap, startOomProfile } from './profiles.js';
-=======
 import { warn } from '../errors.js';
-import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap } from './profiles.js';
->>>>>>> err10
+import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap, startOomProfile } from './profiles.js';
 
 export interface AgentOptions {
   /** Directory for the socket; default `STREAMSCOPE_AGENT_DIR`, `$XDG_RUNTIME_DIR/streamscope` or `<tmpdir>/streamscope-<uid>`. */
