@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { InstrumentOptions } from './types.js';
-import type { StreamState } from './stream-state.js';
+import { Phase, type StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { StreamClosedError, invalidOption } from './errors.js';
 import { kState } from './symbols.js';
@@ -89,7 +89,7 @@ function fmtBytes(n: number): string {
 
 /** The server side ends the stream: outcome `error` (as response-hook's markError). */
 function markError(s: StreamState): void {
-  if (!s.clientClosed && s.phase <= 1) s.errored = true;
+  if (!s.clientClosed && s.phase < Phase.Closed) s.errored = true;
 }
 
 /** Counts a guard action: metric, finding (once per stream), span attribute. */
@@ -102,7 +102,7 @@ function record(s: StreamState, guard: GuardName, detail: string): void {
 /** Cuts an open stream: destroyed by the server, so its outcome is `error`; the client sees a reset and reconnects. */
 function cut(s: StreamState, guard: GuardName, detail: string): void {
   const res = s.res;
-  if (res === null || res.destroyed || s.phase !== 1) return;
+  if (res === null || res.destroyed || s.phase !== Phase.Open) return;
   markError(s);
   record(s, guard, detail);
   res.destroy();
@@ -144,7 +144,7 @@ function onSocketError(this: WatchedSocket, err: NodeJS.ErrnoException): void {
     if (code === undefined || !DEAD_PEER_CODES.has(code)) return;
     const res = this._httpMessage;
     const s = res ? (res[kState] as StreamState | undefined) : undefined;
-    if (s === undefined || s.phase !== 1 || s.config.guards == null || s.config.guards.deadPeerMs === 0) return;
+    if (s === undefined || s.phase !== Phase.Open || s.config.guards == null || s.config.guards.deadPeerMs === 0) return;
     markError(s);
     s.serverDestroyed = true;
     record(s, 'dead_peer', `the peer stopped answering (TCP keep-alive or retransmission timeout, ${code}): the stream was closed`);

@@ -1,6 +1,6 @@
 import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
 import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS } from './metrics.js';
-import type { StreamState } from './stream-state.js';
+import { Phase, type StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 
 /**
@@ -85,7 +85,7 @@ function setUp(meter: Meter): Instruments {
         const now = new Map<string, RouteTotals & { buffered: number }>();
         for (const [route, t] of closed) now.set(route, { ...t, buffered: 0 });
         tracker.open.each((s) => {
-          if (s.phase !== 1) return;
+          if (s.phase !== Phase.Open) return;
           const route = routeOf(s);
           let t = now.get(route);
           if (t === undefined) {

@@ -28,6 +28,25 @@ export interface StreamConfig {
  */
 const ids: { next: number } = ((globalThis as unknown as Record<symbol, { next: number } | undefined>)[kStreamIds] ??= { next: 1 });
 
+/**
+ * A stream's lifecycle. Only the tracker's transition methods (src/tracker.ts) assign it:
+ *
+ *   Pending ──promote──▶ Open ──close──▶ Closed ──settle / handler settled / sweep──▶ Released
+ *      └──discard──▶ Discarded                ▲                                          │
+ *                                             └──────── a write after release ◀─────────┘
+ *
+ * - Pending: attached, not known to be a stream yet (a short response ends here and is Discarded).
+ * - Open: a stream, in `tracker.open`.
+ * - Closed: the response closed; in `tracker.lingering` while its producer still holds it.
+ * - Released: forgotten by the tracker (request and response dropped).
+ * - Discarded: not a stream (ended within the tick of its first write); nothing more is counted.
+ *
+ * Small integers in lifecycle order, so that "not closed yet" reads `phase < Phase.Closed`; the
+ * per-write path compares them and nothing more.
+ */
+export const Phase = Object.freeze({ Discarded: -1, Pending: 0, Open: 1, Closed: 2, Released: 3 } as const);
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
 export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
 /**
@@ -57,8 +76,8 @@ export class StreamState {
   /** Index in the tracker's open / lingering lists (-1: not in it). */
   openSlot = -1;
   lingerSlot = -1;
-  /** 0 pending (not known to be a stream yet), 1 open stream, 2 closed, -1 not a stream. */
-  phase = 0;
+  /** Where the stream is in its lifecycle (see `Phase`); set only by the tracker's transitions. */
+  phase: Phase = Phase.Pending;
   promoteScheduled = false;
   firstWriteAt = -1;
   bytes = 0;

@@ -1,6 +1,6 @@
 import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { StreamState } from '../stream-state.js';
+import { Phase, type StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
 import { captureStack } from '../stacks.js';
 
@@ -41,7 +41,7 @@ let state: 'off' | 'on' | 'unavailable' = 'off';
 function onInit(asyncId: number, type: string): void {
   if (!TRACKED.has(type) || tracker.internalDepth > 0) return;
   const s = als.getStore();
-  if (s === undefined || s.phase === -1 || s.phase === 2) return;
+  if (s === undefined || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
   try {
     let map = s.asyncResources;
     if (map === null) {

@@ -1,5 +1,5 @@
 import type { StreamState } from '../stream-state.js';
-import { getTracker, producerHolds, type TrackerListener } from '../tracker.js';
+import { getTracker, type TrackerListener } from '../tracker.js';
 import { liveAsync } from './async-tracking.js';
 import { userFrames } from '../stacks.js';
 import { considerForSampling, isStalled, observedReadRate, sampleCandidates } from './progress.js';
@@ -103,10 +103,8 @@ export function sweep(): void {
     tracker.open.each((s) => considerForSampling(s, now));
     sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
-    tracker.lingering.each((s) => {
-      checkClosed(s, now);
-      if (!producerHolds(s)) tracker.release(s);
-    });
+    tracker.lingering.each((s) => checkClosed(s, now));
+    tracker.releaseLetGo();
     if (tracker.open.size === 0 && tracker.lingering.size === 0 && timer !== undefined) {
       clearInterval(timer);
       timer = undefined;
