@@ -1,5 +1,5 @@
 import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
-import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS } from './metrics.js';
+import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS, routeMetricsOf } from './metrics.js';
 import { Phase, type StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 
@@ -40,7 +40,7 @@ function isNoop(): boolean {
 }
 
 function routeOf(s: StreamState): string {
-  return s.metrics?.route ?? s.route;
+  return routeMetricsOf(s)?.route ?? s.route;
 }
 
 function totals(route: string): RouteTotals {
@@ -171,3 +171,8 @@ export const otelMetricsListener: TrackerListener = {
     s.otelAfterClose = s.writesAfterClose;
   },
 };
+
+/** Registers the OpenTelemetry instruments' listener with the tracker (once per process). */
+export function install(): void {
+  tracker.register(otelMetricsListener);
+}

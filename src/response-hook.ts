@@ -6,7 +6,6 @@ import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
-import { onBlockedWrite, zombieWrite } from './guards.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -119,7 +118,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
     // Guard zombieAction 'throw': a write to a stream whose 'close' came before it finished stops its producer
     // (docs/guards.md). Only after 'close': by then pipe()/pipeline() have let go, so a throw never lands in them.
     const guards = s.config.guards;
-    if (guards != null && guards.zombieThrow && s.clientClosed) zombieWrite(s);
+    if (guards != null && guards.zombieThrow && s.clientClosed) guards.zombieWrite(s);
   }
   // Async resources Node creates inside the write (the Date header cache, socket timers) are not the
   // handler's: the trackAsync hook skips what is created while internalDepth > 0.
@@ -146,7 +145,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
       }
       // Guard maxBufferedBytes: checked only on a write that met backpressure, never on the fast path.
       const guards = s.config.guards;
-      if (guards != null) onBlockedWrite(s, guards, this.writableLength);
+      if (guards != null) guards.blockedWrite(s, this.writableLength);
     } catch (err) {
       tracker.fault('tracker', err);
     }

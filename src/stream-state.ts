@@ -1,14 +1,28 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
-import type { MetricsSet, RouteMetrics } from './metrics.js';
 import type { H2StreamLike } from './http2.js';
 import { userFrames, type StackHolder } from './stacks.js';
-import type { Progress } from './detectors/progress.js';
 import { kStreamIds } from './symbols.js';
-import type { GuardConfig } from './guards.js';
 
-/** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
+/**
+ * A consumer's hooks on the write path (the guards, src/guards.ts, install them through their resolved
+ * config): called only on a write that met backpressure, or on a write after close with `zombieThrow`.
+ */
+export interface WriteGuard {
+  /** A write after close throws (zombieAction 'throw'). */
+  readonly zombieThrow: boolean;
+  /** A write returned false; `queued` is the response's writableLength. */
+  blockedWrite(s: StreamState, queued: number): void;
+  /** A write after close with `zombieThrow`: throws. */
+  zombieWrite(s: StreamState): never;
+}
+
+/**
+ * Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call.
+ * The core's settings only: consumers add their own (the metric set, the guards) to the object that
+ * src/setup.ts resolves, and read them back themselves.
+ */
 export interface StreamConfig {
   readonly stallAfterMs: number;
   readonly danglingAfterMs: number;
@@ -16,10 +30,8 @@ export interface StreamConfig {
   readonly captureStacks: boolean;
   readonly tracer: Tracer | undefined;
   readonly route: RouteOption | undefined;
-  /** null when the metrics could not be set up (a faulty registry): the stream is still tracked. */
-  readonly metrics: MetricsSet | null;
-  /** Opt-in guards (src/guards.ts); null (or absent) when every guard is off. */
-  readonly guards?: GuardConfig | null;
+  /** Opt-in guards' write-path hooks (src/guards.ts); null (or absent) when every guard is off. */
+  readonly guards?: WriteGuard | null;
 }
 
 /**
@@ -71,7 +83,11 @@ export class StreamState {
   route = '';
   method: string;
   config: StreamConfig;
-  metrics: RouteMetrics | null = null;
+  /**
+   * Consumers' own per-stream data, by the slot index each took at load (`Tracker.slot()`); allocated
+   * when a consumer first stores something (at open), so a short response never pays for it.
+   */
+  slots: unknown[] | null = null;
 
   /** Index in the tracker's open / lingering lists (-1: not in it). */
   openSlot = -1;
@@ -130,8 +146,6 @@ export class StreamState {
   origDestroy: ServerResponse['destroy'] | null = null;
   /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/http2.ts). */
   h2: H2StreamLike | null = null;
-  /** Progress samples while blocked (detectors/progress.ts); null until the stream is first sampled. */
-  progress: Progress | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
@@ -143,6 +157,23 @@ export class StreamState {
     this.strongRes = res;
     this.method = req.method ?? 'GET';
     this.config = config;
+  }
+
+  /** A consumer's data in its slot (undefined until it stored some). */
+  slot<T>(i: number): T | undefined {
+    const a = this.slots;
+    return a === null ? undefined : (a[i] as T | undefined);
+  }
+
+  setSlot(i: number, v: unknown): void {
+    const a = this.slots;
+    if (a === null) {
+      const b: unknown[] = [];
+      b[i] = v;
+      this.slots = b;
+    } else {
+      a[i] = v;
+    }
   }
 
   get res(): ServerResponse | null {

@@ -1,6 +1,6 @@
 import { ProxyTracerProvider, SpanStatusCode, context, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import type { StreamState } from './stream-state.js';
-import { producerHolds, type TrackerListener } from './tracker.js';
+import { getTracker, producerHolds, type TrackerListener } from './tracker.js';
 
 /** One span per stream, `stream <route>`, child of the span active where the handler ran. */
 
@@ -134,3 +134,8 @@ export const tracingListener: TrackerListener = {
     s.span.end();
   },
 };
+
+/** Registers tracing with the tracker (once per process). */
+export function install(): void {
+  getTracker().register(tracingListener);
+}

@@ -31,6 +31,12 @@ export interface TrackerListener {
   finding?(s: StreamState, f: Finding): void;
 }
 
+/** Runs code in a stream's async context (trackAsync). */
+export interface AsyncContext {
+  run<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T;
+  enter(s: StreamState): void;
+}
+
 const DEFAULT_RING = 1000;
 
 export class Tracker {
@@ -46,6 +52,33 @@ export class Tracker {
   readonly findingListeners = new Set<(f: Finding) => void>();
   /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
   internalDepth = 0;
+
+  /** Consumers' slot indexes on each stream (StreamState.slots), by name: two copies of a consumer share one. */
+  private readonly slotIndex = new Map<string, number>();
+
+  /**
+   * The trackAsync context (src/detectors/async-tracking.ts installs it): runs a handler, or the rest of
+   * a dispatch, in a stream's async context. null until installed: handlers then run as they are.
+   */
+  asyncContext: AsyncContext | null = null;
+
+  /** The slot index of a consumer's per-stream data (see StreamState.slot). */
+  slot(name: string): number {
+    let i = this.slotIndex.get(name);
+    if (i === undefined) {
+      i = this.slotIndex.size;
+      this.slotIndex.set(name, i);
+    }
+    return i;
+  }
+
+  /**
+   * A consumer registers itself: subscribed once per component, even when two copies of the package
+   * (ESM and CJS, or two versions) each register theirs, so every stream is counted once.
+   */
+  register(listener: TrackerListener): void {
+    if (!this.listeners.some((l) => l.component === listener.component)) this.listeners.push(listener);
+  }
 
   subscribe(listener: TrackerListener): () => void {
     this.listeners.push(listener);

@@ -93,6 +93,11 @@ export function enableAsyncTracking(): boolean {
 }
 
 
+/** Registers trackAsync's context with the tracker: track()'s inStream/enterInStream run through it (one per process). */
+export function installAsyncContext(): void {
+  if (tracker.asyncContext === null) tracker.asyncContext = { run: runInStream, enter: enterStream };
+}
+
 /** Runs `fn` with the stream as the async context (only when the stream's config asks for it). */
 export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
