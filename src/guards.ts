@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { InstrumentOptions } from './types.js';
 import { Phase, type StreamState, type WriteGuard } from './stream-state.js';
 import { routeMetricsOf } from './metrics.js';
+import { liveSpan } from './tracing.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { StreamClosedError, invalidOption } from './errors.js';
 import { kState } from './symbols.js';
@@ -30,6 +31,9 @@ export interface GuardConfig extends WriteGuard {
 }
 
 const tracker = getTracker();
+
+/** This consumer's slot on each stream: true once zombieAction 'throw' has thrown (and counted) for it. */
+const kSlot = tracker.slot('guards');
 
 function positiveOrOff(name: string, v: unknown): number {
   if (v === undefined || v === 0 || v === false) return 0;
@@ -96,7 +100,7 @@ function markError(s: StreamState): void {
 /** Counts a guard action: metric, finding (once per stream), span attribute. */
 function record(s: StreamState, guard: GuardName, detail: string): void {
   routeMetricsOf(s)?.guardAction(guard).inc();
-  if (!s.spanEnded) s.span?.setAttribute('stream.guard', guard);
+  liveSpan(s)?.setAttribute('stream.guard', guard);
   tracker.raise(s, 'guard_action', 'error', `guard ${guard}: ${detail}`);
 }
 
@@ -123,8 +127,8 @@ function guardsOf(s: StreamState): GuardConfig | null {
 
 /** patchedWrite, on a write after close with zombieAction 'throw': counts the first one and throws. */
 function zombieWrite(s: StreamState): never {
-  if (!s.zombieThrown) {
-    s.zombieThrown = true;
+  if (s.slot(kSlot) === undefined) {
+    s.setSlot(kSlot, true);
     try {
       record(s, 'zombie_action', 'a write after the stream closed threw StreamClosedError: the producer was stopped');
     } catch (err) {

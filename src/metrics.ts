@@ -42,12 +42,24 @@ export const COMPONENTS = [
 
 const tracker = getTracker();
 
-/** This consumer's slot on each stream: the stream's route metrics (StreamState.slot). */
+/** A stream's route metrics, and its tallies already moved into them (at scrape time and at close). */
+class StreamTally {
+  readonly rm: RouteMetrics;
+  bytes = 0;
+  writes = 0;
+  blocked = 0;
+  afterClose = 0;
+  constructor(rm: RouteMetrics) {
+    this.rm = rm;
+  }
+}
+
+/** This consumer's slot on each stream: its StreamTally (StreamState.slot), from open. */
 const kSlot = tracker.slot('metrics');
 
 /** The route metrics of a stream (null: not opened, or no metric set). */
 export function routeMetricsOf(s: StreamState): RouteMetrics | null {
-  return s.slot<RouteMetrics>(kSlot) ?? null;
+  return s.slot<StreamTally>(kSlot)?.rm ?? null;
 }
 
 /** The metric set of a stream's config (src/setup.ts puts it there). */
@@ -379,15 +391,16 @@ export class MetricsSet {
 
 /** Moves a stream's tallies into its route's (plain numbers; no prom-client call). */
 function flushStream(s: StreamState): void {
-  const rm = routeMetricsOf(s) as RouteMetrics;
-  rm.bytes += s.bytes - s.flushedBytes;
-  s.flushedBytes = s.bytes;
-  rm.writes += s.writes - s.flushedWrites;
-  s.flushedWrites = s.writes;
-  rm.blocked += s.blockedWrites - s.flushedBlocked;
-  s.flushedBlocked = s.blockedWrites;
-  rm.afterClose += s.writesAfterClose - s.flushedAfterClose;
-  s.flushedAfterClose = s.writesAfterClose;
+  const t = s.slot<StreamTally>(kSlot) as StreamTally;
+  const rm = t.rm;
+  rm.bytes += s.bytes - t.bytes;
+  t.bytes = s.bytes;
+  rm.writes += s.writes - t.writes;
+  t.writes = s.writes;
+  rm.blocked += s.blockedWrites - t.blocked;
+  t.blocked = s.blockedWrites;
+  rm.afterClose += s.writesAfterClose - t.afterClose;
+  t.afterClose = s.writesAfterClose;
 }
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
@@ -435,7 +448,7 @@ export const metricsListener: TrackerListener = {
     const set = metricsSetOf(s);
     if (set === null) return;
     const rm = set.route(s.route);
-    s.setSlot(kSlot, rm);
+    s.setSlot(kSlot, new StreamTally(rm));
     rm.started(s.method);
     rm.active++;
   },

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
+import type { Context, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
 import type { H2StreamLike } from './http2.js';
 import { userFrames, type StackHolder } from './stacks.js';
@@ -113,26 +113,8 @@ export class StreamState {
   /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
   handlerSettled = true;
   outcome: Outcome | null = null;
-  /** zombieAction 'throw' has thrown (and counted) once for this stream. */
-  zombieThrown = false;
 
-  // tallies already moved into the metrics (flushed at scrape time and at close)
-  flushedBytes = 0;
-  flushedWrites = 0;
-  flushedBlocked = 0;
-  flushedAfterClose = 0;
-
-  span: Span | undefined = undefined;
-  spanContext: SpanContext | undefined = undefined;
-  spanEnded = false;
-  /** Span events recorded / left out over the cap (see tracing.ts), and whether the current blocked episode's event was recorded. */
-  spanEvents = 0;
-  spanEventsDropped = 0;
-  spanEpisodeRecorded = false;
-  /** Counted in the OpenTelemetry instruments (opened while a MeterProvider was registered). */
-  otelCounted = false;
-  /** writesAfterClose already added to the OpenTelemetry route totals (at close, at release). */
-  otelAfterClose = 0;
+  /** The context active where the handler was tracked (track()): the parent of the stream's span. */
   parentContext: Context | undefined = undefined;
   traceId = '';
   /** Shared empty list until the first finding (no array per stream). */

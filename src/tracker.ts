@@ -242,7 +242,6 @@ export class Tracker {
     s.phase = Phase.Released;
     this.emit('release', s);
     s.drop();
-    s.span = undefined;
     s.parentContext = undefined;
   }
 
