@@ -59,6 +59,9 @@ const ids: { next: number } = ((globalThis as unknown as Record<symbol, { next: 
 export const Phase = Object.freeze({ Discarded: -1, Pending: 0, Open: 1, Closed: 2, Released: 3 } as const);
 export type Phase = (typeof Phase)[keyof typeof Phase];
 
+/** How many consumer slots are taken (Tracker.slot): a stream's slot array is allocated at that size, no larger. */
+export const slotCount = { n: 0 };
+
 export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
 /**
@@ -150,7 +153,8 @@ export class StreamState {
   setSlot(i: number, v: unknown): void {
     const a = this.slots;
     if (a === null) {
-      const b: unknown[] = [];
+      // exact size: an array grown by `b[i] = v` from empty reserves 17 entries
+      const b: unknown[] = new Array(i < slotCount.n ? slotCount.n : i + 1);
       b[i] = v;
       this.slots = b;
     } else {

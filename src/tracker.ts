@@ -1,5 +1,5 @@
 import type { Finding, FindingKind, StreamSnapshot } from './types.js';
-import { NO_FINDINGS, Phase, type StreamState } from './stream-state.js';
+import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
 import { StreamList } from './stream-list.js';
 import { kTracker } from './symbols.js';
 import { debuglog } from 'node:util';
@@ -68,6 +68,7 @@ export class Tracker {
     if (i === undefined) {
       i = this.slotIndex.size;
       this.slotIndex.set(name, i);
+      if (slotCount.n <= i) slotCount.n = i + 1;
     }
     return i;
   }
