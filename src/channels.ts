@@ -1,5 +1,5 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
-import type { TrackerListener } from './tracker.js';
+import { getTracker, type TrackerListener } from './tracker.js';
 import type { StreamState } from './stream-state.js';
 import type { Finding, Outcome } from './types.js';
 
@@ -127,3 +127,8 @@ export const channelsListener: TrackerListener = {
     chFinding.publish(msg);
   },
 };
+
+/** Registers the channels' publisher with the tracker (once per process). */
+export function install(): void {
+  getTracker().register(channelsListener);
+}

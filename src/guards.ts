@@ -1,6 +1,8 @@
 import type { Socket } from 'node:net';
 import type { InstrumentOptions } from './types.js';
-import type { StreamState } from './stream-state.js';
+import { Phase, type StreamState, type WriteGuard } from './stream-state.js';
+import { routeMetricsOf } from './metrics.js';
+import { liveSpan } from './tracing.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 import { StreamClosedError, invalidOption } from './errors.js';
 import { kState } from './symbols.js';
@@ -16,8 +18,8 @@ import { kState } from './symbols.js';
 export const GUARD_NAMES = ['max_buffered_bytes', 'stalled_action', 'zombie_action', 'dead_peer'] as const;
 export type GuardName = (typeof GUARD_NAMES)[number];
 
-/** Resolved guards of one instrument() / adapter / register call. */
-export interface GuardConfig {
+/** Resolved guards of one instrument() / adapter / register call (and their write-path hooks, for the core). */
+export interface GuardConfig extends WriteGuard {
   /** Cut a response whose queued bytes exceed this; 0 = off. */
   readonly maxBufferedBytes: number;
   /** Cut a stream once `stalled_write` is raised for it. */
@@ -29,6 +31,9 @@ export interface GuardConfig {
 }
 
 const tracker = getTracker();
+
+/** This consumer's slot on each stream: true once zombieAction 'throw' has thrown (and counted) for it. */
+const kSlot = tracker.slot('guards');
 
 function positiveOrOff(name: string, v: unknown): number {
   if (v === undefined || v === 0 || v === false) return 0;
@@ -48,7 +53,7 @@ export function resolveGuards(options: InstrumentOptions): GuardConfig | null {
   const stalledDestroy = sa === 'destroy';
   const zombieThrow = za === 'throw';
   if (maxBufferedBytes === 0 && deadPeerMs === 0 && !stalledDestroy && !zombieThrow) return null;
-  return Object.freeze({ maxBufferedBytes, stalledDestroy, zombieThrow, deadPeerMs });
+  return Object.freeze({ maxBufferedBytes, stalledDestroy, zombieThrow, deadPeerMs, blockedWrite: onBlockedWrite, zombieWrite });
 }
 
 /** Environment variables of `streamscope/register`, and the option each sets. */
@@ -89,36 +94,41 @@ function fmtBytes(n: number): string {
 
 /** The server side ends the stream: outcome `error` (as response-hook's markError). */
 function markError(s: StreamState): void {
-  if (!s.clientClosed && s.phase <= 1) s.errored = true;
+  if (!s.clientClosed && s.phase < Phase.Closed) s.errored = true;
 }
 
 /** Counts a guard action: metric, finding (once per stream), span attribute. */
 function record(s: StreamState, guard: GuardName, detail: string): void {
-  s.metrics?.guardAction(guard).inc();
-  if (!s.spanEnded) s.span?.setAttribute('stream.guard', guard);
+  routeMetricsOf(s)?.guardAction(guard).inc();
+  liveSpan(s)?.setAttribute('stream.guard', guard);
   tracker.raise(s, 'guard_action', 'error', `guard ${guard}: ${detail}`);
 }
 
 /** Cuts an open stream: destroyed by the server, so its outcome is `error`; the client sees a reset and reconnects. */
 function cut(s: StreamState, guard: GuardName, detail: string): void {
   const res = s.res;
-  if (res === null || res.destroyed || s.phase !== 1) return;
+  if (res === null || res.destroyed || s.phase !== Phase.Open) return;
   markError(s);
   record(s, guard, detail);
   res.destroy();
 }
 
-/** patchedWrite, on a write that returned false (never on the fast path): over the cap, cut. */
-export function onBlockedWrite(s: StreamState, guards: GuardConfig, queued: number): void {
-  if (guards.maxBufferedBytes > 0 && queued > guards.maxBufferedBytes) {
-    cut(s, 'max_buffered_bytes', `${fmtBytes(queued)} queued exceeds maxBufferedBytes ${fmtBytes(guards.maxBufferedBytes)}: the stream was cut`);
+/** patchedWrite, on a write that returned false (never on the fast path): over the cap, cut. Called as `guards.blockedWrite()`. */
+function onBlockedWrite(this: GuardConfig, s: StreamState, queued: number): void {
+  if (this.maxBufferedBytes > 0 && queued > this.maxBufferedBytes) {
+    cut(s, 'max_buffered_bytes', `${fmtBytes(queued)} queued exceeds maxBufferedBytes ${fmtBytes(this.maxBufferedBytes)}: the stream was cut`);
   }
 }
 
+/** A stream's resolved guards (src/setup.ts puts them on its config). */
+function guardsOf(s: StreamState): GuardConfig | null {
+  return (s.config.guards as GuardConfig | null | undefined) ?? null;
+}
+
 /** patchedWrite, on a write after close with zombieAction 'throw': counts the first one and throws. */
-export function zombieWrite(s: StreamState): never {
-  if (!s.zombieThrown) {
-    s.zombieThrown = true;
+function zombieWrite(s: StreamState): never {
+  if (s.slot(kSlot) === undefined) {
+    s.setSlot(kSlot, true);
     try {
       record(s, 'zombie_action', 'a write after the stream closed threw StreamClosedError: the producer was stopped');
     } catch (err) {
@@ -144,7 +154,7 @@ function onSocketError(this: WatchedSocket, err: NodeJS.ErrnoException): void {
     if (code === undefined || !DEAD_PEER_CODES.has(code)) return;
     const res = this._httpMessage;
     const s = res ? (res[kState] as StreamState | undefined) : undefined;
-    if (s === undefined || s.phase !== 1 || s.config.guards == null || s.config.guards.deadPeerMs === 0) return;
+    if (s === undefined || s.phase !== Phase.Open || guardsOf(s) === null || guardsOf(s)?.deadPeerMs === 0) return;
     markError(s);
     s.serverDestroyed = true;
     record(s, 'dead_peer', `the peer stopped answering (TCP keep-alive or retransmission timeout, ${code}): the stream was closed`);
@@ -156,10 +166,10 @@ function onSocketError(this: WatchedSocket, err: NodeJS.ErrnoException): void {
 export const guardsListener: TrackerListener = {
   component: 'guards',
   open(s) {
-    const guards = s.config.guards;
-    if (guards == null) return;
+    const guards = guardsOf(s);
+    if (guards === null) return;
     // The route's guard series exist once a guarded stream opens there (series that pay their way).
-    s.metrics?.usesGuards();
+    routeMetricsOf(s)?.usesGuards();
     if (guards.deadPeerMs === 0) return;
     const socket = s.res?.socket as WatchedSocket | null | undefined;
     if (!socket || typeof socket.setKeepAlive !== 'function') return;
@@ -171,8 +181,8 @@ export const guardsListener: TrackerListener = {
   },
   finding(s, f) {
     if (f.kind !== 'stalled_write') return;
-    const guards = s.config.guards;
-    if (guards == null || !guards.stalledDestroy) return;
+    const guards = guardsOf(s);
+    if (guards === null || !guards.stalledDestroy) return;
     // After the stalled_write finding has reached every listener, so that they see it before the cut's own finding.
     const detail = `stalled_write (${f.detail}): the stream was cut`;
     queueMicrotask(() => {
@@ -184,3 +194,8 @@ export const guardsListener: TrackerListener = {
     });
   },
 };
+
+/** Registers the guards with the tracker (once per process). */
+export function install(): void {
+  tracker.register(guardsListener);
+}

@@ -10,7 +10,7 @@
  */
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { StreamConfig, StreamState } from './stream-state.js';
+import { Phase, type StreamConfig, type StreamState } from './stream-state.js';
 import { attach, promote } from './response-hook.js';
 import { h2StreamOf, isServerStream, requestOf, type H2StreamLike } from './http2.js';
 import { getTracker } from './tracker.js';
@@ -46,7 +46,7 @@ function patchedRespond(this: Tracked, headers?: Record<string, unknown>): void 
   // eslint-disable-next-line prefer-rest-params
   const ret = (this[kOrigRespond] as H2StreamLike['respond']).apply(this, arguments as unknown as Parameters<H2StreamLike['respond']>);
   const s = this[kState];
-  if (s !== undefined && s.phase === 0) {
+  if (s !== undefined && s.phase === Phase.Pending) {
     try {
       if (headers !== null && typeof headers === 'object') {
         let ct: unknown;

@@ -12,7 +12,7 @@
  * Nothing here is imported by the HTTP/1 per-write path except `h2Gone`, one property read.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { StreamState } from './stream-state.js';
+import { Phase, type StreamState } from './stream-state.js';
 import { getTracker } from './tracker.js';
 
 const tracker = getTracker();
@@ -59,7 +59,7 @@ export function watchH2(s: StreamState, st: H2StreamLike): void {
 
 function serverCut(w: Watched, err: boolean): void {
   const s = w[kH2State];
-  if (s === undefined || s.phase !== 1 || s.clientClosed || w.closed || w.session?.destroyed === true) return;
+  if (s === undefined || s.phase !== Phase.Open || s.clientClosed || w.closed || w.session?.destroyed === true) return;
   s.serverDestroyed = true;
   if (err) s.errored = true;
 }
@@ -86,7 +86,7 @@ function patchedStreamDestroy(this: Watched, error?: Error): unknown {
 
 function onH2Timeout(this: Watched): void {
   const s = this[kH2State];
-  if (s !== undefined && s.phase === 1) s.timedOut = true;
+  if (s !== undefined && s.phase === Phase.Open) s.timedOut = true;
 }
 
 /** A `ServerHttp2Stream` (what a `stream` event hands over), recognised without loading node:http2. */

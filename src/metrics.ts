@@ -42,6 +42,31 @@ export const COMPONENTS = [
 
 const tracker = getTracker();
 
+/** A stream's route metrics, and its tallies already moved into them (at scrape time and at close). */
+class StreamTally {
+  readonly rm: RouteMetrics;
+  bytes = 0;
+  writes = 0;
+  blocked = 0;
+  afterClose = 0;
+  constructor(rm: RouteMetrics) {
+    this.rm = rm;
+  }
+}
+
+/** This consumer's slot on each stream: its StreamTally (StreamState.slot), from open. */
+const kSlot = tracker.slot('metrics');
+
+/** The route metrics of a stream (null: not opened, or no metric set). */
+export function routeMetricsOf(s: StreamState): RouteMetrics | null {
+  return s.slot<StreamTally>(kSlot)?.rm ?? null;
+}
+
+/** The metric set of a stream's config (src/setup.ts puts it there). */
+function metricsSetOf(s: StreamState): MetricsSet | null {
+  return (s.config as { metrics?: MetricsSet | null }).metrics ?? null;
+}
+
 type CounterChild = { inc(v?: number): void };
 
 /**
@@ -331,15 +356,15 @@ export class MetricsSet {
       }
       const now = performance.now();
       tracker.open.each((s) => {
-        const rm = s.metrics;
-        if (rm === null || s.config.metrics !== this) return;
+        const rm = routeMetricsOf(s);
+        if (rm === null || metricsSetOf(s) !== this) return;
         flushStream(s);
         const res = s.res;
         if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
         if (isStalled(s, now)) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
       });
       tracker.lingering.each((s) => {
-        if (s.metrics !== null && s.config.metrics === this) flushStream(s);
+        if (routeMetricsOf(s) !== null && metricsSetOf(s) === this) flushStream(s);
       });
       for (const rm of this.routes.values()) rm.publish();
       for (const [rm, v] of buffered) this.buffered.set({ route: rm.route }, v);
@@ -366,15 +391,16 @@ export class MetricsSet {
 
 /** Moves a stream's tallies into its route's (plain numbers; no prom-client call). */
 function flushStream(s: StreamState): void {
-  const rm = s.metrics as RouteMetrics;
-  rm.bytes += s.bytes - s.flushedBytes;
-  s.flushedBytes = s.bytes;
-  rm.writes += s.writes - s.flushedWrites;
-  s.flushedWrites = s.writes;
-  rm.blocked += s.blockedWrites - s.flushedBlocked;
-  s.flushedBlocked = s.blockedWrites;
-  rm.afterClose += s.writesAfterClose - s.flushedAfterClose;
-  s.flushedAfterClose = s.writesAfterClose;
+  const t = s.slot<StreamTally>(kSlot) as StreamTally;
+  const rm = t.rm;
+  rm.bytes += s.bytes - t.bytes;
+  t.bytes = s.bytes;
+  rm.writes += s.writes - t.writes;
+  t.writes = s.writes;
+  rm.blocked += s.blockedWrites - t.blocked;
+  t.blocked = s.blockedWrites;
+  rm.afterClose += s.writesAfterClose - t.afterClose;
+  t.afterClose = s.writesAfterClose;
 }
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
@@ -419,31 +445,36 @@ export function getMetricsSet(registry?: Registry, prefix = '', maxRoutes = 200)
 export const metricsListener: TrackerListener = {
   component: 'metrics',
   open(s) {
-    const set = s.config.metrics;
+    const set = metricsSetOf(s);
     if (set === null) return;
     const rm = set.route(s.route);
-    s.metrics = rm;
+    s.setSlot(kSlot, new StreamTally(rm));
     rm.started(s.method);
     rm.active++;
   },
   firstWrite(s) {
-    s.metrics?.firstWrite.observe((s.firstWriteAt - s.t0) / 1000);
+    routeMetricsOf(s)?.firstWrite.observe((s.firstWriteAt - s.t0) / 1000);
   },
   drain(s, waitedMs) {
-    s.metrics?.blockedSeconds.observe(waitedMs / 1000);
+    routeMetricsOf(s)?.blockedSeconds.observe(waitedMs / 1000);
   },
   close(s) {
-    const rm = s.metrics;
+    const rm = routeMetricsOf(s);
     if (rm === null) return;
     flushStream(s);
     rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
     rm.active--;
   },
   release(s) {
-    if (s.metrics !== null) flushStream(s);
+    if (routeMetricsOf(s) !== null) flushStream(s);
   },
   finding(s, f) {
     // A guard's action is counted in stream_guard_actions_total, not as a leak.
-    if (f.kind !== 'guard_action') s.metrics?.leak(f.kind).inc();
+    if (f.kind !== 'guard_action') routeMetricsOf(s)?.leak(f.kind).inc();
   },
 };
+
+/** Registers the metrics with the tracker (once per process). */
+export function install(): void {
+  tracker.register(metricsListener);
+}

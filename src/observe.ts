@@ -1,7 +1,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
-import { resolveConfig } from './config.js';
+import { resolveConfig } from './setup.js';
 import { enterInStream, track } from './track.js';
 import { kObserver } from './symbols.js';
 import { getTracker } from './tracker.js';

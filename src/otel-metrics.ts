@@ -1,6 +1,6 @@
 import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
-import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS } from './metrics.js';
-import type { StreamState } from './stream-state.js';
+import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS, routeMetricsOf } from './metrics.js';
+import { Phase, type StreamState } from './stream-state.js';
 import { getTracker, type TrackerListener } from './tracker.js';
 
 /**
@@ -13,6 +13,12 @@ import { getTracker, type TrackerListener } from './tracker.js';
  */
 
 const tracker = getTracker();
+
+/**
+ * This consumer's slot on each stream: undefined when the stream is not counted in the instruments
+ * (opened with no MeterProvider registered), else the writes after close already in the route totals.
+ */
+const kSlot = tracker.slot('otel-metrics');
 
 interface Instruments {
   duration: Histogram;
@@ -40,7 +46,7 @@ function isNoop(): boolean {
 }
 
 function routeOf(s: StreamState): string {
-  return s.metrics?.route ?? s.route;
+  return routeMetricsOf(s)?.route ?? s.route;
 }
 
 function totals(route: string): RouteTotals {
@@ -85,7 +91,7 @@ function setUp(meter: Meter): Instruments {
         const now = new Map<string, RouteTotals & { buffered: number }>();
         for (const [route, t] of closed) now.set(route, { ...t, buffered: 0 });
         tracker.open.each((s) => {
-          if (s.phase !== 1) return;
+          if (s.phase !== Phase.Open) return;
           const route = routeOf(s);
           let t = now.get(route);
           if (t === undefined) {
@@ -101,14 +107,15 @@ function setUp(meter: Meter): Instruments {
         });
         // closed streams whose producer writes on: their writes after close, not yet in the route totals
         tracker.lingering.each((s) => {
-          if (!s.otelCounted || s.writesAfterClose === s.otelAfterClose) return;
+          const counted = s.slot<number>(kSlot);
+          if (counted === undefined || s.writesAfterClose === counted) return;
           const route = routeOf(s);
           let t = now.get(route);
           if (t === undefined) {
             t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0, buffered: 0 };
             now.set(route, t);
           }
-          t.afterClose += s.writesAfterClose - s.otelAfterClose;
+          t.afterClose += s.writesAfterClose - counted;
         });
         for (const [route, t] of now) {
           const a: Attributes = { route };
@@ -135,25 +142,25 @@ export const otelMetricsListener: TrackerListener = {
       if (isNoop()) return;
       instruments = setUp(otelMetrics.getMeter('streamscope', '0.1.0'));
     }
-    s.otelCounted = true;
+    s.setSlot(kSlot, 0);
     const a = { route: routeOf(s), method: s.method };
     instruments.started.add(1, a);
     instruments.active.add(1, { route: a.route });
   },
   firstWrite(s) {
-    if (instruments === null || !s.otelCounted) return;
+    if (instruments === null || s.slot(kSlot) === undefined) return;
     instruments.firstWrite.record((s.firstWriteAt - s.t0) / 1000, { route: routeOf(s) });
   },
   drain(s, waitedMs) {
-    if (instruments === null || !s.otelCounted) return;
+    if (instruments === null || s.slot(kSlot) === undefined) return;
     instruments.blockedSeconds.record(waitedMs / 1000, { route: routeOf(s) });
   },
   finding(s, f) {
-    if (instruments === null || !s.otelCounted) return;
+    if (instruments === null || s.slot(kSlot) === undefined) return;
     instruments.leaks.add(1, { route: routeOf(s), kind: f.kind });
   },
   close(s) {
-    if (instruments === null || !s.otelCounted) return;
+    if (instruments === null || s.slot(kSlot) === undefined) return;
     const route = routeOf(s);
     instruments.duration.record((s.closedAt - s.t0) / 1000, { route, method: s.method, outcome: s.outcome as string });
     instruments.active.add(-1, { route });
@@ -162,12 +169,18 @@ export const otelMetricsListener: TrackerListener = {
     t.writes += s.writes;
     t.blocked += s.blockedWrites;
     t.afterClose += s.writesAfterClose;
-    s.otelAfterClose = s.writesAfterClose;
+    s.setSlot(kSlot, s.writesAfterClose);
   },
   release(s) {
     // writes after close that arrived while the stream lingered (or after it was watched again)
-    if (instruments === null || !s.otelCounted || s.writesAfterClose === s.otelAfterClose) return;
-    totals(routeOf(s)).afterClose += s.writesAfterClose - s.otelAfterClose;
-    s.otelAfterClose = s.writesAfterClose;
+    const counted = s.slot<number>(kSlot);
+    if (instruments === null || counted === undefined || s.writesAfterClose === counted) return;
+    totals(routeOf(s)).afterClose += s.writesAfterClose - counted;
+    s.setSlot(kSlot, s.writesAfterClose);
   },
 };
+
+/** Registers the OpenTelemetry instruments' listener with the tracker (once per process). */
+export function install(): void {
+  tracker.register(otelMetricsListener);
+}

@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { StreamState, type StreamConfig } from './stream-state.js';
+import { Phase, StreamState, type StreamConfig } from './stream-state.js';
 import { getTracker } from './tracker.js';
 import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
-import { onBlockedWrite, zombieWrite } from './guards.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -47,7 +46,7 @@ export function attach(req: IncomingMessage, res: ServerResponse, config: Stream
     const r = res as Res;
     const existing = r[kState];
     if (existing !== undefined) {
-      if (specific && existing.phase === 0) existing.config = config;
+      if (specific && existing.phase === Phase.Pending) existing.config = config;
       return existing;
     }
     const s = new StreamState(req, res, config, performance.now());
@@ -84,18 +83,14 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
   if (s.clientClosed || gone(s, res)) {
     s.lastWriteAt = performance.now();
     s.writesAfterClose++;
-    if (s.phase === 2 && !tracker.lingering.has(s)) {
-      // Released at close because nothing seemed to hold it; the producer writes on: watch it again.
-      tracker.lingering.add(s);
-    }
-    if (s.writesAfterClose === 1 && s.phase > 0) tracker.emit('writeAfterClose', s);
+    tracker.wroteAfterClose(s);
     return;
   }
   s.writes++;
   s.bytes += byteLength(chunk, encoding);
   if (s.firstWriteAt < 0) {
     s.firstWriteAt = performance.now();
-    if (s.phase === 1) tracker.emit('firstWrite', s);
+    if (s.phase === Phase.Open) tracker.emit('firstWrite', s);
   }
 }
 
@@ -109,11 +104,11 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
   if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
-  if (s.phase >= 0) {
+  if (s.phase !== Phase.Discarded) {
     try {
-      if (s.phase === 0 && s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWrite);
+      if (s.phase === Phase.Pending && s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWrite);
       countWrite(s, this, chunk, encoding);
-      if (s.phase === 0 && !s.promoteScheduled) {
+      if (s.phase === Phase.Pending && !s.promoteScheduled) {
         s.promoteScheduled = true;
         setImmediate(promoteIfOpen, s);
       }
@@ -123,7 +118,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
     // Guard zombieAction 'throw': a write to a stream whose 'close' came before it finished stops its producer
     // (docs/guards.md). Only after 'close': by then pipe()/pipeline() have let go, so a throw never lands in them.
     const guards = s.config.guards;
-    if (guards != null && guards.zombieThrow && s.clientClosed) zombieWrite(s);
+    if (guards != null && guards.zombieThrow && s.clientClosed) guards.zombieWrite(s);
   }
   // Async resources Node creates inside the write (the Date header cache, socket timers) are not the
   // handler's: the trackAsync hook skips what is created while internalDepth > 0.
@@ -134,7 +129,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   } finally {
     tracker.internalDepth--;
   }
-  if (ret === false && s.phase >= 0 && !s.clientClosed && !gone(s, this)) {
+  if (ret === false && s.phase !== Phase.Discarded && !s.clientClosed && !gone(s, this)) {
     try {
       s.blockedWrites++;
       if (s.blockedSince < 0) {
@@ -145,12 +140,12 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
           s.drainListening = true;
           this.prependListener('drain', onDrain);
         }
-        if (s.phase === 0) promote(s);
+        if (s.phase === Phase.Pending) promote(s);
         else tracker.emit('writeBlocked', s);
       }
       // Guard maxBufferedBytes: checked only on a write that met backpressure, never on the fast path.
       const guards = s.config.guards;
-      if (guards != null) onBlockedWrite(s, guards, this.writableLength);
+      if (guards != null) guards.blockedWrite(s, this.writableLength);
     } catch (err) {
       tracker.fault('tracker', err);
     }
@@ -163,12 +158,12 @@ function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknow
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['end']>;
   if (s === undefined || s.origEnd === null) return Object.getPrototypeOf(this).end.apply(this, args);
-  if (s.phase >= 0 && !s.ended) {
+  if (s.phase !== Phase.Discarded && !s.ended) {
     try {
       s.ended = true;
       if (chunk !== undefined && chunk !== null && typeof chunk !== 'function') countWrite(s, this, chunk, encoding);
       // Ended within the tick of its first write (or never written): a short response, not a stream.
-      if (s.phase === 0) discard(s);
+      if (s.phase === Phase.Pending) tracker.discard(s);
     } catch (err) {
       tracker.fault('tracker', err);
     }
@@ -191,7 +186,7 @@ function patchedWriteHead(this: Res, ...args: unknown[]): Res {
   } finally {
     tracker.internalDepth--;
   }
-  if (s.phase === 0) {
+  if (s.phase === Phase.Pending) {
     try {
       if (s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWriteHead);
       if (isStreamy(this, args)) promote(s);
@@ -231,9 +226,9 @@ function isStreamy(res: ServerResponse, args: unknown[]): boolean {
 
 function promoteIfOpen(s: StreamState): void {
   try {
-    if (s.phase !== 0) return;
+    if (s.phase !== Phase.Pending) return;
     const res = s.res;
-    if (res === null || res.writableEnded) return discard(s);
+    if (res === null || res.writableEnded) return tracker.discard(s);
     if (res.destroyed) {
       // Gone before we could call it a stream; if it wrote, it was one that the client cut short.
       promote(s);
@@ -245,16 +240,11 @@ function promoteIfOpen(s: StreamState): void {
   }
 }
 
-function discard(s: StreamState): void {
-  s.phase = -1;
-}
-
 /** The response is a stream: open it in the tracker and its consumers. */
 export function promote(s: StreamState): void {
-  if (s.phase !== 0) return;
   const res = s.res as Res;
   const req = s.req as IncomingMessage;
-  s.phase = 1;
+  if (!tracker.markOpen(s)) return;
   try {
     s.route = resolveRoute(s.config.route, req, res);
   } catch (err) {
@@ -278,17 +268,14 @@ export function promote(s: StreamState): void {
     socket[kSocketDestroy] = socket.destroy;
     socket.destroy = socketDestroy as Socket['destroy'];
   }
-  tracker.open.add(s);
   s.req = null; // the route is resolved: the request is no longer needed
-  tracker.emit('open', s);
-  if (s.firstWriteAt >= 0) tracker.emit('firstWrite', s);
-  if (s.blockedSince >= 0) tracker.emit('writeBlocked', s);
+  tracker.opened(s);
   if (gone(s, res) || res.closed) onClose.call(res);
 }
 
 function patchedDestroy(this: Res, err?: Error): Res {
   const s = this[kState];
-  if (s !== undefined && s.phase === 1 && !s.clientClosed) {
+  if (s !== undefined && s.phase === Phase.Open && !s.clientClosed) {
     s.serverDestroyed = true;
     if (err) s.errored = true;
   }
@@ -306,7 +293,7 @@ function peerClosed(socket: WatchedSocket, err: unknown): boolean {
 function socketDestroy(this: WatchedSocket, err?: Error): WatchedSocket {
   try {
     const s = this._httpMessage?.[kState];
-    if (s !== undefined && s.phase === 1 && !s.clientClosed && !peerClosed(this, err)) {
+    if (s !== undefined && s.phase === Phase.Open && !s.clientClosed && !peerClosed(this, err)) {
       s.serverDestroyed = true;
       if (err) s.errored = true;
     }
@@ -333,16 +320,15 @@ function onDrain(this: Res): void {
 function onSocketTimeout(this: WatchedSocket): void {
   const res = this._httpMessage;
   const s = res?.[kState];
-  if (s !== undefined && s.phase === 1) s.timedOut = true;
+  if (s !== undefined && s.phase === Phase.Open) s.timedOut = true;
 }
 
 function onClose(this: Res): void {
   const s = this[kState];
-  if (s === undefined || s.phase !== 1) return;
+  if (s === undefined || s.phase !== Phase.Open) return;
   try {
-    s.phase = 2;
     const now = performance.now();
-    s.closedAt = now;
+    tracker.markClosed(s, now);
     if (s.drainListening) this.removeListener('drain', onDrain);
     if (s.blockedSince >= 0) {
       const waited = now - s.blockedSince;
@@ -374,15 +360,14 @@ function onClose(this: Res): void {
 
 /** The handler (instrument) or the resilient runtime (sse) reports a server-side failure. */
 export function markError(s: StreamState): void {
-  if (!s.clientClosed && s.phase <= 1) s.errored = true;
+  if (!s.clientClosed && s.phase < Phase.Closed) s.errored = true;
 }
 
 export function markTimeout(s: StreamState): void {
-  if (s.phase <= 1) s.timedOut = true;
+  if (s.phase < Phase.Closed) s.timedOut = true;
 }
 
 /** instrument(): the handler's promise settled; a lingering stream may now be released. */
 export function settleHandler(s: StreamState): void {
-  s.handlerSettled = true;
-  if (s.phase === 2 && tracker.lingering.has(s) && s.writesAfterClose === 0) tracker.release(s);
+  tracker.handlerSettled(s);
 }

@@ -1,14 +1,28 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Context, Span, SpanContext, Tracer } from '@opentelemetry/api';
+import type { Context, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from './types.js';
-import type { MetricsSet, RouteMetrics } from './metrics.js';
 import type { H2StreamLike } from './http2.js';
 import { userFrames, type StackHolder } from './stacks.js';
-import type { Progress } from './detectors/progress.js';
 import { kStreamIds } from './symbols.js';
-import type { GuardConfig } from './guards.js';
 
-/** Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call. */
+/**
+ * A consumer's hooks on the write path (the guards, src/guards.ts, install them through their resolved
+ * config): called only on a write that met backpressure, or on a write after close with `zombieThrow`.
+ */
+export interface WriteGuard {
+  /** A write after close throws (zombieAction 'throw'). */
+  readonly zombieThrow: boolean;
+  /** A write returned false; `queued` is the response's writableLength. */
+  blockedWrite(s: StreamState, queued: number): void;
+  /** A write after close with `zombieThrow`: throws. */
+  zombieWrite(s: StreamState): never;
+}
+
+/**
+ * Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call.
+ * The core's settings only: consumers add their own (the metric set, the guards) to the object that
+ * src/setup.ts resolves, and read them back themselves.
+ */
 export interface StreamConfig {
   readonly stallAfterMs: number;
   readonly danglingAfterMs: number;
@@ -16,10 +30,8 @@ export interface StreamConfig {
   readonly captureStacks: boolean;
   readonly tracer: Tracer | undefined;
   readonly route: RouteOption | undefined;
-  /** null when the metrics could not be set up (a faulty registry): the stream is still tracked. */
-  readonly metrics: MetricsSet | null;
-  /** Opt-in guards (src/guards.ts); null (or absent) when every guard is off. */
-  readonly guards?: GuardConfig | null;
+  /** Opt-in guards' write-path hooks (src/guards.ts); null (or absent) when every guard is off. */
+  readonly guards?: WriteGuard | null;
 }
 
 /**
@@ -27,6 +39,28 @@ export interface StreamConfig {
  * one counter on `globalThis`, so two streams never share an id.
  */
 const ids: { next: number } = ((globalThis as unknown as Record<symbol, { next: number } | undefined>)[kStreamIds] ??= { next: 1 });
+
+/**
+ * A stream's lifecycle. Only the tracker's transition methods (src/tracker.ts) assign it:
+ *
+ *   Pending ──promote──▶ Open ──close──▶ Closed ──settle / handler settled / sweep──▶ Released
+ *      └──discard──▶ Discarded                ▲                                          │
+ *                                             └──────── a write after release ◀─────────┘
+ *
+ * - Pending: attached, not known to be a stream yet (a short response ends here and is Discarded).
+ * - Open: a stream, in `tracker.open`.
+ * - Closed: the response closed; in `tracker.lingering` while its producer still holds it.
+ * - Released: forgotten by the tracker (request and response dropped).
+ * - Discarded: not a stream (ended within the tick of its first write); nothing more is counted.
+ *
+ * Small integers in lifecycle order, so that "not closed yet" reads `phase < Phase.Closed`; the
+ * per-write path compares them and nothing more.
+ */
+export const Phase = Object.freeze({ Discarded: -1, Pending: 0, Open: 1, Closed: 2, Released: 3 } as const);
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** How many consumer slots are taken (Tracker.slot): a stream's slot array is allocated at that size, no larger. */
+export const slotCount = { n: 0 };
 
 export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
@@ -52,13 +86,17 @@ export class StreamState {
   route = '';
   method: string;
   config: StreamConfig;
-  metrics: RouteMetrics | null = null;
+  /**
+   * Consumers' own per-stream data, by the slot index each took at load (`Tracker.slot()`); allocated
+   * when a consumer first stores something (at open), so a short response never pays for it.
+   */
+  slots: unknown[] | null = null;
 
   /** Index in the tracker's open / lingering lists (-1: not in it). */
   openSlot = -1;
   lingerSlot = -1;
-  /** 0 pending (not known to be a stream yet), 1 open stream, 2 closed, -1 not a stream. */
-  phase = 0;
+  /** Where the stream is in its lifecycle (see `Phase`); set only by the tracker's transitions. */
+  phase: Phase = Phase.Pending;
   promoteScheduled = false;
   firstWriteAt = -1;
   bytes = 0;
@@ -78,26 +116,8 @@ export class StreamState {
   /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
   handlerSettled = true;
   outcome: Outcome | null = null;
-  /** zombieAction 'throw' has thrown (and counted) once for this stream. */
-  zombieThrown = false;
 
-  // tallies already moved into the metrics (flushed at scrape time and at close)
-  flushedBytes = 0;
-  flushedWrites = 0;
-  flushedBlocked = 0;
-  flushedAfterClose = 0;
-
-  span: Span | undefined = undefined;
-  spanContext: SpanContext | undefined = undefined;
-  spanEnded = false;
-  /** Span events recorded / left out over the cap (see tracing.ts), and whether the current blocked episode's event was recorded. */
-  spanEvents = 0;
-  spanEventsDropped = 0;
-  spanEpisodeRecorded = false;
-  /** Counted in the OpenTelemetry instruments (opened while a MeterProvider was registered). */
-  otelCounted = false;
-  /** writesAfterClose already added to the OpenTelemetry route totals (at close, at release). */
-  otelAfterClose = 0;
+  /** The context active where the handler was tracked (track()): the parent of the stream's span. */
   parentContext: Context | undefined = undefined;
   traceId = '';
   /** Shared empty list until the first finding (no array per stream). */
@@ -111,8 +131,6 @@ export class StreamState {
   origDestroy: ServerResponse['destroy'] | null = null;
   /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/http2.ts). */
   h2: H2StreamLike | null = null;
-  /** Progress samples while blocked (detectors/progress.ts); null until the stream is first sampled. */
-  progress: Progress | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
@@ -124,6 +142,24 @@ export class StreamState {
     this.strongRes = res;
     this.method = req.method ?? 'GET';
     this.config = config;
+  }
+
+  /** A consumer's data in its slot (undefined until it stored some). */
+  slot<T>(i: number): T | undefined {
+    const a = this.slots;
+    return a === null ? undefined : (a[i] as T | undefined);
+  }
+
+  setSlot(i: number, v: unknown): void {
+    const a = this.slots;
+    if (a === null) {
+      // exact size: an array grown by `b[i] = v` from empty reserves 17 entries
+      const b: unknown[] = new Array(i < slotCount.n ? slotCount.n : i + 1);
+      b[i] = v;
+      this.slots = b;
+    } else {
+      a[i] = v;
+    }
   }
 
   get res(): ServerResponse | null {

@@ -1,8 +1,33 @@
-import { ProxyTracerProvider, SpanStatusCode, context, trace, type Attributes, type Tracer } from '@opentelemetry/api';
+import { ProxyTracerProvider, SpanStatusCode, context, trace, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import type { StreamState } from './stream-state.js';
-import { producerHolds, type TrackerListener } from './tracker.js';
+import { getTracker, producerHolds, type TrackerListener } from './tracker.js';
 
 /** One span per stream, `stream <route>`, child of the span active where the handler ran. */
+
+/** A stream's span and its bookkeeping, in this consumer's slot on the stream (allocated when a span starts). */
+class SpanRecord {
+  span: Span | undefined;
+  readonly context: SpanContext;
+  ended = false;
+  /** Span events recorded / left out over the cap, and whether the current blocked episode's event was recorded. */
+  events = 0;
+  dropped = 0;
+  episodeRecorded = false;
+  constructor(span: Span) {
+    this.span = span;
+    this.context = span.spanContext();
+  }
+}
+
+const kSlot = getTracker().slot('tracing');
+
+const recordOf = (s: StreamState): SpanRecord | undefined => s.slot<SpanRecord>(kSlot);
+
+/** The stream's span while it has not ended (guards set an attribute on it). */
+export function liveSpan(s: StreamState): Span | undefined {
+  const r = recordOf(s);
+  return r === undefined || r.ended ? undefined : r.span;
+}
 
 let defaultTracer: Tracer | undefined;
 
@@ -34,14 +59,14 @@ export const MAX_SPAN_EVENTS = 100;
 const RESERVED_EVENTS = 10;
 
 /** Adds an event within the cap, else counts it as dropped. `room`: events this one needs (2 for an episode). */
-function addEvent(s: StreamState, name: string, attrs?: Attributes, time?: number, limit = MAX_SPAN_EVENTS, room = 1): boolean {
-  const span = s.span;
-  if (span === undefined) return false;
-  if (s.spanEvents + room > limit) {
-    s.spanEventsDropped++;
+function addEvent(r: SpanRecord | undefined, name: string, attrs?: Attributes, time?: number, limit = MAX_SPAN_EVENTS, room = 1): boolean {
+  const span = r?.span;
+  if (r === undefined || span === undefined) return false;
+  if (r.events + room > limit) {
+    r.dropped++;
     return false;
   }
-  s.spanEvents++;
+  r.events++;
   span.addEvent(name, attrs, time);
   return true;
 }
@@ -57,23 +82,25 @@ export const tracingListener: TrackerListener = {
       { startTime: s.startedAt, attributes: { 'stream.route': s.route, 'http.request.method': s.method } },
       parent,
     );
-    s.span = span;
-    const sc = span.spanContext();
-    s.spanContext = sc;
+    const r = new SpanRecord(span);
+    s.setSlot(kSlot, r);
+    const sc = r.context;
     s.traceId = span.isRecording() || trace.isSpanContextValid(sc) ? sc.traceId : '';
   },
   firstWrite(s) {
-    const span = s.span;
+    const r = recordOf(s);
+    const span = r?.span;
     if (span === undefined) return;
     // as an attribute at once too: it survives whatever happens to the events
     span.setAttribute('stream.first_write_ms', s.firstWriteAt - s.t0);
-    addEvent(s, 'stream.first_write', undefined, performance.timeOrigin + s.firstWriteAt);
+    addEvent(r, 'stream.first_write', undefined, performance.timeOrigin + s.firstWriteAt);
   },
   writeBlocked(s) {
-    if (s.span === undefined) return;
+    const r = recordOf(s);
+    if (r?.span === undefined) return;
     // an episode is recorded whole (room for its drain) or not at all
-    s.spanEpisodeRecorded = addEvent(
-      s,
+    r.episodeRecorded = addEvent(
+      r,
       'stream.write_blocked',
       { 'stream.buffered_bytes': s.res?.writableLength ?? 0 },
       undefined,
@@ -82,28 +109,30 @@ export const tracingListener: TrackerListener = {
     );
   },
   drain(s, waitedMs) {
-    if (s.span === undefined) return;
-    if (!s.spanEpisodeRecorded) {
-      s.spanEventsDropped++;
+    const r = recordOf(s);
+    if (r?.span === undefined) return;
+    if (!r.episodeRecorded) {
+      r.dropped++;
       return;
     }
-    s.spanEpisodeRecorded = false;
-    s.spanEvents++;
-    s.span.addEvent('stream.drain', { 'stream.blocked_ms': Math.round(waitedMs) });
+    r.episodeRecorded = false;
+    r.events++;
+    r.span.addEvent('stream.drain', { 'stream.blocked_ms': Math.round(waitedMs) });
   },
   clientClosed(s) {
-    addEvent(s, 'stream.client_closed');
+    addEvent(recordOf(s), 'stream.client_closed');
   },
   finding(s, f) {
     const attrs = { 'finding.kind': f.kind, 'finding.severity': f.severity, 'finding.detail': f.detail };
-    if (s.span !== undefined && !s.spanEnded) {
-      addEvent(s, 'stream.finding', attrs);
+    const r = recordOf(s);
+    if (r === undefined) return;
+    if (r.span !== undefined && !r.ended) {
+      addEvent(r, 'stream.finding', attrs);
       return;
     }
     // The stream's span already ended (a producer that went on after its handler returned): record the
     // finding on a short span linked to it, in the same trace.
-    const link = s.spanContext;
-    if (link === undefined) return;
+    const link = r.context;
     const tracer = tracerFor(s.config.tracer);
     if (tracer === undefined) return;
     const span = tracer.startSpan(`stream.finding ${s.route}`, { links: [{ context: link }], attributes: { 'stream.route': s.route } }, trace.setSpanContext(context.active(), link));
@@ -111,26 +140,37 @@ export const tracingListener: TrackerListener = {
     span.end();
   },
   close(s) {
-    const span = s.span;
-    if (span === undefined) return;
+    const r = recordOf(s);
+    const span = r?.span;
+    if (r === undefined || span === undefined) return;
     span.setAttributes({
       'stream.outcome': s.outcome as string,
       'stream.bytes': s.bytes,
       'stream.writes': s.writes,
       'stream.blocked_writes': s.blockedWrites,
-      'stream.events_dropped': s.spanEventsDropped,
+      'stream.events_dropped': r.dropped,
     });
     if (s.firstWriteAt >= 0) span.setAttribute('stream.first_write_ms', s.firstWriteAt - s.t0);
     if (s.outcome === 'error' || s.outcome === 'timeout') span.setStatus({ code: SpanStatusCode.ERROR, message: s.outcome });
     // A producer that still holds the stream may yet earn a finding: end the span when it lets go.
     if (producerHolds(s)) return;
-    s.spanEnded = true;
+    r.ended = true;
     span.end(performance.timeOrigin + s.closedAt);
   },
   release(s) {
-    if (s.span === undefined || s.spanEnded) return;
-    s.spanEnded = true;
-    s.span.setAttribute('stream.events_dropped', s.spanEventsDropped);
-    s.span.end();
+    const r = recordOf(s);
+    const span = r?.span;
+    if (r === undefined || span === undefined) return;
+    // the tracker forgets the stream: so does this record (its context stays, to link later findings)
+    r.span = undefined;
+    if (r.ended) return;
+    r.ended = true;
+    span.setAttribute('stream.events_dropped', r.dropped);
+    span.end();
   },
 };
+
+/** Registers tracing with the tracker (once per process). */
+export function install(): void {
+  getTracker().register(tracingListener);
+}

@@ -4,7 +4,6 @@ import type { StreamConfig, StreamState } from './stream-state.js';
 import { attach } from './response-hook.js';
 import { isServerStream } from './http2.js';
 import { attachStream } from './http2-hook.js';
-import { enterStream, runInStream } from './detectors/async-tracking.js';
 import { getTracker } from './tracker.js';
 
 const tracker = getTracker();
@@ -40,7 +39,12 @@ export function track(req: IncomingMessage, res: ServerResponse, config: StreamC
 }
 
 /** Runs the stream's handler (or the rest of a middleware chain) in the stream's context (trackAsync). */
-export const inStream = runInStream;
+export function inStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
+  const a = tracker.asyncContext;
+  return a === null ? fn.apply(thisArg, args as unknown[]) : a.run(s, fn, thisArg, args);
+}
 
 /** The rest of this synchronous dispatch, and what it schedules, runs in the stream's context (trackAsync). */
-export const enterInStream = enterStream;
+export function enterInStream(s: StreamState): void {
+  tracker.asyncContext?.enter(s);
+}

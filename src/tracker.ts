@@ -1,5 +1,5 @@
 import type { Finding, FindingKind, StreamSnapshot } from './types.js';
-import { NO_FINDINGS, type StreamState } from './stream-state.js';
+import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
 import { StreamList } from './stream-list.js';
 import { kTracker } from './symbols.js';
 import { debuglog } from 'node:util';
@@ -31,6 +31,12 @@ export interface TrackerListener {
   finding?(s: StreamState, f: Finding): void;
 }
 
+/** Runs code in a stream's async context (trackAsync). */
+export interface AsyncContext {
+  run<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T;
+  enter(s: StreamState): void;
+}
+
 const DEFAULT_RING = 1000;
 
 export class Tracker {
@@ -46,6 +52,34 @@ export class Tracker {
   readonly findingListeners = new Set<(f: Finding) => void>();
   /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
   internalDepth = 0;
+
+  /** Consumers' slot indexes on each stream (StreamState.slots), by name: two copies of a consumer share one. */
+  private readonly slotIndex = new Map<string, number>();
+
+  /**
+   * The trackAsync context (src/detectors/async-tracking.ts installs it): runs a handler, or the rest of
+   * a dispatch, in a stream's async context. null until installed: handlers then run as they are.
+   */
+  asyncContext: AsyncContext | null = null;
+
+  /** The slot index of a consumer's per-stream data (see StreamState.slot). */
+  slot(name: string): number {
+    let i = this.slotIndex.get(name);
+    if (i === undefined) {
+      i = this.slotIndex.size;
+      this.slotIndex.set(name, i);
+      if (slotCount.n <= i) slotCount.n = i + 1;
+    }
+    return i;
+  }
+
+  /**
+   * A consumer registers itself: subscribed once per component, even when two copies of the package
+   * (ESM and CJS, or two versions) each register theirs, so every stream is counted once.
+   */
+  register(listener: TrackerListener): void {
+    if (!this.listeners.some((l) => l.component === listener.component)) this.listeners.push(listener);
+  }
 
   subscribe(listener: TrackerListener): () => void {
     this.listeners.push(listener);
@@ -131,7 +165,40 @@ export class Tracker {
     return this.ring.slice(this.ringStart).concat(this.ring.slice(0, this.ringStart));
   }
 
-  /** Moves a closed stream to `lingering` while its producer holds it, else forgets it. */
+  // ── Lifecycle transitions (the only places that assign `s.phase`; see `Phase` in stream-state.ts) ──
+
+  /** Pending → Discarded: a short response, not a stream. */
+  discard(s: StreamState): void {
+    if (s.phase === Phase.Pending) s.phase = Phase.Discarded;
+  }
+
+  /**
+   * Pending → Open. Returns false (and changes nothing) when the stream is not pending. The hook then
+   * wires the response and calls `opened()`.
+   */
+  markOpen(s: StreamState): boolean {
+    if (s.phase !== Phase.Pending) return false;
+    s.phase = Phase.Open;
+    return true;
+  }
+
+  /** An Open stream is listed and announced to the consumers, with what happened while it was pending. */
+  opened(s: StreamState): void {
+    this.open.add(s);
+    this.emit('open', s);
+    if (s.firstWriteAt >= 0) this.emit('firstWrite', s);
+    if (s.blockedSince >= 0) this.emit('writeBlocked', s);
+  }
+
+  /** Open → Closed. Returns false when the stream was not open. The hook then sets the outcome, emits `close` and calls `settle()`. */
+  markClosed(s: StreamState, now: number): boolean {
+    if (s.phase !== Phase.Open) return false;
+    s.phase = Phase.Closed;
+    s.closedAt = now;
+    return true;
+  }
+
+  /** A closed stream stays in `lingering` while its producer holds it, else it is released. */
   settle(s: StreamState): void {
     this.open.delete(s);
     if (producerHolds(s)) {
@@ -144,12 +211,38 @@ export class Tracker {
     }
   }
 
+  /** The handler's promise settled (instrument, the adapters, sse): a closed stream may now be released. */
+  handlerSettled(s: StreamState): void {
+    s.handlerSettled = true;
+    if (s.phase === Phase.Closed && this.lingering.has(s) && !producerHolds(s)) this.release(s);
+  }
+
+  /** The sweep (detectors' timer): releases every lingering stream whose producer let go. */
+  releaseLetGo(): void {
+    this.lingering.each((s) => {
+      if (!producerHolds(s)) this.release(s);
+    });
+  }
+
+  /**
+   * A write after the client left (already counted by the hook; `s.writesAfterClose` ≥ 1). A stream
+   * released at close whose producer writes on goes back to Closed, in `lingering`, to be watched again.
+   */
+  wroteAfterClose(s: StreamState): void {
+    if (s.phase === Phase.Released) {
+      s.phase = Phase.Closed;
+      this.lingering.add(s);
+    }
+    if (s.writesAfterClose === 1 && s.phase >= Phase.Open) this.emit('writeAfterClose', s);
+  }
+
+  /** → Released: the tracker forgets the stream (its consumers see `release`). */
   release(s: StreamState): void {
     this.open.delete(s);
     this.lingering.delete(s);
+    s.phase = Phase.Released;
     this.emit('release', s);
     s.drop();
-    s.span = undefined;
     s.parentContext = undefined;
   }
 

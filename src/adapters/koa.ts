@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
-import { resolveConfig } from '../config.js';
+import { resolveConfig } from '../setup.js';
 import { markError, settleHandler } from '../response-hook.js';
 import { inStream, track } from '../track.js';
 import { kRoute } from '../routes.js';

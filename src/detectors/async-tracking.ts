@@ -1,6 +1,6 @@
 import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { StreamState } from '../stream-state.js';
+import { Phase, type StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
 import { captureStack } from '../stacks.js';
 import { cpuLabeler } from '../cpu-labels.js';
@@ -43,7 +43,7 @@ let state: 'off' | 'on' | 'unavailable' = 'off';
 function onInit(asyncId: number, type: string): void {
   if (!TRACKED.has(type) || tracker.internalDepth > 0) return;
   const s = als.getStore();
-  if (s === undefined || s.phase === -1 || s.phase === 2) return;
+  if (s === undefined || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
   try {
     let map = s.asyncResources;
     if (map === null) {
@@ -86,6 +86,11 @@ export function enableAsyncTracking(): boolean {
   }
 }
 
+
+/** Registers trackAsync's context with the tracker: track()'s inStream/enterInStream run through it (one per process). */
+export function installAsyncContext(): void {
+  if (tracker.asyncContext === null) tracker.asyncContext = { run: runInStream, enter: enterStream };
+}
 
 /**
  * Runs `fn` with the stream as the async context (only when the stream's config asks for it), labeled with the

@@ -1,8 +1,8 @@
 import type { StreamState } from '../stream-state.js';
-import { getTracker, producerHolds, type TrackerListener } from '../tracker.js';
-import { liveAsync } from './async-tracking.js';
+import { getTracker, type TrackerListener } from '../tracker.js';
+import { installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../stacks.js';
-import { considerForSampling, isStalled, observedReadRate, sampleCandidates } from './progress.js';
+import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates } from './progress.js';
 
 /**
  * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
@@ -52,7 +52,7 @@ function checkOpen(s: StreamState, now: number): void {
     const waited = now - s.blockedSince;
     const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
     const rate = observedReadRate(s);
-    const p = s.progress;
+    const p = progressOf(s);
     const still = p === null ? waited : p.sampledAt - Math.max(s.blockedSince, p.progressAt);
     const source = rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
     raise(
@@ -103,10 +103,8 @@ export function sweep(): void {
     tracker.open.each((s) => considerForSampling(s, now));
     sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
-    tracker.lingering.each((s) => {
-      checkClosed(s, now);
-      if (!producerHolds(s)) tracker.release(s);
-    });
+    tracker.lingering.each((s) => checkClosed(s, now));
+    tracker.releaseLetGo();
     if (tracker.open.size === 0 && tracker.lingering.size === 0 && timer !== undefined) {
       clearInterval(timer);
       timer = undefined;
@@ -114,6 +112,12 @@ export function sweep(): void {
   } catch (err) {
     tracker.fault('detectors', err);
   }
+}
+
+/** Registers the detectors (and trackAsync's context) with the tracker (once per process). */
+export function install(): void {
+  tracker.register(detectorsListener);
+  installAsyncContext();
 }
 
 export const detectorsListener: TrackerListener = {

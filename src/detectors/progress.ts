@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { StreamState } from '../stream-state.js';
+import { getTracker } from '../tracker.js';
 
 /**
  * "Stalled" means no progress, not a long wait for `drain`. The kernel wakes a blocked writer only once a
@@ -53,6 +54,14 @@ export class Progress {
   /** When the samples last saw delivered bytes grow (kept across episodes), and the interval before that. */
   stepAt = -1;
   stepGap = 0;
+}
+
+/** This module's slot on each stream: its Progress record (StreamState.slot). */
+const kSlot = getTracker().slot('progress');
+
+/** A stream's progress record; null until the stream is first sampled. */
+export function progressOf(s: StreamState): Progress | null {
+  return s.slot<Progress>(kSlot) ?? null;
 }
 
 /**
@@ -219,10 +228,10 @@ export function sampleCandidates(now: number): void {
   let wanted: Map<number, [Progress, number]> | null = null;
   for (let k = 0; k < take; k++) {
     const s = candidates[(start + k) % n] as StreamState;
-    let p = s.progress;
+    let p = progressOf(s);
     if (p === null) {
       p = new Progress();
-      s.progress = p;
+      s.setSlot(kSlot, p);
     }
     const h = osHandle(s.res?.socket as Socket | null | undefined);
     if (p.inode < 0) p.inode = useProc ? inodeOf(h) : 0;
@@ -298,7 +307,7 @@ function readQueues(wanted: Map<number, [Progress, number]>, issuedAt: number): 
 export function isStalled(s: StreamState, now: number): boolean {
   void now;
   if (s.blockedSince < 0) return false;
-  const p = s.progress;
+  const p = progressOf(s);
   if (p === null || p.episode !== s.blockedSince || p.sampledAt < 0) return false;
   const since = p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
   const stall = s.config.stallAfterMs;
@@ -308,7 +317,7 @@ export function isStalled(s: StreamState, now: number): boolean {
 
 /** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
 export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean } {
-  const p = s.progress;
+  const p = progressOf(s);
   if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false };
   const ms = p.sampledAt - p.firstAt;
   return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel };

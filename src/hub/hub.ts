@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { format, httpError, invalidOption, StreamscopeError, type RegistryCode } from '../errors.js';
 import { getTracker } from '../tracker.js';
+import { routeMetricsOf } from '../metrics.js';
 import { admit, routeOf } from '../limits/index.js';
 import { resolveSse, type ResolvedSse, type SseOptions } from '../sse/options.js';
 import { dataText, encodeEvent } from '../sse/encoder.js';
@@ -222,8 +223,9 @@ export class Hub {
     const s = stream[kState];
     try {
       // a hub route can be resumed: its results show at 0 from its first subscriber (docs/metrics.md)
-      s?.metrics?.usesResumes();
-      if (result !== null) s?.metrics?.resume(result).inc();
+      const rm = s === undefined ? null : routeMetricsOf(s);
+      rm?.usesResumes();
+      if (result !== null) rm?.resume(result).inc();
     } catch (err) {
       tracker.fault('metrics', err);
     }

@@ -1,8 +1,8 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { h2SafeHeaders } from '../http2.js';
 import type { InstrumentOptions } from '../types.js';
-import type { StreamConfig } from '../stream-state.js';
-import { resolveConfig } from '../config.js';
+import type { ResolvedConfig } from '../setup.js';
+import { resolveConfig } from '../setup.js';
 import { invalidOption } from '../errors.js';
 import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions } from '../limits/index.js';
 import { runtimeStats } from '../limits/stats.js';
@@ -34,7 +34,7 @@ export interface SseOptions extends InstrumentOptions {
 }
 
 export interface ResolvedSse {
-  readonly config: StreamConfig;
+  readonly config: ResolvedConfig;
   readonly route: SseOptions['route'];
   readonly heartbeatMs: number;
   readonly maxBufferedBytes: number;

@@ -4,6 +4,7 @@ import { markError, markTimeout, promote, settleHandler } from '../response-hook
 import { inStream, track } from '../track.js';
 import type { StreamState } from '../stream-state.js';
 import { getTracker } from '../tracker.js';
+import { routeMetricsOf } from '../metrics.js';
 import type { RejectReason } from '../limits/index.js';
 import { rawLastEventId } from '../hub/ids.js';
 import { encodeComment, encodeEvent, type SseEvent } from './encoder.js';
@@ -183,8 +184,8 @@ export class SseStream {
       try {
         promote(s);
         // a route with limits shows the reasons they can give, at 0, from its first stream (docs/metrics.md)
-        if (o.limits.buckets !== null) s.metrics?.usesRejections(['rate_limited']);
-        if (o.limits.shedder !== null) s.metrics?.usesRejections(['overloaded']);
+        if (o.limits.buckets !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
+        if (o.limits.shedder !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
       } catch (err) {
         tracker.fault('sse', err);
       }
