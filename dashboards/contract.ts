@@ -1,11 +1,11 @@
 /**
- * The metric contract as the library really registers it: src/metrics.ts in a fresh registry.
+ * The metric contract as the library really registers it: src/consumers/metrics.ts in a fresh registry.
  * Used by the dashboard and rule tests to check that every query names contract metrics only.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import { getMetricsSet } from '../src/metrics.js';
+import { getMetricsSet } from '../src/consumers/metrics.js';
 import type { Contract } from './lint.js';
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
@@ -26,7 +26,7 @@ export function parseMetricTable(markdown: string): Record<string, { type: Metri
 
 /**
  * The metric table, from its one source in this repository: docs/metrics.md (which a test holds equal to
- * DESIGN.md's table and to what src/metrics.ts registers). Dashboards and rules may name these only.
+ * DESIGN.md's table and to what src/consumers/metrics.ts registers). Dashboards and rules may name these only.
  */
 export const DESIGN_METRICS = parseMetricTable(readFileSync(fileURLToPath(new URL('../docs/metrics.md', import.meta.url)), 'utf8'));
 

@@ -3,7 +3,7 @@
  * Exit codes: 0 done, 1 findings at or above --fail-on, 2 bad usage or unreadable input (one line on stderr).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { VERSION } from '../src/agent/protocol.js';
+import { VERSION } from '../src/consumers/agent/protocol.js';
 import { runAnalyze } from './commands/analyze.js';
 import { runCapture } from './commands/capture.js';
 import { runDoctor } from './commands/doctor.js';

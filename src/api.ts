@@ -1,5 +1,5 @@
 import type { Finding, StreamSnapshot } from './types.js';
-import { getTracker } from './tracker.js';
+import { getTracker } from './core/tracker.js';
 import { invalidArg } from './errors.js';
 
 const tracker = getTracker();

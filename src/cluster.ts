@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { promClient } from './prom.js';
+import { promClient } from './consumers/prom.js';
 
 type Aggregator = { clusterMetrics(): Promise<string>; contentType: string };
 

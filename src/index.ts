@@ -1,27 +1,27 @@
 export { instrument } from './instrument.js';
 export { observeAll } from './observe.js';
-export { metricsHandler } from './metrics-handler.js';
+export { metricsHandler } from './consumers/metrics-handler.js';
 export { clusterMetricsHandler } from './cluster.js';
 export { streams, onFinding, recentFindings, internalErrors } from './api.js';
-export { DURATION_BUCKETS } from './metrics.js';
+export { DURATION_BUCKETS } from './consumers/metrics.js';
 export { StreamscopeError, StreamClosedError, codes as errorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { Finding, FindingKind, InstrumentOptions, Outcome, RouteOption, Severity, StreamSnapshot } from './types.js';
-export { sse, SseStream, encodeEvent, encodeComment } from './sse/index.js';
-export type { SseEvent, SseOptions } from './sse/index.js';
-export { createHub, Hub } from './hub/hub.js';
-export type { HubEvent, HubOptions, SubscribeOptions } from './hub/hub.js';
-export { memoryStore, MemoryStore } from './hub/memory-store.js';
-export type { MemoryStoreOptions } from './hub/memory-store.js';
-export { redisStore, RedisStore } from './hub/redis-store.js';
-export type { RedisStoreOptions, RedisLike } from './hub/redis-store.js';
-export type { HubStore, StoredEvent, ChannelInfo } from './hub/store.js';
-export { parseEventId, compareIds } from './hub/ids.js';
-export { healthHandler, streamHealth } from './health.js';
-export type { HealthOptions, StreamHealth } from './health.js';
-export type { RateLimitOptions, ShedOptions } from './limits/index.js';
-export { startAgent } from './agent/index.js';
-export { channelNames } from './channels.js';
+export { sse, SseStream, encodeEvent, encodeComment } from './runtime/sse/index.js';
+export type { SseEvent, SseOptions } from './runtime/sse/index.js';
+export { createHub, Hub } from './runtime/hub/hub.js';
+export type { HubEvent, HubOptions, SubscribeOptions } from './runtime/hub/hub.js';
+export { memoryStore, MemoryStore } from './runtime/hub/memory-store.js';
+export type { MemoryStoreOptions } from './runtime/hub/memory-store.js';
+export { redisStore, RedisStore } from './runtime/hub/redis-store.js';
+export type { RedisStoreOptions, RedisLike } from './runtime/hub/redis-store.js';
+export type { HubStore, StoredEvent, ChannelInfo } from './runtime/hub/store.js';
+export { parseEventId, compareIds } from './runtime/hub/ids.js';
+export { healthHandler, streamHealth } from './runtime/health.js';
+export type { HealthOptions, StreamHealth } from './runtime/health.js';
+export type { RateLimitOptions, ShedOptions } from './runtime/limits/index.js';
+export { startAgent } from './consumers/agent/index.js';
+export { channelNames } from './consumers/channels.js';
 export type {
   StreamOpenMessage,
   StreamFirstWriteMessage,
@@ -29,4 +29,4 @@ export type {
   StreamDrainMessage,
   StreamCloseMessage,
   FindingMessage,
-} from './channels.js';
+} from './consumers/channels.js';

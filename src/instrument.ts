@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
-import { markError, settleHandler } from './response-hook.js';
-import { inStream, track } from './track.js';
-import { getTracker } from './tracker.js';
+import { markError, settleHandler } from './core/response-hook.js';
+import { inStream, track } from './core/track.js';
+import { getTracker } from './core/tracker.js';
 import { invalidArg } from './errors.js';
 
 const tracker = getTracker();
-import { kInstrumented } from './symbols.js';
-import type { StreamState } from './stream-state.js';
+import { kInstrumented } from './core/symbols.js';
+import type { StreamState } from './core/stream-state.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;

@@ -2,11 +2,11 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
-import { enterInStream, track } from './track.js';
-import { kObserver } from './symbols.js';
-import { getTracker } from './tracker.js';
-import type { StreamConfig, StreamState } from './stream-state.js';
-import { hookHttp2 } from './http2-hook.js';
+import { enterInStream, track } from './core/track.js';
+import { kObserver } from './core/symbols.js';
+import { getTracker } from './core/tracker.js';
+import type { StreamConfig, StreamState } from './core/stream-state.js';
+import { hookHttp2 } from './core/http2-hook.js';
 
 const CHANNEL = 'http.server.request.start';
 const tracker = getTracker();

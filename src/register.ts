@@ -7,10 +7,10 @@
 import http from 'node:http';
 import { ProxyTracerProvider, trace } from '@opentelemetry/api';
 import { observeAll, kIgnore } from './observe.js';
-import { metricsHandler } from './metrics-handler.js';
-import { getTracker } from './tracker.js';
-import { startAgent } from './agent/index.js';
-import { guardOptionsFromEnv } from './guards.js';
+import { metricsHandler } from './consumers/metrics-handler.js';
+import { getTracker } from './core/tracker.js';
+import { startAgent } from './consumers/agent/index.js';
+import { guardOptionsFromEnv } from './consumers/guards.js';
 
 const tracker = getTracker();
 const kRegistered = Symbol.for('streamscope.registered');

@@ -1,13 +1,13 @@
 import type { InstrumentOptions } from './types.js';
-import type { StreamConfig } from './stream-state.js';
-import { resolveCoreConfig } from './config.js';
-import { getTracker } from './tracker.js';
-import { getMetricsSet, install as installMetrics, type MetricsSet } from './metrics.js';
-import { install as installTracing } from './tracing.js';
-import { install as installDetectors } from './detectors/index.js';
-import { install as installChannels } from './channels.js';
-import { install as installGuards, resolveGuards, type GuardConfig } from './guards.js';
-import { install as installOtelMetrics } from './otel-metrics.js';
+import type { StreamConfig } from './core/stream-state.js';
+import { resolveCoreConfig } from './core/config.js';
+import { getTracker } from './core/tracker.js';
+import { getMetricsSet, install as installMetrics, type MetricsSet } from './consumers/metrics.js';
+import { install as installTracing } from './consumers/tracing.js';
+import { install as installDetectors } from './consumers/detectors/index.js';
+import { install as installChannels } from './consumers/channels.js';
+import { install as installGuards, resolveGuards, type GuardConfig } from './consumers/guards.js';
+import { install as installOtelMetrics } from './consumers/otel-metrics.js';
 
 /**
  * Where the core meets its consumers. The core (tracker, stream state, response hook, track(), config)
@@ -20,7 +20,7 @@ import { install as installOtelMetrics } from './otel-metrics.js';
 export interface ResolvedConfig extends StreamConfig {
   /** null when the metrics could not be set up (a faulty registry): the stream is still tracked. */
   readonly metrics: MetricsSet | null;
-  /** Opt-in guards (src/guards.ts); null when every guard is off. */
+  /** Opt-in guards (src/consumers/guards.ts); null when every guard is off. */
   readonly guards: GuardConfig | null;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The agent and the inspector answer alike: `process` and `streams` come from one source (the target functions
- * of src/agent/protocol.ts, which the agent calls and `diag --via inspector` evaluates as source text). One real
+ * of src/consumers/agent/protocol.ts, which the agent calls and `diag --via inspector` evaluates as source text). One real
  * target (the built package, with its agent and a SIGUSR1-able inspector), captured both ways with the built
  * CLI; the two process.json and the two streams.json are compared field by field: values that cannot change
  * between the two captures must be equal, the others (uptime, memory, timings, byte counts) must have the same

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VERSION } from '../src/agent/version.js';
+import { VERSION } from '../src/consumers/agent/version.js';
 import { ROOT, alive, killAll, mode, runCli, startServer, tempAgentDir, until, type Server } from './fixtures/servers/harness.js';
 
 const CHILD = path.join(ROOT, 'test/fixtures/servers/agent-child.mjs');

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { Registry } from 'prom-client';
 import { instrument, streams } from '../src/index.js';
-import { DURATION_BUCKETS } from '../src/metrics.js';
+import { DURATION_BUCKETS } from '../src/consumers/metrics.js';
 import { DESIGN_METRICS } from '../dashboards/contract.js';
 import { get, parseExposition, scrape, serverPool, sum, until } from './helpers/http.js';
 

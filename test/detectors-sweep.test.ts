@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type http from 'node:http';
-import { StreamState, type StreamConfig } from '../src/stream-state.js';
-import { getTracker } from '../src/tracker.js';
-import { MAX_FINDINGS_PER_SWEEP, sweep } from '../src/detectors/index.js';
+import { StreamState, type StreamConfig } from '../src/core/stream-state.js';
+import { getTracker } from '../src/core/tracker.js';
+import { MAX_FINDINGS_PER_SWEEP, sweep } from '../src/consumers/detectors/index.js';
 
 // Unit test of the sweep's pure logic on tracker states (no sockets): a burst of findings is spread
 // over sweeps, and each stream still gets each kind once.

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { codes, registry, type ErrorSpec } from '../src/errors.js';
 import { ROOT } from './helpers/child.js';
-import { AGENT_ERROR_CODES } from '../src/agent/protocol.js';
+import { AGENT_ERROR_CODES } from '../src/consumers/agent/protocol.js';
 
 const doc = readFileSync(`${ROOT}/docs/errors.md`, 'utf8');
 const entries = Object.entries(registry) as [string, ErrorSpec][];
@@ -57,7 +57,7 @@ describe('docs/errors.md against the registry (src/errors.ts)', () => {
     for (const [code, cells] of rows) expect(Number(cells[1]), code).toBe((registry[code as keyof typeof registry] as ErrorSpec).exit);
   });
 
-  it("agent protocol errors: one row per code the agent answers with (src/agent/protocol.ts)", () => {
+  it("agent protocol errors: one row per code the agent answers with (src/consumers/agent/protocol.ts)", () => {
     const start = doc.indexOf('\n## Agent protocol errors\n');
     const section = doc.slice(start, doc.indexOf('\n## ', start + 1));
     const documented = [...section.matchAll(/^\| `(E[A-Z]+)` \|/gm)].map((m) => m[1]!);
@@ -84,7 +84,7 @@ describe('the registry is the only source', () => {
       const rel = f.slice(ROOT.length + 1);
       if (/process\.emitWarning\(/.test(text)) offenders.push(`${rel}: process.emitWarning`);
       if (/new TypeError\(/.test(text)) offenders.push(`${rel}: new TypeError`);
-      if (/error: \{ code: /.test(text) && !rel.startsWith('src/agent/') && !rel.startsWith('diagnostics/')) offenders.push(`${rel}: an error body`);
+      if (/error: \{ code: /.test(text) && !rel.startsWith('src/consumers/agent/') && !rel.startsWith('diagnostics/')) offenders.push(`${rel}: an error body`);
     }
     expect(offenders).toEqual([]);
   });

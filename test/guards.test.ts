@@ -10,7 +10,7 @@ import { streamscopeFastify } from '../src/adapters/fastify.js';
 import Fastify from 'fastify';
 import Koa from 'koa';
 import type { AddressInfo } from 'node:net';
-import { guardOptionsFromEnv, resolveGuards } from '../src/guards.js';
+import { guardOptionsFromEnv, resolveGuards } from '../src/consumers/guards.js';
 import { get, getAndAbort, neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
 
 const STALL = 300;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Histogram, Registry } from 'prom-client';
-import { StreamHistogram } from '../src/histogram.js';
-import { DURATION_BUCKETS } from '../src/metrics.js';
+import { StreamHistogram } from '../src/consumers/histogram.js';
+import { DURATION_BUCKETS } from '../src/consumers/metrics.js';
 
 // Pure logic: streamscope's per-stream histogram must expose exactly what prom-client's would.
 describe('StreamHistogram', () => {

@@ -3,11 +3,11 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { Registry } from 'prom-client';
 import { instrument, onFinding, type Finding } from '../src/index.js';
-import { getTracker } from '../src/tracker.js';
+import { getTracker } from '../src/core/tracker.js';
 import { getAndAbort, sleep, startServer, until, type TestServer } from './helpers/http.js';
 
 /**
- * The release of a closed stream is decided by one rule, `producerHolds` (src/tracker.ts), wherever the
+ * The release of a closed stream is decided by one rule, `producerHolds` (src/core/tracker.ts), wherever the
  * question comes up: at close, when the handler settles, on the sweep. A handler that settles after its
  * client left while a timer it created lives on still holds the stream: it lingers and is reported as
  * `dangling_async`, as it is when the handler settled before the close.

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createHub, sse, StreamClosedError, type SseOptions, type SseStream } from '../src/index.js';
-import { TokenBuckets } from '../src/limits/token-bucket.js';
-import { MinuteWindow } from '../src/limits/window.js';
+import { TokenBuckets } from '../src/runtime/limits/token-bucket.js';
+import { MinuteWindow } from '../src/runtime/limits/window.js';
 import { get, newRegistry, scrape, serverPool, sum, until } from './helpers/http.js';
 import { hubApp, openSse } from './helpers/sse.js';
 

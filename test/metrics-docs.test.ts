@@ -8,7 +8,7 @@ const root = resolve(import.meta.dirname, '..');
 const designPath = resolve(root, '..', 'shared', 'DESIGN.md');
 
 describe('the metric table has one source', () => {
-  it('docs/metrics.md lists exactly what src/metrics.ts registers (names, types, label names)', async () => {
+  it('docs/metrics.md lists exactly what src/consumers/metrics.ts registers (names, types, label names)', async () => {
     const registered = await registeredContract();
     const fromRegistry = Object.fromEntries([...registered.metrics].map(([n, m]) => [n, { type: m.type, labels: [...m.labels] }]));
     expect(Object.keys(DESIGN_METRICS).length).toBeGreaterThan(10);

@@ -12,7 +12,7 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import { Registry } from 'prom-client';
 import { instrument } from '../src/index.js';
-import { DURATION_BUCKETS } from '../src/metrics.js';
+import { DURATION_BUCKETS } from '../src/consumers/metrics.js';
 import { get, scrape, startServer, sum, until } from './helpers/http.js';
 
 /** The real SDK: a MeterProvider registered globally, an in-memory exporter, a manual flush. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readSendQueues } from '../src/detectors/progress.js';
+import { readSendQueues } from '../src/consumers/detectors/progress.js';
 
 /** The proc-table parser (pure): tx_queue by inode, for tcp and tcp6 lines as the kernel prints them. */
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_STEP_STALL, Progress, STEP_ALLOWANCE, isStalled, record } from '../src/detectors/progress.js';
-import type { StreamState } from '../src/stream-state.js';
+import { MAX_STEP_STALL, Progress, STEP_ALLOWANCE, isStalled, record } from '../src/consumers/detectors/progress.js';
+import type { StreamState } from '../src/core/stream-state.js';
 
 /**
  * The one "stalled" rule (pure): no progress in the samples for longer than stallAfterMs, or, for a client seen

@@ -1,6 +1,6 @@
 /**
- * `diag` shares exactly one module with the agent: src/agent/protocol.ts. Nothing in diagnostics/ may import
- * (directly or through another file it imports) any other file of src/agent/, and the protocol module itself
+ * `diag` shares exactly one module with the agent: src/consumers/agent/protocol.ts. Nothing in diagnostics/ may import
+ * (directly or through another file it imports) any other file of src/consumers/agent/, and the protocol module itself
  * imports Node built-ins only, so it never drags the agent (or the library) into the CLI.
  */
 import fs from 'node:fs';
@@ -8,8 +8,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/child.js';
 
-const PROTOCOL = path.join(ROOT, 'src/agent/protocol.ts');
-const AGENT = path.join(ROOT, 'src/agent') + path.sep;
+const PROTOCOL = path.join(ROOT, 'src/consumers/agent/protocol.ts');
+const AGENT = path.join(ROOT, 'src/consumers/agent') + path.sep;
 
 function files(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
@@ -36,7 +36,7 @@ function resolveTs(from: string, spec: string): string | null {
 }
 
 describe('diag imports the protocol module, not the agent', () => {
-  it('no file of diagnostics/, nor anything it imports, reaches into src/agent/ beyond protocol.ts', () => {
+  it('no file of diagnostics/, nor anything it imports, reaches into src/consumers/agent/ beyond protocol.ts', () => {
     const seen = new Set<string>();
     const offenders: string[] = [];
     const queue = files(path.join(ROOT, 'diagnostics'));
@@ -60,7 +60,7 @@ describe('diag imports the protocol module, not the agent', () => {
   });
 
   it('the import scan sees what it must (a check that can fail)', () => {
-    expect(specifiers(path.join(ROOT, 'src/agent/server.ts'))).toContain('./protocol.js');
-    expect(specifiers(path.join(ROOT, 'src/agent/facts.ts'))).toEqual(expect.arrayContaining(['node:fs', './protocol.js']));
+    expect(specifiers(path.join(ROOT, 'src/consumers/agent/server.ts'))).toContain('./protocol.js');
+    expect(specifiers(path.join(ROOT, 'src/consumers/agent/facts.ts'))).toEqual(expect.arrayContaining(['node:fs', './protocol.js']));
   });
 });

@@ -3,7 +3,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { compareIds, createHub, encodeEvent, parseEventId, type Hub } from '../src/index.js';
-import { predecessor } from '../src/hub/ids.js';
+import { predecessor } from '../src/runtime/hub/ids.js';
 import { startServer, type TestServer } from './helpers/http.js';
 import { hubApp, openSse } from './helpers/sse.js';
 

@@ -8,7 +8,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import { instrument } from '../src/index.js';
-import { MAX_SPAN_EVENTS } from '../src/tracing.js';
+import { MAX_SPAN_EVENTS } from '../src/consumers/tracing.js';
 import { get, getAndAbort, sleep, startServer, until } from './helpers/http.js';
 
 const run = promisify(execFile);

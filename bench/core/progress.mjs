@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const ss = await import(path.join(root, 'src', 'index.ts'));
-const detectors = await import(path.join(root, 'src', 'detectors', 'index.ts'));
-const progress = await import(path.join(root, 'src', 'detectors', 'progress.ts'));
+const detectors = await import(path.join(root, 'src', 'consumers', 'detectors', 'index.ts'));
+const progress = await import(path.join(root, 'src', 'consumers', 'detectors', 'progress.ts'));
 
 const [idleN = 2000, blockedN = 50, sweeps = 50] = process.argv.slice(2).map(Number);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

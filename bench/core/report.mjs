@@ -115,7 +115,7 @@ export function renderCore(res) {
     p('### Detector sweep (issue 3)', '');
     if (!sw) p(`Failed: ${res.sweep.error}`, '');
     else {
-      p(`\`sweep()\` is internal (the package does not export it), so this one measurement runs the TypeScript sources under \`tsx\` (the same code tsup bundles into \`dist\`) and calls the real \`sweep()\` of \`src/detectors/index.ts\` directly, over real tracked streams on real sockets: ${f(sw.opened)} idle SSE streams from \`instrument()\` handlers that never settle. Each call is timed with \`performance.now()\`, after 20 untimed calls; the detectors' own 250 ms timer keeps running as in production.`, '');
+      p(`\`sweep()\` is internal (the package does not export it), so this one measurement runs the TypeScript sources under \`tsx\` (the same code tsup bundles into \`dist\`) and calls the real \`sweep()\` of \`src/consumers/detectors/index.ts\` directly, over real tracked streams on real sockets: ${f(sw.opened)} idle SSE streams from \`instrument()\` handlers that never settle. Each call is timed with \`performance.now()\`, after 20 untimed calls; the detectors' own 250 ms timer keeps running as in production.`, '');
       p('| what the sweep walks | streams | sweeps timed | median | p95 | max |', '| --- | --- | ---: | ---: | ---: | ---: |');
       p(`| open streams (\`checkOpen\`) | ${f(sw.open.openInTracker)} open | ${sw.open.n} | ${ms(sw.open.median)} | ${ms(sw.open.p95)} | ${ms(sw.open.max)} |`);
       p(`| the same streams after their clients left, the handlers still holding them, before \`danglingAfterMs\` (\`checkClosed\`) | ${f(sw.lingering.lingering)} lingering | ${sw.lingering.n} | ${ms(sw.lingering.median)} | ${ms(sw.lingering.p95)} | ${ms(sw.lingering.max)} |`);

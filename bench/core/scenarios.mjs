@@ -233,7 +233,7 @@ export async function sweepCost({ conns, danglingMs }) {
       execArgv: ['--import', 'tsx'],
       env: {
         BENCH_LIB: path.join(root, 'src', 'index.ts'),
-        BENCH_DETECTORS: path.join(root, 'src', 'detectors', 'index.ts'),
+        BENCH_DETECTORS: path.join(root, 'src', 'consumers', 'detectors', 'index.ts'),
         BENCH_DANGLING_MS: String(danglingMs),
       },
     });

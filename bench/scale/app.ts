@@ -5,7 +5,7 @@
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { instrument, metricsHandler } from '../../src/index.js';
-import { sweep } from '../../src/detectors/index.js';
+import { sweep } from '../../src/consumers/detectors/index.js';
 
 const open = new Set<http.ServerResponse>();
 function hold(res: http.ServerResponse): void {

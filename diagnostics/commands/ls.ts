@@ -1,8 +1,8 @@
 /** `diag ls [--json]`: Node.js processes of this user that run the streamscope agent. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { candidateDirs, removeStaleSockets, uid, unsafeDirReason } from '../../src/agent/protocol.js';
-import type { HelloResult } from '../../src/agent/protocol.js';
+import { candidateDirs, removeStaleSockets, uid, unsafeDirReason } from '../../src/consumers/agent/protocol.js';
+import type { HelloResult } from '../../src/consumers/agent/protocol.js';
 import { errorLine } from '../errors.js';
 import { AgentClient } from '../transport/agent-client.js';
 import { alive } from '../transport/procfs.js';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import { candidateDirs, socketPath, uid, unsafeDirReason } from '../../src/agent/protocol.js';
-import type { HelloResult, Op, Request } from '../../src/agent/protocol.js';
+import { candidateDirs, socketPath, uid, unsafeDirReason } from '../../src/consumers/agent/protocol.js';
+import type { HelloResult, Op, Request } from '../../src/consumers/agent/protocol.js';
 import { DiagError } from '../errors.js';
 
 function defaultTimeout(op: Op, params: Omit<Request, 'id' | 'op'>): number {
@@ -37,7 +37,7 @@ interface Pending {
   onBinary?: (chunk: Buffer) => boolean;
 }
 
-/** The client end of the agent protocol (src/agent/protocol.ts). One request at a time. */
+/** The client end of the agent protocol (src/consumers/agent/protocol.ts). One request at a time. */
 export class AgentClient {
   private buf: Buffer = Buffer.alloc(0);
   private binary = false;

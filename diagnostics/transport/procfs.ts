@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cgroupMemory, hostMemAvailable } from '../../src/agent/protocol.js';
+import { cgroupMemory, hostMemAvailable } from '../../src/consumers/agent/protocol.js';
 import { DiagError } from '../errors.js';
 
 /**

@@ -1,5 +1,5 @@
 import type fs from 'node:fs';
-import { DEFAULT_TRACE_CATEGORIES, processFactsExpression, streamsExpression } from '../../src/agent/protocol.js';
+import { DEFAULT_TRACE_CATEGORIES, processFactsExpression, streamsExpression } from '../../src/consumers/agent/protocol.js';
 import { DiagError } from '../errors.js';
 import { AgentClient } from './agent-client.js';
 import { InspectorSession } from './inspector-client.js';

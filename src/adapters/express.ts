@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { inStream, track } from '../track.js';
+import { inStream, track } from '../core/track.js';
 
 import type { NextFunction, Request, Response } from 'express';
 import type * as core from 'express-serve-static-core';

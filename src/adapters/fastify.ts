@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { markError, stateOf } from '../response-hook.js';
-import { inStream, track } from '../track.js';
-import { kRoute } from '../routes.js';
+import { markError, stateOf } from '../core/response-hook.js';
+import { inStream, track } from '../core/track.js';
+import { kRoute } from '../core/routes.js';
 
 interface FastifyLike {
   addHook(name: string, fn: (...args: never[]) => unknown): unknown;

@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { settleHandler } from '../response-hook.js';
-import { inStream, track } from '../track.js';
-import { kRoute } from '../routes.js';
-import { getTracker } from '../tracker.js';
+import { settleHandler } from '../core/response-hook.js';
+import { inStream, track } from '../core/track.js';
+import { kRoute } from '../core/routes.js';
+import { getTracker } from '../core/tracker.js';
 import { invalidArg, warn } from '../errors.js';
-import type { StreamConfig, StreamState } from '../stream-state.js';
+import type { StreamConfig, StreamState } from '../core/stream-state.js';
 
 const tracker = getTracker();
 
@@ -37,7 +37,7 @@ function noNodeResponse(): void {
   warn('STREAMSCOPE_HONO_NO_NODE_RESPONSE');
 }
 
-/** The one entry every adapter uses (src/track.ts), so an option means the same here as elsewhere. */
+/** The one entry every adapter uses (src/core/track.ts), so an option means the same here as elsewhere. */
 function trackNode(b: NodeBindings, config: StreamConfig, settles: boolean): StreamState | undefined {
   return track(b.incoming as IncomingMessage, b.outgoing as ServerResponse, config, { specific: true, settles });
 }

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { markError, settleHandler } from '../response-hook.js';
-import { inStream, track } from '../track.js';
-import { kRoute } from '../routes.js';
+import { markError, settleHandler } from '../core/response-hook.js';
+import { inStream, track } from '../core/track.js';
+import { kRoute } from '../core/routes.js';
 
 interface KoaContextLike {
   req: IncomingMessage;

@@ -53,7 +53,7 @@ const mib = (n) => (n / 1048576).toFixed(2);
 const t0 = Date.now();
 const elapsed = () => ((Date.now() - t0) / 1000).toFixed(1) + 's';
 
-// ---- ids (the same rules as src/hub/ids.ts) ---------------------------------------------------------
+// ---- ids (the same rules as src/runtime/hub/ids.ts) ---------------------------------------------------------
 
 function split(id) {
   const c = id.indexOf(':');

@@ -1,2 +1,0 @@
-/** The package version: defined in the protocol module (src/agent/protocol.ts), which diag shares. */
-export { VERSION } from './protocol.js';

@@ -1,0 +1,131 @@
+import type { StreamState } from '../../core/stream-state.js';
+import { getTracker, type TrackerListener } from '../../core/tracker.js';
+import { installAsyncContext, liveAsync } from './async-tracking.js';
+import { userFrames } from '../../core/stacks.js';
+import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates } from './progress.js';
+
+/**
+ * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
+ * nothing per stream keeps the process alive. Each kind is raised once per stream.
+ */
+
+const tracker = getTracker();
+
+/** How often the sweep runs; a finding comes within its threshold plus this. */
+export const SWEEP_MS = 250;
+/** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
+export const ZOMBIE_WRITES = 3;
+
+/**
+ * Findings raised per sweep at most (each costs a few µs for its listeners, metric and span event): a
+ * burst of thousands, say every stream of a dead proxy stalling at once, is spread over several sweeps
+ * instead of blocking the event loop once.
+ */
+export const MAX_FINDINGS_PER_SWEEP = 500;
+
+let timer: NodeJS.Timeout | undefined;
+let budget = MAX_FINDINGS_PER_SWEEP;
+
+function raise(...args: Parameters<typeof tracker.raise>): void {
+  if (tracker.raise(...args)) budget--;
+}
+
+function ensureTimer(): void {
+  if (timer !== undefined) return;
+  timer = setInterval(sweep, SWEEP_MS);
+  timer.unref();
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function fmtRate(bytesPerSec: number): string {
+  return `${fmtBytes(Math.round(bytesPerSec))}/s`;
+}
+
+function checkOpen(s: StreamState, now: number): void {
+  if (budget <= 0) return;
+  if (!s.hasFinding('stalled_write') && isStalled(s, now)) {
+    const waited = now - s.blockedSince;
+    const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
+    const rate = observedReadRate(s);
+    const p = progressOf(s);
+    const still = p === null ? waited : p.sampledAt - Math.max(s.blockedSince, p.progressAt);
+    const source = rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
+    raise(
+      s,
+      'stalled_write',
+      'warning',
+      `no progress for ${Math.round(still)} ms: a write has waited ${Math.round(waited)} ms for drain with ${fmtBytes(queued)} queued, ` +
+        `and the client read ${fmtRate(rate.bytesPerSec)} over the last ${(rate.overMs / 1000).toFixed(1)} s (${source}): the client is not reading`,
+    );
+  }
+}
+
+function checkClosed(s: StreamState, now: number): void {
+  if (budget <= 0) return;
+  if (s.writesAfterClose >= ZOMBIE_WRITES && !s.hasFinding('zombie_producer')) {
+    raise(
+      s,
+      'zombie_producer',
+      'error',
+      `${s.writesAfterClose} writes arrived after the client went away: the producer never stopped`,
+    );
+  }
+  const gone = now - s.closedAt;
+  const asyncAlive = liveAsync(s);
+  if (s.clientClosed && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_stream')) {
+    const why: string[] = [];
+    if (!s.handlerSettled) why.push('its handler has not settled');
+    if (s.writesAfterClose > 0 && now - s.lastWriteAt < s.config.danglingAfterMs) why.push('writes keep arriving');
+    if (asyncAlive > 0) why.push(`${asyncAlive} async resource(s) it created are alive`);
+    if (why.length > 0) {
+      raise(s, 'dangling_stream', 'error', `the client left ${Math.round(gone)} ms ago and the producer still holds the stream: ${why.join(', ')}`);
+    }
+  }
+  if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_async')) {
+    const res = [...(s.asyncResources?.values() ?? [])].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
+    const types = new Map<string, number>();
+    for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
+    const list = [...types].map(([t, n]) => `${n} ${t}`).join(', ');
+    const first = res.find((r) => r.stack !== undefined)?.stack;
+    raise(s, 'dangling_async', 'warning', `${list} created by the stream's handler still alive ${Math.round(gone)} ms after it closed`, first);
+  }
+}
+
+export function sweep(): void {
+  try {
+    const now = performance.now();
+    budget = MAX_FINDINGS_PER_SWEEP;
+    tracker.open.each((s) => considerForSampling(s, now));
+    sampleCandidates(now);
+    tracker.open.each((s) => checkOpen(s, now));
+    tracker.lingering.each((s) => checkClosed(s, now));
+    tracker.releaseLetGo();
+    if (tracker.open.size === 0 && tracker.lingering.size === 0 && timer !== undefined) {
+      clearInterval(timer);
+      timer = undefined;
+    }
+  } catch (err) {
+    tracker.fault('detectors', err);
+  }
+}
+
+/** Registers the detectors (and trackAsync's context) with the tracker (once per process). */
+export function install(): void {
+  tracker.register(detectorsListener);
+  installAsyncContext();
+}
+
+export const detectorsListener: TrackerListener = {
+  component: 'detectors',
+  open() {
+    ensureTimer();
+  },
+  writeAfterClose() {
+    ensureTimer();
+  },
+};

@@ -1,0 +1,324 @@
+import fs from 'node:fs';
+import type { Socket } from 'node:net';
+import type { StreamState } from '../../core/stream-state.js';
+import { getTracker } from '../../core/tracker.js';
+
+/**
+ * "Stalled" means no progress, not a long wait for `drain`. The kernel wakes a blocked writer only once a
+ * third of its send buffer is free: a client reading steadily at 100 KB/s from a 4 MB send buffer keeps a
+ * write blocked for 10 s and more. So while a stream is blocked we look at what the client takes:
+ *
+ * - delivered = bytes the kernel accepted from the socket (its handle's `bytesWritten − writeQueueSize`)
+ *   minus the socket's send queue (Linux: `tx_queue` of `/proc/self/net/tcp` and `tcp6`, found by the
+ *   socket's inode): bytes the peer has acknowledged. It grows whenever the client's TCP takes bytes.
+ * - elsewhere (no procfs, not a TCP socket) only the first term: it grows only when the kernel wakes the
+ *   writer, at a third of the send buffer, so a slow reader can look stalled there (docs/detectors.md).
+ * - progress also when the response's user-space queue (`writableLength`) shrank.
+ *
+ * Sampled by the detectors' sweep, only for streams blocked longer than SAMPLE_FROM × stallAfterMs, at
+ * most MAX_SAMPLED_PER_SWEEP of them per sweep. The proc tables are read asynchronously, one read at a
+ * time, spaced by PROC_COST_FACTOR × the last read's duration. The detector, the `stream_stalled` gauge
+ * and the health report all call `isStalled()`.
+ */
+
+/**
+ * A blocked stream is sampled once it has been blocked this share of its stallAfterMs. The first sample
+ * is the baseline: a window update the client sends before it is not seen, so the client must be seen
+ * taking bytes within (1 − SAMPLE_FROM) × stallAfterMs. A receiver advertises window in steps of about
+ * 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
+ * ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
+ */
+export const SAMPLE_FROM = 0.1;
+/** Blocked streams sampled per sweep at most (rotating, so every one is sampled in turn). */
+export const MAX_SAMPLED_PER_SWEEP = 2000;
+
+const PROC_FILES = ['/proc/self/net/tcp', '/proc/self/net/tcp6'] as const;
+
+/** Per-stream progress record, allocated the first time the stream is sampled. */
+export class Progress {
+  /** The socket's inode: -1 not looked up yet, 0 none (no procfs, not a TCP socket, not found). */
+  inode = -1;
+  /** The blocked episode (its `blockedSince`) these samples belong to. */
+  episode = -1;
+  /** Whether `delivered` includes the kernel's send queue (fixed per episode). */
+  kernel = false;
+  firstAt = -1;
+  firstDelivered = 0;
+  sampledAt = -1;
+  delivered = 0;
+  /** The handle's kernel-accepted byte count and the response's queue at the last sweep. */
+  accepted = NaN;
+  queued = -1;
+  /** performance.now() of the last sample that showed progress (-1: none in this episode). */
+  progressAt = -1;
+  /** When the samples last saw delivered bytes grow (kept across episodes), and the interval before that. */
+  stepAt = -1;
+  stepGap = 0;
+}
+
+/** This module's slot on each stream: its Progress record (StreamState.slot). */
+const kSlot = getTracker().slot('progress');
+
+/** A stream's progress record; null until the stream is first sampled. */
+export function progressOf(s: StreamState): Progress | null {
+  return s.slot<Progress>(kSlot) ?? null;
+}
+
+/**
+ * A client that takes bytes in steps (its TCP advertises window every `stepGap` ms) is given up to
+ * STEP_ALLOWANCE × its last observed step interval, but never more than MAX_STEP_STALL × stallAfterMs.
+ * A client never seen taking a byte gets stallAfterMs exactly.
+ */
+export const STEP_ALLOWANCE = 1.5;
+export const MAX_STEP_STALL = 2;
+
+type Handle = { fd?: number; bytesWritten?: number; writeQueueSize?: number; _parent?: Handle };
+
+/** The socket's OS-level handle (under TLS, the TCP handle below the TLS one). */
+function osHandle(sock: Socket | null | undefined): Handle | null {
+  let h = (sock as unknown as { _handle?: Handle | null } | null | undefined)?._handle ?? null;
+  if (h === null || typeof h !== 'object') return null;
+  while (h._parent !== undefined && h._parent !== null && typeof h._parent === 'object') h = h._parent;
+  return h;
+}
+
+function accepted(h: Handle | null): number {
+  if (h === null) return NaN;
+  const w = h.bytesWritten;
+  const q = h.writeQueueSize;
+  return typeof w === 'number' && typeof q === 'number' ? w - q : NaN;
+}
+
+let procOk: boolean | undefined;
+
+function procAvailable(): boolean {
+  if (procOk === undefined) {
+    try {
+      procOk = process.platform === 'linux' && fs.existsSync(PROC_FILES[0]);
+    } catch {
+      procOk = false;
+    }
+  }
+  return procOk;
+}
+
+function inodeOf(h: Handle | null): number {
+  const fd = h?.fd;
+  if (typeof fd !== 'number' || fd < 0) return 0;
+  try {
+    const link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    return m === null ? 0 : Number(m[1]);
+  } catch {
+    return 0;
+  }
+}
+
+const SPACE = 32;
+const COLON = 58;
+
+/** Parses the unsigned decimal at `i` (after spaces); the index after it goes to `cursor` (-1: none). */
+let cursor = 0;
+function decimalAt(text: string, i: number, end: number): number {
+  while (i < end && text.charCodeAt(i) === SPACE) i++;
+  let v = 0;
+  let c = text.charCodeAt(i);
+  if (!(c >= 48 && c <= 57)) {
+    cursor = -1;
+    return -1;
+  }
+  while (i < end && c >= 48 && c <= 57) {
+    v = v * 10 + (c - 48);
+    c = text.charCodeAt(++i);
+  }
+  cursor = i;
+  return v;
+}
+
+/**
+ * Reads the send queue of the wanted inodes from one proc table into `out`. The kernel prints each line
+ * as `sl: local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ...` with fixed-width hex
+ * fields up to `retrnsmt` (addresses of 13 characters in tcp, 37 in tcp6), so tx_queue and the decimal
+ * `uid timeout inode` sit at fixed offsets from the line's first colon; a line of another shape is skipped.
+ */
+export function readSendQueues(text: string, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6 = false): void {
+  const addr = v6 ? 37 : 13; // hex address:port
+  const txAt = 2 * addr + 7;
+  const uidAt = 2 * addr + 46;
+  let pos = text.indexOf('\n') + 1; // the header line
+  const n = text.length;
+  while (pos > 0 && pos < n) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = n;
+    const colon = text.indexOf(':', pos);
+    if (colon > 0 && colon < end && colon + uidAt + 8 < end && text.charCodeAt(colon + txAt + 8) === COLON) {
+      decimalAt(text, colon + uidAt, end); // uid
+      if (cursor > 0) decimalAt(text, cursor, end); // timeout
+      const inode = cursor > 0 ? decimalAt(text, cursor, end) : -1;
+      if (inode > 0 && wanted.has(inode)) {
+        const tx = parseInt(text.slice(colon + txAt, colon + txAt + 8), 16);
+        if (tx >= 0) out.set(inode, tx);
+      }
+    }
+    pos = end + 1;
+  }
+}
+
+/** Cost of the sampling, for the benchmark: proc reads and their time (ms, off the event loop), parse time (ms, on it). */
+export const samplingStats = { sweeps: 0, procReads: 0, procMs: 0, parseMs: 0, sampled: 0 };
+
+/**
+ * The proc tables are read off the event loop (fs.readFile runs in libuv's thread pool) and at most
+ * one read at a time. A read costs the kernel time to print every TCP socket of the network namespace
+ * (about 10-20 µs each, more on a loaded host): the next read waits PROC_COST_FACTOR times as long as
+ * the last one took (at most 1/PROC_COST_FACTOR of one core), but never more than MAX_PROC_INTERVAL_MS,
+ * so that a client that takes nothing is still found within stallAfterMs + 1 s.
+ */
+export const PROC_COST_FACTOR = 20;
+export const MAX_PROC_INTERVAL_MS = 750;
+
+const candidates: StreamState[] = [];
+let rotate = 0;
+let procBusy = false;
+let nextProcAt = 0;
+
+/** Called by the sweep for each open stream: is it blocked long enough to be sampled? */
+export function considerForSampling(s: StreamState, now: number): void {
+  if (s.blockedSince >= 0 && now - s.blockedSince >= s.config.stallAfterMs * SAMPLE_FROM) candidates.push(s);
+}
+
+function startEpisode(p: Progress, s: StreamState): void {
+  p.episode = s.blockedSince;
+  p.firstAt = -1;
+  p.sampledAt = -1;
+  p.progressAt = -1;
+  p.accepted = NaN;
+  p.queued = -1;
+  p.kernel = p.inode > 0;
+}
+
+/** Records one sample of `delivered` bytes taken at `at` (exported for the unit test of the rule). */
+export function record(p: Progress, delivered: number, at: number): void {
+  if (p.sampledAt >= 0) {
+    if (delivered > p.delivered) {
+      p.progressAt = Math.max(p.progressAt, at);
+      if (p.stepAt >= 0 && at > p.stepAt) p.stepGap = at - p.stepAt;
+      if (at > p.stepAt) p.stepAt = at;
+    }
+  } else {
+    p.firstAt = at;
+    p.firstDelivered = delivered;
+  }
+  if (at > p.sampledAt) p.sampledAt = at;
+  p.delivered = delivered;
+}
+
+/**
+ * Samples the candidates gathered by `considerForSampling` since the last call: the handle's counters
+ * and the response's queue now, and (Linux) starts one read of the kernel's send queues.
+ */
+export function sampleCandidates(now: number): void {
+  const n = candidates.length;
+  if (n === 0) return;
+  samplingStats.sweeps++;
+  const take = Math.min(n, MAX_SAMPLED_PER_SWEEP);
+  const start = n > take ? rotate % n : 0;
+  rotate += take;
+  const useProc = procAvailable();
+  let wanted: Map<number, [Progress, number]> | null = null;
+  for (let k = 0; k < take; k++) {
+    const s = candidates[(start + k) % n] as StreamState;
+    let p = progressOf(s);
+    if (p === null) {
+      p = new Progress();
+      s.setSlot(kSlot, p);
+    }
+    const h = osHandle(s.res?.socket as Socket | null | undefined);
+    if (p.inode < 0) p.inode = useProc ? inodeOf(h) : 0;
+    if (p.episode !== s.blockedSince) startEpisode(p, s);
+    samplingStats.sampled++;
+    const acc = accepted(h);
+    const res = s.res;
+    const queued = res !== null && !res.destroyed ? res.writableLength : 0;
+    // The kernel took bytes from the socket, or the response's own queue shrank: progress, on any platform.
+    if (acc > p.accepted || queued < p.queued) p.progressAt = now;
+    p.accepted = acc;
+    p.queued = queued;
+    if (p.kernel) {
+      if (wanted === null) wanted = new Map();
+      wanted.set(p.inode, [p, acc]);
+    } else {
+      record(p, Number.isNaN(acc) ? 0 : acc, now);
+    }
+  }
+  candidates.length = 0;
+  if (wanted !== null && !procBusy && now >= nextProcAt) readQueues(wanted, now);
+}
+
+/** One asynchronous read of the proc tables for the wanted sockets; the result is recorded as of `issuedAt`. */
+function readQueues(wanted: Map<number, [Progress, number]>, issuedAt: number): void {
+  procBusy = true;
+  const queues = new Map<number, number>();
+  let i = 0;
+  const next = (): void => {
+    const file = PROC_FILES[i++];
+    if (file === undefined || queues.size === wanted.size) return done();
+    fs.readFile(file, 'latin1', (err, text) => {
+      if (err === null) {
+        samplingStats.procReads++;
+        const t0 = performance.now();
+        try {
+          readSendQueues(text, wanted, queues, file === PROC_FILES[1]);
+        } catch {
+          /* a line we cannot read: those sockets fall back to the handle's counters */
+        }
+        samplingStats.parseMs += performance.now() - t0;
+      }
+      next();
+    });
+  };
+  const done = (): void => {
+    const took = performance.now() - issuedAt;
+    samplingStats.procMs += took;
+    nextProcAt = issuedAt + Math.min(took * PROC_COST_FACTOR, MAX_PROC_INTERVAL_MS);
+    procBusy = false;
+    for (const [inode, [p, acc]] of wanted) {
+      if (p.inode !== inode || !p.kernel) continue;
+      const q = queues.get(inode);
+      if (q === undefined || Number.isNaN(acc)) {
+        // Not in the tables (closed meanwhile, or not TCP): the handle's counters alone from now on.
+        p.inode = 0;
+        p.kernel = false;
+        p.firstAt = -1;
+        p.sampledAt = -1;
+        continue;
+      }
+      record(p, acc - q, issuedAt);
+    }
+  };
+  next();
+}
+
+/**
+ * The one rule for "stalled": a blocked write whose samples have shown no progress for longer than
+ * stallAfterMs (since it blocked, or since the last progress). The detector, `stream_stalled` and
+ * `healthHandler()` use it. `now` is unused by the rule itself: the evidence is the samples.
+ */
+export function isStalled(s: StreamState, now: number): boolean {
+  void now;
+  if (s.blockedSince < 0) return false;
+  const p = progressOf(s);
+  if (p === null || p.episode !== s.blockedSince || p.sampledAt < 0) return false;
+  const since = p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
+  const stall = s.config.stallAfterMs;
+  const limit = p.stepGap > 0 ? Math.max(stall, Math.min(STEP_ALLOWANCE * p.stepGap, MAX_STEP_STALL * stall)) : stall;
+  return p.sampledAt - since > limit;
+}
+
+/** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
+export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean } {
+  const p = progressOf(s);
+  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false };
+  const ms = p.sampledAt - p.firstAt;
+  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel };
+}

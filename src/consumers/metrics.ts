@@ -1,0 +1,480 @@
+import cluster from 'node:cluster';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { promClient } from './prom.js';
+import { StreamHistogram, type HistogramChild } from './histogram.js';
+import type { StreamState } from '../core/stream-state.js';
+import { getTracker, type TrackerListener } from '../core/tracker.js';
+import { kMetricsSets } from '../core/symbols.js';
+import { isStalled } from './detectors/progress.js';
+import { GUARD_NAMES } from './guards.js';
+
+/** Buckets of stream_duration_seconds: 50 ms … 4 h. Public API. */
+export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
+/** Buckets of stream_first_write_seconds (time to first token). */
+export const FIRST_WRITE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Buckets of stream_write_blocked_seconds. */
+export const BLOCKED_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
+
+export const OTHER_ROUTE = '__other__';
+
+/** Label values known in advance: their series start at 0, so rates and panels work from the first scrape. */
+export const LEAK_KINDS = ['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async'] as const;
+export const RESUME_RESULTS = ['replayed', 'expired', 'invalid'] as const;
+export const REJECT_REASONS = ['rate_limited', 'overloaded'] as const;
+/** Components that count faults in streamscope_internal_errors_total. */
+export const COMPONENTS = [
+  'tracker',
+  'metrics',
+  'tracing',
+  'detectors',
+  'observer',
+  'register',
+  'route',
+  'onFinding',
+  'sse',
+  'hub',
+  'redis',
+  'limits',
+  'health',
+  'agent',
+  'guards',
+] as const;
+
+const tracker = getTracker();
+
+/** A stream's route metrics, and its tallies already moved into them (at scrape time and at close). */
+class StreamTally {
+  readonly rm: RouteMetrics;
+  bytes = 0;
+  writes = 0;
+  blocked = 0;
+  afterClose = 0;
+  constructor(rm: RouteMetrics) {
+    this.rm = rm;
+  }
+}
+
+/** This consumer's slot on each stream: its StreamTally (StreamState.slot), from open. */
+const kSlot = tracker.slot('metrics');
+
+/** The route metrics of a stream (null: not opened, or no metric set). */
+export function routeMetricsOf(s: StreamState): RouteMetrics | null {
+  return s.slot<StreamTally>(kSlot)?.rm ?? null;
+}
+
+/** The metric set of a stream's config (src/setup.ts puts it there). */
+function metricsSetOf(s: StreamState): MetricsSet | null {
+  return (s.config as { metrics?: MetricsSet | null }).metrics ?? null;
+}
+
+type CounterChild = { inc(v?: number): void };
+
+/**
+ * One route's metrics. Counters and gauges are plain-number tallies here and move into prom-client at
+ * scrape time (prom-client hashes the label set on every call, even through `labels()` children); only
+ * the histograms are observed per stream, once at its first write and once at close.
+ */
+export class RouteMetrics {
+  readonly route: string;
+  readonly firstWrite: HistogramChild;
+  readonly blockedSeconds: HistogramChild;
+  /** Streams open now. */
+  active = 0;
+  // tallies not yet moved into the counters
+  bytes = 0;
+  writes = 0;
+  blocked = 0;
+  afterClose = 0;
+  private readonly set: MetricsSet;
+  private readonly startedBy = new Map<string, number>();
+  private readonly durationBy = new Map<string, Map<string, HistogramChild>>();
+  private readonly leaksBy = new Map<string, CounterChild>();
+  private readonly resumesBy = new Map<string, CounterChild>();
+  private readonly rejectedBy = new Map<string, CounterChild>();
+  private readonly guardsBy = new Map<string, CounterChild>();
+
+  constructor(set: MetricsSet, route: string) {
+    this.set = set;
+    this.route = route;
+    const labels = { route };
+    this.firstWrite = set.firstWrite.labels(labels);
+    this.blockedSeconds = set.blockedSeconds.labels(labels);
+    // Every known series of the route starts at 0 rather than being absent until its first event.
+    set.active.labels(labels).set(0);
+    set.buffered.labels(labels).set(0);
+    set.stalled.labels(labels).set(0);
+    for (const c of [set.blocked, set.bytes, set.writes, set.afterClose]) c.labels(labels).inc(0);
+    for (const k of LEAK_KINDS) this.leak(k).inc(0);
+    // stream_resumes_total and stream_rejected_total exist only on routes that use the resilient runtime's
+    // resume (the hub) or limits: usesResumes() / usesRejections() start them at 0 when such a stream opens.
+  }
+
+  /** A route whose streams run under opt-in guards: its guard actions start at 0 (docs/guards.md). */
+  usesGuards(): void {
+    if (this.guardsBy.size < GUARD_NAMES.length) for (const g of GUARD_NAMES) this.guardAction(g);
+  }
+
+  /** A route served by the hub: its resume results start at 0 (before the first resume, so rate() sees it). */
+  usesResumes(): void {
+    if (this.resumesBy.size < RESUME_RESULTS.length) for (const r of RESUME_RESULTS) this.resume(r);
+  }
+
+  /** A route with limits: the reasons its limits can give start at 0. */
+  usesRejections(reasons: readonly string[]): void {
+    for (const r of reasons) this.rejected(r);
+  }
+
+  /** Counts a stream opened (moved into stream_started_total at scrape time). */
+  started(method: string): void {
+    this.startedBy.set(method, (this.startedBy.get(method) ?? 0) + 1);
+  }
+
+  duration(method: string, outcome: string): HistogramChild {
+    let byOutcome = this.durationBy.get(method);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.durationBy.set(method, byOutcome);
+    }
+    let c = byOutcome.get(outcome);
+    if (c === undefined) {
+      c = this.set.duration.labels({ route: this.route, method, outcome });
+      byOutcome.set(outcome, c);
+    }
+    return c;
+  }
+
+  /** Moves the tallies into the counters and the active gauge (scrape time). */
+  publish(): void {
+    const set = this.set;
+    const labels = { route: this.route };
+    for (const [method, n] of this.startedBy) {
+      if (n > 0) set.started.inc({ route: this.route, method }, n);
+      this.startedBy.set(method, 0);
+    }
+    if (this.bytes > 0) set.bytes.inc(labels, this.bytes);
+    if (this.writes > 0) set.writes.inc(labels, this.writes);
+    if (this.blocked > 0) set.blocked.inc(labels, this.blocked);
+    if (this.afterClose > 0) set.afterClose.inc(labels, this.afterClose);
+    this.bytes = this.writes = this.blocked = this.afterClose = 0;
+    set.active.set(labels, this.active);
+  }
+
+  leak(kind: string): CounterChild {
+    let c = this.leaksBy.get(kind);
+    if (c === undefined) {
+      c = this.set.leaks.labels({ route: this.route, kind });
+      this.leaksBy.set(kind, c);
+    }
+    return c;
+  }
+
+  resume(result: string): CounterChild {
+    let c = this.resumesBy.get(result);
+    if (c === undefined) {
+      c = this.set.resumes.labels({ route: this.route, result });
+      c.inc(0);
+      this.resumesBy.set(result, c);
+      this.usesResumes();
+    }
+    return c;
+  }
+
+  guardAction(guard: string): CounterChild {
+    let c = this.guardsBy.get(guard);
+    if (c === undefined) {
+      c = this.set.guardActions.labels({ route: this.route, guard });
+      c.inc(0);
+      this.guardsBy.set(guard, c);
+      this.usesGuards();
+    }
+    return c;
+  }
+
+  rejected(reason: string): CounterChild {
+    let c = this.rejectedBy.get(reason);
+    if (c === undefined) {
+      c = this.set.rejected.labels({ route: this.route, reason });
+      c.inc(0);
+      this.rejectedBy.set(reason, c);
+    }
+    return c;
+  }
+}
+
+/** The metrics of the contract in one registry under one prefix. */
+export class MetricsSet {
+  readonly registry: Registry;
+  readonly prefix: string;
+  readonly maxRoutes: number;
+  readonly duration: StreamHistogram;
+  readonly active: Gauge<'route'>;
+  readonly blocked: Counter<'route'>;
+  readonly started: Counter<'route' | 'method'>;
+  readonly firstWrite: StreamHistogram;
+  readonly blockedSeconds: StreamHistogram;
+  readonly bytes: Counter<'route'>;
+  readonly writes: Counter<'route'>;
+  readonly buffered: Gauge<'route'>;
+  readonly stalled: Gauge<'route'>;
+  readonly leaks: Counter<'route' | 'kind'>;
+  readonly afterClose: Counter<'route'>;
+  readonly resumes: Counter<'route' | 'result'>;
+  readonly rejected: Counter<'route' | 'reason'>;
+  readonly guardActions: Counter<'route' | 'guard'>;
+  readonly internal: Counter<'component'>;
+  private readonly routes = new Map<string, RouteMetrics>();
+  private readonly reportedFaults = new Map<string, number>();
+
+  constructor(registry: Registry, prefix: string, maxRoutes: number) {
+    this.registry = registry;
+    this.prefix = prefix;
+    this.maxRoutes = maxRoutes;
+    // The classes of the application's prom-client (a peer dependency), whatever registry is given.
+    const { Counter, Gauge } = promClient();
+    const registers = [registry];
+    const sync = (): void => this.sync();
+    const n = (name: string): string => prefix + name;
+    this.duration = new StreamHistogram({
+      name: n('stream_duration_seconds'),
+      help: 'Streaming response duration, open to close, by outcome.',
+      labelNames: ['route', 'method', 'outcome'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.active = new Gauge({ name: n('stream_active_connections'), help: 'Streams open now.', labelNames: ['route'], registers, collect: sync });
+    this.blocked = new Counter({
+      name: n('write_blocked_total'),
+      help: 'Stream writes that met backpressure (write() returned false).',
+      labelNames: ['route'],
+      registers,
+      collect: sync,
+    });
+    this.started = new Counter({ name: n('stream_started_total'), help: 'Streams opened.', labelNames: ['route', 'method'], registers, collect: sync });
+    this.firstWrite = new StreamHistogram({
+      name: n('stream_first_write_seconds'),
+      help: 'Open to first body byte (time to first token).',
+      labelNames: ['route'],
+      buckets: FIRST_WRITE_BUCKETS,
+      registers,
+    });
+    this.blockedSeconds = new StreamHistogram({
+      name: n('stream_write_blocked_seconds'),
+      help: 'Time a blocked write waited for drain (or close).',
+      labelNames: ['route'],
+      buckets: BLOCKED_BUCKETS,
+      registers,
+    });
+    this.bytes = new Counter({
+      name: n('stream_bytes_written_total'),
+      help: 'Stream body bytes handed to the socket.',
+      labelNames: ['route'],
+      registers,
+      collect: sync,
+    });
+    this.writes = new Counter({
+      name: n('stream_writes_total'),
+      help: 'Stream body writes (chunks or events).',
+      labelNames: ['route'],
+      registers,
+      collect: sync,
+    });
+    this.buffered = new Gauge({
+      name: n('stream_buffered_bytes'),
+      help: 'Bytes queued in user space for open streams (writableLength), read at scrape time.',
+      labelNames: ['route'],
+      registers,
+      collect: sync,
+    });
+    this.stalled = new Gauge({
+      name: n('stream_stalled'),
+      help: 'Open streams whose blocked write has made no progress for stallAfterMs, read at scrape time.',
+      labelNames: ['route'],
+      registers,
+      collect: sync,
+    });
+    this.leaks = new Counter({ name: n('stream_leaks_total'), help: 'Leak-detector findings by kind.', labelNames: ['route', 'kind'], registers });
+    this.afterClose = new Counter({
+      name: n('stream_writes_after_close_total'),
+      help: 'Writes attempted after the client went away.',
+      labelNames: ['route'],
+      registers,
+      collect: sync,
+    });
+    this.resumes = new Counter({ name: n('stream_resumes_total'), help: 'Resume attempts by result.', labelNames: ['route', 'result'], registers });
+    this.rejected = new Counter({ name: n('stream_rejected_total'), help: 'Refused streams by reason.', labelNames: ['route', 'reason'], registers });
+    this.guardActions = new Counter({
+      name: n('stream_guard_actions_total'),
+      help: 'Streams cut or producers stopped by an opt-in guard (docs/guards.md).',
+      labelNames: ['route', 'guard'],
+      registers,
+    });
+    this.internal = new Counter({
+      name: n('streamscope_internal_errors_total'),
+      help: 'Faults inside streamscope, swallowed so the app never sees them.',
+      labelNames: ['component'],
+      registers,
+      collect: () => this.collectFaults(),
+    });
+  }
+
+  /** The label children of a route; past maxRoutes distinct values, `__other__`. */
+  route(name: string): RouteMetrics {
+    let rm = this.routes.get(name);
+    if (rm !== undefined) return rm;
+    if (this.routes.size >= this.maxRoutes) {
+      rm = this.routes.get(OTHER_ROUTE);
+      if (rm === undefined) {
+        rm = new RouteMetrics(this, OTHER_ROUTE);
+        this.routes.set(OTHER_ROUTE, rm);
+      }
+      return rm;
+    }
+    rm = new RouteMetrics(this, name);
+    this.routes.set(name, rm);
+    return rm;
+  }
+
+  private syncing = false;
+
+  /**
+   * Scrape time: moves the tallies of open and lingering streams into their routes, publishes every
+   * route, and computes the buffered-bytes and stalled gauges, in one pass. Every collect() calls it;
+   * registry.metrics() starts them all in one synchronous loop, so a microtask flag makes it run once.
+   */
+  sync(): void {
+    if (this.syncing) return;
+    this.syncing = true;
+    queueMicrotask(() => {
+      this.syncing = false;
+    });
+    try {
+      const buffered = new Map<RouteMetrics, number>();
+      const stalled = new Map<RouteMetrics, number>();
+      for (const rm of this.routes.values()) {
+        buffered.set(rm, 0);
+        stalled.set(rm, 0);
+      }
+      const now = performance.now();
+      tracker.open.each((s) => {
+        const rm = routeMetricsOf(s);
+        if (rm === null || metricsSetOf(s) !== this) return;
+        flushStream(s);
+        const res = s.res;
+        if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
+        if (isStalled(s, now)) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
+      });
+      tracker.lingering.each((s) => {
+        if (routeMetricsOf(s) !== null && metricsSetOf(s) === this) flushStream(s);
+      });
+      for (const rm of this.routes.values()) rm.publish();
+      for (const [rm, v] of buffered) this.buffered.set({ route: rm.route }, v);
+      for (const [rm, v] of stalled) this.stalled.set({ route: rm.route }, v);
+    } catch (err) {
+      tracker.fault('metrics', err);
+    }
+  }
+
+  collectFaults(): void {
+    for (const component of COMPONENTS) if (!this.reportedFaults.has(component)) {
+      this.internal.labels({ component }).inc(0);
+      this.reportedFaults.set(component, 0);
+    }
+    for (const [component, count] of tracker.internalErrors) {
+      const seen = this.reportedFaults.get(component) ?? 0;
+      if (count > seen) {
+        this.internal.labels({ component }).inc(count - seen);
+        this.reportedFaults.set(component, count);
+      }
+    }
+  }
+}
+
+/** Moves a stream's tallies into its route's (plain numbers; no prom-client call). */
+function flushStream(s: StreamState): void {
+  const t = s.slot<StreamTally>(kSlot) as StreamTally;
+  const rm = t.rm;
+  rm.bytes += s.bytes - t.bytes;
+  t.bytes = s.bytes;
+  rm.writes += s.writes - t.writes;
+  t.writes = s.writes;
+  rm.blocked += s.blockedWrites - t.blocked;
+  t.blocked = s.blockedWrites;
+  rm.afterClose += s.writesAfterClose - t.afterClose;
+  t.afterClose = s.writesAfterClose;
+}
+
+type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
+
+let answering = false;
+
+/**
+ * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): prom-client
+ * installs that answer when an AggregatorRegistry is created, as its cluster example does in every process.
+ */
+function answerClusterPrimary(): void {
+  if (answering || !cluster.isWorker) return;
+  answering = true;
+  try {
+    new (promClient().AggregatorRegistry)();
+  } catch (err) {
+    tracker.fault('metrics', err);
+  }
+}
+
+/** The metric set of a registry and prefix, created once. Throws when the registry does. */
+export function getMetricsSet(registry?: Registry, prefix = '', maxRoutes = 200): MetricsSet {
+  if (registry === undefined) {
+    registry = promClient().register;
+    answerClusterPrimary();
+  }
+  const r = registry as WithSets;
+  let sets = r[kMetricsSets];
+  if (sets === undefined) {
+    sets = new Map();
+    Object.defineProperty(r, kMetricsSets, { value: sets, enumerable: false });
+  }
+  let set = sets.get(prefix);
+  if (set === undefined) {
+    set = new MetricsSet(registry, prefix, maxRoutes);
+    sets.set(prefix, set);
+  }
+  return set;
+}
+
+/** Moves each stream's lifecycle into its metric set. */
+export const metricsListener: TrackerListener = {
+  component: 'metrics',
+  open(s) {
+    const set = metricsSetOf(s);
+    if (set === null) return;
+    const rm = set.route(s.route);
+    s.setSlot(kSlot, new StreamTally(rm));
+    rm.started(s.method);
+    rm.active++;
+  },
+  firstWrite(s) {
+    routeMetricsOf(s)?.firstWrite.observe((s.firstWriteAt - s.t0) / 1000);
+  },
+  drain(s, waitedMs) {
+    routeMetricsOf(s)?.blockedSeconds.observe(waitedMs / 1000);
+  },
+  close(s) {
+    const rm = routeMetricsOf(s);
+    if (rm === null) return;
+    flushStream(s);
+    rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
+    rm.active--;
+  },
+  release(s) {
+    if (routeMetricsOf(s) !== null) flushStream(s);
+  },
+  finding(s, f) {
+    // A guard's action is counted in stream_guard_actions_total, not as a leak.
+    if (f.kind !== 'guard_action') routeMetricsOf(s)?.leak(f.kind).inc();
+  },
+};
+
+/** Registers the metrics with the tracker (once per process). */
+export function install(): void {
+  tracker.register(metricsListener);
+}

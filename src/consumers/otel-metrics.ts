@@ -1,0 +1,186 @@
+import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
+import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS, routeMetricsOf } from './metrics.js';
+import { Phase, type StreamState } from '../core/stream-state.js';
+import { getTracker, type TrackerListener } from '../core/tracker.js';
+
+/**
+ * The contract metrics as OpenTelemetry instruments, when the application registered a MeterProvider
+ * (`metrics.setGlobalMeterProvider()`, or the Node SDK with a metric reader): same names and units as the
+ * Prometheus ones, exported by whatever exporter the app configured. Off — one provider check per stream
+ * open, nothing else — until a provider is registered. Nothing here runs on the per-write path: bytes and
+ * writes are read from the tracker's tallies when the SDK collects (observable counters), the histograms
+ * are recorded once per stream (first write, close) and once per blocked episode.
+ */
+
+const tracker = getTracker();
+
+/**
+ * This consumer's slot on each stream: undefined when the stream is not counted in the instruments
+ * (opened with no MeterProvider registered), else the writes after close already in the route totals.
+ */
+const kSlot = tracker.slot('otel-metrics');
+
+interface Instruments {
+  duration: Histogram;
+  firstWrite: Histogram;
+  blockedSeconds: Histogram;
+  started: Counter;
+  active: UpDownCounter;
+  leaks: Counter;
+}
+
+/** Per route: totals of closed streams (open ones are added at collection time). */
+interface RouteTotals {
+  bytes: number;
+  writes: number;
+  blocked: number;
+  afterClose: number;
+}
+
+let instruments: Instruments | null = null;
+const closed = new Map<string, RouteTotals>();
+
+function isNoop(): boolean {
+  const p = otelMetrics.getMeterProvider();
+  return p === undefined || p === null || p.constructor?.name === 'NoopMeterProvider';
+}
+
+function routeOf(s: StreamState): string {
+  return routeMetricsOf(s)?.route ?? s.route;
+}
+
+function totals(route: string): RouteTotals {
+  let t = closed.get(route);
+  if (t === undefined) {
+    t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0 };
+    closed.set(route, t);
+  }
+  return t;
+}
+
+function setUp(meter: Meter): Instruments {
+  const ins: Instruments = {
+    duration: meter.createHistogram('stream_duration_seconds', {
+      description: 'Streaming response duration, open to close, by outcome.',
+      unit: 's',
+      advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+    }),
+    firstWrite: meter.createHistogram('stream_first_write_seconds', {
+      description: 'Open to first body byte (time to first token).',
+      unit: 's',
+      advice: { explicitBucketBoundaries: FIRST_WRITE_BUCKETS },
+    }),
+    blockedSeconds: meter.createHistogram('stream_write_blocked_seconds', {
+      description: 'Time a blocked write waited for drain (or close).',
+      unit: 's',
+      advice: { explicitBucketBoundaries: BLOCKED_BUCKETS },
+    }),
+    started: meter.createCounter('stream_started_total', { description: 'Streams opened.' }),
+    active: meter.createUpDownCounter('stream_active_connections', { description: 'Streams open now.' }),
+    leaks: meter.createCounter('stream_leaks_total', { description: 'Leak-detector findings by kind.' }),
+  };
+  const bytes = meter.createObservableCounter('stream_bytes_written_total', { description: 'Stream body bytes handed to the socket.', unit: 'By' });
+  const writes = meter.createObservableCounter('stream_writes_total', { description: 'Stream body writes (chunks or events).' });
+  const blocked = meter.createObservableCounter('write_blocked_total', { description: 'Stream writes that met backpressure (write() returned false).' });
+  const afterClose = meter.createObservableCounter('stream_writes_after_close_total', { description: 'Writes attempted after the client went away.' });
+  const buffered = meter.createObservableGauge('stream_buffered_bytes', { description: 'Bytes queued in user space for open streams (writableLength).', unit: 'By' });
+  const internal = meter.createObservableCounter('streamscope_internal_errors_total', { description: 'Faults inside streamscope, swallowed so the app never sees them.' });
+  meter.addBatchObservableCallback(
+    (r) => {
+      try {
+        const now = new Map<string, RouteTotals & { buffered: number }>();
+        for (const [route, t] of closed) now.set(route, { ...t, buffered: 0 });
+        tracker.open.each((s) => {
+          if (s.phase !== Phase.Open) return;
+          const route = routeOf(s);
+          let t = now.get(route);
+          if (t === undefined) {
+            t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0, buffered: 0 };
+            now.set(route, t);
+          }
+          t.bytes += s.bytes;
+          t.writes += s.writes;
+          t.blocked += s.blockedWrites;
+          t.afterClose += s.writesAfterClose;
+          const res = s.res;
+          if (res !== null && !res.destroyed) t.buffered += res.writableLength;
+        });
+        // closed streams whose producer writes on: their writes after close, not yet in the route totals
+        tracker.lingering.each((s) => {
+          const counted = s.slot<number>(kSlot);
+          if (counted === undefined || s.writesAfterClose === counted) return;
+          const route = routeOf(s);
+          let t = now.get(route);
+          if (t === undefined) {
+            t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0, buffered: 0 };
+            now.set(route, t);
+          }
+          t.afterClose += s.writesAfterClose - counted;
+        });
+        for (const [route, t] of now) {
+          const a: Attributes = { route };
+          r.observe(bytes, t.bytes, a);
+          r.observe(writes, t.writes, a);
+          r.observe(blocked, t.blocked, a);
+          r.observe(afterClose, t.afterClose, a);
+          r.observe(buffered, t.buffered, a);
+        }
+        for (const [component, n] of tracker.internalErrors) r.observe(internal, n, { component });
+      } catch (err) {
+        tracker.fault('metrics', err);
+      }
+    },
+    [bytes, writes, blocked, afterClose, buffered, internal],
+  );
+  return ins;
+}
+
+export const otelMetricsListener: TrackerListener = {
+  component: 'otel-metrics',
+  open(s) {
+    if (instruments === null) {
+      if (isNoop()) return;
+      instruments = setUp(otelMetrics.getMeter('streamscope', '0.1.0'));
+    }
+    s.setSlot(kSlot, 0);
+    const a = { route: routeOf(s), method: s.method };
+    instruments.started.add(1, a);
+    instruments.active.add(1, { route: a.route });
+  },
+  firstWrite(s) {
+    if (instruments === null || s.slot(kSlot) === undefined) return;
+    instruments.firstWrite.record((s.firstWriteAt - s.t0) / 1000, { route: routeOf(s) });
+  },
+  drain(s, waitedMs) {
+    if (instruments === null || s.slot(kSlot) === undefined) return;
+    instruments.blockedSeconds.record(waitedMs / 1000, { route: routeOf(s) });
+  },
+  finding(s, f) {
+    if (instruments === null || s.slot(kSlot) === undefined) return;
+    instruments.leaks.add(1, { route: routeOf(s), kind: f.kind });
+  },
+  close(s) {
+    if (instruments === null || s.slot(kSlot) === undefined) return;
+    const route = routeOf(s);
+    instruments.duration.record((s.closedAt - s.t0) / 1000, { route, method: s.method, outcome: s.outcome as string });
+    instruments.active.add(-1, { route });
+    const t = totals(route);
+    t.bytes += s.bytes;
+    t.writes += s.writes;
+    t.blocked += s.blockedWrites;
+    t.afterClose += s.writesAfterClose;
+    s.setSlot(kSlot, s.writesAfterClose);
+  },
+  release(s) {
+    // writes after close that arrived while the stream lingered (or after it was watched again)
+    const counted = s.slot<number>(kSlot);
+    if (instruments === null || counted === undefined || s.writesAfterClose === counted) return;
+    totals(routeOf(s)).afterClose += s.writesAfterClose - counted;
+    s.setSlot(kSlot, s.writesAfterClose);
+  },
+};
+
+/** Registers the OpenTelemetry instruments' listener with the tracker (once per process). */
+export function install(): void {
+  tracker.register(otelMetricsListener);
+}

@@ -1,0 +1,206 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Context, Tracer } from '@opentelemetry/api';
+import type { FindingKind, Outcome, RouteOption } from '../types.js';
+import type { H2StreamLike } from './http2.js';
+import { userFrames, type StackHolder } from './stacks.js';
+import { kStreamIds } from './symbols.js';
+
+/**
+ * A consumer's hooks on the write path (the guards, src/consumers/guards.ts, install them through their resolved
+ * config): called only on a write that met backpressure, or on a write after close with `zombieThrow`.
+ */
+export interface WriteGuard {
+  /** A write after close throws (zombieAction 'throw'). */
+  readonly zombieThrow: boolean;
+  /** A write returned false; `queued` is the response's writableLength. */
+  blockedWrite(s: StreamState, queued: number): void;
+  /** A write after close with `zombieThrow`: throws. */
+  zombieWrite(s: StreamState): never;
+}
+
+/**
+ * Resolved per-stream settings; one frozen object is shared by every stream of one instrument() call.
+ * The core's settings only: consumers add their own (the metric set, the guards) to the object that
+ * src/setup.ts resolves, and read them back themselves.
+ */
+export interface StreamConfig {
+  readonly stallAfterMs: number;
+  readonly danglingAfterMs: number;
+  readonly trackAsync: boolean;
+  readonly captureStacks: boolean;
+  readonly tracer: Tracer | undefined;
+  readonly route: RouteOption | undefined;
+  /** Opt-in guards' write-path hooks (src/consumers/guards.ts); null (or absent) when every guard is off. */
+  readonly guards?: WriteGuard | null;
+}
+
+/**
+ * Stream ids are process-wide: every copy of the package (ESM and CJS, or two versions) draws from the
+ * one counter on `globalThis`, so two streams never share an id.
+ */
+const ids: { next: number } = ((globalThis as unknown as Record<symbol, { next: number } | undefined>)[kStreamIds] ??= { next: 1 });
+
+/**
+ * A stream's lifecycle. Only the tracker's transition methods (src/core/tracker.ts) assign it:
+ *
+ *   Pending ──promote──▶ Open ──close──▶ Closed ──settle / handler settled / sweep──▶ Released
+ *      └──discard──▶ Discarded                ▲                                          │
+ *                                             └──────── a write after release ◀─────────┘
+ *
+ * - Pending: attached, not known to be a stream yet (a short response ends here and is Discarded).
+ * - Open: a stream, in `tracker.open`.
+ * - Closed: the response closed; in `tracker.lingering` while its producer still holds it.
+ * - Released: forgotten by the tracker (request and response dropped).
+ * - Discarded: not a stream (ended within the tick of its first write); nothing more is counted.
+ *
+ * Small integers in lifecycle order, so that "not closed yet" reads `phase < Phase.Closed`; the
+ * per-write path compares them and nothing more.
+ */
+export const Phase = Object.freeze({ Discarded: -1, Pending: 0, Open: 1, Closed: 2, Released: 3 } as const);
+export type Phase = (typeof Phase)[keyof typeof Phase];
+
+/** How many consumer slots are taken (Tracker.slot): a stream's slot array is allocated at that size, no larger. */
+export const slotCount = { n: 0 };
+
+export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
+
+/**
+ * Everything the tracker knows about one response. Built once with every field initialised so its
+ * shape is fixed; the per-write path only bumps numbers on it.
+ */
+export class StreamState {
+  readonly id: number;
+  /** performance.now() when the response was seen (request start). */
+  readonly t0: number;
+  /** Epoch ms of t0. */
+  readonly startedAt: number;
+  /** The request, until the stream's route is resolved (at promotion). */
+  req: IncomingMessage | null;
+  /**
+   * The response: held strongly while the stream is open (the server's socket holds it anyway), weakly
+   * once it closed while its producer still holds it (lingering), so the tracker never shows up as what
+   * retains a closed response in a heap snapshot: its producer does, which is what to see.
+   */
+  private strongRes: ServerResponse | null;
+  private weakRes: WeakRef<ServerResponse> | null = null;
+  route = '';
+  method: string;
+  config: StreamConfig;
+  /**
+   * Consumers' own per-stream data, by the slot index each took at load (`Tracker.slot()`); allocated
+   * when a consumer first stores something (at open), so a short response never pays for it.
+   */
+  slots: unknown[] | null = null;
+
+  /** Index in the tracker's open / lingering lists (-1: not in it). */
+  openSlot = -1;
+  lingerSlot = -1;
+  /** Where the stream is in its lifecycle (see `Phase`); set only by the tracker's transitions. */
+  phase: Phase = Phase.Pending;
+  promoteScheduled = false;
+  firstWriteAt = -1;
+  bytes = 0;
+  writes = 0;
+  blockedWrites = 0;
+  blockedSince = -1;
+  drainListening = false;
+  writesAfterClose = 0;
+  lastWriteAt = -1;
+  ended = false;
+  clientClosed = false;
+  closedAt = -1;
+  /** Set when the server side failed: handler threw, response errored, destroyed by the app. */
+  errored = false;
+  timedOut = false;
+  serverDestroyed = false;
+  /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
+  handlerSettled = true;
+  outcome: Outcome | null = null;
+
+  /** The context active where the handler was tracked (track()): the parent of the stream's span. */
+  parentContext: Context | undefined = undefined;
+  traceId = '';
+  /** Shared empty list until the first finding (no array per stream). */
+  findings: FindingKind[] = NO_FINDINGS;
+  /** Where the stream was opened (captureStacks), formatted only when reported. */
+  stackHolder: StackHolder | undefined = undefined;
+  /** Original methods of the response, restored never (we only forward to them). */
+  origWrite: ServerResponse['write'] | null = null;
+  origEnd: ServerResponse['end'] | null = null;
+  origWriteHead: ServerResponse['writeHead'] | null = null;
+  origDestroy: ServerResponse['destroy'] | null = null;
+  /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/core/http2.ts). */
+  h2: H2StreamLike | null = null;
+  /** Free slot for consumers (detectors' async tracking). */
+  asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
+    this.id = ids.next++;
+    this.t0 = t0;
+    this.startedAt = performance.timeOrigin + t0;
+    this.req = req;
+    this.strongRes = res;
+    this.method = req.method ?? 'GET';
+    this.config = config;
+  }
+
+  /** A consumer's data in its slot (undefined until it stored some). */
+  slot<T>(i: number): T | undefined {
+    const a = this.slots;
+    return a === null ? undefined : (a[i] as T | undefined);
+  }
+
+  setSlot(i: number, v: unknown): void {
+    const a = this.slots;
+    if (a === null) {
+      // exact size: an array grown by `b[i] = v` from empty reserves 17 entries
+      const b: unknown[] = new Array(i < slotCount.n ? slotCount.n : i + 1);
+      b[i] = v;
+      this.slots = b;
+    } else {
+      a[i] = v;
+    }
+  }
+
+  get res(): ServerResponse | null {
+    return this.strongRes ?? this.weakRes?.deref() ?? null;
+  }
+
+  /** From now on the tracker holds the response weakly. */
+  holdWeakly(): void {
+    const res = this.strongRes;
+    if (res !== null) this.weakRes = new WeakRef(res);
+    this.strongRes = null;
+    this.h2 = null; // the HTTP/2 stream too (for `stream` events it is the response)
+  }
+
+  /** Forgets the request and response. */
+  drop(): void {
+    this.strongRes = null;
+    this.weakRes = null;
+    this.req = null;
+    this.h2 = null;
+  }
+
+  get stack(): string | undefined {
+    return this.stackHolder === undefined ? undefined : userFrames(this.stackHolder);
+  }
+
+  /**
+   * Async resources (trackAsync) created by user code and still alive. Resources that Node's own
+   * bookkeeping created in the stream's context (a keep-alive socket's timer, set when a response
+   * finishes) have no user frame on their creation stack: they are dropped here, when it matters, not
+   * at creation. Those created inside the response's own write/end/writeHead (the Date header cache)
+   * are never recorded (tracker.internalDepth).
+   */
+  liveAsync(): number {
+    const map = this.asyncResources;
+    if (map === null) return 0;
+    for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
+    return map.size;
+  }
+
+  hasFinding(kind: FindingKind): boolean {
+    return this.findings.includes(kind);
+  }
+}

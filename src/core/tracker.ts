@@ -1,0 +1,301 @@
+import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
+import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
+import { StreamList } from './stream-list.js';
+import { kTracker } from './symbols.js';
+import { debuglog } from 'node:util';
+
+/** `NODE_DEBUG=streamscope` prints each swallowed fault on stderr. */
+const debug = debuglog('streamscope');
+
+/**
+ * Lifecycle events of a stream. Metrics, tracing, detectors and the agent are all listeners;
+ * nothing else reads a response. Every callback runs through a safe-execute: a throwing listener
+ * is counted in `streamscope_internal_errors_total` and never reaches the app.
+ */
+export interface TrackerListener {
+  /** Identifies the listener in `streamscope_internal_errors_total{component}`. */
+  readonly component: string;
+  open?(s: StreamState): void;
+  firstWrite?(s: StreamState): void;
+  /** A blocked episode starts: `write()` returned false while not already blocked. */
+  writeBlocked?(s: StreamState): void;
+  /** A blocked episode ends (`drain`, or close); waitedMs is how long it lasted. */
+  drain?(s: StreamState, waitedMs: number): void;
+  clientClosed?(s: StreamState): void;
+  /** First write after the client went away (later ones only bump the tally). */
+  writeAfterClose?(s: StreamState): void;
+  /** The response closed; `s.outcome` is set. */
+  close?(s: StreamState): void;
+  /** The tracker forgets the stream (closed, and the producer let go). */
+  release?(s: StreamState): void;
+  finding?(s: StreamState, f: Finding): void;
+}
+
+/** Runs code in a stream's async context (trackAsync). */
+export interface AsyncContext {
+  run<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T;
+  enter(s: StreamState): void;
+}
+
+const DEFAULT_RING = 1000;
+
+export class Tracker {
+  /** Streams whose response has not closed. */
+  readonly open = new StreamList('openSlot');
+  /** Closed streams whose producer still holds them (handler unsettled, writes still arriving). */
+  readonly lingering = new StreamList('lingerSlot');
+  readonly listeners: TrackerListener[] = [];
+  readonly internalErrors = new Map<string, number>();
+  private ring: Finding[] = [];
+  private readonly ringSize = DEFAULT_RING;
+  private ringStart = 0;
+  readonly findingListeners = new Set<(f: Finding) => void>();
+  /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
+  internalDepth = 0;
+
+  /** Consumers' slot indexes on each stream (StreamState.slots), by name: two copies of a consumer share one. */
+  private readonly slotIndex = new Map<string, number>();
+
+  /**
+   * The trackAsync context (src/consumers/detectors/async-tracking.ts installs it): runs a handler, or the rest of
+   * a dispatch, in a stream's async context. null until installed: handlers then run as they are.
+   */
+  asyncContext: AsyncContext | null = null;
+
+  /** The slot index of a consumer's per-stream data (see StreamState.slot). */
+  slot(name: string): number {
+    let i = this.slotIndex.get(name);
+    if (i === undefined) {
+      i = this.slotIndex.size;
+      this.slotIndex.set(name, i);
+      if (slotCount.n <= i) slotCount.n = i + 1;
+    }
+    return i;
+  }
+
+  /**
+   * A consumer registers itself: subscribed once per component, even when two copies of the package
+   * (ESM and CJS, or two versions) each register theirs, so every stream is counted once.
+   */
+  register(listener: TrackerListener): void {
+    if (!this.listeners.some((l) => l.component === listener.component)) this.listeners.push(listener);
+  }
+
+  subscribe(listener: TrackerListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const i = this.listeners.indexOf(listener);
+      if (i >= 0) this.listeners.splice(i, 1);
+    };
+  }
+
+  /** Counts a fault inside streamscope; the app never sees it. */
+  fault(component: string, err?: unknown): void {
+    this.internalErrors.set(component, (this.internalErrors.get(component) ?? 0) + 1);
+    if (debug.enabled) {
+      try {
+        debug('internal error in %s: %s', component, (err as Error)?.stack ?? err);
+      } catch {
+        /* nothing */
+      }
+    }
+  }
+
+  emit<K extends Exclude<keyof TrackerListener, 'component'>>(
+    event: K,
+    s: StreamState,
+    arg?: number | Finding,
+  ): void {
+    const ls = this.listeners;
+    this.internalDepth++;
+    for (let i = 0; i < ls.length; i++) {
+      const l = ls[i] as TrackerListener;
+      const fn = l[event] as ((s: StreamState, a?: unknown) => void) | undefined;
+      if (fn === undefined) continue;
+      try {
+        fn.call(l, s, arg);
+      } catch (err) {
+        this.fault(l.component, err);
+      }
+    }
+    this.internalDepth--;
+  }
+
+  /** Raises a finding once per stream and kind. Returns false when it was raised before. */
+  raise(s: StreamState, kind: FindingKind, severity: Finding['severity'], detail: string, stack?: string): boolean {
+    if (s.findings.includes(kind)) return false;
+    if (s.findings === NO_FINDINGS) s.findings = [kind];
+    else s.findings.push(kind);
+    const now = Date.now();
+    const f: Finding = {
+      kind,
+      severity,
+      streamId: s.id,
+      route: s.route,
+      method: s.method,
+      ageMs: Math.round(performance.now() - s.t0),
+      detail,
+      at: now,
+    };
+    const st = stack ?? s.stack;
+    if (st !== undefined) f.stack = st;
+    this.remember(f);
+    this.emit('finding', s, f);
+    for (const l of this.findingListeners) {
+      try {
+        l(f);
+      } catch (err) {
+        this.fault('onFinding', err);
+      }
+    }
+    return true;
+  }
+
+  private remember(f: Finding): void {
+    if (this.ring.length < this.ringSize) {
+      this.ring.push(f);
+    } else {
+      this.ring[this.ringStart] = f;
+      this.ringStart = (this.ringStart + 1) % this.ringSize;
+    }
+  }
+
+  /** The most recent findings, oldest first (a bounded ring, 1,000 by default). */
+  recentFindings(): Finding[] {
+    return this.ring.slice(this.ringStart).concat(this.ring.slice(0, this.ringStart));
+  }
+
+  // ── Lifecycle transitions (the only places that assign `s.phase`; see `Phase` in stream-state.ts) ──
+
+  /** Pending → Discarded: a short response, not a stream. */
+  discard(s: StreamState): void {
+    if (s.phase === Phase.Pending) s.phase = Phase.Discarded;
+  }
+
+  /**
+   * Pending → Open. Returns false (and changes nothing) when the stream is not pending. The hook then
+   * wires the response and calls `opened()`.
+   */
+  markOpen(s: StreamState): boolean {
+    if (s.phase !== Phase.Pending) return false;
+    s.phase = Phase.Open;
+    return true;
+  }
+
+  /** An Open stream is listed and announced to the consumers, with what happened while it was pending. */
+  opened(s: StreamState): void {
+    this.open.add(s);
+    this.emit('open', s);
+    if (s.firstWriteAt >= 0) this.emit('firstWrite', s);
+    if (s.blockedSince >= 0) this.emit('writeBlocked', s);
+  }
+
+  /** Open → Closed. Returns false when the stream was not open. The hook then sets the outcome, emits `close` and calls `settle()`. */
+  markClosed(s: StreamState, now: number): boolean {
+    if (s.phase !== Phase.Open) return false;
+    s.phase = Phase.Closed;
+    s.closedAt = now;
+    return true;
+  }
+
+  /** A closed stream stays in `lingering` while its producer holds it, else it is released. */
+  settle(s: StreamState): void {
+    this.open.delete(s);
+    if (producerHolds(s)) {
+      // Closed but still held by its producer: hold its response weakly, so that a heap snapshot shows
+      // the producer, not streamscope, as what retains it.
+      s.holdWeakly();
+      this.lingering.add(s);
+    } else {
+      this.release(s);
+    }
+  }
+
+  /** The handler's promise settled (instrument, the adapters, sse): a closed stream may now be released. */
+  handlerSettled(s: StreamState): void {
+    s.handlerSettled = true;
+    if (s.phase === Phase.Closed && this.lingering.has(s) && !producerHolds(s)) this.release(s);
+  }
+
+  /** The sweep (detectors' timer): releases every lingering stream whose producer let go. */
+  releaseLetGo(): void {
+    this.lingering.each((s) => {
+      if (!producerHolds(s)) this.release(s);
+    });
+  }
+
+  /**
+   * A write after the client left (already counted by the hook; `s.writesAfterClose` ≥ 1). A stream
+   * released at close whose producer writes on goes back to Closed, in `lingering`, to be watched again.
+   */
+  wroteAfterClose(s: StreamState): void {
+    if (s.phase === Phase.Released) {
+      s.phase = Phase.Closed;
+      this.lingering.add(s);
+    }
+    if (s.writesAfterClose === 1 && s.phase >= Phase.Open) this.emit('writeAfterClose', s);
+  }
+
+  /** → Released: the tracker forgets the stream (its consumers see `release`). */
+  release(s: StreamState): void {
+    this.open.delete(s);
+    this.lingering.delete(s);
+    s.phase = Phase.Released;
+    this.emit('release', s);
+    s.drop();
+    s.parentContext = undefined;
+  }
+
+  snapshot(s: StreamState, now = performance.now()): StreamSnapshot {
+    const res = s.res;
+    return {
+      id: s.id,
+      route: s.route,
+      method: s.method,
+      startedAt: Math.round(s.startedAt),
+      ageMs: Math.round(now - s.t0),
+      firstWriteMs: s.firstWriteAt < 0 ? null : Math.round((s.firstWriteAt - s.t0) * 1000) / 1000,
+      bytes: s.bytes,
+      writes: s.writes,
+      blockedWrites: s.blockedWrites,
+      blockedForMs: s.blockedSince < 0 ? 0 : Math.round(now - s.blockedSince),
+      bufferedBytes: res !== null && !res.destroyed ? res.writableLength : 0,
+      clientClosed: s.clientClosed,
+      ended: s.ended,
+      writesAfterClose: s.writesAfterClose,
+      traceId: s.traceId,
+      findings: s.findings.slice(),
+    };
+  }
+
+  /** Open streams, plus closed ones that were flagged and whose producer still holds them. */
+  streams(): StreamSnapshot[] {
+    const now = performance.now();
+    const out: StreamSnapshot[] = [];
+    for (const s of this.open.values()) out.push(this.snapshot(s, now));
+    for (const s of this.lingering.values()) if (s.findings.length > 0) out.push(this.snapshot(s, now));
+    return out;
+  }
+}
+
+/** The producer holds a closed stream while its handler has not settled or it still writes. */
+export function producerHolds(s: StreamState): boolean {
+  if (!s.handlerSettled) return true;
+  if (s.liveAsync() > 0) return true;
+  if (s.writesAfterClose > 0 && s.lastWriteAt >= 0) {
+    return performance.now() - s.lastWriteAt < s.config.danglingAfterMs;
+  }
+  return false;
+}
+
+const g = globalThis as unknown as Record<symbol, Tracker | undefined>;
+
+/** The one tracker of this process, shared by every copy of the package. */
+export function getTracker(): Tracker {
+  let t = g[kTracker];
+  if (t === undefined) {
+    t = new Tracker();
+    g[kTracker] = t;
+  }
+  return t;
+}

@@ -1,0 +1,162 @@
+import { getTracker } from '../../core/tracker.js';
+import { StreamscopeError } from '../../errors.js';
+import { encodeEvent } from '../sse/encoder.js';
+import { kNeedsDrain, kPush, type SseStream } from '../sse/stream.js';
+import { compareIds } from './ids.js';
+import type { HubStore, StoredEvent } from './store.js';
+
+/** One subscriber's path from replay to live, and one channel's fan-out on this instance. */
+
+const tracker = getTracker();
+
+const REPLAY_PAGE = 1000;
+/** Replayed frames are written in batches of about this many characters. */
+const REPLAY_WRITE = 32 * 1024;
+
+/** One subscriber: replays, then follows. */
+export class Sub {
+  constructor(
+    readonly stream: SseStream,
+    private readonly maxPending: number,
+  ) {}
+  live = false;
+  pending: Array<StoredEvent> | null = [];
+  overflow = false;
+  /** Last id sent before going live: live events up to it are already sent (checked until passed). */
+  floor: string | null = null;
+  /** The store epoch this subscriber's ids belong to (set once its start is settled). */
+  epoch = '';
+
+  deliver(ev: StoredEvent, frame: string): void {
+    if (this.live) {
+      if (ev.epoch !== this.epoch) {
+        historyLost(this.stream);
+        return;
+      }
+      if (this.floor !== null) {
+        if (compareIds(ev.id, this.floor) <= 0) return;
+        this.floor = null;
+      }
+      this.stream[kPush](frame, ev.id);
+      return;
+    }
+    const p = this.pending;
+    if (p === null) return;
+    if (p.length >= this.maxPending) {
+      this.overflow = true;
+      this.pending = [];
+      return;
+    }
+    p.push(ev);
+  }
+}
+
+/** Subscribers of one channel on this instance: one follow on the store, one encode per event. */
+export class Fanout {
+  readonly subs = new Set<Sub>();
+  unfollow: (() => void) | null = null;
+  ready: Promise<void> | null = null;
+
+  readonly onEvent = (ev: StoredEvent): void => {
+    let frame: string;
+    try {
+      frame = encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
+    } catch (err) {
+      tracker.fault('hub', err);
+      return;
+    }
+    for (const sub of this.subs) sub.deliver(ev, frame);
+  };
+}
+
+/**
+ * The store lost its history under an open stream (an event of another epoch arrived): whatever came
+ * between the last event sent and it is gone. The stream ends; the client reconnects with its last id,
+ * which is of the old epoch, and gets 416 or a `reset` event — never a silent gap.
+ */
+export function historyLost(stream: SseStream): void {
+  if (!stream.closed) stream.close();
+}
+
+export function frameOf(ev: StoredEvent): string {
+  return encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
+}
+
+/**
+ * Replays after `from` (the client's Last-Event-ID, or a first connection's anchor), drains the live events
+ * held meanwhile, and hands the subscriber to the live fan-out in the same tick as it finds nothing left, so
+ * no event slips between. Too many held events (a long replay under heavy publishing) are dropped and
+ * replayed from the store.
+ */
+export async function catchUp(store: HubStore, channel: string, sub: Sub, from: string): Promise<void> {
+  const stream = sub.stream;
+  let cursor = from;
+  const replay = async (): Promise<boolean> => {
+    for (;;) {
+      const page = await store.range(channel, cursor, REPLAY_PAGE);
+      if (stream.closed) return false;
+      // Frames are batched into writes of up to REPLAY_WRITE characters: one syscall and one
+      // chunk per batch instead of per event.
+      let batch = '';
+      let batchId = '';
+      for (const ev of page) {
+        if (ev.epoch !== sub.epoch) {
+          // what is sent so far is contiguous; the rest belongs to a history that does not follow it
+          if (batch !== '') stream[kPush](batch, batchId);
+          historyLost(stream);
+          return false;
+        }
+        batch += frameOf(ev);
+        batchId = ev.id;
+        if (batch.length >= REPLAY_WRITE) {
+          if (!stream[kPush](batch, batchId)) return false;
+          cursor = batchId;
+          batch = '';
+          if (stream[kNeedsDrain]) await stream.whenWritable();
+        }
+      }
+      if (batch !== '') {
+        if (!stream[kPush](batch, batchId)) return false;
+        cursor = batchId;
+        if (stream[kNeedsDrain]) await stream.whenWritable();
+      }
+      if (page.length < REPLAY_PAGE) return true;
+    }
+  };
+  try {
+    if (!(await replay())) return;
+    for (;;) {
+      if (sub.overflow) {
+        sub.overflow = false;
+        sub.pending = [];
+        if (!(await replay())) return;
+        continue;
+      }
+      const batch = sub.pending ?? [];
+      if (batch.length === 0) {
+        // Live from here. A store's live feed may lag behind what the replay read (Redis: the
+        // blocking reader vs XRANGE): events up to the cursor are skipped once, by id.
+        sub.pending = null;
+        sub.floor = cursor;
+        sub.live = true;
+        return;
+      }
+      sub.pending = [];
+      for (const ev of batch) {
+        if (ev.epoch !== sub.epoch) {
+          historyLost(stream);
+          return;
+        }
+        if (compareIds(ev.id, cursor) <= 0) continue;
+        if (!stream[kPush](frameOf(ev), ev.id)) return;
+        cursor = ev.id;
+        if (stream[kNeedsDrain]) await stream.whenWritable();
+        if (sub.overflow) break;
+      }
+    }
+  } catch (err) {
+    if (stream.closed) return;
+    tracker.fault('hub', err);
+    stream.fail(new StreamscopeError('STREAMSCOPE_ERR_PRODUCER', 'event store failed during replay'));
+  }
+}

@@ -1,0 +1,97 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import { h2SafeHeaders } from '../../core/http2.js';
+import type { InstrumentOptions } from '../../types.js';
+import type { ResolvedConfig } from '../../setup.js';
+import { resolveConfig } from '../../setup.js';
+import { invalidOption } from '../../errors.js';
+import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions } from '../limits/index.js';
+import { runtimeStats } from '../limits/stats.js';
+
+/** Options of `sse()` (and defaults of a hub's streams). Every InstrumentOptions field applies too. */
+export interface SseOptions extends InstrumentOptions {
+  /** A comment line after this many ms without a write keeps proxies from closing the stream; 0 turns it off (default 15000). */
+  heartbeatMs?: number;
+  /**
+   * Hard cap on bytes queued for one client (approximate: UTF-16 length of queued frames). A write
+   * that would queue more closes the stream so the client can resume later (default 1 MiB).
+   * A producer that awaits `send()` never reaches it: `send()` waits for `drain` first.
+   */
+  maxBufferedBytes?: number;
+  /** A `send()` that waited this long for `drain` closes the stuck stream (default 30000). */
+  drainTimeoutMs?: number;
+  /** Ends the stream after this many ms (outcome `timeout`); default none. */
+  timeoutMs?: number;
+  /** Sent as `retry:` when the stream opens: the client's reconnection delay. */
+  retryMs?: number;
+  /** Put the producer's own error message in the `error` event (default false: a generic one). */
+  exposeErrors?: boolean;
+  /** Extra response headers. */
+  headers?: OutgoingHttpHeaders;
+  /** Per-client token bucket on opening streams: 429 with Retry-After. */
+  rateLimit?: RateLimitOptions;
+  /** Load shedding: 503 with Retry-After. */
+  shed?: ShedOptions;
+}
+
+export interface ResolvedSse {
+  readonly config: ResolvedConfig;
+  readonly route: SseOptions['route'];
+  readonly heartbeatMs: number;
+  readonly maxBufferedBytes: number;
+  readonly drainTimeoutMs: number;
+  readonly timeoutMs: number;
+  readonly retryFrame: string;
+  readonly exposeErrors: boolean;
+  readonly headers: OutgoingHttpHeaders;
+  /** `headers` without the connection-specific ones HTTP/2 forbids (`Connection`, …). */
+  readonly h2Headers: OutgoingHttpHeaders;
+  readonly limits: Limits;
+}
+
+export const SSE_DEFAULTS = Object.freeze({ heartbeatMs: 15000, maxBufferedBytes: 1024 * 1024, drainTimeoutMs: 30000 });
+
+const BASE_HEADERS: OutgoingHttpHeaders = Object.freeze({
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+});
+
+const cache = new WeakMap<object, ResolvedSse>();
+
+function num(name: string, v: unknown, dflt: number, min: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || Number.isNaN(v) || v < min) throw invalidOption(name, `a number >= ${min}`, v);
+  return v;
+}
+
+/** Validates and resolves an options object once; later calls with the same object are a WeakMap hit. */
+export function resolveSse(options: SseOptions = {}): ResolvedSse {
+  if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
+  const hit = cache.get(options);
+  if (hit !== undefined) return hit;
+  // sse() enforces its own maxBufferedBytes (closing with a resumable end); the instrument guard of the same name stays off.
+  const config = resolveConfig(options.maxBufferedBytes === undefined ? options : { ...options, maxBufferedBytes: undefined });
+  const retryMs = options.retryMs === undefined ? -1 : num('retryMs', options.retryMs, 0, 0);
+  if (options.headers !== undefined && (options.headers === null || typeof options.headers !== 'object')) {
+    throw invalidOption('headers', 'an object', options.headers);
+  }
+  const timeoutMs = num('timeoutMs', options.timeoutMs, 0, 1);
+  const headers = options.headers === undefined ? BASE_HEADERS : Object.freeze({ ...BASE_HEADERS, ...options.headers });
+  const r: ResolvedSse = Object.freeze({
+    config,
+    route: options.route,
+    heartbeatMs: num('heartbeatMs', options.heartbeatMs, SSE_DEFAULTS.heartbeatMs, 0),
+    maxBufferedBytes: num('maxBufferedBytes', options.maxBufferedBytes, SSE_DEFAULTS.maxBufferedBytes, 1),
+    drainTimeoutMs: num('drainTimeoutMs', options.drainTimeoutMs, SSE_DEFAULTS.drainTimeoutMs, 1),
+    timeoutMs,
+    retryFrame: retryMs >= 0 ? `retry: ${Math.floor(retryMs)}\n\n` : '',
+    exposeErrors: options.exposeErrors === true,
+    headers,
+    h2Headers: Object.freeze(h2SafeHeaders(headers)),
+    limits: resolveLimits(options.rateLimit, options.shed),
+  });
+  runtimeStats();
+  cache.set(options, r);
+  return r;
+}

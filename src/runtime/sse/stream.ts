@@ -1,0 +1,367 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../../errors.js';
+import { markError, markTimeout, promote, settleHandler } from '../../core/response-hook.js';
+import { inStream, track } from '../../core/track.js';
+import type { StreamState } from '../../core/stream-state.js';
+import { getTracker } from '../../core/tracker.js';
+import { routeMetricsOf } from '../../consumers/metrics.js';
+import type { RejectReason } from '../limits/index.js';
+import { rawLastEventId } from '../hub/ids.js';
+import { encodeComment, encodeEvent, type SseEvent } from './encoder.js';
+import type { ResolvedSse } from './options.js';
+import { h2StreamOf, needsDrain } from '../../core/http2.js';
+
+const tracker = getTracker();
+
+/** Internal entry points shared with the hub (not public API). */
+export const kPush = Symbol('streamscope.sse.push');
+export const kOpen = Symbol('streamscope.sse.open');
+export const kOnClose = Symbol('streamscope.sse.onClose');
+export const kState = Symbol('streamscope.sse.state');
+export const kNeedsDrain = Symbol('streamscope.sse.needsDrain');
+
+const HEARTBEAT = encodeComment();
+const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
+
+type Waiter = { resolve: () => void; reject: (err: Error) => void };
+
+/**
+ * One resilient SSE stream. Built by `sse()` and by `hub.subscribe()`. Every public method is safe
+ * to call at any time: after the client has gone, `send()` rejects with StreamClosedError and the
+ * others do nothing.
+ */
+export class SseStream {
+  /** The raw Last-Event-ID of the request (header, else `lastEventId` query parameter). */
+  readonly lastEventId: string | undefined;
+  /** Why the stream was refused before it opened (429 / 503 answered), else null. */
+  readonly rejected: RejectReason | null;
+  /** The id of the last event sent with an id. */
+  lastSentId: string | undefined = undefined;
+
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private readonly o: ResolvedSse;
+  private state: StreamState | undefined = undefined;
+  private done = false;
+  private cause: StreamscopeError | undefined = undefined;
+  private ctrl: AbortController | null = null;
+  private waiters: Waiter[] | null = null;
+  private drainTimer: NodeJS.Timeout | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private timeout: NodeJS.Timeout | null = null;
+  /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
+  private wrote = false;
+  private closeHook: (() => void) | null = null;
+  private counted = false;
+
+  constructor(req: IncomingMessage, res: ServerResponse, o: ResolvedSse, rejected: RejectReason | null) {
+    this.req = req;
+    this.res = res;
+    this.o = o;
+    this.rejected = rejected;
+    let last: string | undefined;
+    try {
+      last = rawLastEventId(req);
+    } catch {
+      last = undefined;
+    }
+    this.lastEventId = last;
+    if (rejected !== null) this.done = true;
+  }
+
+  /** True once the client has gone, the stream timed out, failed, or close() was called. */
+  get closed(): boolean {
+    return this.done;
+  }
+
+  /** Aborts on client close, timeout, failure or `close()`; `reason` is a StreamClosedError. */
+  get signal(): AbortSignal {
+    if (this.ctrl === null) {
+      this.ctrl = new AbortController();
+      if (this.done) this.ctrl.abort(this.closedError());
+    }
+    return this.ctrl.signal;
+  }
+
+  /** The tracker's trace id of this stream ('' when tracing is off). */
+  get traceId(): string {
+    return this.state?.traceId ?? '';
+  }
+
+  /**
+   * Sends one event. Resolves once it is handed to the socket within the buffer limit; waits for
+   * `drain` when the socket is backed up; rejects with StreamClosedError once the client is gone
+   * (so the producer stops), and with STREAMSCOPE_ERR_INVALID_EVENT for an id/event with a line break.
+   */
+  send(event: SseEvent | string): Promise<void> {
+    if (this.done) return Promise.reject(this.closedError());
+    let frame: string;
+    try {
+      frame = encodeEvent(typeof event === 'string' ? { data: event } : event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!this[kPush](frame, typeof event === 'string' ? undefined : event.id)) return Promise.reject(this.closedError());
+    return this.whenWritable();
+  }
+
+  /** A comment line (`: text`); ignored by clients. Never waits, never throws. */
+  comment(text = ''): void {
+    if (this.done) return;
+    this[kPush](encodeComment(text), undefined);
+  }
+
+  /** Ends the stream normally (outcome `completed`); `signal` aborts. Idempotent. */
+  close(): void {
+    if (this.done) return;
+    this.finish(undefined);
+    this.end();
+  }
+
+  /**
+   * Ends the stream because the producer failed: sends an `error` event
+   * `{ code, message, traceId }` and records the `error` outcome. Idempotent.
+   */
+  fail(err: unknown): void {
+    if (this.done) return;
+    const s = this.state;
+    if (s !== undefined) markError(s);
+    try {
+      this[kPush](encodeEvent({ event: 'error', data: this.errorBody(err) }), undefined);
+    } catch (e) {
+      tracker.fault('sse', e);
+    }
+    this.finish(new StreamscopeError('STREAMSCOPE_ERR_PRODUCER'));
+    this.end();
+  }
+
+  /**
+   * Runs a producer against this stream: resolves when it is done, closing the stream; a throw
+   * becomes `fail(err)`. A StreamClosedError after the client left ends it quietly. Never rejects.
+   */
+  async run(producer: (stream: SseStream) => unknown): Promise<void> {
+    const s = this.state;
+    const own = s !== undefined && s.handlerSettled;
+    if (own) s.handlerSettled = false;
+    try {
+      await (s === undefined ? producer(this) : inStream(s, producer as (...a: unknown[]) => unknown, undefined, [this]));
+      this.close();
+    } catch (err) {
+      if (!this.done) this.fail(err);
+    } finally {
+      if (own) settleHandler(s);
+    }
+  }
+
+  // ---- internal -------------------------------------------------------------------------------
+
+  /** Opens the response: headers, retry, timers, tracker. */
+  [kOpen](): void {
+    const res = this.res;
+    const o = this.o;
+    try {
+      this.state = track(this.req, res, o.config, { specific: true });
+    } catch (err) {
+      tracker.fault('sse', err);
+    }
+    if (o.limits.shedder !== null) {
+      o.limits.shedder.active++;
+      this.counted = true;
+    }
+    res.on('close', this.onResClose);
+    try {
+      // HTTP/2 (compatibility API) forbids Connection and its kind; its socket is the session's, shared.
+      const h2 = h2StreamOf(res) !== null;
+      if (!res.headersSent) res.writeHead(200, h2 ? o.h2Headers : o.headers);
+      res.flushHeaders();
+      const sock = h2 ? null : res.socket;
+      if (sock != null) sock.setNoDelay(true);
+    } catch (err) {
+      tracker.fault('sse', err);
+    }
+    const s = this.state;
+    if (s !== undefined) {
+      try {
+        promote(s);
+        // a route with limits shows the reasons they can give, at 0, from its first stream (docs/metrics.md)
+        if (o.limits.buckets !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
+        if (o.limits.shedder !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
+      } catch (err) {
+        tracker.fault('sse', err);
+      }
+    }
+    if (res.destroyed === true || res.closed === true || h2StreamOf(res)?.destroyed === true) {
+      this.onResClose();
+      return;
+    }
+    if (o.retryFrame !== '') this[kPush](o.retryFrame, undefined);
+    this.wrote = true;
+    if (o.heartbeatMs > 0) {
+      this.heartbeat = setInterval(this.beat, o.heartbeatMs);
+      this.heartbeat.unref();
+    }
+    if (o.timeoutMs > 0) {
+      this.timeout = setTimeout(this.onTimeout, o.timeoutMs);
+      this.timeout.unref();
+    }
+  }
+
+  /**
+   * Writes one framed event without allocating a promise (the hub's fan-out path). Returns false
+   * when the stream is closed, or when the frame would take the queue past maxBufferedBytes: then the
+   * stuck consumer is cut so that it can resume later.
+   */
+  [kPush](frame: string, id: string | undefined): boolean {
+    if (this.done) return false;
+    const res = this.res;
+    const queued = res.writableLength;
+    if (queued > 0 && queued + frame.length > this.o.maxBufferedBytes) {
+      this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
+      return false;
+    }
+    if (id !== undefined) this.lastSentId = id;
+    this.wrote = true;
+    try {
+      res.write(frame);
+    } catch (err) {
+      tracker.fault('sse', err);
+    }
+    return true;
+  }
+
+  [kOnClose](fn: () => void): void {
+    this.closeHook = fn;
+  }
+
+  get [kState](): StreamState | undefined {
+    return this.state;
+  }
+
+  get [kNeedsDrain](): boolean {
+    return needsDrain(this.res);
+  }
+
+  /** Resolves when the socket can take more (now, or at `drain`); bounded by drainTimeoutMs. */
+  whenWritable(): Promise<void> {
+    if (this.done) return Promise.reject(this.closedError());
+    if (!needsDrain(this.res)) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (this.waiters === null) {
+        this.waiters = [];
+        this.res.once('drain', this.onDrain);
+        this.drainTimer = setTimeout(this.onDrainTimeout, this.o.drainTimeoutMs);
+        this.drainTimer.unref();
+      }
+      this.waiters.push({ resolve, reject });
+    });
+  }
+
+  private closedError(): StreamClosedError {
+    const cause = this.cause;
+    return cause === undefined ? new StreamClosedError() : new StreamClosedError(`stream closed: ${cause.message}`, { cause });
+  }
+
+  private errorBody(err: unknown): { code: string; message: string; traceId: string } {
+    let code: string = 'STREAMSCOPE_ERR_PRODUCER';
+    const c = (err as { code?: unknown } | null)?.code;
+    if (typeof c === 'string' && CODE.test(c)) code = c;
+    let message: string = codes.STREAMSCOPE_ERR_PRODUCER;
+    if (this.o.exposeErrors || err instanceof StreamscopeError) {
+      const m = (err as { message?: unknown } | null)?.message;
+      if (typeof m === 'string') message = m;
+    }
+    return { code, message, traceId: this.traceId };
+  }
+
+  private end(): void {
+    try {
+      if (!this.res.writableEnded) this.res.end();
+    } catch (err) {
+      tracker.fault('sse', err);
+    }
+  }
+
+  /** Cuts a consumer that does not keep up: the connection is destroyed, the client resumes later. */
+  private cut(code: ErrorCode): void {
+    if (this.done) return;
+    const s = this.state;
+    if (s !== undefined && code === 'STREAMSCOPE_ERR_DRAIN_TIMEOUT') markTimeout(s);
+    this.finish(new StreamscopeError(code));
+    try {
+      this.res.destroy();
+    } catch (err) {
+      tracker.fault('sse', err);
+    }
+  }
+
+  /** Marks the stream closed once: timers off, waiters rejected, signal aborted, hook called. */
+  private finish(cause: StreamscopeError | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.cause = cause;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    if (this.timeout !== null) clearTimeout(this.timeout);
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.heartbeat = this.timeout = this.drainTimer = null;
+    if (this.counted && this.o.limits.shedder !== null) this.o.limits.shedder.active--;
+    this.counted = false;
+    const waiters = this.waiters;
+    this.waiters = null;
+    this.res.removeListener('drain', this.onDrain);
+    if (waiters !== null) {
+      const err = this.closedError();
+      for (const w of waiters) w.reject(err);
+    }
+    if (this.ctrl !== null && !this.ctrl.signal.aborted) {
+      try {
+        this.ctrl.abort(this.closedError());
+      } catch (err) {
+        tracker.fault('sse', err); // a throwing abort listener belongs to the app; do not let it escape here
+      }
+    }
+    const hook = this.closeHook;
+    this.closeHook = null;
+    if (hook !== null) {
+      try {
+        hook();
+      } catch (err) {
+        tracker.fault('sse', err);
+      }
+    }
+  }
+
+  private readonly onResClose = (): void => {
+    this.finish(this.cause);
+  };
+
+  private readonly onDrain = (): void => {
+    const waiters = this.waiters;
+    this.waiters = null;
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    if (waiters !== null) for (const w of waiters) w.resolve();
+  };
+
+  private readonly onDrainTimeout = (): void => {
+    this.drainTimer = null;
+    this.cut('STREAMSCOPE_ERR_DRAIN_TIMEOUT');
+  };
+
+  private readonly beat = (): void => {
+    if (this.done) return;
+    if (this.wrote || this.res.writableLength > 0) {
+      this.wrote = false;
+      return;
+    }
+    this[kPush](HEARTBEAT, undefined);
+  };
+
+  private readonly onTimeout = (): void => {
+    this.timeout = null;
+    if (this.done) return;
+    const s = this.state;
+    if (s !== undefined) markTimeout(s);
+    this.finish(new StreamscopeError('STREAMSCOPE_ERR_STREAM_CLOSED', 'stream timed out (timeoutMs)'));
+    this.end();
+  };
+}
