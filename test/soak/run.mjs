@@ -12,7 +12,7 @@ import { spawn, execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -278,8 +278,10 @@ const stats = {
   publishes: { ok: 0, failed: 0 },
   resumes: { checked: 0, replayedOk: 0, status416: 0, reset: 0, errorEvents: 0, gaps: 0, dups: 0, disorder: 0, unverifiable: 0 },
   faults: [],
-  captures: { ok: 0, failed: 0 },
+  captures: { ok: 0, failed: 0, list: [] }, // list: { via, phase, ms, pauseMs } per capture
+  load: [], // the machine's 1-minute load average, every 15 s of the run
 };
+let phase = 'warm-up';
 const failures = [];
 const acked = new Map(); // `${store}|${instance}|${channel}` -> [ids]
 const sessions = []; // { key, from, ids, status, reset }
@@ -399,6 +401,20 @@ function diag(args) {
   });
 }
 
+/**
+ * `diag capture` of instance A, with A's event-loop delay recorded over it: its max is the longest pause of A's
+ * loop while the capture ran (the capture's own, plus what the loaded machine adds).
+ */
+async function capture(via, out) {
+  await request(`${A.url}/loop?reset=window`);
+  const tc = Date.now();
+  const r = await diag(['capture', String(A.child.pid), '--via', via, '--out', out]);
+  const ms = Date.now() - tc;
+  const w = JSON.parse((await request(`${A.url}/loop?read=window`)).body);
+  stats.captures.list.push({ via, phase, ok: r.code === 0, ms, pauseMs: w.maxMs });
+  return r;
+}
+
 async function waitRedis() {
   for (let i = 0; i < 200; i++) {
     if ((await admin.ping().catch(() => null)) === 'PONG') return;
@@ -436,7 +452,7 @@ const faults = {
   'diag capture via agent under load': async () => {
     const out = mkdtempSync(join(tmpdir(), 'streamscope-soak-cap-'));
     rmSync(out, { recursive: true });
-    const r = await diag(['capture', String(A.child.pid), '--via', 'agent', '--out', out]);
+    const r = await capture('agent', out);
     if (r.code === 0) stats.captures.ok++;
     else {
       stats.captures.failed++;
@@ -449,7 +465,7 @@ if (CAPTURES.includes('inspector')) {
   faults['diag capture via inspector under load'] = async () => {
     const out = mkdtempSync(join(tmpdir(), 'streamscope-soak-cap-'));
     rmSync(out, { recursive: true });
-    const r = await diag(['capture', String(A.child.pid), '--via', 'inspector', '--out', out]);
+    const r = await capture('inspector', out);
     if (r.code === 0) stats.captures.ok++;
     else {
       stats.captures.failed++;
@@ -577,13 +593,25 @@ async function heap(app) {
   return { objects: r.heapUsed - code, code, total: r.heapUsed };
 }
 
+/** A's memory and resources: heap after GC (objects, as above), RSS, libuv handles/requests, open descriptors. */
+async function resources(app, label) {
+  const h = await heap(app);
+  const r = JSON.parse((await request(`${app.url}/resources`)).body);
+  return { label, atStream: stats.started, objects: h.objects, code: h.code, rss: r.rss, handles: r.handles, active: r.active, fds: r.fds, load1: os.loadavg()[0] };
+}
+const fmtRes = (r) =>
+  `${r.label.padEnd(6)} heap objects ${mib(r.objects)} MiB (+ code ${mib(r.code)}), RSS ${mib(r.rss)} MiB, handles ${r.handles} ${JSON.stringify(r.active)}, fds ${r.fds}`;
+
 // ---- main -------------------------------------------------------------------------------------------------
 
 const ownUnhandled = [];
 process.on('unhandledRejection', (err) => ownUnhandled.push(String(err)));
 
 async function main() {
-  log(`soak: ${TOTAL} streams, concurrency ${CONCURRENCY}, seed ${SEED}, at most ${MAX_SECONDS} s`);
+  log(`soak: ${TOTAL} streams, concurrency ${CONCURRENCY}, seed ${SEED}, at most ${MAX_SECONDS} s, captures ${CAPTURES}`);
+  const cpus = os.cpus();
+  const machine = `${cpus.length} x ${cpus[0]?.model ?? '?'}, ${mib(os.totalmem())} MiB, ${os.type()} ${os.release()}, Node ${process.version}`;
+  log(`  machine: ${machine}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   redisPort = await freePort();
   redisChild = await startRedisServer();
   admin = new Redis(`redis://127.0.0.1:${redisPort}`, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -644,17 +672,35 @@ async function main() {
   await sleep(500);
   clearInterval(early);
   const heap0 = await heap(A);
+  const res0 = await resources(A, 'start');
   const census0 = JSON.parse((await request(`${A.url}/census`, { timeoutMs: 120_000 })).body);
+  await request(`${A.url}/loop?reset=run`); // after the census: its heap snapshot stops the loop for a while
   log(`  ${elapsed()} warm-up done (${stats.started} streams); A heap after GC ${mib(heap0.objects)} MiB (+ code ${mib(heap0.code)} MiB)`);
 
   const deadline = setTimeout(() => {
     failures.push(`time limit: ${MAX_SECONDS} s reached at ${stats.started} streams`);
     stopping = true;
   }, MAX_SECONDS * 1000);
-  const progress = setInterval(() => log(`  ${elapsed()} ${stats.started} streams, ${stats.publishes.ok} publishes`), 15_000);
-  target = stats.started + TOTAL;
-  const fl = faultLoop(stats.started);
+  phase = 'load';
+  const progress = setInterval(() => {
+    stats.load.push(os.loadavg()[0]);
+    log(`  ${elapsed()} ${stats.started} streams, ${stats.publishes.ok} publishes, load ${os.loadavg()[0].toFixed(2)}`);
+  }, 15_000);
+  const base = stats.started;
+  target = base + TOTAL;
+  const tLoad = Date.now();
+  const fl = faultLoop(base);
+  // the middle: A's heap and resources half-way through the load
+  let resMid = null;
+  const mid = (async () => {
+    while (!stopping && stats.started < base + TOTAL / 2) await sleep(200);
+    if (stopping) return;
+    resMid = await resources(A, 'middle').catch(() => null);
+    if (resMid) log(`  ${elapsed()} ${fmtRes(resMid)}`);
+  })();
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const loadSecondsOnly = (Date.now() - tLoad) / 1000;
+  await mid;
   stopping = true;
   clearInterval(progress);
   clearTimeout(deadline);
@@ -678,6 +724,8 @@ async function main() {
   // heap: wait for the last streams' objects to be collectable, then compare
   await sleep(1000);
   const heap1 = await heap(A);
+  const res1 = await resources(A, 'end');
+  const loopRun = JSON.parse((await request(`${A.url}/loop?read=run`)).body);
   const census1 = JSON.parse((await request(`${A.url}/census`, { timeoutMs: 120_000 })).body);
   // V8's compiled code and its metadata (type "code" in a heap snapshot: machine code, deopt data, bytecode,
   // feedback vectors) grows as paths first run or are re-optimized; it is not data the app holds. The check is on
@@ -697,6 +745,13 @@ async function main() {
     growth <= 0.05,
     `objects ${mib(data0)} MiB -> ${mib(data1)} MiB (${(growth * 100).toFixed(1)} %); V8 code and its metadata ${codeGrowth >= 0 ? '+' : ''}${mib(codeGrowth)} MiB, not counted; heapUsed ${mib(heap0.total)} -> ${mib(heap1.total)} MiB`,
   ]);
+  // handles and descriptors: at the end (no stream, no publisher) not above the start (warm-up streams just
+  // ended, the publishers' keep-alive sockets open); a leaked socket, timer or file per stream would be thousands
+  results.push([
+    'A: handles and open descriptors at the end not above the start',
+    res1.handles <= res0.handles + 8 && (res1.fds === null || res1.fds <= res0.fds + 8),
+    `handles ${res0.handles} -> ${res1.handles}, fds ${res0.fds} -> ${res1.fds} (8 allowed for sockets in keep-alive)`,
+  ]);
   results.push(['soak driver: no unhandled rejection', ownUnhandled.length === 0, ownUnhandled[0] ?? '0']);
   results.push(['every fault injected without error', failures.filter((f) => f.startsWith('fault') || f.startsWith('diag')).length === 0, stats.faults.map((f) => f.name).join('; ')]);
   const gapFailures = failures.filter((f) => !f.startsWith('fault') && !f.startsWith('diag') && !f.startsWith('time limit'));
@@ -707,13 +762,28 @@ async function main() {
   log(`client-side statuses: ${JSON.stringify(stats.statuses)}; publishes ok ${stats.publishes.ok}, failed ${stats.publishes.failed}`);
   log(`server: A started ${ra.started}, B (since its last restart, ${B.restarts} restarts) started ${rb.started}; internal errors A ${ra.internal} B ${rb.internal}`);
   log(`diag captures: ${stats.captures.ok} ok, ${stats.captures.failed} failed`);
+  for (const via of ['agent', 'inspector']) {
+    const l = stats.captures.list.filter((c) => c.via === via);
+    if (!l.length) continue;
+    const pauses = l.map((c) => c.pauseMs);
+    log(
+      `  via ${via}: ${l.filter((c) => c.ok).length} of ${l.length} ok; capture time ${l.map((c) => (c.ms / 1000).toFixed(1) + ' s').join(', ')}; ` +
+        `A's longest event-loop pause during each ${pauses.map((p) => p + ' ms').join(', ')} (max ${Math.max(...pauses)} ms)`,
+    );
+  }
+  log(`A's event-loop delay over the load (10 ms resolution): p99 ${loopRun.p99Ms} ms, max ${loopRun.maxMs} ms`);
+  log(`A's resources (heap after GC):`);
+  for (const r of [res0, resMid, res1]) if (r) log(`  ${fmtRes(r)} (at stream ${r.atStream}, load ${r.load1.toFixed(2)})`);
+  const loads = stats.load.length ? stats.load : [os.loadavg()[0]];
+  log(`machine: ${machine}; 1-minute load average during the load: min ${Math.min(...loads).toFixed(2)}, mean ${(loads.reduce((a, x) => a + x, 0) / loads.length).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}`);
+  log(`rate: ${stats.started - base} streams in ${loadSecondsOnly.toFixed(0)} s of load = ${((stats.started - base) / loadSecondsOnly).toFixed(1)} streams/s (${(loadSeconds).toFixed(0)} s with the warm-up)`);
   for (const f of gapFailures.slice(0, 10)) log(`  ${f}`);
   let ok = true;
   for (const [name, pass, detail] of results) {
     log(`${pass ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
     if (!pass) ok = false;
   }
-  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ seed: SEED, total: TOTAL, seconds: loadSeconds, stats, heap0, heap1, data0, data1, results }, null, 2));
+  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ seed: SEED, total: TOTAL, seconds: loadSeconds, loadSeconds: loadSecondsOnly, machine, stats, heap0, heap1, data0, data1, resources: [res0, resMid, res1], loop: loopRun, results }, null, 2));
   log(ok ? `soak passed in ${elapsed()}` : `soak FAILED in ${elapsed()}`);
   return ok;
 }
