@@ -30,6 +30,7 @@ describe('soak (short)', () => {
       'heap after GC within 5 % of its start',
       'every fault injected without error',
       'handles and open descriptors at the end not above the start',
+      'every client connection closed (none hung)',
     ]) {
       expect(checks.some((l) => l.includes(name)), `${name}\n${stdout}`).toBe(true);
     }

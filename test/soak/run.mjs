@@ -278,6 +278,7 @@ const stats = {
   byRoute: {},
   statuses: {},
   clientErrors: 0,
+  hung: 0, // client connections that had not closed 10 s after the client gave up
   publishes: { ok: 0, failed: 0 },
   resumes: { checked: 0, replayedOk: 0, status416: 0, reset: 0, errorEvents: 0, gaps: 0, dups: 0, disorder: 0, unverifiable: 0 },
   faults: [],
@@ -340,7 +341,10 @@ async function hubSession() {
       limitMs: between(200, 1500),
       sseParse: true,
     });
-    if (r.hung) failures.push(`client connection did not close: ${r.hung}`);
+    if (r.hung) {
+      stats.hung++;
+      failures.push(`client connection did not close: ${r.hung}`);
+    }
     stats.started++;
     stats.byRoute[`/hub/${store}`] = (stats.byRoute[`/hub/${store}`] ?? 0) + 1;
     stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1;
@@ -381,7 +385,10 @@ async function plainStream() {
   stats.started++;
   stats.byRoute[route] = (stats.byRoute[route] ?? 0) + 1;
   const r = await stream(inst.url + path, { behaviour, limitMs });
-  if (r.hung) failures.push(`client connection did not close: ${r.hung}`);
+  if (r.hung) {
+    stats.hung++;
+    failures.push(`client connection did not close: ${r.hung}`);
+  }
   stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1;
   if (r.error && inst.alive && r.status === 0) stats.clientErrors++;
 }
@@ -754,6 +761,11 @@ async function main() {
     'A: handles and open descriptors at the end not above the start',
     res1.handles <= res0.handles + 8 && (res1.fds === null || res1.fds <= res0.fds + 8),
     `handles ${res0.handles} -> ${res1.handles}, fds ${res0.fds} -> ${res1.fds} (8 allowed for sockets in keep-alive)`,
+  ]);
+  results.push([
+    'every client connection closed (none hung)',
+    stats.hung === 0,
+    stats.hung ? `${stats.hung} had not closed 10 s after the client gave up; first: ${failures.find((f) => f.startsWith('client connection'))}` : '0 hung',
   ]);
   results.push(['soak driver: no unhandled rejection', ownUnhandled.length === 0, ownUnhandled[0] ?? '0']);
   results.push(['every fault injected without error', failures.filter((f) => f.startsWith('fault') || f.startsWith('diag')).length === 0, stats.faults.map((f) => f.name).join('; ')]);
