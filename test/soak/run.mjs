@@ -335,7 +335,9 @@ async function hubSession() {
   let from = null;
   for (let leg = 0; leg < 2; leg++) {
     const headers = from ? { 'Last-Event-ID': from } : {};
-    const r = await stream(`${base()}/hub/${store}?ch=${ch}${reset ? '&reset=1' : ''}`, {
+    const url = base();
+    const ts = Date.now();
+    const r = await stream(`${url}/hub/${store}?ch=${ch}${reset ? '&reset=1' : ''}`, {
       headers,
       behaviour: pick(['read', 'read', 'read', 'slow']),
       limitMs: between(200, 1500),
@@ -349,7 +351,8 @@ async function hubSession() {
     stats.byRoute[`/hub/${store}`] = (stats.byRoute[`/hub/${store}`] ?? 0) + 1;
     stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1;
     const start = from ?? r.anchor;
-    if (r.status === 200 && start !== null) sessions.push({ key, from: start, events: r.events.map((e) => ({ id: e.id, event: e.event })), status: 200 });
+    const where = `${url === A.url ? 'A' : 'B'} leg ${leg} ${new Date(ts).toISOString().slice(11, 23)}-${new Date().toISOString().slice(11, 23)}`;
+    if (r.status === 200 && start !== null) sessions.push({ key, from: start, where, events: r.events.map((e) => ({ id: e.id, event: e.event })), status: 200 });
     if (r.status === 416) sessions.push({ key, from, events: [], status: 416 });
     const last = r.events.length ? r.events[r.events.length - 1].id : r.anchor;
     if (last === null) return;
@@ -506,7 +509,7 @@ async function faultLoop(base) {
     try {
       await faults[name]();
       stats.faults.push({ name, atStream: stats.started - base, ms: Date.now() - tf });
-      log(`  ${elapsed()} fault: ${name} (at stream ${stats.started - base}, ${Date.now() - tf} ms)`);
+      log(`  ${elapsed()} fault: ${name} (at stream ${stats.started - base}, ${Date.now() - tf} ms, from ${new Date(tf).toISOString().slice(11, 23)})`);
     } catch (err) {
       failures.push(`fault ${name} failed: ${err.message}`);
       log(`  ${elapsed()} fault FAILED: ${name}: ${err.message}`);
@@ -562,10 +565,29 @@ function checkSessions() {
     const have = new Set(ids);
     const last = ids[ids.length - 1];
     const log_ = acked.get(s.key) ?? [];
-    const missing = log_.filter((id) => split(id).epoch === epoch && cmp(id, from) > 0 && cmp(id, last) <= 0 && !have.has(id));
+    // the acknowledged ids are sorted: a binary search to the first after `from`, then a walk to `last`
+    // (a filter over all of them per connection was quadratic: minutes at 100,000 streams)
+    let lo = 0;
+    let hi = log_.length;
+    while (lo < hi) {
+      const m = (lo + hi) >>> 1;
+      if (cmp(log_[m], from) > 0) hi = m;
+      else lo = m + 1;
+    }
+    const missing = [];
+    for (let i = lo; i < log_.length && cmp(log_[i], last) <= 0; i++) {
+      const id = log_[i];
+      if (split(id).epoch === epoch && !have.has(id)) missing.push(id);
+    }
     if (missing.length) {
       r.gaps++;
-      if (failures.length < 50) failures.push(`gap: from ${from} to ${last} on ${s.key} missed ${missing.length} acknowledged events, first ${missing[0]}`);
+      if (failures.length < 50) {
+        const at = ids.findIndex((id) => cmp(id, missing[0]) > 0);
+        failures.push(
+          `gap: from ${from} to ${last} on ${s.key} (${s.where}) missed ${missing.length} acknowledged events: ${missing.slice(0, 4).join(' ')}; ` +
+            `received ${ids.length}, around it ${ids.slice(Math.max(0, at - 2), at + 2).join(' ')}`,
+        );
+      }
     } else r.replayedOk++;
   }
 }
@@ -642,8 +664,10 @@ async function main() {
   let warmFaultsDone = false;
   const warmFaults = (async () => {
     for (const name of Object.keys(faults)) {
+      const tf = Date.now();
       try {
         await faults[name]();
+        log(`  ${elapsed()} warm-up fault: ${name} (${Date.now() - tf} ms, from ${new Date(tf).toISOString().slice(11, 23)})`);
       } catch (err) {
         failures.push(`fault ${name} failed (warm-up): ${err.message}`);
       }
