@@ -5,7 +5,8 @@
 // Env: SOAK_REDIS_URL (redis:// of the soak's redis-server), SOAK_NAME (a label in its lines).
 import http from 'node:http';
 import v8 from 'node:v8';
-import { readFileSync, unlinkSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHub, instrument, memoryStore, metricsHandler, redisStore, sse, startAgent } from '../../dist/esm/index.js';
@@ -16,6 +17,15 @@ process.on('unhandledRejection', (err) => {
 });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// event-loop delay, 10 ms resolution: `run` since the driver's last `/loop?reset=run`, `window` since its last
+// `/loop?reset=window` (the driver opens one around each `diag capture`: its max is the pause the capture caused,
+// plus whatever the loaded machine adds)
+const loop = { run: monitorEventLoopDelay({ resolution: 10 }), window: monitorEventLoopDelay({ resolution: 10 }) };
+loop.run.enable();
+loop.window.enable();
+const ms = (ns) => Math.round(ns / 1e5) / 10;
+
 const opts = { stallAfterMs: 2000, danglingAfterMs: 4000 };
 
 function drainOrClose(res) {
@@ -176,6 +186,24 @@ const server = http.createServer((req, res) => {
     return json(res, 200, { heapUsed: process.memoryUsage().heapUsed, spaces, gc: typeof globalThis.gc === 'function' });
   }
   if (p === '/stats') return json(res, 200, { unhandled, pid: process.pid });
+  if (p === '/resources') {
+    // what a leak of sockets, timers or files would grow: libuv handles and requests by type, open descriptors
+    const active = {};
+    for (const t of process.getActiveResourcesInfo()) active[t] = (active[t] ?? 0) + 1;
+    let fds = null;
+    try {
+      fds = readdirSync('/proc/self/fd').length;
+    } catch {}
+    const m = process.memoryUsage();
+    return json(res, 200, { rss: m.rss, heapUsed: m.heapUsed, external: m.external, handles: Object.values(active).reduce((a, n) => a + n, 0), active, fds });
+  }
+  if (p === '/loop') {
+    const h = loop[u.searchParams.get('reset') ?? u.searchParams.get('read') ?? 'run'];
+    if (!h) return json(res, 404, {});
+    const body = { maxMs: ms(h.max), p99Ms: ms(h.percentile(99)), meanMs: ms(h.mean), count: h.count };
+    if (u.searchParams.has('reset')) h.reset();
+    return json(res, 200, body);
+  }
   if (p === '/census') {
     // objects on the heap by constructor name (a heap snapshot, counted here): what grew, when the heap did
     for (let i = 0; i < 4; i++) globalThis.gc?.();

@@ -3,6 +3,7 @@
 // points, then invariants checked and printed. Loopback only, bounded in count and time.
 //
 //   node test/soak/run.mjs [--streams 100000] [--max-seconds 3600] [--concurrency 24] [--seed N] [--json FILE]
+//                          [--captures agent,inspector|agent|none]
 //   npm run soak            (builds, then the full 100,000-stream run)
 //
 // Runs the BUILT package (dist/): two app instances (test/soak/app.mjs, `node --expose-gc`) on one real
@@ -12,7 +13,7 @@ import { spawn, execFile } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -30,7 +31,9 @@ const MAX_SECONDS = Number(arg('max-seconds', 3600));
 const CONCURRENCY = Number(arg('concurrency', 24));
 const SEED = Number(arg('seed', Date.now() % 1_000_000));
 const JSON_OUT = arg('json', null);
-const CAPTURES = arg('captures', 'agent'); // agent | agent,inspector | none
+// the issue's soak captures via both; the CI version (test/soak.test.ts) passes `agent`: the inspector listens on the
+// fixed port 127.0.0.1:9229, which another test's target may hold at the same time
+const CAPTURES = arg('captures', 'agent,inspector'); // agent | agent,inspector | none
 if (!Number.isInteger(TOTAL) || TOTAL < 100 || !(MAX_SECONDS > 0) || !Number.isInteger(CONCURRENCY) || CONCURRENCY < 1) {
   process.stderr.write('soak: --streams must be an integer >= 100, --max-seconds > 0, --concurrency >= 1\n');
   process.exit(2);
@@ -275,11 +278,14 @@ const stats = {
   byRoute: {},
   statuses: {},
   clientErrors: 0,
+  hung: 0, // client connections that had not closed 10 s after the client gave up
   publishes: { ok: 0, failed: 0 },
   resumes: { checked: 0, replayedOk: 0, status416: 0, reset: 0, errorEvents: 0, gaps: 0, dups: 0, disorder: 0, unverifiable: 0 },
   faults: [],
-  captures: { ok: 0, failed: 0 },
+  captures: { ok: 0, failed: 0, list: [] }, // list: { via, phase, ms, pauseMs } per capture
+  load: [], // the machine's 1-minute load average, every 15 s of the run
 };
+let phase = 'warm-up';
 const failures = [];
 const acked = new Map(); // `${store}|${instance}|${channel}` -> [ids]
 const sessions = []; // { key, from, ids, status, reset }
@@ -329,18 +335,24 @@ async function hubSession() {
   let from = null;
   for (let leg = 0; leg < 2; leg++) {
     const headers = from ? { 'Last-Event-ID': from } : {};
-    const r = await stream(`${base()}/hub/${store}?ch=${ch}${reset ? '&reset=1' : ''}`, {
+    const url = base();
+    const ts = Date.now();
+    const r = await stream(`${url}/hub/${store}?ch=${ch}${reset ? '&reset=1' : ''}`, {
       headers,
       behaviour: pick(['read', 'read', 'read', 'slow']),
       limitMs: between(200, 1500),
       sseParse: true,
     });
-    if (r.hung) failures.push(`client connection did not close: ${r.hung}`);
+    if (r.hung) {
+      stats.hung++;
+      failures.push(`client connection did not close: ${r.hung}`);
+    }
     stats.started++;
     stats.byRoute[`/hub/${store}`] = (stats.byRoute[`/hub/${store}`] ?? 0) + 1;
     stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1;
     const start = from ?? r.anchor;
-    if (r.status === 200 && start !== null) sessions.push({ key, from: start, events: r.events.map((e) => ({ id: e.id, event: e.event })), status: 200 });
+    const where = `${url === A.url ? 'A' : 'B'} leg ${leg} ${new Date(ts).toISOString().slice(11, 23)}-${new Date().toISOString().slice(11, 23)}`;
+    if (r.status === 200 && start !== null) sessions.push({ key, from: start, where, events: r.events.map((e) => ({ id: e.id, event: e.event })), status: 200 });
     if (r.status === 416) sessions.push({ key, from, events: [], status: 416 });
     const last = r.events.length ? r.events[r.events.length - 1].id : r.anchor;
     if (last === null) return;
@@ -376,7 +388,10 @@ async function plainStream() {
   stats.started++;
   stats.byRoute[route] = (stats.byRoute[route] ?? 0) + 1;
   const r = await stream(inst.url + path, { behaviour, limitMs });
-  if (r.hung) failures.push(`client connection did not close: ${r.hung}`);
+  if (r.hung) {
+    stats.hung++;
+    failures.push(`client connection did not close: ${r.hung}`);
+  }
   stats.statuses[r.status] = (stats.statuses[r.status] ?? 0) + 1;
   if (r.error && inst.alive && r.status === 0) stats.clientErrors++;
 }
@@ -397,6 +412,20 @@ function diag(args) {
       res({ code: err ? (err.code ?? 1) : 0, stdout, stderr }),
     );
   });
+}
+
+/**
+ * `diag capture` of instance A, with A's event-loop delay recorded over it: its max is the longest pause of A's
+ * loop while the capture ran (the capture's own, plus what the loaded machine adds).
+ */
+async function capture(via, out) {
+  await request(`${A.url}/loop?reset=window`);
+  const tc = Date.now();
+  const r = await diag(['capture', String(A.child.pid), '--via', via, '--out', out]);
+  const ms = Date.now() - tc;
+  const w = JSON.parse((await request(`${A.url}/loop?read=window`)).body);
+  stats.captures.list.push({ via, phase, ok: r.code === 0, ms, pauseMs: w.maxMs });
+  return r;
 }
 
 async function waitRedis() {
@@ -436,7 +465,7 @@ const faults = {
   'diag capture via agent under load': async () => {
     const out = mkdtempSync(join(tmpdir(), 'streamscope-soak-cap-'));
     rmSync(out, { recursive: true });
-    const r = await diag(['capture', String(A.child.pid), '--via', 'agent', '--out', out]);
+    const r = await capture('agent', out);
     if (r.code === 0) stats.captures.ok++;
     else {
       stats.captures.failed++;
@@ -449,7 +478,7 @@ if (CAPTURES.includes('inspector')) {
   faults['diag capture via inspector under load'] = async () => {
     const out = mkdtempSync(join(tmpdir(), 'streamscope-soak-cap-'));
     rmSync(out, { recursive: true });
-    const r = await diag(['capture', String(A.child.pid), '--via', 'inspector', '--out', out]);
+    const r = await capture('inspector', out);
     if (r.code === 0) stats.captures.ok++;
     else {
       stats.captures.failed++;
@@ -480,7 +509,7 @@ async function faultLoop(base) {
     try {
       await faults[name]();
       stats.faults.push({ name, atStream: stats.started - base, ms: Date.now() - tf });
-      log(`  ${elapsed()} fault: ${name} (at stream ${stats.started - base}, ${Date.now() - tf} ms)`);
+      log(`  ${elapsed()} fault: ${name} (at stream ${stats.started - base}, ${Date.now() - tf} ms, from ${new Date(tf).toISOString().slice(11, 23)})`);
     } catch (err) {
       failures.push(`fault ${name} failed: ${err.message}`);
       log(`  ${elapsed()} fault FAILED: ${name}: ${err.message}`);
@@ -536,10 +565,29 @@ function checkSessions() {
     const have = new Set(ids);
     const last = ids[ids.length - 1];
     const log_ = acked.get(s.key) ?? [];
-    const missing = log_.filter((id) => split(id).epoch === epoch && cmp(id, from) > 0 && cmp(id, last) <= 0 && !have.has(id));
+    // the acknowledged ids are sorted: a binary search to the first after `from`, then a walk to `last`
+    // (a filter over all of them per connection was quadratic: minutes at 100,000 streams)
+    let lo = 0;
+    let hi = log_.length;
+    while (lo < hi) {
+      const m = (lo + hi) >>> 1;
+      if (cmp(log_[m], from) > 0) hi = m;
+      else lo = m + 1;
+    }
+    const missing = [];
+    for (let i = lo; i < log_.length && cmp(log_[i], last) <= 0; i++) {
+      const id = log_[i];
+      if (split(id).epoch === epoch && !have.has(id)) missing.push(id);
+    }
     if (missing.length) {
       r.gaps++;
-      if (failures.length < 50) failures.push(`gap: from ${from} to ${last} on ${s.key} missed ${missing.length} acknowledged events, first ${missing[0]}`);
+      if (failures.length < 50) {
+        const at = ids.findIndex((id) => cmp(id, missing[0]) > 0);
+        failures.push(
+          `gap: from ${from} to ${last} on ${s.key} (${s.where}) missed ${missing.length} acknowledged events: ${missing.slice(0, 4).join(' ')}; ` +
+            `received ${ids.length}, around it ${ids.slice(Math.max(0, at - 2), at + 2).join(' ')}`,
+        );
+      }
     } else r.replayedOk++;
   }
 }
@@ -577,13 +625,25 @@ async function heap(app) {
   return { objects: r.heapUsed - code, code, total: r.heapUsed };
 }
 
+/** A's memory and resources: heap after GC (objects, as above), RSS, libuv handles/requests, open descriptors. */
+async function resources(app, label) {
+  const h = await heap(app);
+  const r = JSON.parse((await request(`${app.url}/resources`)).body);
+  return { label, atStream: stats.started, objects: h.objects, code: h.code, rss: r.rss, handles: r.handles, active: r.active, fds: r.fds, load1: os.loadavg()[0] };
+}
+const fmtRes = (r) =>
+  `${r.label.padEnd(6)} heap objects ${mib(r.objects)} MiB (+ code ${mib(r.code)}), RSS ${mib(r.rss)} MiB, handles ${r.handles} ${JSON.stringify(r.active)}, fds ${r.fds}`;
+
 // ---- main -------------------------------------------------------------------------------------------------
 
 const ownUnhandled = [];
 process.on('unhandledRejection', (err) => ownUnhandled.push(String(err)));
 
 async function main() {
-  log(`soak: ${TOTAL} streams, concurrency ${CONCURRENCY}, seed ${SEED}, at most ${MAX_SECONDS} s`);
+  log(`soak: ${TOTAL} streams, concurrency ${CONCURRENCY}, seed ${SEED}, at most ${MAX_SECONDS} s, captures ${CAPTURES}`);
+  const cpus = os.cpus();
+  const machine = `${cpus.length} x ${cpus[0]?.model ?? '?'}, ${mib(os.totalmem())} MiB, ${os.type()} ${os.release()}, Node ${process.version}`;
+  log(`  machine: ${machine}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   redisPort = await freePort();
   redisChild = await startRedisServer();
   admin = new Redis(`redis://127.0.0.1:${redisPort}`, { maxRetriesPerRequest: null, lazyConnect: false });
@@ -604,8 +664,10 @@ async function main() {
   let warmFaultsDone = false;
   const warmFaults = (async () => {
     for (const name of Object.keys(faults)) {
+      const tf = Date.now();
       try {
         await faults[name]();
+        log(`  ${elapsed()} warm-up fault: ${name} (${Date.now() - tf} ms, from ${new Date(tf).toISOString().slice(11, 23)})`);
       } catch (err) {
         failures.push(`fault ${name} failed (warm-up): ${err.message}`);
       }
@@ -644,17 +706,35 @@ async function main() {
   await sleep(500);
   clearInterval(early);
   const heap0 = await heap(A);
+  const res0 = await resources(A, 'start');
   const census0 = JSON.parse((await request(`${A.url}/census`, { timeoutMs: 120_000 })).body);
+  await request(`${A.url}/loop?reset=run`); // after the census: its heap snapshot stops the loop for a while
   log(`  ${elapsed()} warm-up done (${stats.started} streams); A heap after GC ${mib(heap0.objects)} MiB (+ code ${mib(heap0.code)} MiB)`);
 
   const deadline = setTimeout(() => {
     failures.push(`time limit: ${MAX_SECONDS} s reached at ${stats.started} streams`);
     stopping = true;
   }, MAX_SECONDS * 1000);
-  const progress = setInterval(() => log(`  ${elapsed()} ${stats.started} streams, ${stats.publishes.ok} publishes`), 15_000);
-  target = stats.started + TOTAL;
-  const fl = faultLoop(stats.started);
+  phase = 'load';
+  const progress = setInterval(() => {
+    stats.load.push(os.loadavg()[0]);
+    log(`  ${elapsed()} ${stats.started} streams, ${stats.publishes.ok} publishes, load ${os.loadavg()[0].toFixed(2)}`);
+  }, 15_000);
+  const base = stats.started;
+  target = base + TOTAL;
+  const tLoad = Date.now();
+  const fl = faultLoop(base);
+  // the middle: A's heap and resources half-way through the load
+  let resMid = null;
+  const mid = (async () => {
+    while (!stopping && stats.started < base + TOTAL / 2) await sleep(200);
+    if (stopping) return;
+    resMid = await resources(A, 'middle').catch(() => null);
+    if (resMid) log(`  ${elapsed()} ${fmtRes(resMid)}`);
+  })();
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  const loadSecondsOnly = (Date.now() - tLoad) / 1000;
+  await mid;
   stopping = true;
   clearInterval(progress);
   clearTimeout(deadline);
@@ -678,6 +758,8 @@ async function main() {
   // heap: wait for the last streams' objects to be collectable, then compare
   await sleep(1000);
   const heap1 = await heap(A);
+  const res1 = await resources(A, 'end');
+  const loopRun = JSON.parse((await request(`${A.url}/loop?read=run`)).body);
   const census1 = JSON.parse((await request(`${A.url}/census`, { timeoutMs: 120_000 })).body);
   // V8's compiled code and its metadata (type "code" in a heap snapshot: machine code, deopt data, bytecode,
   // feedback vectors) grows as paths first run or are re-optimized; it is not data the app holds. The check is on
@@ -697,6 +779,18 @@ async function main() {
     growth <= 0.05,
     `objects ${mib(data0)} MiB -> ${mib(data1)} MiB (${(growth * 100).toFixed(1)} %); V8 code and its metadata ${codeGrowth >= 0 ? '+' : ''}${mib(codeGrowth)} MiB, not counted; heapUsed ${mib(heap0.total)} -> ${mib(heap1.total)} MiB`,
   ]);
+  // handles and descriptors: at the end (no stream, no publisher) not above the start (warm-up streams just
+  // ended, the publishers' keep-alive sockets open); a leaked socket, timer or file per stream would be thousands
+  results.push([
+    'A: handles and open descriptors at the end not above the start',
+    res1.handles <= res0.handles + 8 && (res1.fds === null || res1.fds <= res0.fds + 8),
+    `handles ${res0.handles} -> ${res1.handles}, fds ${res0.fds} -> ${res1.fds} (8 allowed for sockets in keep-alive)`,
+  ]);
+  results.push([
+    'every client connection closed (none hung)',
+    stats.hung === 0,
+    stats.hung ? `${stats.hung} had not closed 10 s after the client gave up; first: ${failures.find((f) => f.startsWith('client connection'))}` : '0 hung',
+  ]);
   results.push(['soak driver: no unhandled rejection', ownUnhandled.length === 0, ownUnhandled[0] ?? '0']);
   results.push(['every fault injected without error', failures.filter((f) => f.startsWith('fault') || f.startsWith('diag')).length === 0, stats.faults.map((f) => f.name).join('; ')]);
   const gapFailures = failures.filter((f) => !f.startsWith('fault') && !f.startsWith('diag') && !f.startsWith('time limit'));
@@ -707,13 +801,28 @@ async function main() {
   log(`client-side statuses: ${JSON.stringify(stats.statuses)}; publishes ok ${stats.publishes.ok}, failed ${stats.publishes.failed}`);
   log(`server: A started ${ra.started}, B (since its last restart, ${B.restarts} restarts) started ${rb.started}; internal errors A ${ra.internal} B ${rb.internal}`);
   log(`diag captures: ${stats.captures.ok} ok, ${stats.captures.failed} failed`);
+  for (const via of ['agent', 'inspector']) {
+    const l = stats.captures.list.filter((c) => c.via === via);
+    if (!l.length) continue;
+    const pauses = l.map((c) => c.pauseMs);
+    log(
+      `  via ${via}: ${l.filter((c) => c.ok).length} of ${l.length} ok; capture time ${l.map((c) => (c.ms / 1000).toFixed(1) + ' s').join(', ')}; ` +
+        `A's longest event-loop pause during each ${pauses.map((p) => p + ' ms').join(', ')} (max ${Math.max(...pauses)} ms)`,
+    );
+  }
+  log(`A's event-loop delay over the load (10 ms resolution): p99 ${loopRun.p99Ms} ms, max ${loopRun.maxMs} ms`);
+  log(`A's resources (heap after GC):`);
+  for (const r of [res0, resMid, res1]) if (r) log(`  ${fmtRes(r)} (at stream ${r.atStream}, load ${r.load1.toFixed(2)})`);
+  const loads = stats.load.length ? stats.load : [os.loadavg()[0]];
+  log(`machine: ${machine}; 1-minute load average during the load: min ${Math.min(...loads).toFixed(2)}, mean ${(loads.reduce((a, x) => a + x, 0) / loads.length).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}`);
+  log(`rate: ${stats.started - base} streams in ${loadSecondsOnly.toFixed(0)} s of load = ${((stats.started - base) / loadSecondsOnly).toFixed(1)} streams/s (${(loadSeconds).toFixed(0)} s with the warm-up)`);
   for (const f of gapFailures.slice(0, 10)) log(`  ${f}`);
   let ok = true;
   for (const [name, pass, detail] of results) {
     log(`${pass ? 'ok  ' : 'FAIL'} ${name}: ${detail}`);
     if (!pass) ok = false;
   }
-  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ seed: SEED, total: TOTAL, seconds: loadSeconds, stats, heap0, heap1, data0, data1, results }, null, 2));
+  if (JSON_OUT) writeFileSync(JSON_OUT, JSON.stringify({ seed: SEED, total: TOTAL, seconds: loadSeconds, loadSeconds: loadSecondsOnly, machine, stats, heap0, heap1, data0, data1, resources: [res0, resMid, res1], loop: loopRun, results }, null, 2));
   log(ok ? `soak passed in ${elapsed()}` : `soak FAILED in ${elapsed()}`);
   return ok;
 }
