@@ -13,7 +13,8 @@ const BLOCKED = 1000; // performance.now() when the write blocked
 function blocked(): { s: StreamState; p: Progress } {
   const p = new Progress();
   p.episode = BLOCKED;
-  const s = { blockedSince: BLOCKED, progress: p, config: { stallAfterMs: STALL } } as unknown as StreamState;
+  // the fields the rule reads; the progress record is in the progress module's slot (StreamState.slot)
+  const s = { blockedSince: BLOCKED, config: { stallAfterMs: STALL }, slot: () => p } as unknown as StreamState;
   return { s, p };
 }
 
