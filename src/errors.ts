@@ -1,3 +1,4 @@
+import { kStreamClosed, kStreamscopeError } from './core/symbols.js';
 /**
  * The one registry of every code streamscope and `diag` show their users: errors thrown at the app, process
  * warnings, the bodies of the HTTP error answers of the resilient runtime (`sse()`, the hub, the limits), and
@@ -100,7 +101,6 @@ export function invalidArg(fn: string, name: string, expected: string): TypeErro
   return typeError('STREAMSCOPE_ERR_INVALID_ARG', { fn, name, expected });
 }
 
-const kStreamscopeError = Symbol.for('streamscope.error');
 
 export class StreamscopeError extends Error {
   readonly code: ErrorCode;
@@ -115,7 +115,6 @@ export class StreamscopeError extends Error {
   }
 }
 
-const kStreamClosed = Symbol.for('streamscope.error.stream_closed');
 
 /** Rejected by `send()` once the client is gone: the producer should stop. */
 export class StreamClosedError extends StreamscopeError {

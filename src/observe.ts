@@ -21,7 +21,8 @@ interface Observer {
 const g = globalThis as unknown as Record<symbol, Observer | undefined>;
 
 /** Responses that streamscope itself serves (the /metrics port) are not observed. */
-export const kIgnore = Symbol.for('streamscope.ignore');
+export { kIgnore } from './core/symbols.js';
+import { kIgnore } from './core/symbols.js';
 
 function h2Source(): { config: StreamConfig; onTracked: (s: StreamState) => void } | undefined {
   const cfg = g[kObserver]?.config;

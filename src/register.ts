@@ -11,9 +11,9 @@ import { metricsHandler } from './consumers/metrics-handler.js';
 import { getTracker } from './core/tracker.js';
 import { startAgent } from './consumers/agent/index.js';
 import { guardOptionsFromEnv } from './consumers/guards.js';
+import { kRegistered } from './core/symbols.js';
 
 const tracker = getTracker();
-const kRegistered = Symbol.for('streamscope.registered');
 const g = globalThis as unknown as Record<symbol, boolean | undefined>;
 
 function startMetricsServer(portText: string): void {

@@ -73,3 +73,32 @@ describe('the core imports no consumer', () => {
     expect(closure(['setup.ts']).has('consumers/metrics.ts')).toBe(true);
   });
 });
+
+describe('private symbols live in one file', () => {
+  /** Files allowed to name a symbol elsewhere: the inspector-evaluated protocol code (self-contained), Fastify's own keys. */
+  const EXEMPT: Record<string, RegExp> = {
+    'consumers/agent/protocol.ts': /Symbol\.for\('streamscope\.tracker'\)/,
+    'adapters/fastify.ts': /Symbol\.for\('(skip-override|fastify\.display-name)'\)/,
+  };
+  function tsFiles(dir: string, out: string[] = []): string[] {
+    for (const e of readdirSync(resolve(src, dir), { withFileTypes: true })) {
+      const p = dir === '' ? e.name : `${dir}/${e.name}`;
+      if (e.isDirectory()) tsFiles(p, out);
+      else if (p.endsWith('.ts')) out.push(p);
+    }
+    return out;
+  }
+
+  it('every Symbol() and Symbol.for() of src/ is made in src/core/symbols.ts', () => {
+    const offenders: string[] = [];
+    for (const f of tsFiles('')) {
+      if (f === 'core/symbols.ts') continue;
+      const text = readFileSync(resolve(src, f), 'utf8');
+      for (const m of text.matchAll(/Symbol(\.for)?\('[^']*'\)/g)) {
+        const allowed = EXEMPT[f];
+        if (allowed === undefined || !allowed.test(m[0])) offenders.push(`${f}: ${m[0]}`);
+      }
+    }
+    expect(offenders).toEqual([]);
+  });
+});

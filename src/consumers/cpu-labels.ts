@@ -14,7 +14,7 @@ export interface CpuLabeler {
   enter(s: StreamState): void;
 }
 
-const kLabeler = Symbol.for('streamscope.cpuLabeler');
+import { kCpuLabeler as kLabeler } from '../core/symbols.js';
 const g = globalThis as unknown as Record<symbol, CpuLabeler | undefined>;
 
 export function cpuLabeler(): CpuLabeler | undefined {

@@ -138,7 +138,7 @@ function zombieWrite(s: StreamState): never {
   throw new StreamClosedError('stream closed: write() after the client left or the stream was cut (zombieAction: "throw")');
 }
 
-const kDeadPeer = Symbol('streamscope.deadPeer');
+import { kDeadPeer } from '../core/symbols.js';
 type WatchedSocket = Socket & { [kDeadPeer]?: true; _httpMessage?: { [k: symbol]: unknown } | null };
 
 /**

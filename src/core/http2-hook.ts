@@ -15,13 +15,13 @@ import { attach, promote } from './response-hook.js';
 import { h2StreamOf, isServerStream, requestOf, type H2StreamLike } from './http2.js';
 import { getTracker } from './tracker.js';
 import { kState } from './symbols.js';
+import { kHooked, kIgnore, kOrigRespond, kServerHooked } from './symbols.js';
 
 const tracker = getTracker();
 
 const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
 
 type Tracked = H2StreamLike & { [kState]?: StreamState; [kOrigRespond]?: H2StreamLike['respond'] };
-const kOrigRespond = Symbol('streamscope.h2.respond');
 
 /**
  * Tracks a `ServerHttp2Stream` (HTTP/2 `stream` event). `headers` are the request's (`:method`,
@@ -62,9 +62,6 @@ function patchedRespond(this: Tracked, headers?: Record<string, unknown>): void 
 
 // ---- register / observeAll ------------------------------------------------------------------------
 
-const kHooked = Symbol.for('streamscope.http2.hooked');
-const kServerHooked = Symbol.for('streamscope.http2.server');
-const kIgnore = Symbol.for('streamscope.ignore');
 
 type Http2Module = typeof import('node:http2');
 type ServerLike = {

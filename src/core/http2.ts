@@ -14,10 +14,9 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Phase, type StreamState } from './stream-state.js';
 import { getTracker } from './tracker.js';
+import { kH2Orig, kH2State } from './symbols.js';
 
 const tracker = getTracker();
-const kH2State = Symbol('streamscope.h2.state');
-const kH2Orig = Symbol('streamscope.h2.orig');
 
 /** The parts of a `ServerHttp2Stream` streamscope reads. */
 export interface H2StreamLike {

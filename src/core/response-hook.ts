@@ -6,6 +6,7 @@ import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
+import { kSocketDestroy, kWatched } from './symbols.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -17,8 +18,6 @@ type Res = ServerResponse & { [kState]?: StreamState };
 
 const tracker = getTracker();
 
-const kWatched = Symbol('streamscope.socketWatched');
-const kSocketDestroy = Symbol('streamscope.socketDestroy');
 
 type WatchedSocket = Socket & {
   [kWatched]?: true;

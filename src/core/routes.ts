@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteOption } from '../types.js';
+import { kRoute } from './symbols.js';
+export { kRoute };
 
 /** Framework adapters put the route template here before the handler writes. */
-export const kRoute = Symbol.for('streamscope.route');
 
 type ReqWithRoute = IncomingMessage & {
   [kRoute]?: string;

@@ -9,3 +9,31 @@ export const kMetricsSets = Symbol.for('streamscope.metrics');
 export const kObserver = Symbol.for('streamscope.observer');
 export const kAgent = Symbol.for('streamscope.agent');
 export const kStreamIds = Symbol.for('streamscope.streamIds');
+/** observeAll: a response marked with it is not observed (shared, so either copy's mark counts). */
+export const kIgnore = Symbol.for('streamscope.ignore');
+/** The CPU profiler's route labeler (src/consumers/cpu-labels.ts), shared by the ESM and CJS copies. */
+export const kCpuLabeler = Symbol.for('streamscope.cpuLabeler');
+/** Dead-peer guard state on a socket (src/consumers/guards.ts); per copy. */
+export const kDeadPeer = Symbol('streamscope.deadPeer');
+/** sse()'s internal interface to the hub (src/runtime/sse/stream.ts); per copy: an SseStream is driven by its own copy. */
+export const kSsePush = Symbol('streamscope.sse.push');
+export const kSseOpen = Symbol('streamscope.sse.open');
+export const kSseOnClose = Symbol('streamscope.sse.onClose');
+export const kSseState = Symbol('streamscope.sse.state');
+export const kSseNeedsDrain = Symbol('streamscope.sse.needsDrain');
+export const kRegistered = Symbol.for('streamscope.registered');  // register.ts
+export const kOrigRespond = Symbol('streamscope.h2.respond');  // core/http2-hook.ts
+export const kHooked = Symbol.for('streamscope.http2.hooked');  // core/http2-hook.ts
+export const kServerHooked = Symbol.for('streamscope.http2.server');  // core/http2-hook.ts
+export const kH2State = Symbol('streamscope.h2.state');  // core/http2.ts
+export const kH2Orig = Symbol('streamscope.h2.orig');  // core/http2.ts
+export const kRoute = Symbol.for('streamscope.route');  // core/routes.ts
+export const kWatched = Symbol('streamscope.socketWatched');  // core/response-hook.ts
+export const kSocketDestroy = Symbol('streamscope.socketDestroy');  // core/response-hook.ts
+export const kStreamscopeError = Symbol.for('streamscope.error');  // errors.ts
+export const kStreamClosed = Symbol.for('streamscope.error.stream_closed');  // errors.ts
+/*
+ * One key is also written out in src/consumers/agent/protocol.ts: `Symbol.for('streamscope.tracker')` inside the
+ * code the inspector evaluates in a target, which must be self-contained (test/agent-inspector-parity.test.ts
+ * fails if the two drift).
+ */

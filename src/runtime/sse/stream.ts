@@ -14,11 +14,8 @@ import { h2StreamOf, needsDrain } from '../../core/http2.js';
 const tracker = getTracker();
 
 /** Internal entry points shared with the hub (not public API). */
-export const kPush = Symbol('streamscope.sse.push');
-export const kOpen = Symbol('streamscope.sse.open');
-export const kOnClose = Symbol('streamscope.sse.onClose');
-export const kState = Symbol('streamscope.sse.state');
-export const kNeedsDrain = Symbol('streamscope.sse.needsDrain');
+import { kSseNeedsDrain as kNeedsDrain, kSseOnClose as kOnClose, kSseOpen as kOpen, kSsePush as kPush, kSseState as kState } from '../../core/symbols.js';
+export { kPush, kOpen, kOnClose, kState, kNeedsDrain };
 
 const HEARTBEAT = encodeComment();
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
