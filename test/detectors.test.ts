@@ -1,28 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { Registry } from 'prom-client';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { instrument, onFinding, streams, recentFindings, type Finding } from '../src/index.js';
-import { get, getAndAbort, neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { get, getAndAbort, neverReadingClient, scrape, sleep, sum, until } from './helpers/http.js';
+import { testScope } from './helpers/scope.js';
 
 const STALL = 300;
 const DANGLE = 500;
-const cleanup: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
-
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  cleanup.push(() => s.close());
-  return s;
-}
-
-function collect(route: string): Finding[] {
-  const seen: Finding[] = [];
-  cleanup.push(onFinding((f) => f.route === route && seen.push(f)));
-  return seen;
-}
+const { cleanup, serve, collect } = testScope();
 
 const opts = (registry: Registry, route: string, extra: object = {}) => ({ registry, route, stallAfterMs: STALL, danglingAfterMs: DANGLE, ...extra });
 

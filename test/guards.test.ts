@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { Registry } from 'prom-client';
@@ -11,26 +11,12 @@ import Fastify from 'fastify';
 import Koa from 'koa';
 import type { AddressInfo } from 'node:net';
 import { guardOptionsFromEnv, resolveGuards } from '../src/consumers/guards.js';
-import { get, getAndAbort, neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { get, getAndAbort, neverReadingClient, scrape, sleep, sum, until } from './helpers/http.js';
+import { testScope } from './helpers/scope.js';
 
 const STALL = 300;
 const DANGLE = 500;
-const cleanup: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
-
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  cleanup.push(() => s.close());
-  return s;
-}
-
-function collect(route: string): Finding[] {
-  const seen: Finding[] = [];
-  cleanup.push(onFinding((f) => f.route === route && seen.push(f)));
-  return seen;
-}
+const { cleanup, serve, collect } = testScope();
 
 function drainOrClose(res: http.ServerResponse): Promise<void> {
   return new Promise((resolve) => {

@@ -1,10 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import http from 'node:http';
+import { describe, expect, it } from 'vitest';
 import { once } from 'node:events';
 import { Registry } from 'prom-client';
-import { instrument, onFinding, type Finding } from '../src/index.js';
+import { instrument } from '../src/index.js';
 import { getTracker } from '../src/core/tracker.js';
-import { getAndAbort, sleep, startServer, until, type TestServer } from './helpers/http.js';
+import { getAndAbort, sleep, until } from './helpers/http.js';
+import { testScope } from './helpers/scope.js';
 
 /**
  * The release of a closed stream is decided by one rule, `producerHolds` (src/core/tracker.ts), wherever the
@@ -14,22 +14,7 @@ import { getAndAbort, sleep, startServer, until, type TestServer } from './helpe
  */
 
 const DANGLE = 500;
-const cleanup: Array<() => unknown> = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!();
-});
-
-async function serve(handler: http.RequestListener): Promise<TestServer> {
-  const s = await startServer(handler);
-  cleanup.push(() => s.close());
-  return s;
-}
-
-function collect(route: string): Finding[] {
-  const seen: Finding[] = [];
-  cleanup.push(onFinding((f) => f.route === route && seen.push(f)));
-  return seen;
-}
+const { cleanup, serve, collect } = testScope();
 
 const tracker = getTracker();
 const lingering = (route: string): number => [...tracker.lingering.values()].filter((s) => s.route === route).length;

@@ -81,7 +81,7 @@ export async function cpuProfile(seconds: number, signal: AbortSignal): Promise<
 }
 
 /** Resolves after `ms` or on abort; the timer never keeps the app alive. */
-function wait(ms: number, signal: AbortSignal): Promise<void> {
+export function wait(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
     const t = setTimeout(done, ms);

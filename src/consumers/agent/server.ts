@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import net from 'node:net';
 import { getTracker } from '../../core/tracker.js';
-import { BlockingFdWriter, cpuProfile, heapSnapshot, trace } from './inspect.js';
+import { BlockingFdWriter, cpuProfile, heapSnapshot, trace, wait as waitFor } from './inspect.js';
 import { processFacts } from './facts.js';
 import { continuousCpuProfile, heapProfile, parseInterval, profilingState } from './profiles.js';
 import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, sampleWindow, targetStreams, type AgentErrorCode, type HelloResult, type Request } from './protocol.js';
@@ -182,20 +182,6 @@ async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Prom
   }
 }
 
-/** Resolves after `ms` or on abort; the timer never keeps the app alive. */
-function waitFor(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    t.unref();
-    signal.addEventListener('abort', done, { once: true });
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
-}
 
 function frame(chunk: string): Buffer {
   const len = Buffer.byteLength(chunk);
