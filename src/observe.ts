@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
 import { enterInStream, track } from './core/track.js';
-import { kObserver } from './core/symbols.js';
+import { kIgnore, kObserver } from './core/symbols.js';
 import { getTracker } from './core/tracker.js';
 import type { StreamConfig, StreamState } from './core/stream-state.js';
 import { hookHttp2 } from './core/http2-hook.js';
@@ -21,8 +21,7 @@ interface Observer {
 const g = globalThis as unknown as Record<symbol, Observer | undefined>;
 
 /** Responses that streamscope itself serves (the /metrics port) are not observed. */
-export { kIgnore } from './core/symbols.js';
-import { kIgnore } from './core/symbols.js';
+export { kIgnore };
 
 function h2Source(): { config: StreamConfig; onTracked: (s: StreamState) => void } | undefined {
   const cfg = g[kObserver]?.config;

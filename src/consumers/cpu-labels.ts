@@ -1,4 +1,5 @@
 import type { StreamState } from '../core/stream-state.js';
+import { kCpuLabeler as kLabeler } from '../core/symbols.js';
 
 /**
  * CPU per route: while the continuous CPU profiler runs (the agent's `STREAMSCOPE_CPU_PROFILER=on`, with the
@@ -14,7 +15,6 @@ export interface CpuLabeler {
   enter(s: StreamState): void;
 }
 
-import { kCpuLabeler as kLabeler } from '../core/symbols.js';
 const g = globalThis as unknown as Record<symbol, CpuLabeler | undefined>;
 
 export function cpuLabeler(): CpuLabeler | undefined {

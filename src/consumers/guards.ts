@@ -5,7 +5,7 @@ import { routeMetricsOf } from './metrics.js';
 import { liveSpan } from './tracing.js';
 import { getTracker, type TrackerListener } from '../core/tracker.js';
 import { StreamClosedError, invalidOption } from '../errors.js';
-import { kState } from '../core/symbols.js';
+import { kDeadPeer, kState } from '../core/symbols.js';
 
 /**
  * Opt-in guards (docs/guards.md). Off by default; `config.guards` is null unless one is on, so an
@@ -138,7 +138,6 @@ function zombieWrite(s: StreamState): never {
   throw new StreamClosedError('stream closed: write() after the client left or the stream was cut (zombieAction: "throw")');
 }
 
-import { kDeadPeer } from '../core/symbols.js';
 type WatchedSocket = Socket & { [kDeadPeer]?: true; _httpMessage?: { [k: symbol]: unknown } | null };
 
 /**
