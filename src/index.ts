@@ -15,7 +15,7 @@ export { memoryStore, MemoryStore } from './runtime/hub/memory-store.js';
 export type { MemoryStoreOptions } from './runtime/hub/memory-store.js';
 export { redisStore, RedisStore } from './runtime/hub/redis-store.js';
 export type { RedisStoreOptions, RedisLike } from './runtime/hub/redis-store.js';
-export type { HubStore, StoredEvent, ChannelInfo } from './runtime/hub/store.js';
+export type { HubStore, StoredEvent, ChannelInfo, RangePage } from './runtime/hub/store.js';
 export { parseEventId, compareIds } from './runtime/hub/ids.js';
 export { healthHandler, streamHealth } from './runtime/health.js';
 export type { HealthOptions, StreamHealth } from './runtime/health.js';

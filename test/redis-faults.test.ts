@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { compareIds, createHub, redisStore, type Hub, type SubscribeOptions } from '../src/index.js';
+import { compareIds, createHub, redisStore, type Hub, type RedisLike, type SubscribeOptions } from '../src/index.js';
 import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
 import { hubApp, openSse } from './helpers/sse.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
@@ -90,6 +90,49 @@ describe('redisStore: a resume across lost history is never a silent gap', () =>
       c.close();
       const m = await scrape(registry);
       expect(sum(m, 'stream_resumes_total', { route: '/events', result: 'expired' })).toBe(1);
+    });
+
+    it(`${name} while a resume's replay page is in flight: the page comes back empty from the new history, and the live events held meanwhile are not sent after the hole`, async () => {
+      // The command connection is a real ioredis client; only the replay's XRANGE script is held, so that the
+      // loss lands between the resume's start and its first page, with live events of the old history queued.
+      const real = new Redis(redis.url, { maxRetriesPerRequest: 3 });
+      real.on('error', () => {});
+      cleanups.push(() => real.disconnect());
+      let holdNext = false;
+      let release: (() => void) | null = null;
+      const client: RedisLike = {
+        call: async (command, ...args) => {
+          if (holdNext && command === 'EVAL' && String(args[0]).includes("'XRANGE'")) {
+            holdNext = false;
+            await new Promise<void>((r) => (release = r));
+          }
+          return real.call(command, ...args);
+        },
+        duplicate: () => real.duplicate(),
+        quit: () => real.quit(),
+        disconnect: () => real.disconnect(),
+        on: (event, listener) => real.on(event, listener),
+      };
+      const hub = newHub({}, { client });
+      const srv = await serve(hub);
+      const acked = await publishN(hub, 1, 10);
+      const watcher = await openSse(`${srv.url}/events`); // keeps the channel followed; sees what the live reader delivers
+      await until(() => hub.subscribers('c') === 1, 'the watcher subscribed');
+      holdNext = true;
+      const r = await openSse(`${srv.url}/events`, { 'Last-Event-ID': acked[4]! });
+      await until(() => release !== null, "the resume's first page held");
+      acked.push(...(await publishN(hub, 11, 2))); // live events of the old history, queued for the resume
+      await until(() => watcher.events.length === 2, 'the live reader delivered them');
+      await lose();
+      release!();
+      await publishN(hub, 13, 1); // of the new history: a stream that went live on the old one ends on it
+      await r.ended;
+      // every event the resume got is the next acknowledged one after its Last-Event-ID (before the fix: 11, 12)
+      const got = r.events.map((e) => e.id);
+      expect(got).toEqual(acked.slice(5, 5 + got.length));
+      const again = await get(`${srv.url}/events?lastEventId=${got.at(-1) ?? acked[4]}`);
+      expect(again.status).toBe(416);
+      watcher.close();
     });
 
     it(`${name}: with onExpired 'reset' the resume opens with a reset event, then live events`, async () => {

@@ -93,8 +93,15 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
   let cursor = from;
   const replay = async (): Promise<boolean> => {
     for (;;) {
-      const page = await store.range(channel, cursor, REPLAY_PAGE);
+      const { epoch, events: page } = await store.range(channel, cursor, REPLAY_PAGE);
       if (stream.closed) return false;
+      // The store lost the history this replay follows (a flush or a restart without persistence while the
+      // page was read): even an empty page says so. Without this check an empty page ended the replay, and
+      // the live events held meanwhile (read from the old history) went out after a hole.
+      if (epoch !== sub.epoch) {
+        historyLost(stream);
+        return false;
+      }
       // Frames are batched into writes of up to REPLAY_WRITE characters: one syscall and one
       // chunk per batch instead of per event.
       let batch = '';

@@ -1,7 +1,7 @@
 import { invalidOption } from '../../errors.js';
 import { getTracker } from '../../core/tracker.js';
 import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
-import type { ChannelInfo, HubStore, StoredEvent } from './store.js';
+import type { ChannelInfo, HubStore, RangePage, StoredEvent } from './store.js';
 
 export interface MemoryStoreOptions {
   /** Events kept per channel for replay; older ones are dropped (default 10000). */
@@ -117,14 +117,14 @@ export class MemoryStore implements HubStore {
     return Promise.resolve(this.appendSync(channel, event, data));
   }
 
-  range(channel: string, after: string, count: number): Promise<StoredEvent[]> {
+  range(channel: string, after: string, count: number): Promise<RangePage> {
     const c = this.channels.get(channel);
-    if (c === undefined) return Promise.resolve([]);
+    if (c === undefined) return Promise.resolve({ epoch: this.epoch, events: [] });
     const start = c.firstAfter(after);
     const end = Math.min(c.size, start + count);
     const out: StoredEvent[] = new Array(Math.max(0, end - start));
     for (let i = start; i < end; i++) out[i - start] = c.at(i);
-    return Promise.resolve(out);
+    return Promise.resolve({ epoch: this.epoch, events: out });
   }
 
   info(channel: string): Promise<ChannelInfo> {

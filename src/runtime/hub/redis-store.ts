@@ -1,7 +1,7 @@
 import { invalidOption, StreamscopeError } from '../../errors.js';
 import { getTracker } from '../../core/tracker.js';
 import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
-import type { ChannelInfo, HubStore, StoredEvent } from './store.js';
+import type { ChannelInfo, HubStore, RangePage, StoredEvent } from './store.js';
 
 /** The part of an ioredis client this store uses (so ioredis stays an optional peer dependency). */
 export interface RedisLike {
@@ -206,9 +206,9 @@ export class RedisStore implements HubStore {
     return withEpoch(epoch, String(id));
   }
 
-  async range(channel: string, after: string, count: number): Promise<StoredEvent[]> {
+  async range(channel: string, after: string, count: number): Promise<RangePage> {
     const [epoch, entries] = await this.script(RANGE_SCRIPT, channel, streamPart(after), count);
-    return toEvents(entries, epoch);
+    return { epoch, events: toEvents(entries, epoch) };
   }
 
   async info(channel: string): Promise<ChannelInfo> {

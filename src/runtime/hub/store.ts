@@ -8,6 +8,13 @@ export interface StoredEvent {
   readonly data: string;
 }
 
+/** One page of a replay, with the epoch the store was in when it read it (an empty page still has one). */
+export interface RangePage {
+  /** The store's epoch at the read: another than the reader's means the history it followed is gone. */
+  epoch: string;
+  events: StoredEvent[];
+}
+
 /** What a store knows about a channel's retained window. */
 export interface ChannelInfo {
   /** The store's current epoch: ids of any other epoch were issued by a history the store has lost. */
@@ -31,8 +38,12 @@ export interface HubStore {
   readonly kind: string;
   /** Appends; resolves to the new event's id. */
   append(channel: string, event: string | undefined, data: string): Promise<string>;
-  /** Events with `<ms>-<seq>` greater than that of `after` (its epoch is not looked at), oldest first, at most `count`. */
-  range(channel: string, after: string, count: number): Promise<StoredEvent[]>;
+  /**
+   * Events with `<ms>-<seq>` greater than that of `after` (its epoch is not looked at), oldest first, at most
+   * `count`, and the epoch the store was in when it read them: a replay that finds nothing must still learn
+   * that the history it was replaying is gone.
+   */
+  range(channel: string, after: string, count: number): Promise<RangePage>;
   info(channel: string): Promise<ChannelInfo>;
   /** Follows new events of a channel; resolves to an unfollow function once following. */
   follow(channel: string, listener: (ev: StoredEvent) => void): Promise<() => void>;
