@@ -34,6 +34,9 @@ export interface StreamConfig {
   readonly guards?: WriteGuard | null;
 }
 
+/** `performance.timeOrigin` is a getter that calls into the runtime; it never changes. */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /**
  * Stream ids are process-wide: every copy of the package (ESM and CJS, or two versions) draws from the
  * one counter on `globalThis`, so two streams never share an id.
@@ -137,7 +140,7 @@ export class StreamState {
   constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
     this.id = ids.next++;
     this.t0 = t0;
-    this.startedAt = performance.timeOrigin + t0;
+    this.startedAt = TIME_ORIGIN + t0;
     this.req = req;
     this.strongRes = res;
     this.method = req.method ?? 'GET';
