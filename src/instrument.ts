@@ -13,10 +13,6 @@ import type { StreamState } from './core/stream-state.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
 
-function settled(s: StreamState): void {
-  settleHandler(s);
-}
-
 function failed(this: StreamState): void {
   markError(this);
   settleHandler(this);
@@ -65,12 +61,12 @@ export function instrument<H extends Handler>(handler: H, options: InstrumentOpt
     }
     if (ret !== null && typeof ret === 'object' && typeof (ret as Promise<unknown>).then === 'function') {
       try {
-        (ret as Promise<unknown>).then(settled.bind(null, s), failed.bind(s));
+        (ret as Promise<unknown>).then(settleHandler.bind(null, s), failed.bind(s));
       } catch (err) {
         tracker.fault('tracker', err);
       }
     } else {
-      settled(s);
+      settleHandler(s);
     }
     return ret;
   };
