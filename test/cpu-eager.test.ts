@@ -2,8 +2,9 @@
  * `diag capture --cpu` through the agent's eager-logging CPU profiler (optional @sentry-internal/node-cpu-profiler),
  * through the built package (dist/diagnostics/cli.js, dist/esm/register.js). The agent creates the profiler
  * when it starts, while the heap is small; a capture on a target that then holds about 200 MB of heap needs no
- * walk of it: the target's longest stall (bench/pause-probe.mjs inside it) stays far below the inspector's
- * `Profiler.start` (about 0.3-1 s there; the figures are in docs/benchmarks.md, "Light captures"). The profile
+ * walk of it: the profiler's start and stop take milliseconds where the inspector's `Profiler.start` takes 0.2-1 s
+ * (asserted loosely here, with the target's longest stall from bench/pause-probe.mjs inside it; the figures are in
+ * docs/benchmarks.md, "Light captures"). The profile
  * names the planted busy function with its file and line, in cpu.cpuprofile, cpu.pb.gz and `diag analyze`.
  * Without the package (hidden from require) or with STREAMSCOPE_CPU_EAGER=off, the inspector answers.
  */
@@ -101,9 +102,13 @@ describe('--cpu through the eager-logging profiler', () => {
     const stall = await t.stall();
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/cpu profile: the eager-logging profiler \(@sentry-internal\/node-cpu-profiler/);
-    expect(r.stderr).toMatch(/cpu profile: eager, [\d.]+ ms in the target's calls/);
-    // loosely (a loaded machine): the inspector's walk of this heap takes 0.3-1 s
-    expect(stall, r.stderr).toBeLessThan(250);
+    // the profiler's own start and stop, as the agent timed them: the inspector's `Profiler.start` walks this heap for
+    // 0.2 s (quiet machine) to 1 s (loaded), a start in lazy logging mode likewise; loosely, as the machine may be loaded
+    const calls = Number(/cpu profile: eager, ([\d.]+) ms in the target's calls/.exec(r.stderr)?.[1]);
+    expect(calls, r.stderr).toBeLessThan(100);
+    // the target's longest stall over the whole capture (streams, process facts, the profile's transfer, and whatever
+    // a loaded machine adds: 150 ms with no capture at all at a load of 8 on 2 CPUs): very loosely
+    expect(stall, r.stderr).toBeLessThan(500);
 
     const cpu = JSON.parse(fs.readFileSync(path.join(dir, 'cpu.cpuprofile'), 'utf8')) as { nodes: Array<{ id: number; callFrame: Frame; hitCount: number; children: number[] }>; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number };
     const planted = cpu.nodes.filter((n) => n.callFrame.functionName === 'plantedHotLoop');
