@@ -179,7 +179,7 @@ describe('the eager profile as a .cpuprofile', () => {
         { stack_id: 2, elapsed_since_start_ns: '31000000' },
       ],
     };
-    const p = toCpuProfile(raw, 40_000, [2, 15, 0, 0, 1]);
+    const p = toCpuProfile(raw, 5_000_000, 40_000, [2, 15, 0, 0, 1]);
     const byName = new Map(p.nodes.map((n) => [n.callFrame.functionName, n]));
     const root = p.nodes[0]!;
     expect(root.callFrame.functionName).toBe('(root)');
@@ -191,6 +191,6 @@ describe('the eager profile as a .cpuprofile', () => {
     expect(p.samples).toEqual([byName.get('leaf')!.id, byName.get('other')!.id, byName.get('leaf')!.id, byName.get('cut')!.id]);
     expect(p.timeDeltas).toEqual([1000, 10000, 10000, 10000]);
     expect(byName.get('leaf')!.hitCount).toBe(2);
-    expect([p.startTime, p.endTime]).toEqual([0, 40000]);
+    expect([p.startTime, p.endTime]).toEqual([5_000_000, 5_040_000]);
   });
 });

@@ -102,6 +102,9 @@ export async function eagerCpuProfile(seconds: number, wait: (ms: number) => Pro
   busy = true;
   const name = `streamscope-cpu-${++seq}`;
   try {
+    // the profile's start on the trace's clock (CLOCK_MONOTONIC, as V8's and libuv's), so that `diag` can place the
+    // samples inside a trace's long tasks (a CPU profile taken alongside `--trace`)
+    const startUs = Number(process.hrtime.bigint() / 1000n);
     let t0 = performance.now();
     b.startProfiling(name);
     const started = performance.now();
@@ -116,7 +119,7 @@ export async function eagerCpuProfile(seconds: number, wait: (ms: number) => Pro
     }
     if (raw === null) throw new Error('the eager CPU profiler returned no profile');
     const lines = await resolveLines(raw);
-    return { profile: toCpuProfile(raw, (t0 - started) * 1000, lines), stallMs: stall };
+    return { profile: toCpuProfile(raw, startUs, (t0 - started) * 1000, lines), stallMs: stall };
   } finally {
     busy = false;
   }
@@ -141,9 +144,9 @@ const isRoot = (f: EagerFrame | undefined): boolean => f !== undefined && f.func
 /**
  * The binding's profile as a V8 `.cpuprofile`: one node per V8 profile node (the binding's frames are those
  * nodes, so the tree is V8's), samples in order with their real time deltas. `lines[i]` is frame i's start
- * line (1-based; 0 when unknown). `durationUs`: the window's length.
+ * line (1-based; 0 when unknown). `startUs`: the profile's start in monotonic µs; `durationUs`: the window's length.
  */
-export function toCpuProfile(p: EagerRawProfile, durationUs: number, lines: number[]): CpuProfile {
+export function toCpuProfile(p: EagerRawProfile, startUs: number, durationUs: number, lines: number[]): CpuProfile {
   const parent = new Map<number, number>(); // frame -> parent frame (-1: the root)
   let rootFrame = -1;
   for (const st of p.stacks) {
@@ -199,7 +202,7 @@ export function toCpuProfile(p: EagerRawProfile, durationUs: number, lines: numb
     last = Math.max(last, t);
     (nodes[id - 1] as CpuProfile['nodes'][number]).hitCount++;
   }
-  return { nodes, startTime: 0, endTime: Math.max(Math.round(durationUs), last), samples, timeDeltas };
+  return { nodes, startTime: startUs, endTime: startUs + Math.max(Math.round(durationUs), last), samples, timeDeltas };
 }
 
 const MAX_SCRIPT_BYTES = 16 * 1024 * 1024;
