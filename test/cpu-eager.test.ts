@@ -160,6 +160,26 @@ describe('--cpu through the eager-logging profiler', () => {
   }, 60_000);
 });
 
+describe('when the agent starts late', () => {
+  it('does not create the profiler on a heap above 32 MB (its walk would stall the app), and says so when asked for it', async () => {
+    const code = `const keep = []; for (let i = 0; i < 600000; i++) keep.push({ i, s: 'x' + i });
+      const { startAgent } = await import(${JSON.stringify(path.join(ROOT, 'dist/esm/index.js'))});
+      const t = performance.now(); const a = startAgent({ cpuEager: true }); await a.ready;
+      process.stdout.write(JSON.stringify({ ms: performance.now() - t, n: keep.length })); await a.close();`;
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, ['--input-type=module', '-e', code], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(p);
+      let stdout = '';
+      let stderr = '';
+      p.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+      p.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+      p.on('close', (c) => resolve({ code: c, stdout, stderr }));
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/streamscope: the eager CPU profiler is off \(\d+ MB of used heap: creating it now would stall the process for about \d+ ms \(start the agent earlier/);
+  }, 30_000);
+});
+
 describe('the eager profile as a .cpuprofile', () => {
   it("rebuilds V8's tree from the binding's frames, keeps sample times, and hangs a cut stack from the root", () => {
     const raw: EagerRawProfile = {
