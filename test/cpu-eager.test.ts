@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodePprof } from '../diagnostics/profile/pprof.js';
 import { REGISTER, ROOT, killAll, runCli, tempAgentDir, until } from './fixtures/servers/harness.js';
-import { toCpuProfile, type EagerRawProfile } from '../src/consumers/agent/eager-cpu.js';
+import { resolveLines, toCpuProfile, type EagerRawProfile } from '../src/consumers/agent/eager-cpu.js';
 
 const FIXTURE = path.join(ROOT, 'test/fixtures/servers/cpu-eager.mjs');
 const PROBE = path.join(ROOT, 'bench/pause-probe.mjs');
@@ -212,5 +212,51 @@ describe('the eager profile as a .cpuprofile', () => {
     expect(p.timeDeltas).toEqual([1000, 10000, 10000, 10000]);
     expect(byName.get('leaf')!.hitCount).toBe(2);
     expect([p.startTime, p.endTime]).toEqual([5_000_000, 5_040_000]);
+  });
+
+  it('finds where each function starts from its column, its name, and the lines its callees were called from', async () => {
+    const file = path.join(out, 'lines.js');
+    const src = [
+      'function hot(ms) {', //                             1: hot, '(' at column 13
+      '  return ms;',
+      '}',
+      'class Server {',
+      '  handle(req) {', //                                5: Server.handle, '(' at column 9
+      '    return hot(1);', //                             6: calls hot
+      '  }',
+      '  other(req) {',
+      '    const cb = (x) => {', //                        9: anonymous arrow, '(' at column 16
+      '      return hot(x);', //                          10: calls hot
+      '    };',
+      '  }',
+      '  again(req) {', //                                13: a second handle-like method at column 9
+      '  }',
+      '}',
+      'const handle = function (x) { return x; };', //    16
+    ].join('\n');
+    fs.writeFileSync(file, src);
+    const at = (name: string, lineno: number, colno: number) => ({ function: name, abs_path: file, lineno, colno });
+    const raw: EagerRawProfile = {
+      frames: [
+        at('hot', 6, 13), //           0, called from handle's line 6
+        at('Server.handle', 20, 9), // 1
+        at('(root)', 0, 0), //         2
+        at('hot', 10, 13), //          3, called from the arrow's line 10
+        at('', 30, 16), //             4: the arrow
+        at('', 0, 16), //              5: an anonymous function without callees
+        { function: '(root)', lineno: 0, colno: 0 },
+        { function: 'builtin', abs_path: 'node:internal/x', lineno: 3, colno: 5 },
+      ],
+      stacks: [[0, 1, 6], [3, 4, 6], [5, 6], [7, 6]],
+      samples: [],
+    };
+    raw.frames[2] = raw.frames[6]!;
+    const lines = await resolveLines(raw);
+    expect(lines[0]).toBe(1);
+    expect(lines[1]).toBe(5);
+    expect(lines[3]).toBe(1);
+    expect(lines[4]).toBe(9);
+    expect(lines[5]).toBe(0);
+    expect(lines[7]).toBe(0);
   });
 });

@@ -205,16 +205,18 @@ export function toCpuProfile(p: EagerRawProfile, startUs: number, durationUs: nu
   return { nodes, startTime: startUs, endTime: startUs + Math.max(Math.round(durationUs), last), samples, timeDeltas };
 }
 
-const MAX_SCRIPT_BYTES = 16 * 1024 * 1024;
+const MAX_SCRIPT_BYTES = 8 * 1024 * 1024;
 
 /**
  * The line where each frame's function starts (1-based; 0 when not found). The binding gives the column where
  * a function starts but, V8 running in caller-line mode, not its line; it is found in the script on disk: a
  * line whose character at that column can start a function (`(`, or an arrow's parameter) with the function's
- * name before it on that line. Where several lines qualify, the call sites of the function's callees (lines
- * inside it) pick the last one above them; a frame without callees and several candidates gets none. A script
- * not on disk (`node:` built-ins, `eval`) or whose file differs from what runs (a transpiler's output) may get
- * none or, rarely, a wrong line; the function's name and file are always right.
+ * name before it on that line (an anonymous function: `function` before it or `=>` after it). Where several
+ * lines qualify, the call sites of the function's callees (lines inside it) pick the last one above them; a
+ * frame without callees and several candidates (or anonymous) gets none. A script not on disk (`node:`
+ * built-ins, `eval`) or whose file differs from what runs (a transpiler's output) may get none or, rarely, a
+ * wrong line; the function's name and file are always right. Runs after the profile stopped, one script per
+ * turn of the event loop, each in a few native string searches (scripts up to 8 MB).
  */
 export async function resolveLines(p: EagerRawProfile): Promise<number[]> {
   const lines: number[] = new Array<number>(p.frames.length).fill(0);
@@ -243,12 +245,11 @@ export async function resolveLines(p: EagerRawProfile): Promise<number[]> {
       continue;
     }
     try {
-      const src = text.split('\n');
+      const src = new Script(text);
       for (const i of frames) lines[i] = startLine(src, p.frames[i] as EagerFrame, lowestCall.get(i));
     } catch (err) {
       tracker.fault('agent', err);
     }
-    // one script per turn of the event loop
     await new Promise<void>((r) => setImmediate(r));
   }
   return lines;
@@ -267,28 +268,68 @@ function fileOf(f: EagerFrame): string | null {
   return null;
 }
 
-const IDENT = /[\p{ID_Continue}$]/u;
+/** A script's text with the offset of each line's start (0-based lines). */
+class Script {
+  readonly starts: number[] = [0];
+  constructor(readonly text: string) {
+    for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) this.starts.push(i + 1);
+  }
+  line(l: number): string {
+    const end = this.starts[l + 1];
+    return this.text.slice(this.starts[l], end === undefined ? undefined : end - 1);
+  }
+  lineAt(offset: number): number {
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.starts[mid] as number) <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}
 
-/** The function's start line (1-based) in `src`, 0 when not found or ambiguous. */
-function startLine(src: string[], f: EagerFrame, below: number | undefined): number {
+const IDENT = /[\p{ID_Continue}$]/u;
+/** Lines looked at above a callee's call site for an anonymous function's start. */
+const MAX_BACK_LINES = 5000;
+/** Occurrences of a name looked at. */
+const MAX_OCCURRENCES = 10000;
+
+/** The function's start line (1-based) in the script, 0 when not found or ambiguous. */
+function startLine(src: Script, f: EagerFrame, below: number | undefined): number {
   const col = f.colno - 1;
   // V8's debug name: "Class.method", "obj.prop", "get x": the last word is what the source has
   const short = (f.function ?? '').split(/[.\s]/).filter(Boolean).pop() ?? '';
   const named = short !== '' && short !== '(anonymous)';
   // a script's own top level (CommonJS wrapper, ES module body) is anonymous and starts at 1:1
   if (!named && col === 0) return 1;
-  const candidates: number[] = [];
-  for (let l = 0; l < src.length; l++) {
-    const line = src[l] as string;
+  const opens = (line: string): boolean => {
     const c = line[col];
-    if (c === undefined || (c !== '(' && !IDENT.test(c))) continue;
-    if (col > 0 && c !== '(' && IDENT.test(line[col - 1] as string)) continue; // the middle of a word
-    if (named ? !line.slice(0, col + 1).includes(short) : !line.slice(0, col).includes('function') && !line.slice(col).includes('=>')) continue;
-    candidates.push(l + 1);
+    if (c === undefined || (c !== '(' && !IDENT.test(c))) return false;
+    // not the middle of a word
+    return c === '(' || col === 0 || !IDENT.test(line[col - 1] as string);
+  };
+  const hasBelow = below !== undefined && Number.isFinite(below);
+  if (!named) {
+    if (!hasBelow) return 0;
+    for (let l = Math.min(below as number, src.starts.length) - 1, n = 0; l >= 0 && n < MAX_BACK_LINES; l--, n++) {
+      const line = src.line(l);
+      if (opens(line) && (line.slice(0, col).includes('function') || line.slice(col).includes('=>'))) return l + 1;
+    }
+    return 0;
   }
-  if (below !== undefined && Number.isFinite(below)) {
+  const candidates: number[] = [];
+  let last = -1;
+  for (let o = src.text.indexOf(short), n = 0; o !== -1 && n < MAX_OCCURRENCES; o = src.text.indexOf(short, o + 1), n++) {
+    const l = src.lineAt(o);
+    if (l === last || o - (src.starts[l] as number) + short.length > col + 1) continue;
+    last = l;
+    if (opens(src.line(l))) candidates.push(l + 1);
+  }
+  if (hasBelow) {
     let best = 0;
-    for (const l of candidates) if (l <= below) best = l;
+    for (const l of candidates) if (l <= (below as number)) best = l;
     return best;
   }
   return candidates.length === 1 ? (candidates[0] as number) : 0;
