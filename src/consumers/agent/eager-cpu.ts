@@ -43,8 +43,6 @@ interface Bindings {
 
 /** Above this much used heap when the agent starts, the profiler is not created: its one walk would stall longer than 50 ms. */
 export const EAGER_MAX_HEAP_MB = 32;
-/** The binding's fixed sampling rate. */
-export const EAGER_SAMPLE_HZ = 99;
 
 let bindings: Bindings | null = null;
 let busy = false;
@@ -82,8 +80,9 @@ export function startEagerCpu(explicit: boolean): string | null {
     }
   } catch (err) {
     // not installed (the usual case), or no binary for this platform and Node
-    const code = (err as NodeJS.ErrnoException)?.code;
-    why = code === 'MODULE_NOT_FOUND' ? 'the optional dependency @sentry-internal/node-cpu-profiler is not installed' : `it did not load: ${(err as Error)?.message ?? String(err)}`;
+    const message = String((err as Error)?.message ?? err).split('\n')[0];
+    const missing = (err as NodeJS.ErrnoException)?.code === 'MODULE_NOT_FOUND' && message.includes("'@sentry-internal/node-cpu-profiler'");
+    why = missing ? 'the optional dependency @sentry-internal/node-cpu-profiler is not installed' : `it did not load: ${message}`;
   }
   if (why !== null && explicit) process.stderr.write(`streamscope: the eager CPU profiler is off (${why}); CPU captures will use the inspector\n`);
   return why;
@@ -91,7 +90,7 @@ export function startEagerCpu(explicit: boolean): string | null {
 
 export interface EagerCpuResult {
   profile: CpuProfile;
-  /** The longest of the start and stop calls, in ms. */
+  /** How long the start and stop calls took together, in ms. */
   stallMs: number;
 }
 
@@ -115,7 +114,7 @@ export async function eagerCpuProfile(seconds: number, wait: (ms: number) => Pro
     } finally {
       t0 = performance.now();
       raw = b.stopProfiling(name, 0);
-      stall = Math.max(stall, performance.now() - t0);
+      stall += performance.now() - t0;
     }
     if (raw === null) throw new Error('the eager CPU profiler returned no profile');
     const lines = await resolveLines(raw);
