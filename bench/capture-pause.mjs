@@ -6,7 +6,8 @@
 //
 // --kinds: heap (the snapshot; default), heap-profile (2 s sampled heap profile), cpu (2 s), trace (2 s).
 // --target-env: extra environment for the target, e.g. STREAMSCOPE_PPROF=off (the agent's inspector fallback),
-// STREAMSCOPE_CPU_PROFILER=on (continuous CPU profiler, started with the target), STREAMSCOPE_HEAP_SAMPLING=524288.
+// STREAMSCOPE_CPU_PROFILER=on (continuous CPU profiler, started with the target), STREAMSCOPE_HEAP_SAMPLING=524288,
+// STREAMSCOPE_CPU_EAGER=off (no eager-logging CPU profiler: `--cpu` through the agent's inspector session).
 //
 // For each transport and run: a fresh target (test/fixtures/servers/stream-server.mjs with BALLAST_MB of
 // retained small objects, ~200 MB used heap at 160) loaded with bench/pause-probe.mjs, one SSE client
@@ -124,10 +125,11 @@ for (const kind of kinds) for (const via of vias) {
     const hwm = kb(t.pid, 'VmHWM');
     if (r.code !== 0) throw new Error(`capture failed: ${r.err}`);
     const snap = path.join(out, 'heap.heapsnapshot');
-    const engine = /heap profile: (pprof|inspector)/.exec(r.err)?.[1] ?? '';
+    // which profiler answered (the agent says so after the capture), and how long its own calls took
+    const engine = /(?:heap|cpu) profile: (pprof|eager|inspector)\b/.exec(r.err)?.[1] ?? '';
     const calls = /([\d.]+) ms in the target's calls/.exec(r.err)?.[1];
     rows.push({
-      kind: kind + (engine ? ` (${engine})` : '') + (calls ? `, window end ${calls} ms` : ''),
+      kind: kind + (engine ? ` (${engine})` : '') + (calls ? `, ${kind === 'cpu' ? 'start + stop' : 'window end'} ${calls} ms` : ''),
       via,
       heapUsedMb,
       maxStallMs: stall,

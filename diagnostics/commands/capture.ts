@@ -183,9 +183,10 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
       note(cpuPauseNote(profiling, usedHeap(facts), transport.kind));
       note(`profiling the CPU for ${cpuSeconds} s`);
       await step('cpu', async () => {
-        const profile = await transport.cpu(cpuSeconds);
+        const { profile, engine, stallMs } = await transport.cpu(cpuSeconds);
         cap.writeJson('cpu.cpuprofile', profile);
         await step('cpu pprof', async () => writePprof(cap, 'cpu', profile));
+        if (engine !== undefined) note(`cpu profile: ${engine}${typeof stallMs === 'number' ? `, ${stallMs.toFixed(1)} ms in the target's calls` : ''}`);
       });
     }
     if (opts.heap) {

@@ -22,7 +22,7 @@ export const DEFAULT_MAX_PAUSE_S = 2;
 /** Inspector `Profiler.start`: ms of stall per MiB of used heap (310 ms for 210 MB here, idle machine). */
 const CPU_START_MS_PER_MB = 1.5;
 
-type Profiling = { pprof: boolean; heapSampling: number | null; cpuContinuous: boolean };
+type Profiling = { pprof: boolean; heapSampling: number | null; cpuContinuous: boolean; cpuEager?: boolean };
 
 export function parseMaxPause(v: unknown): number {
   if (v === undefined) return DEFAULT_MAX_PAUSE_S;
@@ -60,10 +60,14 @@ export const TRACE_PAUSE_NOTE = 'trace: expect pauses of a few ms when tracing s
 
 export function cpuPauseNote(p: Profiling, used: number | null, via: 'agent' | 'inspector'): string {
   if (via === 'agent' && p.cpuContinuous) return 'cpu profile: the continuous profiler runs (@datadog/pprof): expect a pause under 50 ms';
-  if (used === null) return 'cpu profile: V8 logs the existing code when profiling starts: expect a pause of about 1.5 ms per MB of used heap';
+  if (via === 'agent' && p.cpuEager === true) {
+    return 'cpu profile: the eager-logging profiler (@sentry-internal/node-cpu-profiler, 99 samples/s) keeps its code map current: expect a pause of a few ms';
+  }
+  const path = via === 'agent' ? "the inspector's Profiler.start in the agent" : "the inspector's Profiler.start";
+  if (used === null) return `cpu profile: ${path}: V8 logs the existing code when profiling starts: expect a pause of about 1.5 ms per MB of used heap`;
   const ms = Math.max(1, Math.round((used / 2 ** 20) * CPU_START_MS_PER_MB));
-  return `cpu profile: V8 logs the existing code when profiling starts: expect a pause of about ${ms} ms (${formatBytes(used)} of heap)${
-    ms > 50 ? '; STREAMSCOPE_CPU_PROFILER=on with @datadog/pprof installed avoids it' : ''
+  return `cpu profile: ${path}: V8 logs the existing code when profiling starts: expect a pause of about ${ms} ms (${formatBytes(used)} of heap)${
+    ms > 50 ? '; the agent with @sentry-internal/node-cpu-profiler installed, or STREAMSCOPE_CPU_PROFILER=on with @datadog/pprof, avoids it' : ''
   }`;
 }
 

@@ -16,14 +16,22 @@ export interface Transport {
   heap(out: fs.WriteStream, onBytes: (n: number) => void): Promise<number>;
   /** Writes trace events (Chrome trace-event format) into `out`; resolves with the event count. */
   trace(seconds: number, out: fs.WriteStream): Promise<number>;
-  cpu(seconds: number): Promise<unknown>;
+  cpu(seconds: number): Promise<CpuAnswer>;
   /** A CPU profile that can run while `trace` does (the same window, for long-task attribution). */
   cpuAlongside(seconds: number): Promise<unknown>;
   /** A sampled heap profile (V8's sampling heap profiler) over `seconds`, or since start-up when the agent samples always. */
   heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer>;
   /** Which light profilers the target has (the agent's hello; the inspector has none of its own). */
-  profiling(): Promise<{ pprof: boolean; heapSampling: number | null; cpuContinuous: boolean }>;
+  profiling(): Promise<{ pprof: boolean; heapSampling: number | null; cpuContinuous: boolean; cpuEager?: boolean }>;
   close(): Promise<void>;
+}
+
+export interface CpuAnswer {
+  profile: unknown;
+  /** Which profiler answered (agent): 'pprof' (continuous), 'eager' (eager-logging profiler), 'inspector'. */
+  engine?: string;
+  /** How long the target's start and stop calls took, in ms (agent, when it timed them). */
+  stallMs?: number;
 }
 
 export interface HeapProfileAnswer {
@@ -107,9 +115,8 @@ export class AgentTransport implements Transport {
     w.end();
     return r.events;
   }
-  async cpu(seconds: number): Promise<unknown> {
-    const r = await this.client.request<{ profile: unknown }>('cpu', { seconds });
-    return r.profile;
+  async cpu(seconds: number): Promise<CpuAnswer> {
+    return this.client.request<CpuAnswer>('cpu', { seconds });
   }
   async cpuAlongside(seconds: number): Promise<unknown> {
     // one request at a time per connection: the profile goes over a second one
@@ -195,16 +202,16 @@ export class InspectorTransport implements Transport {
     w.end();
     return count;
   }
-  async cpu(seconds: number): Promise<unknown> {
+  async cpu(seconds: number): Promise<CpuAnswer> {
     await this.s.send('Profiler.enable');
     await this.s.send('Profiler.start');
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const { profile } = await this.s.send('Profiler.stop');
     await this.s.send('Profiler.disable').catch(() => undefined);
-    return profile;
+    return { profile, engine: 'inspector' };
   }
-  cpuAlongside(seconds: number): Promise<unknown> {
-    return this.cpu(seconds);
+  async cpuAlongside(seconds: number): Promise<unknown> {
+    return (await this.cpu(seconds)).profile;
   }
   async heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer> {
     const interval = intervalBytes ?? HEAP_PROFILE_INTERVAL;

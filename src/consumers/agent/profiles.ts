@@ -8,6 +8,7 @@ import { AsyncLocalStorage, createHook } from 'node:async_hooks';
 import { setCpuLabeler, cpuLabeler } from '../cpu-labels.js';
 import { normalizePath } from '../../core/routes.js';
 import type { StreamState } from '../../core/stream-state.js';
+import { eagerCpuRunning } from './eager-cpu.js';
 
 /**
  * Light profiles for `diag`: V8's sampling heap profiler and a continuous CPU profiler. Each is served by
@@ -72,6 +73,8 @@ export interface ProfilingState {
   heapSampling: number | null;
   /** The continuous CPU profiler runs (started at agent start), so a CPU capture costs no code-logging walk. */
   cpuContinuous: boolean;
+  /** The eager-logging CPU profiler (@sentry-internal/node-cpu-profiler) was created at agent start: neither does a CPU capture through it. */
+  cpuEager: boolean;
 }
 
 /** Mean bytes between heap samples for window captures: 128 KiB (V8's default is 32 KiB; pprof's Go default 512 KiB). */
@@ -208,7 +211,7 @@ let continuousHeap: { engine: 'pprof' | 'inspector'; interval: number; post?: Po
 let cpuContinuous = false;
 
 export function profilingState(): ProfilingState {
-  return { pprof: dd !== null && dd !== undefined, heapSampling: continuousHeap?.interval ?? null, cpuContinuous };
+  return { pprof: dd !== null && dd !== undefined, heapSampling: continuousHeap?.interval ?? null, cpuContinuous, cpuEager: eagerCpuRunning() };
 }
 
 /** Parses a heap sampling interval in bytes (1024 .. 64 MiB); null when absent or invalid. */

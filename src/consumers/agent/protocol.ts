@@ -65,7 +65,7 @@ export interface HelloResult {
   openStreams: number;
   uptimeSec: number;
   /** Which light profilers the agent has (absent on older agents). */
-  profiling?: { pprof: boolean; heapSampling: number | null; cpuContinuous: boolean };
+  profiling?: { pprof: boolean; heapSampling: number | null; cpuContinuous: boolean; cpuEager?: boolean };
   /** Parent pid: a node:cluster (or PM2) worker's primary. Absent from agents before 0.1.1. */
   ppid?: number;
   /** `cluster.worker.id` in a node:cluster worker (PM2 cluster mode included), else null. */

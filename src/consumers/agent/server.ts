@@ -4,6 +4,7 @@ import { getTracker } from '../../core/tracker.js';
 import { BlockingFdWriter, cpuProfile, heapSnapshot, trace, wait as waitFor } from './inspect.js';
 import { processFacts } from './facts.js';
 import { continuousCpuProfile, heapProfile, parseInterval, profilingState } from './profiles.js';
+import { eagerCpuProfile } from './eager-cpu.js';
 import { DEFAULT_TRACE_CATEGORIES, MAX_RECORD_SECONDS, PROTOCOL_VERSION, sampleWindow, targetStreams, type AgentErrorCode, type HelloResult, type Request } from './protocol.js';
 import { VERSION } from './version.js';
 
@@ -168,6 +169,8 @@ async function handle(sock: net.Socket, req: Request, signal: AbortSignal): Prom
       return exclusive('cpu', async () => {
         const cont = await continuousCpuProfile(s, (ms) => waitFor(ms, signal));
         if (cont !== null) return { profile: cont.profile, engine: 'pprof', stallMs: cont.stallMs };
+        const eager = await eagerCpuProfile(s, (ms) => waitFor(ms, signal));
+        if (eager !== null) return { profile: eager.profile, engine: 'eager', stallMs: eager.stallMs };
         return { profile: await cpuProfile(s, signal), engine: 'inspector' };
       });
     }
