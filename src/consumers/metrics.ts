@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import cluster from 'node:cluster';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { promClient } from './prom.js';

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { ProxyTracerProvider, SpanStatusCode, context, trace, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import type { StreamState } from '../core/stream-state.js';
 import { getTracker, producerHolds, type TrackerListener } from '../core/tracker.js';
@@ -44,9 +45,19 @@ export function globalTracer(): Tracer {
 function tracerFor(configured: Tracer | undefined): Tracer | undefined {
   if (configured !== undefined) return configured;
   const p = trace.getTracerProvider();
-  if (p instanceof ProxyTracerProvider && p.getDelegate().constructor.name === 'NoopTracerProvider') return undefined;
+  if (p instanceof ProxyTracerProvider) {
+    // the delegate changes only when a provider is registered: its class name is read once per delegate
+    const d = p.getDelegate();
+    if (d !== lastDelegate) {
+      lastDelegate = d;
+      lastIsNoop = d.constructor.name === 'NoopTracerProvider';
+    }
+    if (lastIsNoop) return undefined;
+  }
   return globalTracer();
 }
+let lastDelegate: unknown;
+let lastIsNoop = true;
 
 
 /**

@@ -1,3 +1,7 @@
+// From their modules, not the globals: `globalThis.performance` and `globalThis.Buffer` are accessors in Node,
+// a getter call on every use on the per-write path.
+import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Phase, StreamState, type StreamConfig } from './stream-state.js';
@@ -98,26 +102,22 @@ function gone(s: StreamState, res: Res): boolean {
   return res.destroyed === true || (s.h2 !== null && s.h2.destroyed);
 }
 
+/**
+ * `res.write` of a tracked response. Kept small on purpose: V8 inlines a caller's whole write path within one
+ * budget, and every byte of this function takes from what it can inline of Node's own `write()` below it. The
+ * common case (an open stream, already written to, its client there) is two additions; everything else is in
+ * `writeSlow` and `writeBlocked`.
+ */
 function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unknown): boolean {
   const s = this[kState];
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
   if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
-  if (s.phase !== Phase.Discarded) {
-    try {
-      if (s.phase === Phase.Pending && s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWrite);
-      countWrite(s, this, chunk, encoding);
-      if (s.phase === Phase.Pending && !s.promoteScheduled) {
-        s.promoteScheduled = true;
-        setImmediate(promoteIfOpen, s);
-      }
-    } catch (err) {
-      tracker.fault('tracker', err);
-    }
-    // Guard zombieAction 'throw': a write to a stream whose 'close' came before it finished stops its producer
-    // (docs/guards.md). Only after 'close': by then pipe()/pipeline() have let go, so a throw never lands in them.
-    const guards = s.config.guards;
-    if (guards != null && guards.zombieThrow && s.clientClosed) guards.zombieWrite(s);
+  if (s.phase === Phase.Open && s.firstWriteAt >= 0 && !s.clientClosed && !gone(s, this)) {
+    s.writes++;
+    s.bytes += byteLength(chunk, encoding);
+  } else if (s.phase !== Phase.Discarded) {
+    writeSlow(s, this, chunk, encoding);
   }
   // Async resources Node creates inside the write (the Date header cache, socket timers) are not the
   // handler's: the trackAsync hook skips what is created while internalDepth > 0.
@@ -128,28 +128,50 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   } finally {
     tracker.internalDepth--;
   }
-  if (ret === false && s.phase !== Phase.Discarded && !s.clientClosed && !gone(s, this)) {
-    try {
-      s.blockedWrites++;
-      if (s.blockedSince < 0) {
-        s.blockedSince = performance.now();
-        if (!s.drainListening) {
-          // Only streams that meet backpressure pay for a 'drain' listener; it goes before the app's
-          // own, whose drain handler may block again at once.
-          s.drainListening = true;
-          this.prependListener('drain', onDrain);
-        }
-        if (s.phase === Phase.Pending) promote(s);
-        else tracker.emit('writeBlocked', s);
-      }
-      // Guard maxBufferedBytes: checked only on a write that met backpressure, never on the fast path.
-      const guards = s.config.guards;
-      if (guards != null) guards.blockedWrite(s, this.writableLength);
-    } catch (err) {
-      tracker.fault('tracker', err);
-    }
-  }
+  if (ret === false && s.phase !== Phase.Discarded) writeBlocked(s, this);
   return ret;
+}
+
+/** A write that is not the common case: pending, first, after close, or under guards. */
+function writeSlow(s: StreamState, res: Res, chunk: unknown, encoding: unknown): void {
+  try {
+    if (s.phase === Phase.Pending && s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWrite);
+    countWrite(s, res, chunk, encoding);
+    if (s.phase === Phase.Pending && !s.promoteScheduled) {
+      s.promoteScheduled = true;
+      setImmediate(promoteIfOpen, s);
+    }
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
+  // Guard zombieAction 'throw': a write to a stream whose 'close' came before it finished stops its producer
+  // (docs/guards.md). Only after 'close': by then pipe()/pipeline() have let go, so a throw never lands in them.
+  const guards = s.config.guards;
+  if (guards != null && guards.zombieThrow && s.clientClosed) guards.zombieWrite(s);
+}
+
+/** `write()` returned false: a blocked episode starts (or goes on). */
+function writeBlocked(s: StreamState, res: Res): void {
+  if (s.clientClosed || gone(s, res)) return;
+  try {
+    s.blockedWrites++;
+    if (s.blockedSince < 0) {
+      s.blockedSince = performance.now();
+      if (!s.drainListening) {
+        // Only streams that meet backpressure pay for a 'drain' listener; it goes before the app's
+        // own, whose drain handler may block again at once.
+        s.drainListening = true;
+        res.prependListener('drain', onDrain);
+      }
+      if (s.phase === Phase.Pending) promote(s);
+      else tracker.emit('writeBlocked', s);
+    }
+    // Guard maxBufferedBytes: checked only on a write that met backpressure, never on the fast path.
+    const guards = s.config.guards;
+    if (guards != null) guards.blockedWrite(s, res.writableLength);
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
 }
 
 function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknown): Res {
@@ -210,6 +232,9 @@ function headerValue(headers: unknown, name: string): unknown {
     }
     return undefined;
   }
+  // the usual spelling first (`name` is lower case), then any other case without a key list per response
+  const v = (headers as Record<string, unknown>)[name];
+  if (v !== undefined) return v;
   for (const k of Object.keys(headers)) if (k.toLowerCase() === name) return (headers as Record<string, unknown>)[k];
   return undefined;
 }

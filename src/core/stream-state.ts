@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Context, Tracer } from '@opentelemetry/api';
 import type { FindingKind, Outcome, RouteOption } from '../types.js';

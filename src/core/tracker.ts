@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
 import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
 import { StreamList } from './stream-list.js';

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { installAsyncContext, liveAsync } from './async-tracking.js';

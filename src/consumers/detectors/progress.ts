@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import fs from 'node:fs';
 import type { Socket } from 'node:net';
 import type { StreamState } from '../../core/stream-state.js';
