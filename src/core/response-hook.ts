@@ -105,7 +105,7 @@ function gone(s: StreamState, res: Res): boolean {
 /**
  * `res.write` of a tracked response. Kept small on purpose: V8 inlines a caller's whole write path within one
  * budget, and every byte of this function takes from what it can inline of Node's own `write()` below it. The
- * common case (an open stream, already written to, its client there) is two additions; everything else is in
+ * common case (an open stream already written to, its client there) is two additions; everything else is in
  * `writeSlow` and `writeBlocked`.
  */
 function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unknown): boolean {
@@ -113,7 +113,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
   if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
-  if (s.phase === Phase.Open && s.firstWriteAt >= 0 && !s.clientClosed && !gone(s, this)) {
+  if (s.phase === Phase.Open && s.writes !== 0 && !s.clientClosed && !gone(s, this)) {
     s.writes++;
     s.bytes += byteLength(chunk, encoding);
   } else if (s.phase !== Phase.Discarded) {
