@@ -40,9 +40,17 @@ interface RouteTotals {
 let instruments: Instruments | null = null;
 const closed = new Map<string, RouteTotals>();
 
+let lastProvider: unknown = null;
+let lastIsNoop = true;
+
+/** True while no meter provider is registered; the provider's class is looked at once per provider (this runs at every open). */
 function isNoop(): boolean {
   const p = otelMetrics.getMeterProvider();
-  return p === undefined || p === null || p.constructor?.name === 'NoopMeterProvider';
+  if (p !== lastProvider) {
+    lastProvider = p;
+    lastIsNoop = p === undefined || p === null || p.constructor?.name === 'NoopMeterProvider';
+  }
+  return lastIsNoop;
 }
 
 function routeOf(s: StreamState): string {

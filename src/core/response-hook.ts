@@ -243,7 +243,7 @@ function headerValue(headers: unknown, name: string): unknown {
 function isStreamy(res: ServerResponse, args: unknown[]): boolean {
   const headers = typeof args[1] === 'string' ? args[2] : args[1];
   const ct = headerValue(headers, 'content-type') ?? res.getHeader('content-type');
-  if (typeof ct === 'string' && STREAMY_TYPE.test(ct)) return true;
+  if (typeof ct === 'string' && (ct.startsWith('text/event-stream') || ct.startsWith('application/x-ndjson') || STREAMY_TYPE.test(ct))) return true;
   const te = headerValue(headers, 'transfer-encoding') ?? res.getHeader('transfer-encoding');
   return typeof te === 'string' && /chunked/i.test(te);
 }

@@ -1,44 +1,41 @@
 import type { StreamState } from './stream-state.js';
 
-type Slot = 'openSlot' | 'lingerSlot';
-
 /**
  * The tracker's sets of streams: an array with each stream's index on the stream itself, so adding
  * and removing are O(1) with no hashing and no tombstones (a Map keyed by id showed up at ~10 % of the
  * per-stream cost). `values()` iterates a snapshot; `each()` walks the list itself (the sweep, scrapes).
  */
-export class StreamList {
+export abstract class StreamList {
   private readonly items: StreamState[] = [];
-  private readonly slot: Slot;
 
-  constructor(slot: Slot) {
-    this.slot = slot;
-  }
+  /** The stream's index in this list (-1: not in it); a field of its own per list, read without a computed key. */
+  protected abstract index(s: StreamState): number;
+  protected abstract setIndex(s: StreamState, i: number): void;
 
   get size(): number {
     return this.items.length;
   }
 
   has(s: StreamState): boolean {
-    const i = s[this.slot];
+    const i = this.index(s);
     return i >= 0 && this.items[i] === s;
   }
 
   add(s: StreamState): void {
     if (this.has(s)) return;
-    s[this.slot] = this.items.length;
+    this.setIndex(s, this.items.length);
     this.items.push(s);
   }
 
   delete(s: StreamState): boolean {
     if (!this.has(s)) return false;
-    const i = s[this.slot];
+    const i = this.index(s);
     const last = this.items.pop() as StreamState;
     if (last !== s) {
       this.items[i] = last;
-      last[this.slot] = i;
+      this.setIndex(last, i);
     }
-    s[this.slot] = -1;
+    this.setIndex(s, -1);
     return true;
   }
 
@@ -56,5 +53,25 @@ export class StreamList {
       const s = items[i];
       if (s !== undefined) fn(s);
     }
+  }
+}
+
+/** Streams whose response has not closed (`StreamState.openSlot`). */
+export class OpenStreams extends StreamList {
+  protected index(s: StreamState): number {
+    return s.openSlot;
+  }
+  protected setIndex(s: StreamState, i: number): void {
+    s.openSlot = i;
+  }
+}
+
+/** Closed streams their producer still holds (`StreamState.lingerSlot`). */
+export class LingeringStreams extends StreamList {
+  protected index(s: StreamState): number {
+    return s.lingerSlot;
+  }
+  protected setIndex(s: StreamState, i: number): void {
+    s.lingerSlot = i;
   }
 }

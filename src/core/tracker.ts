@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
 import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
-import { StreamList } from './stream-list.js';
+import { LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
 import { kTracker } from './symbols.js';
 import { debuglog } from 'node:util';
 
@@ -71,9 +71,9 @@ function hooksOf(listeners: readonly TrackerListener[]): Hooks {
 
 export class Tracker {
   /** Streams whose response has not closed. */
-  readonly open = new StreamList('openSlot');
+  readonly open: StreamList = new OpenStreams();
   /** Closed streams whose producer still holds them (handler unsettled, writes still arriving). */
-  readonly lingering = new StreamList('lingerSlot');
+  readonly lingering: StreamList = new LingeringStreams();
   /** The consumers, in registration order; their handlers are read when they are added (see `hooksOf`). */
   readonly listeners: TrackerListener[] = [];
   private hooks: Hooks = hooksOf([]);
