@@ -166,7 +166,8 @@ export const guardsListener: TrackerListener = {
   component: 'guards',
   open(s) {
     const guards = guardsOf(s);
-    if (guards === null) return;
+    // an unguarded stream: nothing for this consumer to act on, ever
+    if (guards === null) return false;
     // The route's guard series exist once a guarded stream opens there (series that pay their way).
     routeMetricsOf(s)?.usesGuards();
     if (guards.deadPeerMs === 0) return;

@@ -147,7 +147,8 @@ export const otelMetricsListener: TrackerListener = {
   component: 'otel-metrics',
   open(s) {
     if (instruments === null) {
-      if (isNoop()) return;
+      // no meter provider: the stream is not counted, so neither are its later events
+      if (isNoop()) return false;
       instruments = setUp(otelMetrics.getMeter('streamscope', '0.1.0'));
     }
     s.setSlot(kSlot, 0);

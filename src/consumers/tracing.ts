@@ -86,7 +86,8 @@ export const tracingListener: TrackerListener = {
   component: 'tracing',
   open(s) {
     const tracer = tracerFor(s.config.tracer);
-    if (tracer === undefined) return;
+    // no tracer: this stream has no span, and its later events nothing to add to
+    if (tracer === undefined) return false;
     const parent = s.parentContext ?? context.active();
     const span = tracer.startSpan(
       `stream ${s.route}`,

@@ -107,6 +107,8 @@ export class StreamState {
    */
   slots: unknown[] | null = null;
 
+  /** Listeners (by their bit, Tracker) that said at open this stream is of no further interest to them. */
+  muted = 0;
   /** Index in the tracker's open / lingering lists (-1: not in it). */
   openSlot = -1;
   lingerSlot = -1;

@@ -16,7 +16,12 @@ const debug = debuglog('streamscope');
 export interface TrackerListener {
   /** Identifies the listener in `streamscope_internal_errors_total{component}`. */
   readonly component: string;
-  open?(s: StreamState): void;
+  /**
+   * A stream opened. Returning `false` says the stream is of no further interest to this listener (tracing
+   * with no tracer, a consumer with nothing set up): its later events (firstWrite … release, finding) are
+   * not delivered to it, so that an idle consumer costs a short stream one call, not four.
+   */
+  open?(s: StreamState): void | false;
   firstWrite?(s: StreamState): void;
   /** A blocked episode starts: `write()` returned false while not already blocked. */
   writeBlocked?(s: StreamState): void;
@@ -41,30 +46,35 @@ export interface AsyncContext {
 const DEFAULT_RING = 1000;
 
 type EventName = Exclude<keyof TrackerListener, 'component'>;
-type Hook = (this: TrackerListener, s: StreamState, arg?: unknown) => void;
+type Hook = (this: TrackerListener, s: StreamState, arg?: unknown) => unknown;
 const EVENTS: readonly EventName[] = ['open', 'firstWrite', 'writeBlocked', 'drain', 'clientClosed', 'writeAfterClose', 'close', 'release', 'finding'];
 
-/** Each event's handlers and their listeners, in registration order (parallel arrays). */
-type Hooks = Record<EventName, { fns: Hook[]; owners: TrackerListener[] }>;
+/**
+ * Each event's handlers and their listeners, in registration order (parallel arrays), with each listener's
+ * bit in `StreamState.muted` (0 for a listener past the 30th: never muted).
+ */
+type Hooks = Record<EventName, { fns: Hook[]; owners: TrackerListener[]; bits: number[] }>;
 
 /**
  * The listeners' handlers by event, read once when a listener is added or removed: `emit()` then loops over
  * exactly the handlers of its event. (Looking up `listener[event]` on every listener at every emit was a
  * megamorphic keyed load per listener — about 2 µs of a short stream's 4 emits with 6 consumers.)
  */
-function hooksOf(listeners: readonly TrackerListener[]): Hooks {
+function hooksOf(listeners: readonly TrackerListener[], bitOf: (l: TrackerListener) => number): Hooks {
   const hooks = {} as Hooks;
   for (const e of EVENTS) {
     const fns: Hook[] = [];
     const owners: TrackerListener[] = [];
+    const bits: number[] = [];
     for (const l of listeners) {
       const fn = l[e] as Hook | undefined;
       if (typeof fn === 'function') {
         fns.push(fn);
         owners.push(l);
+        bits.push(bitOf(l));
       }
     }
-    hooks[e] = { fns, owners };
+    hooks[e] = { fns, owners, bits };
   }
   return hooks;
 }
@@ -76,7 +86,17 @@ export class Tracker {
   readonly lingering: StreamList = new LingeringStreams();
   /** The consumers, in registration order; their handlers are read when they are added (see `hooksOf`). */
   readonly listeners: TrackerListener[] = [];
-  private hooks: Hooks = hooksOf([]);
+  /** A listener's bit in `StreamState.muted`, for its life in this process (a removed one's is not reused). */
+  private readonly bits = new Map<TrackerListener, number>();
+  private readonly bitOf = (l: TrackerListener): number => {
+    let b = this.bits.get(l);
+    if (b === undefined) {
+      b = this.bits.size < 30 ? 1 << this.bits.size : 0;
+      this.bits.set(l, b);
+    }
+    return b;
+  };
+  private hooks: Hooks = hooksOf([], this.bitOf);
   readonly internalErrors = new Map<string, number>();
   private ring: Finding[] = [];
   private readonly ringSize = DEFAULT_RING;
@@ -112,18 +132,18 @@ export class Tracker {
   register(listener: TrackerListener): void {
     if (!this.listeners.some((l) => l.component === listener.component)) {
       this.listeners.push(listener);
-      this.hooks = hooksOf(this.listeners);
+      this.hooks = hooksOf(this.listeners, this.bitOf);
     }
   }
 
   subscribe(listener: TrackerListener): () => void {
     this.listeners.push(listener);
-    this.hooks = hooksOf(this.listeners);
+    this.hooks = hooksOf(this.listeners, this.bitOf);
     return () => {
       const i = this.listeners.indexOf(listener);
       if (i >= 0) {
         this.listeners.splice(i, 1);
-        this.hooks = hooksOf(this.listeners);
+        this.hooks = hooksOf(this.listeners, this.bitOf);
       }
     };
   }
@@ -142,13 +162,16 @@ export class Tracker {
 
   emit(event: EventName, s: StreamState, arg?: number | Finding): void {
     // a listener added or removed by a handler changes `this.hooks`, not the arrays this loop reads
-    const { fns, owners } = this.hooks[event];
+    const { fns, owners, bits } = this.hooks[event];
     const n = fns.length;
     if (n === 0) return;
+    const muted = s.muted;
     this.internalDepth++;
     for (let i = 0; i < n; i++) {
+      const bit = bits[i] as number;
+      if ((muted & bit) !== 0) continue;
       try {
-        (fns[i] as Hook).call(owners[i] as TrackerListener, s, arg);
+        if ((fns[i] as Hook).call(owners[i] as TrackerListener, s, arg) === false && event === 'open') s.muted |= bit;
       } catch (err) {
         this.fault((owners[i] as TrackerListener).component, err);
       }
