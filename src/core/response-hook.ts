@@ -197,8 +197,11 @@ function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknow
   }
 }
 
-function patchedWriteHead(this: Res, ...args: unknown[]): Res {
+/** `res.writeHead(statusCode, [reason], [headers])` of a tracked response (no rest array: it forwards `arguments`). */
+function patchedWriteHead(this: Res, _statusCode?: unknown, reason?: unknown, headers?: unknown): Res {
   const s = this[kState];
+  // eslint-disable-next-line prefer-rest-params
+  const args = arguments as unknown as unknown[];
   if (s === undefined || s.origWriteHead === null) return Object.getPrototypeOf(this).writeHead.apply(this, args);
   let ret: Res;
   tracker.internalDepth++;
@@ -207,15 +210,18 @@ function patchedWriteHead(this: Res, ...args: unknown[]): Res {
   } finally {
     tracker.internalDepth--;
   }
-  if (s.phase === Phase.Pending) {
-    try {
-      if (s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWriteHead);
-      if (isStreamy(this, args)) promote(s);
-    } catch (err) {
-      tracker.fault('tracker', err);
-    }
-  }
+  if (s.phase === Phase.Pending) headWritten(s, this, typeof reason === 'string' ? headers : reason);
   return ret;
+}
+
+/** The headers went out while the stream was pending: a streaming Content-Type or chunked encoding opens it. */
+function headWritten(s: StreamState, res: Res, headers: unknown): void {
+  try {
+    if (s.stackHolder === undefined && s.config.captureStacks) s.stackHolder = captureStack(patchedWriteHead);
+    if (isStreamy(res, headers)) promote(s);
+  } catch (err) {
+    tracker.fault('tracker', err);
+  }
 }
 
 function headerValue(headers: unknown, name: string): unknown {
@@ -240,8 +246,7 @@ function headerValue(headers: unknown, name: string): unknown {
 }
 
 /** Content-Type text/event-stream or application/x-ndjson, or an explicit Transfer-Encoding: chunked. */
-function isStreamy(res: ServerResponse, args: unknown[]): boolean {
-  const headers = typeof args[1] === 'string' ? args[2] : args[1];
+function isStreamy(res: ServerResponse, headers: unknown): boolean {
   const ct = headerValue(headers, 'content-type') ?? res.getHeader('content-type');
   if (typeof ct === 'string' && (ct.startsWith('text/event-stream') || ct.startsWith('application/x-ndjson') || STREAMY_TYPE.test(ct))) return true;
   const te = headerValue(headers, 'transfer-encoding') ?? res.getHeader('transfer-encoding');
