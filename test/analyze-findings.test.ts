@@ -89,6 +89,8 @@ async function captureServer(name: string, leak: boolean, during?: (port: number
     r = await runCli(args, env, work, 120_000);
   }
   expect(r.stderr).not.toMatch(/capture incomplete/);
+  // the CPU profile beside the trace has its expected pause printed, as a --cpu capture's is
+  expect(r.stderr).toMatch(/trace: a CPU profile over the same window .*cpu profile: .*expect a pause/);
   expect(r.code).toBe(0);
   traffic.kill('SIGKILL');
   server.proc.kill('SIGKILL');

@@ -160,6 +160,8 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
     }
     if (traceSeconds !== undefined) {
       note(TRACE_PAUSE_NOTE);
+      // the profile beside the trace costs what a --cpu capture costs to start (through the inspector, the walk)
+      if (cpuSeconds === undefined) note(`trace: a CPU profile over the same window names each long task's code; ${cpuPauseNote(profiling, usedHeap(facts), transport.kind)}`);
       note(`tracing for ${traceSeconds} s`);
       // a CPU profile over the same window names the code of each long task (`--cpu` takes its own instead)
       const alongside =
