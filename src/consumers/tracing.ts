@@ -38,6 +38,10 @@ export function globalTracer(): Tracer {
   return defaultTracer;
 }
 
+/** The global provider's delegate last looked at, and whether it was the no-op one (tracerFor). */
+let lastDelegate: unknown;
+let lastIsNoop = true;
+
 /**
  * The tracer for a stream: the one given in the options, else the global one once a tracer provider
  * is registered. Without a provider the API would hand out non-recording spans: skip them entirely.
@@ -56,8 +60,6 @@ function tracerFor(configured: Tracer | undefined): Tracer | undefined {
   }
   return globalTracer();
 }
-let lastDelegate: unknown;
-let lastIsNoop = true;
 
 
 /**

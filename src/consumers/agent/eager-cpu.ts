@@ -232,7 +232,10 @@ export async function resolveLines(p: EagerRawProfile): Promise<number[]> {
   const byFile = new Map<string, number[]>();
   p.frames.forEach((f, i) => {
     const file = fileOf(f);
-    if (file !== null && f.colno > 0) byFile.set(file, [...(byFile.get(file) ?? []), i]);
+    if (file === null || f.colno <= 0) return;
+    const list = byFile.get(file);
+    if (list === undefined) byFile.set(file, [i]);
+    else list.push(i);
   });
   for (const [file, frames] of byFile) {
     let text: string;

@@ -87,14 +87,22 @@ function startProfilers(options: AgentOptions): void {
     if (interval !== null) await startContinuousHeap(interval);
     if (oom !== undefined && oom !== '' && oom !== 'off') await startOomProfile(oom, interval);
   })();
-  const cpu = options.cpuProfiler ?? ['on', '1', 'true'].includes((process.env.STREAMSCOPE_CPU_PROFILER ?? '').toLowerCase());
+  const cpu = options.cpuProfiler ?? envSwitch('STREAMSCOPE_CPU_PROFILER') === true;
   if (cpu) void startContinuousCpu();
   else {
     // now, not on a later tick: creating it walks the heap, which is smallest now
-    const env = (process.env.STREAMSCOPE_CPU_EAGER ?? '').toLowerCase();
-    const eager = options.cpuEager ?? !['off', '0', 'false'].includes(env);
-    if (eager) startEagerCpu(options.cpuEager === true || ['on', '1', 'true'].includes(env));
+    const env = envSwitch('STREAMSCOPE_CPU_EAGER');
+    const eager = options.cpuEager ?? env !== false;
+    if (eager) startEagerCpu(options.cpuEager === true || env === true);
   }
+}
+
+/** An on/off environment variable: true for on/1/true, false for off/0/false, undefined otherwise (unset included). */
+function envSwitch(name: string): boolean | undefined {
+  const v = (process.env[name] ?? '').toLowerCase();
+  if (v === 'on' || v === '1' || v === 'true') return true;
+  if (v === 'off' || v === '0' || v === 'false') return false;
+  return undefined;
 }
 
 function disabled(reason: string): Agent {
