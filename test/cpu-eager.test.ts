@@ -115,9 +115,13 @@ describe('--cpu through the eager-logging profiler', () => {
     expect(planted.length).toBeGreaterThan(0);
     expect(planted.map((n) => [n.callFrame.url, n.callFrame.lineNumber + 1])).toContainEqual([`file://${FIXTURE}`, PLANTED_LINE]);
     expect(cpu.samples.length).toBe(cpu.timeDeltas.length);
-    // 99 Hz for 2 s
-    expect(cpu.samples.length).toBeGreaterThan(100);
+    // 99 Hz for 2 s is 198 samples; a main thread kept off the CPU by a loaded machine loses some (a pending SIGPROF
+    // absorbs the next), so loosely below, and the samples still span the window
+    expect(cpu.samples.length).toBeGreaterThan(40);
     expect(cpu.samples.length).toBeLessThan(260);
+    const spanUs = cpu.timeDeltas.reduce((a, b) => a + b, 0);
+    expect(spanUs).toBeGreaterThan(1_500_000);
+    expect(spanUs).toBeLessThanOrEqual(cpu.endTime - cpu.startTime);
     const ids = new Set(cpu.nodes.map((n) => n.id));
     for (const n of cpu.nodes) for (const c of n.children) expect(ids.has(c)).toBe(true);
 
@@ -126,8 +130,8 @@ describe('--cpu through the eager-logging profiler', () => {
     const top = JSON.parse(a.stdout).summary.cpu.top as Array<{ functionName: string; url: string; line: number; selfPercent: number }>;
     const hot = top.find((f) => f.functionName === 'plantedHotLoop');
     expect(hot, JSON.stringify(top)).toMatchObject({ url: `file://${FIXTURE}`, line: PLANTED_LINE });
-    // 4 ms of every 10 burnt (its calls to performance.now count apart)
-    expect(hot!.selfPercent).toBeGreaterThan(3);
+    // 4 ms of every 10 burnt, the clock read rarely (the fixture): about 40 % of the samples; loosely, for a loaded machine
+    expect(hot!.selfPercent).toBeGreaterThan(10);
 
     const p = decodePprof(fs.readFileSync(path.join(dir, 'cpu.pb.gz')));
     const s = (i: number | bigint): string => p.stringTable.strings[Number(i)] ?? '';
