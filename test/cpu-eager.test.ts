@@ -15,7 +15,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodePprof } from '../diagnostics/profile/pprof.js';
-import { REGISTER, ROOT, killAll, runCli, tempAgentDir, until } from './fixtures/servers/harness.js';
+import { REGISTER, ROOT, killAll, pprofString, runCli, tempAgentDir, until } from './fixtures/servers/harness.js';
 import { resolveLines, toCpuProfile, type EagerRawProfile } from '../src/consumers/agent/eager-cpu.js';
 
 const FIXTURE = path.join(ROOT, 'test/fixtures/servers/cpu-eager.mjs');
@@ -134,9 +134,8 @@ describe('--cpu through the eager-logging profiler', () => {
     expect(hot!.selfPercent).toBeGreaterThan(10);
 
     const p = decodePprof(fs.readFileSync(path.join(dir, 'cpu.pb.gz')));
-    const s = (i: number | bigint): string => p.stringTable.strings[Number(i)] ?? '';
-    const fn = p.function.find((f) => s(f.name) === 'plantedHotLoop');
-    expect(fn && s(fn.filename)).toBe(`file://${FIXTURE}`);
+    const fn = p.function.find((f) => pprofString(p, f.name) === 'plantedHotLoop');
+    expect(fn && pprofString(p, fn.filename)).toBe(`file://${FIXTURE}`);
     const loc = p.location.find((l) => Number(l.line[0]?.functionId) === Number(fn!.id));
     expect(Number(loc?.line[0]?.line)).toBe(PLANTED_LINE);
   }, 90_000);

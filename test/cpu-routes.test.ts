@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodePprof } from '../diagnostics/profile/pprof.js';
-import { REGISTER, ROOT, killAll, runCli, spawnCli, tempAgentDir, until } from './fixtures/servers/harness.js';
+import { REGISTER, ROOT, killAll, pprofString, runCli, spawnCli, tempAgentDir, until } from './fixtures/servers/harness.js';
 
 const FIXTURE = path.join(ROOT, 'test/fixtures/servers/cpu-routes.mjs');
 const agentDir = tempAgentDir();
@@ -67,8 +67,6 @@ function load(port: number): { stop(): Promise<number> } {
   };
 }
 
-const str = (p: { stringTable: { strings: string[] } }, i: number | bigint): string => p.stringTable.strings[Number(i)] ?? '';
-
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
   await killAll();
@@ -108,14 +106,14 @@ describe('CPU per route (continuous profiler)', () => {
 
     // the pprof file: the burning functions' samples carry their route; the background timer's carry none
     const p = decodePprof(fs.readFileSync(path.join(dir, 'cpu.pb.gz')));
-    const fnName = new Map(p.function.map((f) => [Number(f.id), str(p, f.name)]));
+    const fnName = new Map(p.function.map((f) => [Number(f.id), pprofString(p, f.name)]));
     const locFn = new Map(p.location.map((x) => [Number(x.id), fnName.get(Number(x.line[0]?.functionId)) ?? '']));
     const byLeaf = new Map<string, Map<string, number>>();
     for (const s of p.sample) {
       const leafFns = s.locationId.map((id) => locFn.get(Number(id)));
       const fn = ['heavyWork', 'lightWork', 'backgroundBurn'].find((n) => leafFns.includes(n));
       if (fn === undefined) continue;
-      const route = s.label.filter((x) => str(p, x.key) === 'route').map((x) => str(p, x.str))[0] ?? '(none)';
+      const route = s.label.filter((x) => pprofString(p, x.key) === 'route').map((x) => pprofString(p, x.str))[0] ?? '(none)';
       const m = byLeaf.get(fn) ?? new Map<string, number>();
       m.set(route, (m.get(route) ?? 0) + Number(s.value[0]));
       byLeaf.set(fn, m);
