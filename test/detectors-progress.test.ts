@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -228,4 +228,34 @@ describe('slow is not stuck over TLS', () => {
     expect(longest).toBeGreaterThan(stall);
     expect(sum(await scrape(registry), 'stream_stalled', { route: '/tls/slow' })).toBe(0);
   });
+});
+
+/**
+ * A host with a large TCP table: each kernel sample reads /proc/self/net/tcp, whose cost grows with every socket
+ * of the network namespace (TIME_WAIT included), so reads are spaced by their cost. The bound must still hold for
+ * every stream, wherever its threshold falls in that spacing. The process runs in a network namespace of its own
+ * (`unshare -n`, root here as in CI), so its 10,000-odd TIME_WAIT sockets cost the rest of the machine nothing.
+ */
+const netns = process.platform === 'linux' && spawnSync('unshare', ['-n', 'true']).status === 0;
+describe.runIf(netns)('a large socket table (about 12,000 TCP sockets in the namespace)', () => {
+  it('eight clients that read nothing, their thresholds spread over a second, are each found within stallAfterMs + 1 s', () => {
+    const stall = 4000;
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', `ip link set lo up && exec "${process.execPath}" test/fixtures/detector-big-table.mjs`], {
+      env: { ...process.env, DIST: dist, SOCKETS: '15000', STREAMS: '8', STALL: String(stall), SPREAD_MS: '1000' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { finding?: string; done?: boolean; table: number; readMs: number });
+    const end = lines.at(-1)!;
+    expect(end.done, r.stdout).toBe(true);
+    // the table is large enough that reads are spaced by their cost (> 37.5 ms: 750 ms apart)
+    expect(end.table).toBeGreaterThan(8000);
+    const waited = lines.filter((l) => l.finding !== undefined).map((l) => Number(/waited (\d+) ms for drain/.exec(l.finding!)![1]));
+    expect(waited).toHaveLength(8);
+    for (const w of waited) {
+      expect(w).toBeGreaterThan(stall);
+      expect(w, JSON.stringify({ waited, readMs: end.readMs })).toBeLessThanOrEqual(stall + 1000);
+    }
+  }, 90_000);
 });

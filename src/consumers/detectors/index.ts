@@ -3,7 +3,7 @@ import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
-import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates } from './progress.js';
+import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
  * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
@@ -12,7 +12,7 @@ import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCan
 
 const tracker = getTracker();
 
-/** How often the sweep runs; a finding comes within its threshold plus this. */
+/** How often the sweep runs; a finding comes within its threshold plus this (plus, on Linux, one read of the proc table). */
 export const SWEEP_MS = 250;
 /** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
 export const ZOMBIE_WRITES = 3;
@@ -119,6 +119,17 @@ export function sweep(): void {
 export function install(): void {
   tracker.register(detectorsListener);
   installAsyncContext();
+  setOnSampled(checkSampled);
+}
+
+/** The streams whose kernel sample just arrived: checked at once rather than at the next sweep. */
+function checkSampled(list: readonly StreamState[]): void {
+  try {
+    const now = performance.now();
+    for (const s of list) if (s.closedAt < 0) checkOpen(s, now);
+  } catch (err) {
+    tracker.fault('detectors', err);
+  }
 }
 
 export const detectorsListener: TrackerListener = {

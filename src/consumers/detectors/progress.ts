@@ -18,8 +18,10 @@ import { getTracker } from '../../core/tracker.js';
  *
  * Sampled by the detectors' sweep, only for streams blocked longer than SAMPLE_FROM × stallAfterMs, at
  * most MAX_SAMPLED_PER_SWEEP of them per sweep. The proc tables are read asynchronously, one read at a
- * time, spaced by PROC_COST_FACTOR × the last read's duration. The detector, the `stream_stalled` gauge
- * and the health report all call `isStalled()`.
+ * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream's threshold has passed
+ * since its last sample: then the read starts at once, and the detector checks the streams it sampled as
+ * soon as it is done (`onSampled`), so a client that takes nothing is found within stallAfterMs + one
+ * sweep + one read. The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
  */
 
 /**
@@ -165,23 +167,38 @@ export function readSendQueues(text: string, wanted: ReadonlyMap<number, unknown
   }
 }
 
-/** Cost of the sampling, for the benchmark: proc reads and their time (ms, off the event loop), parse time (ms, on it). */
-export const samplingStats = { sweeps: 0, procReads: 0, procMs: 0, parseMs: 0, sampled: 0 };
+/**
+ * Cost of the sampling, for the benchmark: proc reads started (`issued`, `due` of them for a threshold) and done
+ * (`procReads`, per table), their time (ms, off the event loop), parse time (ms, on it).
+ */
+export const samplingStats = { sweeps: 0, issued: 0, due: 0, procReads: 0, procMs: 0, parseMs: 0, sampled: 0 };
 
 /**
  * The proc tables are read off the event loop (fs.readFile runs in libuv's thread pool) and at most
  * one read at a time. A read costs the kernel time to print every TCP socket of the network namespace
- * (about 10-20 µs each, more on a loaded host): the next read waits PROC_COST_FACTOR times as long as
- * the last one took (at most 1/PROC_COST_FACTOR of one core), but never more than MAX_PROC_INTERVAL_MS,
- * so that a client that takes nothing is still found within stallAfterMs + 1 s.
+ * (about 3 µs each on a quiet host, 20 ms for 7,000 sockets; several times that on a loaded one): the
+ * next read waits PROC_COST_FACTOR times as long as the last one took (at most 1/PROC_COST_FACTOR of one
+ * core), but never more than MAX_PROC_INTERVAL_MS. A read that decides a threshold (`due`: a stream's
+ * threshold passed since its last sample) waits only DUE_COST_FACTOR times as long as the last read took (at
+ * most 1/DUE_COST_FACTOR of one thread of the pool while thresholds keep passing: on a table of 12,000
+ * sockets, reads of 30-80 ms, 120-320 ms apart; on one of 100,000, 0.4-0.7 s reads, up to 2.8 s apart, so
+ * there a stall is found up to that much later than stallAfterMs + 1 s).
  */
 export const PROC_COST_FACTOR = 20;
 export const MAX_PROC_INTERVAL_MS = 750;
+export const DUE_COST_FACTOR = 4;
+
+/** Called with the streams whose kernel sample just arrived (the detector checks them at once). */
+let onSampled: ((streams: readonly StreamState[]) => void) | null = null;
+export function setOnSampled(fn: ((streams: readonly StreamState[]) => void) | null): void {
+  onSampled = fn;
+}
 
 const candidates: StreamState[] = [];
 let rotate = 0;
 let procBusy = false;
 let nextProcAt = 0;
+let nextDueAt = 0;
 
 /** Called by the sweep for each open stream: is it blocked long enough to be sampled? */
 export function considerForSampling(s: StreamState, now: number): void {
@@ -226,7 +243,8 @@ export function sampleCandidates(now: number): void {
   const start = n > take ? rotate % n : 0;
   rotate += take;
   const useProc = procAvailable();
-  let wanted: Map<number, [Progress, number]> | null = null;
+  let wanted: Map<number, [Progress, number, StreamState]> | null = null;
+  let due = false;
   for (let k = 0; k < take; k++) {
     const s = candidates[(start + k) % n] as StreamState;
     let p = progressOf(s);
@@ -247,18 +265,25 @@ export function sampleCandidates(now: number): void {
     p.queued = queued;
     if (p.kernel) {
       if (wanted === null) wanted = new Map();
-      wanted.set(p.inode, [p, acc]);
+      wanted.set(p.inode, [p, acc, s]);
+      if (!due) due = dueForSample(p, s, now);
     } else {
       record(p, Number.isNaN(acc) ? 0 : acc, now);
     }
   }
   candidates.length = 0;
-  if (wanted !== null && !procBusy && now >= nextProcAt) readQueues(wanted, now);
+  if (wanted === null || procBusy) return;
+  if (now >= nextProcAt) readQueues(wanted, now);
+  else if (due && now >= nextDueAt) {
+    samplingStats.due++;
+    readQueues(wanted, now);
+  }
 }
 
 /** One asynchronous read of the proc tables for the wanted sockets; the result is recorded as of `issuedAt`. */
-function readQueues(wanted: Map<number, [Progress, number]>, issuedAt: number): void {
+function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issuedAt: number): void {
   procBusy = true;
+  samplingStats.issued++;
   const queues = new Map<number, number>();
   let i = 0;
   const next = (): void => {
@@ -282,8 +307,10 @@ function readQueues(wanted: Map<number, [Progress, number]>, issuedAt: number): 
     const took = performance.now() - issuedAt;
     samplingStats.procMs += took;
     nextProcAt = issuedAt + Math.min(took * PROC_COST_FACTOR, MAX_PROC_INTERVAL_MS);
+    nextDueAt = issuedAt + took * DUE_COST_FACTOR;
     procBusy = false;
-    for (const [inode, [p, acc]] of wanted) {
+    const sampled: StreamState[] = [];
+    for (const [inode, [p, acc, s]] of wanted) {
       if (p.inode !== inode || !p.kernel) continue;
       const q = queues.get(inode);
       if (q === undefined || Number.isNaN(acc)) {
@@ -295,7 +322,9 @@ function readQueues(wanted: Map<number, [Progress, number]>, issuedAt: number): 
         continue;
       }
       record(p, acc - q, issuedAt);
+      sampled.push(s);
     }
+    if (onSampled !== null && sampled.length > 0) onSampled(sampled);
   };
   next();
 }
@@ -310,10 +339,29 @@ export function isStalled(s: StreamState, now: number): boolean {
   if (s.blockedSince < 0) return false;
   const p = progressOf(s);
   if (p === null || p.episode !== s.blockedSince || p.sampledAt < 0) return false;
-  const since = p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
+  return p.sampledAt - sinceOf(p, s) > limitOf(p, s);
+}
+
+/**
+ * Whether only a sample taken now can tell stalled from slow: the stream's threshold has passed since its last
+ * sample, which did not show a stall yet.
+ */
+export function dueForSample(p: Progress, s: StreamState, now: number): boolean {
+  if (p.sampledAt < 0 || p.episode !== s.blockedSince) return false;
+  const since = sinceOf(p, s);
+  const limit = limitOf(p, s);
+  return now - since > limit && p.sampledAt - since <= limit;
+}
+
+/** Since when the stream has shown no progress: it blocked, or its samples last saw progress. */
+function sinceOf(p: Progress, s: StreamState): number {
+  return p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
+}
+
+/** How long without progress is a stall: stallAfterMs, or more for a client seen taking bytes in steps. */
+function limitOf(p: Progress, s: StreamState): number {
   const stall = s.config.stallAfterMs;
-  const limit = p.stepGap > 0 ? Math.max(stall, Math.min(STEP_ALLOWANCE * p.stepGap, MAX_STEP_STALL * stall)) : stall;
-  return p.sampledAt - since > limit;
+  return p.stepGap > 0 ? Math.max(stall, Math.min(STEP_ALLOWANCE * p.stepGap, MAX_STEP_STALL * stall)) : stall;
 }
 
 /** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
