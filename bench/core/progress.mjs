@@ -1,7 +1,7 @@
 // Cost of the progress check behind `stalled_write` (issue 11): run under tsx, in one process, since
 // sweep() and the sampling statistics are internal. N idle SSE streams on real loopback sockets, then
 // B more blocked by clients that never read; times the detectors' real sweep() with no stream
-// blocked past stallAfterMs / 2 (the walk alone) and with B blocked past it (one read of /proc/self/net/tcp{,6}
+// blocked past a tenth of stallAfterMs (the walk alone) and with B blocked past it (one read of /proc/self/net/tcp{,6}
 // per sweep, the inode of each blocked socket looked up once). Prints one JSON line.
 //
 //   node --import tsx bench/core/progress.mjs [idle=2000] [blocked=50] [sweeps=50]
@@ -35,8 +35,8 @@ function body(req, res) {
   }
   return new Promise((r) => res.on('close', r));
 }
-// Blocked streams are sampled from stallAfterMs / 2 on: 20 s here, so the "not yet" phase is quiet,
-// and the sampling phase starts 10 s after they blocked (nothing is raised before 20 s).
+// Blocked streams are sampled from a tenth of stallAfterMs on (SAMPLE_FROM): 20 s here, so the "not yet"
+// phase (timed at once) is quiet, and the sampling phase starts 10 s after they blocked (nothing is raised before 20 s).
 const idleH = ss.instrument(body, { route: '/idle' });
 const blockedH = ss.instrument(body, { route: '/blocked', stallAfterMs: 20_000 });
 const handler = (req, res) => (req.url === '/idle' ? idleH(req, res) : blockedH(req, res));
@@ -112,7 +112,7 @@ for (const f of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
     /* none */
   }
 }
-const kernel = [...tracker.open.values()].filter((s) => s.progress?.kernel).length;
+const kernel = [...tracker.open.values()].filter((s) => progress.progressOf(s)?.kernel).length;
 console.log(
   JSON.stringify({
     idle: idleN,

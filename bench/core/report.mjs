@@ -133,10 +133,10 @@ export function renderCore(res) {
     p('### Progress check behind `stalled_write` (issue 11)', '');
     if (pr.error) p(`Failed: ${pr.error}`, '');
     else {
-      p(`\`bench/core/progress.mjs\` under \`tsx\` (\`sweep()\` is internal): ${f(pr.idle)} idle SSE streams on real loopback sockets, then ${f(pr.blocked)} more whose clients never read. The network namespace's TCP table held ${f(pr.procLines)} lines (${f(pr.procBytes)} bytes) at the time: the proc read prints every TCP socket of the namespace, other processes' too.`, '');
+      p(`\`bench/core/progress.mjs\` under \`tsx\` (\`sweep()\` is internal): ${f(pr.idle)} idle SSE streams on real loopback sockets, then ${f(pr.blocked)} more whose clients never read. The network namespace's TCP table held ${f(pr.procLines)} lines (${f(pr.procBytes)} bytes) at the time: the proc read prints every TCP socket of the namespace, other processes' too.${pr.ranAt ? ` This part was ${pr.why ? `${pr.why}, ` : ''}on ${pr.ranAt}.` : ''}`, '');
       p('| sweep | sweeps timed | median | p95 | max |', '| --- | ---: | ---: | ---: | ---: |');
       p(`| no stream blocked (the walk) | ${pr.walk.n} | ${ms(pr.walk.median)} | ${ms(pr.walk.p95)} | ${ms(pr.walk.max)} |`);
-      p(`| ${f(pr.blocked)} blocked, under stallAfterMs / 2 (not sampled) | ${pr.blockedNoSampling.n} | ${ms(pr.blockedNoSampling.median)} | ${ms(pr.blockedNoSampling.p95)} | ${ms(pr.blockedNoSampling.max)} |`);
+      p(`| ${f(pr.blocked)} blocked, under a tenth of stallAfterMs (not sampled) | ${pr.blockedNoSampling.n} | ${ms(pr.blockedNoSampling.median)} | ${ms(pr.blockedNoSampling.p95)} | ${ms(pr.blockedNoSampling.max)} |`);
       p(`| ${f(pr.blocked)} blocked and sampled (${f(pr.kernelSampled)} through the kernel's send queue) | ${pr.sampling.n} | ${ms(pr.sampling.median)} | ${ms(pr.sampling.p95)} | ${ms(pr.sampling.max)} |`);
       p('', `The proc reads run off the event loop (libuv's thread pool), one at a time: ${f(pr.procReads)} reads, ${f(pr.procReadsPerS, 2)} per second, ${ms(pr.procMsPerRead)} each from start to callback; parsing a read on the event loop took ${ms(pr.parseMsPerRead)}.`, '');
     }
