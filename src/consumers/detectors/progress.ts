@@ -19,9 +19,9 @@ import { getTracker } from '../../core/tracker.js';
  * Sampled by the detectors' sweep, only for streams blocked longer than SAMPLE_FROM × stallAfterMs, at
  * most MAX_SAMPLED_PER_SWEEP of them per sweep. The proc tables are read asynchronously, one read at a
  * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream's threshold has passed
- * since its last sample: then the read starts at once, and the detector checks the streams it sampled as
- * soon as it is done (`onSampled`), so a client that takes nothing is found within stallAfterMs + one
- * sweep + one read. The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
+ * since its last sample: then the read starts at that sweep (once DUE_COST_FACTOR × the last read's duration
+ * has passed), and the detector checks the streams it sampled as soon as it is done (`onSampled`), so a
+ * client that takes nothing is found within stallAfterMs + one sweep + a read or two. The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
  */
 
 /**
