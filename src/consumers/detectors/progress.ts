@@ -168,10 +168,10 @@ export function readSendQueues(text: string, wanted: ReadonlyMap<number, unknown
 }
 
 /**
- * Cost of the sampling, for the benchmark: proc reads started (`issued`, `due` of them for a threshold) and done
- * (`procReads`, per table), their time (ms, off the event loop), parse time (ms, on it).
+ * Cost of the sampling, for the benchmark: proc reads started (`issued`) and done (`procReads`, per table), their
+ * time (ms, off the event loop), parse time (ms, on it).
  */
-export const samplingStats = { sweeps: 0, issued: 0, due: 0, procReads: 0, procMs: 0, parseMs: 0, sampled: 0 };
+export const samplingStats = { sweeps: 0, issued: 0, procReads: 0, procMs: 0, parseMs: 0, sampled: 0 };
 
 /**
  * The proc tables are read off the event loop (fs.readFile runs in libuv's thread pool) and at most
@@ -272,12 +272,7 @@ export function sampleCandidates(now: number): void {
     }
   }
   candidates.length = 0;
-  if (wanted === null || procBusy) return;
-  if (now >= nextProcAt) readQueues(wanted, now);
-  else if (due && now >= nextDueAt) {
-    samplingStats.due++;
-    readQueues(wanted, now);
-  }
+  if (wanted !== null && !procBusy && (now >= nextProcAt || (due && now >= nextDueAt))) readQueues(wanted, now);
 }
 
 /** One asynchronous read of the proc tables for the wanted sockets; the result is recorded as of `issuedAt`. */
