@@ -59,6 +59,38 @@ describe('stalled_write', () => {
   });
 });
 
+describe.runIf(process.platform === 'linux')('stalled_write from a kernel sample', () => {
+  it('is raised as soon as the deciding read of the proc table is in, not at the next sweep', async () => {
+    const registry = new Registry();
+    const stacks: string[] = [];
+    const limit = Error.stackTraceLimit;
+    cleanup.push(() => (Error.stackTraceLimit = limit));
+    Error.stackTraceLimit = 50;
+    cleanup.push(onFinding((f) => f.route === '/stall-kernel' && f.kind === 'stalled_write' && stacks.push(new Error().stack ?? '')));
+    const srv = await serve(
+      instrument(
+        (_req, res) => {
+          res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+          const chunk = Buffer.alloc(16 * 1024, 120);
+          const pump = (): void => {
+            while (!res.destroyed && res.write(chunk));
+            if (!res.destroyed) res.once('drain', pump);
+          };
+          pump();
+          return new Promise((r) => res.on('close', r));
+        },
+        opts(registry, '/stall-kernel'),
+      ),
+    );
+    const sock = await neverReadingClient(srv.port, '/stall-kernel');
+    cleanup.push(() => sock.destroy());
+    await until(() => stacks.length > 0, 'a stalled_write finding', 10_000);
+    // raised from the read's callback (the detectors' checkSampled), not from the 250 ms sweep
+    expect(stacks[0]).toMatch(/checkSampled/);
+    expect(stacks[0]).not.toMatch(/\bsweep\b/);
+  });
+});
+
 describe('zombie_producer and dangling_stream', () => {
   it('a client disconnects while a setInterval keeps writing: both kinds, once each', async () => {
     const registry = new Registry();
