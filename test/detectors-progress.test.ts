@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Registry } from 'prom-client';
-import { neverReadingClient, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
+import { neverReadingClient, pumpUntilClosed, scrape, sleep, startServer, sum, until, type TestServer } from './helpers/http.js';
 
 /**
  * `stalled_write` means no progress, through the built package: a client that reads steadily at
@@ -33,19 +33,13 @@ afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!();
 });
 
-/** A producer that honours backpressure: writes 16 KiB chunks until write() says stop, then waits for drain. */
+/** A server whose producer honours backpressure (pumpUntilClosed), with the health handler at /healthz. */
 function server(route: string, stallAfterMs: number | undefined, registry: Registry): Promise<TestServer> {
   const health = ss.healthHandler();
   const handler = ss.instrument(
     (_req: http.IncomingMessage, res: http.ServerResponse) => {
       res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-      const chunk = Buffer.alloc(16 * 1024, 120);
-      const pump = (): void => {
-        while (!res.destroyed && res.write(chunk));
-        if (!res.destroyed) res.once('drain', pump);
-      };
-      pump();
-      return new Promise((r) => res.on('close', r));
+      return pumpUntilClosed(res);
     },
     { registry, route, ...(stallAfterMs === undefined ? {} : { stallAfterMs }) },
   );
@@ -174,13 +168,7 @@ describe('slow is not stuck over TLS', () => {
     const handler = ss.instrument(
       (_req: http.IncomingMessage, res: http.ServerResponse) => {
         res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-        const chunk = Buffer.alloc(16 * 1024, 120);
-        const pump = (): void => {
-          while (!res.destroyed && res.write(chunk));
-          if (!res.destroyed) res.once('drain', pump);
-        };
-        pump();
-        return new Promise((r) => res.on('close', r));
+        return pumpUntilClosed(res);
       },
       { registry, route: (req) => `/tls${req.url}`, stallAfterMs: stall },
     );

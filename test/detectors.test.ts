@@ -3,7 +3,7 @@ import http from 'node:http';
 import { Registry } from 'prom-client';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { instrument, onFinding, streams, recentFindings, type Finding } from '../src/index.js';
-import { get, getAndAbort, neverReadingClient, scrape, sleep, sum, until } from './helpers/http.js';
+import { get, getAndAbort, neverReadingClient, pumpUntilClosed, scrape, sleep, sum, until } from './helpers/http.js';
 import { testScope } from './helpers/scope.js';
 
 const STALL = 300;
@@ -71,13 +71,7 @@ describe.runIf(process.platform === 'linux')('stalled_write from a kernel sample
       instrument(
         (_req, res) => {
           res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
-          const chunk = Buffer.alloc(16 * 1024, 120);
-          const pump = (): void => {
-            while (!res.destroyed && res.write(chunk));
-            if (!res.destroyed) res.once('drain', pump);
-          };
-          pump();
-          return new Promise((r) => res.on('close', r));
+          return pumpUntilClosed(res);
         },
         opts(registry, '/stall-kernel'),
       ),

@@ -4,7 +4,7 @@ import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Registry } from 'prom-client';
-import { scrape, sleep, startServer, sum } from './helpers/http.js';
+import { pumpUntilClosed, scrape, sleep, startServer, sum } from './helpers/http.js';
 
 /**
  * A healthy service gives zero live findings, through the built package: keep-alive clients running
@@ -50,13 +50,7 @@ describe('a healthy service', () => {
           await new Promise((r) => res.on('close', r));
           clearInterval(beat);
         } else if (req.url === '/bulk') {
-          const chunk = Buffer.alloc(16 * 1024, 120);
-          const pump = (): void => {
-            while (!res.destroyed && res.write(chunk));
-            if (!res.destroyed) res.once('drain', pump);
-          };
-          pump();
-          await new Promise((r) => res.on('close', r));
+          await pumpUntilClosed(res);
         } else {
           // polite: stops at once when the client leaves
           const ac = new AbortController();

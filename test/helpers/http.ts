@@ -74,6 +74,20 @@ export function neverReadingClient(port: number, path: string): Promise<net.Sock
   });
 }
 
+/**
+ * A producer that honours backpressure: writes 16 KiB chunks until `write()` says stop, waits for `drain`, and
+ * so on; resolves when the response closes.
+ */
+export function pumpUntilClosed(res: http.ServerResponse): Promise<void> {
+  const chunk = Buffer.alloc(16 * 1024, 120);
+  const pump = (): void => {
+    while (!res.destroyed && res.write(chunk));
+    if (!res.destroyed) res.once('drain', pump);
+  };
+  pump();
+  return new Promise((r) => res.on('close', () => r()));
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` until it returns a truthy value, or fails after `timeoutMs` with `what`. */
