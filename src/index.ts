@@ -1,5 +1,6 @@
 export { instrument } from './instrument.js';
 export { observeAll } from './observe.js';
+export { shutdown } from './shutdown.js';
 export { metricsHandler } from './consumers/metrics-handler.js';
 export { clusterMetricsHandler } from './cluster.js';
 export { streams, onFinding, recentFindings, internalErrors } from './api.js';

@@ -6,7 +6,8 @@ import { enterInStream, track } from './core/track.js';
 import { kIgnore, kObserver } from './core/symbols.js';
 import { getTracker } from './core/tracker.js';
 import type { StreamConfig, StreamState } from './core/stream-state.js';
-import { hookHttp2 } from './core/http2-hook.js';
+import { hookHttp2, unhookHttp2 } from './core/http2-hook.js';
+import { atShutdown } from './core/switch.js';
 
 const CHANNEL = 'http.server.request.start';
 const tracker = getTracker();
@@ -28,9 +29,26 @@ function h2Source(): { config: StreamConfig; onTracked: (s: StreamState) => void
   return cfg === undefined ? undefined : { config: cfg, onTracked: enterInStream };
 }
 
+/** Undoes what observeAll() installed: its channel subscription and the HTTP/2 server hook. */
+function stopObserving(o: Observer): void {
+  diagnosticsChannel.unsubscribe(CHANNEL, o.onStart);
+  if (g[kObserver] === o) g[kObserver] = undefined;
+  unhookHttp2();
+}
+
+/** shutdown(): every observeAll() subscription goes, whatever its count of references. */
+function shutdownObserver(): void {
+  const o = g[kObserver];
+  if (o === undefined) return;
+  o.refs = 0;
+  stopObserving(o);
+}
+atShutdown(shutdownObserver, 0);
+
 /**
  * Observes every node:http server response in the process through diagnostics_channel, with no
- * code change. Idempotent across calls and copies of the package; returns an unsubscribe.
+ * code change. Idempotent across calls and copies of the package; returns an unsubscribe, which, for the
+ * last reference, undoes what observeAll installed (the channel subscription, the HTTP/2 server hook).
  */
 export function observeAll(options: InstrumentOptions = {}): () => void {
   let obs = g[kObserver];
@@ -58,9 +76,6 @@ export function observeAll(options: InstrumentOptions = {}): () => void {
     if (done) return;
     done = true;
     o.refs--;
-    if (o.refs === 0 && g[kObserver] === o) {
-      diagnosticsChannel.unsubscribe(CHANNEL, o.onStart);
-      g[kObserver] = undefined;
-    }
+    if (o.refs === 0 && g[kObserver] === o) stopObserving(o);
   };
 }

@@ -2,6 +2,7 @@ import type { InstrumentOptions } from './types.js';
 import type { StreamConfig } from './core/stream-state.js';
 import { resolveCoreConfig } from './core/config.js';
 import { getTracker } from './core/tracker.js';
+import { markLive } from './core/switch.js';
 import { getMetricsSet, install as installMetrics, type MetricsSet } from './consumers/metrics.js';
 import { install as installTracing } from './consumers/tracing.js';
 import { install as installDetectors } from './consumers/detectors/index.js';
@@ -52,5 +53,7 @@ export function resolveConfig(options: InstrumentOptions = {}): ResolvedConfig {
     // A registry that throws must not break the app: stream without metrics, and count it.
     tracker.fault('metrics', err);
   }
-  return Object.freeze({ ...core, metrics, guards });
+  const config: ResolvedConfig = Object.freeze({ ...core, metrics, guards });
+  markLive(config);
+  return config;
 }

@@ -15,7 +15,7 @@ import { attach, promote } from './response-hook.js';
 import { h2StreamOf, isServerStream, requestOf, type H2StreamLike } from './http2.js';
 import { getTracker } from './tracker.js';
 import { kState } from './symbols.js';
-import { kHooked, kIgnore, kOrigRespond, kServerHooked } from './symbols.js';
+import { kHooked, kIgnore, kOrigEmit, kOrigRespond, kServerHooked } from './symbols.js';
 
 const tracker = getTracker();
 
@@ -64,12 +64,18 @@ function patchedRespond(this: Tracked, headers?: Record<string, unknown>): void 
 
 
 type Http2Module = typeof import('node:http2');
+type Emit = (event: string | symbol, ...args: unknown[]) => boolean;
 type ServerLike = {
-  emit: (event: string | symbol, ...args: unknown[]) => boolean;
+  emit: Emit;
   listenerCount(event: string): number;
   [kServerHooked]?: true;
   [kIgnore]?: boolean;
+  /** The server's own `emit` before ours, and whether it was an own property (undone by unhookHttp2). */
+  [kOrigEmit]?: { emit: Emit; own: boolean };
 };
+
+/** The servers this copy hooked, weakly (a closed server is not kept): unhookHttp2 gives them their emit back. */
+const hookedServers = new Set<WeakRef<ServerLike>>();
 
 /** What the server hook asks for each new stream: the observer's config, or undefined when none is active. */
 export type ConfigSource = () => { config: StreamConfig; onTracked: (s: StreamState) => void } | undefined;
@@ -79,12 +85,27 @@ let source: ConfigSource | undefined;
 function hookServer(server: ServerLike): void {
   if (server === null || typeof server !== 'object' || server[kServerHooked] === true) return;
   server[kServerHooked] = true;
-  const origEmit = server.emit;
-  server.emit = function streamscopeH2Emit(this: ServerLike, event: string | symbol, a?: unknown, b?: unknown): boolean {
-    if (event === 'stream' || event === 'request') seen(this, event, a, b);
-    // eslint-disable-next-line prefer-rest-params
-    return origEmit.apply(this, arguments as unknown as [string, ...unknown[]]);
-  };
+  server[kOrigEmit] = { emit: server.emit, own: Object.prototype.hasOwnProperty.call(server, 'emit') };
+  server.emit = streamscopeH2Emit;
+  for (const r of hookedServers) if (r.deref() === undefined) hookedServers.delete(r);
+  hookedServers.add(new WeakRef(server));
+}
+
+function streamscopeH2Emit(this: ServerLike, event: string | symbol, a?: unknown, b?: unknown): boolean {
+  if (event === 'stream' || event === 'request') seen(this, event, a, b);
+  const orig = (this[kOrigEmit] as { emit: Emit }).emit;
+  // eslint-disable-next-line prefer-rest-params
+  return orig.apply(this, arguments as unknown as [string, ...unknown[]]);
+}
+
+/** Gives a hooked server its own `emit` back, unless something wrapped ours since (then ours stays, inert). */
+function unhookServer(server: ServerLike): void {
+  const orig = server[kOrigEmit];
+  if (orig === undefined || server.emit !== streamscopeH2Emit) return;
+  if (orig.own) server.emit = orig.emit;
+  else delete (server as Partial<ServerLike>).emit;
+  delete server[kOrigEmit];
+  delete server[kServerHooked];
 }
 
 function seen(server: ServerLike, event: string, a: unknown, b: unknown): void {
@@ -143,11 +164,51 @@ export function hookHttp2(src: ConfigSource): void {
       Object.defineProperty(f, 'length', { value: orig.length });
       return f as unknown as F;
     };
-    http2.createServer = wrap(http2.createServer);
-    http2.createSecureServer = wrap(http2.createSecureServer);
-    Object.defineProperty(http2, kHooked, { value: { set: (s: ConfigSource) => (source = s) }, enumerable: false });
+    const origCreate = http2.createServer;
+    const origSecure = http2.createSecureServer;
+    const create = wrap(origCreate);
+    const secure = wrap(origSecure);
+    http2.createServer = create;
+    http2.createSecureServer = secure;
+    /**
+     * Unwrapping checks identity first (as OpenTelemetry's instrumentations do): a function is put back only
+     * while the module still holds ours; one that someone wrapped over ours stays, and the hook stays marked
+     * (inert: no source) so that a later observeAll() does not wrap twice.
+     */
+    const unhook = (): void => {
+      source = undefined;
+      for (const r of hookedServers) {
+        const server = r.deref();
+        if (server !== undefined) unhookServer(server);
+      }
+      hookedServers.clear();
+      if (http2.createServer !== create || http2.createSecureServer !== secure) return;
+      http2.createServer = origCreate;
+      http2.createSecureServer = origSecure;
+      delete http2[kHooked];
+      syncBuiltinESMExports();
+    };
+    Object.defineProperty(http2, kHooked, { value: { set: (s: ConfigSource) => (source = s), unhook }, enumerable: false, configurable: true });
     // `import { createServer } from 'node:http2'` reads the ESM view of the module: bring it up to date.
     syncBuiltinESMExports();
+  } catch (err) {
+    tracker.fault('observer', err);
+  }
+}
+
+/**
+ * Undoes hookHttp2 (observeAll's last unsubscribe, shutdown()): `http2.createServer`/`createSecureServer` are the
+ * originals again and every server they made meanwhile has its own `emit` back. Through the mark on the module,
+ * so whichever copy of the package wrapped them unwraps.
+ */
+export function unhookHttp2(): void {
+  source = undefined;
+  try {
+    const builtin = (process as { getBuiltinModule?: (id: string) => unknown }).getBuiltinModule;
+    // Node < 20.16: only a copy that hooked has loaded it, and its own `unhook` is reached through the mark below.
+    const http2 = (typeof builtin === 'function' ? builtin('node:http2') : loadHttp2()) as Record<symbol, unknown>;
+    const mark = http2[kHooked] as { unhook?: () => void } | undefined;
+    if (mark !== undefined && typeof mark.unhook === 'function') mark.unhook();
   } catch (err) {
     tracker.fault('observer', err);
   }

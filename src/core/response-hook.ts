@@ -11,6 +11,7 @@ import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
 import { kSocketDestroy, kWatched } from './symbols.js';
+import { atShutdown, isLive } from './switch.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -296,6 +297,8 @@ export function promote(s: StreamState): void {
     socket.on('timeout', onSocketTimeout);
     socket[kSocketDestroy] = socket.destroy;
     socket.destroy = socketDestroy as Socket['destroy'];
+    watchedSockets.add(socket);
+    socket.once('close', forgetSocket);
   }
   s.req = null; // the route is resolved: the request is no longer needed
   tracker.opened(s);
@@ -333,6 +336,43 @@ function socketDestroy(this: WatchedSocket, err?: Error): WatchedSocket {
   // eslint-disable-next-line prefer-rest-params
   return orig.apply(this, arguments as unknown as [Error?]) as WatchedSocket;
 }
+
+// ---- the off switch (shutdown(), src/core/switch.ts) ----
+
+/** Sockets whose destroy() is wrapped (until they close): shutdown() gives them their own back. */
+const watchedSockets = new Set<WatchedSocket>();
+
+function forgetSocket(this: WatchedSocket): void {
+  watchedSockets.delete(this);
+}
+
+/**
+ * Undoes the socket watch: its own `destroy` back and our listeners gone. Unwrapping checks identity first: when
+ * something wrapped `destroy` over ours, ours stays in its chain (it only reads) and so does the mark.
+ */
+function unwatchSocket(socket: WatchedSocket): void {
+  watchedSockets.delete(socket);
+  socket.removeListener('close', forgetSocket);
+  if (socket.destroy !== (socketDestroy as Socket['destroy'])) return;
+  socket.removeListener('timeout', onSocketTimeout);
+  const orig = socket[kSocketDestroy];
+  if (orig === undefined || orig === Object.getPrototypeOf(socket).destroy) delete (socket as Partial<WatchedSocket>).destroy;
+  else socket.destroy = orig;
+  delete socket[kSocketDestroy];
+  delete socket[kWatched];
+}
+
+/**
+ * shutdown(): every watched socket is unwatched now, except one carrying a stream still open (its outcome
+ * needs the watch): that one is unwatched when the stream closes (`onClose`).
+ */
+function unwatchSockets(): void {
+  for (const socket of [...watchedSockets]) {
+    const s = socket._httpMessage?.[kState];
+    if (s === undefined || s.phase !== Phase.Open) unwatchSocket(socket);
+  }
+}
+atShutdown(unwatchSockets, 10);
 
 function onDrain(this: Res): void {
   const s = this[kState];
@@ -382,6 +422,9 @@ function onClose(this: Res): void {
     }
     tracker.emit('close', s);
     tracker.settle(s);
+    // Tracked before a shutdown(): the socket's watch ends with the last stream it was kept for (the response
+    // has let go of its socket by now, so the sockets left are looked over).
+    if (!isLive(s.config) && watchedSockets.size > 0) unwatchSockets();
   } catch (err) {
     tracker.fault('tracker', err);
   }

@@ -37,3 +37,5 @@ export const kStreamClosed = Symbol.for('streamscope.error.stream_closed');  // 
  * code the inspector evaluates in a target, which must be self-contained (test/agent-inspector-parity.test.ts
  * fails if the two drift).
  */
+export const kSwitch = Symbol.for('streamscope.switch');  // core/switch.ts
+export const kOrigEmit = Symbol('streamscope.h2.emit');  // core/http2-hook.ts

@@ -5,6 +5,7 @@ import { attach } from './response-hook.js';
 import { isServerStream } from './http2.js';
 import { attachStream } from './http2-hook.js';
 import { getTracker } from './tracker.js';
+import { isLive } from './switch.js';
 
 const tracker = getTracker();
 
@@ -26,6 +27,8 @@ export interface TrackHow {
  * which ties its async resources to the stream when `trackAsync` is on.
  */
 export function track(req: IncomingMessage, res: ServerResponse, config: StreamConfig, how: TrackHow): StreamState | undefined {
+  // Set up before the last shutdown(): the response passes through untracked (src/core/switch.ts).
+  if (!isLive(config)) return undefined;
   // An HTTP/2 `stream` event handler is called as (stream, headers, flags, rawHeaders).
   const s = isServerStream(req) ? attachStream(req, res as never, config, how.specific) : attach(req, res, config, how.specific);
   if (s === undefined) return undefined;

@@ -6,7 +6,8 @@ import { getTracker } from '../../core/tracker.js';
 import { agentDir, ensurePrivateDir, removeStaleSockets, socketPath } from './paths.js';
 import { serveConnection } from './server.js';
 import { warn } from '../../errors.js';
-import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap, startOomProfile } from './profiles.js';
+import { parseInterval, preloadPprof, startContinuousCpu, startContinuousHeap, startOomProfile, stopProfilers } from './profiles.js';
+import { atShutdown } from '../../core/switch.js';
 import { startEagerCpu } from './eager-cpu.js';
 
 export interface AgentOptions {
@@ -71,6 +72,14 @@ export function startAgent(options: AgentOptions = {}): Agent {
   g[kAgent] = agent;
   return agent;
 }
+
+/** shutdown(): the agent closes (its socket file removed) and its always-on profilers stop; startAgent() starts anew. */
+function stopAgent(): Promise<unknown> {
+  const agent = g[kAgent];
+  g[kAgent] = undefined;
+  return Promise.all([agent?.close(), stopProfilers()]);
+}
+atShutdown(stopAgent, 30);
 
 function startProfilers(options: AgentOptions): void {
   preloadPprof();

@@ -5,6 +5,7 @@ import { getTracker } from '../../core/tracker.js';
 import { captureStack } from '../../core/stacks.js';
 import { cpuLabeler } from '../cpu-labels.js';
 import { warn } from '../../errors.js';
+import { atShutdown } from '../../core/switch.js';
 
 /**
  * `trackAsync`: async resources created while a stream's handler runs are tied to the stream
@@ -35,6 +36,7 @@ const TRACKED = new Set([
 
 const owner = new Map<number, StreamState>();
 let state: 'off' | 'on' | 'unavailable' = 'off';
+let hook: asyncHooks.AsyncHook | null = null;
 
 /**
  * The hook's init. Its creation stack is captured from below this very function (by identity, not
@@ -76,7 +78,8 @@ export function enableAsyncTracking(): boolean {
     return false;
   }
   try {
-    createHook({ init: onInit, destroy: onDestroy }).enable();
+    hook ??= createHook({ init: onInit, destroy: onDestroy });
+    hook.enable();
     state = 'on';
     return true;
   } catch (err) {
@@ -86,6 +89,19 @@ export function enableAsyncTracking(): boolean {
   }
 }
 
+
+/**
+ * shutdown(): the hook is disabled (a later trackAsync stream enables it again), and what it recorded is
+ * forgotten: with no destroy seen from now on, a stream still open would otherwise count its resources alive forever.
+ */
+function disableAsyncTracking(): void {
+  if (state !== 'on' || hook === null) return;
+  hook.disable();
+  state = 'off';
+  for (const s of new Set(owner.values())) s.asyncResources = null;
+  owner.clear();
+}
+atShutdown(disableAsyncTracking, 20);
 
 /** Registers trackAsync's context with the tracker: track()'s inStream/enterInStream run through it (one per process). */
 export function installAsyncContext(): void {

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
+import { atShutdown, isLive } from '../../core/switch.js';
 import { installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
 import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
@@ -31,11 +32,25 @@ function raise(...args: Parameters<typeof tracker.raise>): void {
   if (tracker.raise(...args)) budget--;
 }
 
-function ensureTimer(): void {
-  if (timer !== undefined) return;
+function ensureTimer(s: StreamState): void {
+  // A stream tracked before a shutdown() that opens or writes on after it does not start the sweep again.
+  if (timer !== undefined || !isLive(s.config)) return;
   timer = setInterval(sweep, SWEEP_MS);
   timer.unref();
 }
+
+/**
+ * shutdown(): the sweep stops (streams still open finish unwatched: no finding after a shutdown), and the closed
+ * streams that lingered are released now, since no sweep will come to release them.
+ */
+function stopDetectors(): void {
+  if (timer !== undefined) {
+    clearInterval(timer);
+    timer = undefined;
+  }
+  tracker.lingering.each((s) => tracker.release(s));
+}
+atShutdown(stopDetectors, 20);
 
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -134,10 +149,10 @@ function checkSampled(list: readonly StreamState[]): void {
 
 export const detectorsListener: TrackerListener = {
   component: 'detectors',
-  open() {
-    ensureTimer();
+  open(s) {
+    ensureTimer(s);
   },
-  writeAfterClose() {
-    ensureTimer();
+  writeAfterClose(s) {
+    ensureTimer(s);
   },
 };
