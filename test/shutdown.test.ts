@@ -6,7 +6,7 @@ import { ROOT } from './helpers/child.js';
 const run = promisify(execFile);
 
 /** Runs test/fixtures/shutdown-app.mjs (the built package, dist/, by its name) and returns its report. */
-async function scenario(mode: 'full' | 'early' | 'observe'): Promise<Record<string, unknown>> {
+async function scenario(mode: 'full' | 'early' | 'observe' | 'dual'): Promise<Record<string, unknown>> {
   const { stdout } = await run(process.execPath, ['test/fixtures/shutdown-app.mjs', mode], {
     cwd: ROOT,
     // @datadog/pprof, when the agent preloads it, adds its own 'exit' listener as it loads (a module stays loaded)
@@ -81,6 +81,14 @@ describe('shutdown(): an off switch that leaves nothing behind', () => {
     expect(r.h2ServerHasOwnEmit).toBe(false);
     expect(r.changedObservedAgain).toEqual(wrapped);
     expect(r.changedAtEnd).toEqual([]);
+  }, 60_000);
+
+  it("one copy's shutdown() undoes what the other copy installed (CJS installs, ESM shuts down)", async () => {
+    const r = await scenario('dual');
+    expect(r.changedByCjs).toEqual(['http2.createServer', 'http2.createSecureServer', 'http2 (ESM view).createServer', 'http2 (ESM view).createSecureServer']);
+    expect(r.changedAfterEsmShutdown).toEqual([]);
+    expect(r.subscribed).toBe(false);
+    expect(r.agentSocketExists).toBe(false);
   }, 60_000);
 
   it('is safe and idempotent before anything was tracked, and streamscope starts clean after it', async () => {
