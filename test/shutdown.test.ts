@@ -6,11 +6,11 @@ import { ROOT } from './helpers/child.js';
 const run = promisify(execFile);
 
 /** Runs test/fixtures/shutdown-app.mjs (the built package, dist/, by its name) and returns its report. */
-async function scenario(mode: 'full' | 'early' | 'observe' | 'dual'): Promise<Record<string, unknown>> {
+/** @datadog/pprof, when the agent preloads it, adds its own 'exit' listener as it loads (a module stays loaded): off, unless asked. */
+async function scenario(mode: 'full' | 'early' | 'observe' | 'dual' | 'profilers', env: NodeJS.ProcessEnv = { STREAMSCOPE_PPROF: 'off' }): Promise<Record<string, unknown>> {
   const { stdout } = await run(process.execPath, ['test/fixtures/shutdown-app.mjs', mode], {
     cwd: ROOT,
-    // @datadog/pprof, when the agent preloads it, adds its own 'exit' listener as it loads (a module stays loaded)
-    env: { ...process.env, STREAMSCOPE_PPROF: 'off', STREAMSCOPE_AGENT_DIR: undefined },
+    env: { ...process.env, STREAMSCOPE_AGENT_DIR: undefined, ...env },
     timeout: 60_000,
   });
   return JSON.parse(stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
@@ -89,6 +89,13 @@ describe('shutdown(): an off switch that leaves nothing behind', () => {
     expect(r.changedAfterEsmShutdown).toEqual([]);
     expect(r.subscribed).toBe(false);
     expect(r.agentSocketExists).toBe(false);
+  }, 60_000);
+
+  it("stops the agent's always-on profilers (continuous CPU with its restart timer and route labels, heap sampling)", async () => {
+    const r = await scenario('profilers', {});
+    expect(r.oursWhileOn).toEqual(expect.arrayContaining(['PIPESERVERWRAP', 'Timeout']));
+    expect(r.oursAfterShutdown).toEqual([]);
+    expect(r.cpuProfilerRunning).toBe(false);
   }, 60_000);
 
   it('is safe and idempotent before anything was tracked, and streamscope starts clean after it', async () => {
