@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { get } from './helpers/http.js';
-import { spawnNode, type Child } from './helpers/child.js';
+import { freePort, spawnNode, type Child } from './helpers/child.js';
 
 /**
  * streamscope/register flushes on SIGTERM and SIGINT (docs/instrument.md, "Zero-code start"), without changing how
@@ -136,6 +136,24 @@ describe('streamscope/register: SIGTERM and SIGINT flush the OpenTelemetry SDK i
     // the exporters would wait ten minutes for an answer
     const env = { ...otelEnv(rx.url), OTEL_EXPORTER_OTLP_TIMEOUT: '600000', OTEL_BSP_EXPORT_TIMEOUT: '600000', OTEL_METRIC_EXPORT_INTERVAL: '600000', OTEL_METRIC_EXPORT_TIMEOUT: '600000' };
     const child = await start('none', env);
+    const exit = exited(child);
+    child.proc.kill('SIGTERM');
+    expect(await exit).toMatchObject({ code: null, signal: 'SIGTERM' });
+  }, 30_000);
+
+  it('shutdown() called by the app under register: the SDK is flushed, the /metrics port closed, no listener of register left', async () => {
+    const rx = await receiver();
+    receivers.push(rx);
+    const metricsPort = await freePort();
+    // the agent on (its 'exit' listener must go too), @datadog/pprof not loaded (it adds an 'exit' listener of its own as it loads)
+    const child = await start('none', { ...otelEnv(rx.url), STREAMSCOPE_AGENT: '', STREAMSCOPE_PPROF: 'off', STREAMSCOPE_METRICS_PORT: String(metricsPort), STREAMSCOPE_METRICS_HOST: '127.0.0.1' });
+    const port = child.hello.port as number;
+    expect((await get(`http://127.0.0.1:${metricsPort}/metrics`)).status).toBe(200);
+    const r = JSON.parse((await get(`http://127.0.0.1:${port}/shutdown`)).body.toString()) as { listeners: Record<string, number> };
+    expect(r.listeners).toEqual({ SIGTERM: 0, SIGINT: 0, beforeExit: 0, exit: 0 });
+    expect(rx.spans).toContain('stream /events/:id');
+    await expect(get(`http://127.0.0.1:${metricsPort}/metrics`)).rejects.toThrow(/ECONNREFUSED/);
+    // and the app's own signal handling is Node's again: SIGTERM ends it at once
     const exit = exited(child);
     child.proc.kill('SIGTERM');
     expect(await exit).toMatchObject({ code: null, signal: 'SIGTERM' });
