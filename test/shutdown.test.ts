@@ -37,6 +37,7 @@ describe('shutdown(): an off switch that leaves nothing behind', () => {
     expect(r.h2ServerHasOwnEmit).toBe(false);
     expect(r.channelSubscribed).toBe(false);
     expect(r.agentSocketExists).toBe(false);
+    expect(r.diagClientClosed).toBe(true); // a connected `diag` client does not hold the agent open
     // idle keep-alive sockets get their own destroy() back at once; the one carrying the stream in flight keeps the watch
     expect(r.socketsWithOwnDestroy).toBe(1);
     expect(r.secondShutdown).toBe(true);

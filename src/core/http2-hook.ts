@@ -71,7 +71,7 @@ type ServerLike = {
   [kServerHooked]?: true;
   [kIgnore]?: boolean;
   /** The server's own `emit` before ours, and whether it was an own property (undone by unhookHttp2). */
-  [kOrigEmit]?: { emit: Emit; own: boolean };
+  [kOrigEmit]?: { emit: Emit; wrapper: Emit; own: boolean };
 };
 
 /** The servers this copy hooked, weakly (a closed server is not kept): unhookHttp2 gives them their emit back. */
@@ -85,23 +85,22 @@ let source: ConfigSource | undefined;
 function hookServer(server: ServerLike): void {
   if (server === null || typeof server !== 'object' || server[kServerHooked] === true) return;
   server[kServerHooked] = true;
-  server[kOrigEmit] = { emit: server.emit, own: Object.prototype.hasOwnProperty.call(server, 'emit') };
-  server.emit = streamscopeH2Emit;
+  const origEmit = server.emit;
+  const emit = function streamscopeH2Emit(this: ServerLike, event: string | symbol, a?: unknown, b?: unknown): boolean {
+    if (event === 'stream' || event === 'request') seen(this, event, a, b);
+    // eslint-disable-next-line prefer-rest-params
+    return origEmit.apply(this, arguments as unknown as [string, ...unknown[]]);
+  };
+  server[kOrigEmit] = { emit: origEmit, wrapper: emit, own: Object.prototype.hasOwnProperty.call(server, 'emit') };
+  server.emit = emit;
   for (const r of hookedServers) if (r.deref() === undefined) hookedServers.delete(r);
   hookedServers.add(new WeakRef(server));
-}
-
-function streamscopeH2Emit(this: ServerLike, event: string | symbol, a?: unknown, b?: unknown): boolean {
-  if (event === 'stream' || event === 'request') seen(this, event, a, b);
-  const orig = (this[kOrigEmit] as { emit: Emit }).emit;
-  // eslint-disable-next-line prefer-rest-params
-  return orig.apply(this, arguments as unknown as [string, ...unknown[]]);
 }
 
 /** Gives a hooked server its own `emit` back, unless something wrapped ours since (then ours stays, inert). */
 function unhookServer(server: ServerLike): void {
   const orig = server[kOrigEmit];
-  if (orig === undefined || server.emit !== streamscopeH2Emit) return;
+  if (orig === undefined || server.emit !== orig.wrapper) return;
   if (orig.own) server.emit = orig.emit;
   else delete (server as Partial<ServerLike>).emit;
   delete server[kOrigEmit];
