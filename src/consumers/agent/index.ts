@@ -136,7 +136,11 @@ function create(options: AgentOptions): Agent {
     /* none */
   }
 
+  // the connections of `diag` clients, ended by close() (server.close() alone would wait for them)
+  const connections = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: false }, (sock) => {
+    connections.add(sock);
+    sock.once('close', () => connections.delete(sock));
     try {
       serveConnection(sock);
     } catch (err) {
@@ -197,6 +201,7 @@ function create(options: AgentOptions): Agent {
       if (g[kAgent] === agent) g[kAgent] = undefined;
       return new Promise<void>((resolve) => {
         server.close(() => resolve());
+        for (const sock of connections) sock.destroy();
         removeSocket();
       });
     },
