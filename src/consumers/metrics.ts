@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import cluster from 'node:cluster';
 import type { Counter, Gauge, Registry } from 'prom-client';
-import { promClient } from './prom.js';
+import { clusterRegistryClass, promClient, promClientFor } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
 import type { StreamState } from '../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../core/tracker.js';
@@ -230,8 +230,8 @@ export class MetricsSet {
     this.registry = registry;
     this.prefix = prefix;
     this.maxRoutes = maxRoutes;
-    // The classes of the application's prom-client (a peer dependency), whatever registry is given.
-    const { Counter, Gauge } = promClient();
+    // The classes of the client that made the registry (the application's prom-client or @prometheus-io/client).
+    const { Counter, Gauge } = promClientFor(registry);
     const registers = [registry];
     const sync = (): void => this.sync();
     const n = (name: string): string => prefix + name;
@@ -409,14 +409,15 @@ type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
 let answering = false;
 
 /**
- * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): prom-client
- * installs that answer when an AggregatorRegistry is created, as its cluster example does in every process.
+ * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): the client
+ * installs that answer when its ClusterRegistry (prom-client: AggregatorRegistry) is created, as its cluster
+ * example does in every process.
  */
 function answerClusterPrimary(): void {
   if (answering || !cluster.isWorker) return;
   answering = true;
   try {
-    new (promClient().AggregatorRegistry)();
+    new (clusterRegistryClass(promClient()))();
   } catch (err) {
     tracker.fault('metrics', err);
   }
