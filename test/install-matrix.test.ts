@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnNode, type Child } from './helpers/child.js';
 import { installApp, type App } from './helpers/tarball.js';
@@ -79,9 +80,9 @@ async function otlpReceiver(): Promise<{ url: string; spans: string[]; close(): 
 const children: Child[] = [];
 const apps: App[] = [];
 afterAll(async () => {
-  for (const c of children) await c.stop();
-  for (const a of apps) a.remove();
-});
+  await Promise.all(children.map((c) => c.stop()));
+  await Promise.all(apps.map((a) => rm(a.dir, { recursive: true, force: true })));
+}, 300_000);
 
 async function app(deps: Record<string, string>): Promise<App> {
   const a = await installApp(deps);
@@ -158,6 +159,15 @@ describe('installs beside what users run today (packed tarball, no --legacy-peer
 
   it('sdk-node 0.2xx with prom-client 14: metrics and spans', async () => {
     await otelCase('>=0.200.0 <0.300.0', '14.2.0', '2');
+  }, 400_000);
+
+  it('an app on the OpenTelemetry 2.x packages without the Node SDK (API pinned below 1.10) installs too', async () => {
+    // npm resolves an optional peer's own peers even when the app does not install it: a declared
+    // `@opentelemetry/sdk-node` range reaching 0.3xx (API 1.10 only) made this install fail on Node 22+.
+    const a = await app({ '@opentelemetry/api': '>=1.9.0 <1.10.0', '@opentelemetry/sdk-trace-base': '2.12.0', 'prom-client': '15' });
+    expect(version(a, '@opentelemetry/api')).toMatch(/^1\.9\./);
+    expect(existsSync(join(a.dir, 'node_modules/@opentelemetry/sdk-node'))).toBe(false);
+    oneApiCopy(a);
   }, 400_000);
 
   it.runIf(node22)('@prometheus-io/client: the stream series are in its global register', async () => {
