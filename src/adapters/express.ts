@@ -4,7 +4,6 @@ import { resolveConfig } from '../setup.js';
 import { inStream, track } from '../core/track.js';
 
 import type { NextFunction, Request, Response } from 'express';
-import type * as core from 'express-serve-static-core';
 import { instrument as coreInstrument } from '../instrument.js';
 
 /**
@@ -16,12 +15,12 @@ import { instrument as coreInstrument } from '../instrument.js';
  */
 export interface ExpressInstrument {
   <
-    P = core.ParamsDictionary,
+    P = Request['params'],
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     ResBody = any,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     ReqBody = any,
-    ReqQuery = core.Query,
+    ReqQuery = Request['query'],
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     Locals extends Record<string, any> = Record<string, any>,
     R = unknown,
