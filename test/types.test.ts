@@ -58,11 +58,13 @@ interface DtsFile {
   imports: Array<{ name: string; local: string; from: string }>;
   /** Declared names, and names used as a type or value. */
   identifiers: Set<string>;
+  /** Modules imported from outside the build (`node:http`, `express`). */
+  packages: Set<string>;
 }
 
 function parseDts(file: string): DtsFile {
   const sf = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
-  const out: DtsFile = { file, declared: [], exported: new Map(), imports: [], identifiers: new Set() };
+  const out: DtsFile = { file, declared: [], exported: new Map(), imports: [], identifiers: new Set(), packages: new Set() };
   const exportedDirectly = (s: ts.Statement): boolean => (ts.canHaveModifiers(s) ? (ts.getModifiers(s) ?? []) : []).some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
   for (const s of sf.statements) {
     const names: string[] = [];
@@ -87,6 +89,7 @@ function parseDts(file: string): DtsFile {
         }
       }
     }
+    if (ts.isImportDeclaration(s) && ts.isStringLiteral(s.moduleSpecifier) && !s.moduleSpecifier.text.startsWith('.')) out.packages.add(s.moduleSpecifier.text);
     if (ts.isImportDeclaration(s) && ts.isStringLiteral(s.moduleSpecifier) && s.moduleSpecifier.text.startsWith('.')) {
       const bindings = s.importClause?.namedBindings;
       if (bindings && ts.isNamedImports(bindings)) {
@@ -133,6 +136,32 @@ describe('public .d.ts files', () => {
       expect(hidden, 'declared in the public .d.ts but not exported by any entry point (a public signature names it)').toEqual([]);
       const leaked = files.flatMap((f) => INTERNAL.filter((n) => f.identifiers.has(n)).map((n) => `${path.basename(f.file)}: ${n}`));
       expect(leaked, 'implementation types in the public .d.ts').toEqual([]);
+    });
+
+    it(`${flavour}: every package the .d.ts files import is a dependency or a peer; framework types are optional peers, imported by their adapter only`, () => {
+      const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+        dependencies?: Record<string, string>;
+        peerDependencies?: Record<string, string>;
+        peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+      };
+      const packageOf = (spec: string): string => spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+      /** The package that provides a module's types: itself, or its DefinitelyTyped package. */
+      const provider = (name: string): string | undefined =>
+        [name, `@types/${name.startsWith('@') ? name.slice(1).replace('/', '__') : name}`].find((n) => n in (pkg.dependencies ?? {}) || n in (pkg.peerDependencies ?? {}));
+      const problems: string[] = [];
+      for (const f of fs.readdirSync(path.join(ROOT, dir)).filter((x) => x.endsWith(ext))) {
+        for (const spec of parseDts(path.join(ROOT, dir, f)).packages) {
+          if (spec.startsWith('node:')) continue;
+          const name = packageOf(spec);
+          const by = provider(name);
+          if (by === undefined) problems.push(`${f} imports ${spec}: neither a dependency nor a peer`);
+          else if (['express', 'fastify', 'koa', 'hono'].includes(name) || by.startsWith('@types/')) {
+            if (pkg.peerDependenciesMeta?.[by]?.optional !== true) problems.push(`${f} imports ${spec}: ${by} is not an optional peer`);
+            if (f.replace(/\.d\.c?ts$/, '') !== name) problems.push(`${f} imports ${spec}: only streamscope/${name}'s types may`);
+          }
+        }
+      }
+      expect(problems).toEqual([]);
     });
   }
 });
