@@ -65,10 +65,16 @@ export const registry = {
 
 export type RegistryCode = keyof typeof registry;
 
-/** Code → default message, for every code of the registry (exported as `errorCodes`). */
-export const codes = Object.fromEntries(Object.entries(registry).map(([k, v]) => [k, v.message])) as { readonly [K in RegistryCode]: (typeof registry)[K]['message'] };
+/** Code → default message of a table. (A function, so that the published type spells out every code and message.) */
+function messagesOf<T extends Record<string, ErrorSpec>>(table: T): { readonly [K in keyof T]: T[K]['message'] } {
+  return Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.message])) as { readonly [K in keyof T]: T[K]['message'] };
+}
 
-export type ErrorCode = RegistryCode;
+/** Code → default message, for every code of the registry (exported as `errorCodes`). */
+export const codes = messagesOf(registry);
+
+/** Every code of the registry (docs/errors.md). */
+export type ErrorCode = keyof typeof codes;
 
 /** The message of `code` with `{name}` placeholders filled from `params`. */
 export function format(code: RegistryCode, params: Record<string, string | number> = {}): string {

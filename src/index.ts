@@ -1,4 +1,5 @@
 export { instrument } from './instrument.js';
+export type { HttpHandler } from './instrument.js';
 export { observeAll } from './observe.js';
 export { metricsHandler } from './consumers/metrics-handler.js';
 export { clusterMetricsHandler } from './cluster.js';
@@ -7,20 +8,23 @@ export { DURATION_BUCKETS } from './consumers/metrics.js';
 export { StreamscopeError, StreamClosedError, codes as errorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { Finding, FindingKind, InstrumentOptions, Outcome, RouteOption, Severity, StreamSnapshot } from './types.js';
-export { sse, SseStream, encodeEvent, encodeComment } from './runtime/sse/index.js';
+export { sse, encodeEvent, encodeComment } from './runtime/sse/index.js';
+export { SseStream } from './runtime/sse/public.js';
 export type { SseEvent, SseOptions } from './runtime/sse/index.js';
-export { createHub, Hub } from './runtime/hub/hub.js';
+export { createHub } from './runtime/hub/hub.js';
+export { Hub, MemoryStore, RedisStore } from './runtime/hub/public.js';
 export type { HubEvent, HubOptions, SubscribeOptions } from './runtime/hub/hub.js';
-export { memoryStore, MemoryStore } from './runtime/hub/memory-store.js';
+export { memoryStore } from './runtime/hub/memory-store.js';
 export type { MemoryStoreOptions } from './runtime/hub/memory-store.js';
-export { redisStore, RedisStore } from './runtime/hub/redis-store.js';
+export { redisStore } from './runtime/hub/redis-store.js';
 export type { RedisStoreOptions, RedisLike } from './runtime/hub/redis-store.js';
 export type { HubStore, StoredEvent, ChannelInfo, RangePage } from './runtime/hub/store.js';
 export { parseEventId, compareIds } from './runtime/hub/ids.js';
 export { healthHandler, streamHealth } from './runtime/health.js';
 export type { HealthOptions, StreamHealth } from './runtime/health.js';
-export type { RateLimitOptions, ShedOptions } from './runtime/limits/index.js';
+export type { RateLimitOptions, RejectReason, ShedOptions } from './runtime/limits/index.js';
 export { startAgent } from './consumers/agent/index.js';
+export type { Agent, AgentOptions } from './consumers/agent/index.js';
 export { channelNames } from './consumers/channels.js';
 export type {
   StreamOpenMessage,

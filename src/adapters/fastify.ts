@@ -5,7 +5,8 @@ import { markError, stateOf } from '../core/response-hook.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
 
-interface FastifyLike {
+/** The parts of a Fastify instance streamscope uses (structural: the adapter's types need no fastify import). */
+export interface FastifyLike {
   addHook(name: string, fn: (...args: never[]) => unknown): unknown;
 }
 interface FastifyRequestLike {
@@ -18,11 +19,11 @@ interface FastifyReplyLike {
 }
 
 /**
- * Fastify plugin: `await app.register(streamscopeFastify, options)`. Tracks every streaming reply of
+ * Fastify plugin: `await app.register(streamscope, options)`. Tracks every streaming reply of
  * the app with the route template (`request.routeOptions.url`) as the `route` label. Not encapsulated
  * (like fastify-plugin does), so it sees every route.
  */
-export function streamscopeFastify(fastify: FastifyLike, options: InstrumentOptions, done: (err?: Error) => void): void {
+export function streamscope(fastify: FastifyLike, options: InstrumentOptions, done: (err?: Error) => void): void {
   let config;
   try {
     const { ...opts } = options ?? {};
@@ -56,7 +57,10 @@ export function streamscopeFastify(fastify: FastifyLike, options: InstrumentOpti
 }
 
 // What fastify-plugin does: no encapsulation, a display name.
-(streamscopeFastify as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')] = true;
-(streamscopeFastify as unknown as Record<symbol, unknown>)[Symbol.for('fastify.display-name')] = 'streamscope';
+(streamscope as unknown as Record<symbol, unknown>)[Symbol.for('skip-override')] = true;
+(streamscope as unknown as Record<symbol, unknown>)[Symbol.for('fastify.display-name')] = 'streamscope';
 
-export default streamscopeFastify;
+/** @deprecated Use `streamscope` (the same function): every adapter's own way in is named `streamscope` (docs/instrument.md, "Adapters"). */
+export const streamscopeFastify = streamscope;
+
+export default streamscope;

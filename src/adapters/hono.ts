@@ -17,7 +17,7 @@ interface NodeBindings {
 }
 
 /** The parts of Hono's `Context` streamscope reads (structural: no import of hono). */
-interface HonoContextLike {
+export interface HonoContextLike {
   env?: unknown;
   req: { routePath?: string; path?: string };
 }
@@ -95,7 +95,7 @@ export function instrumentFetch<F extends (request: Request, env?: unknown, ...r
   return wrapped as unknown as F;
 }
 
-/** The same middleware under the name the other adapters use (`streamscopeKoa`, `streamscopeFastify`). */
+/** @deprecated Use `streamscope` (the same function): every adapter's own way in is named `streamscope` (docs/instrument.md, "Adapters"). */
 export const streamscopeHono = streamscope;
 
 export default streamscope;

@@ -5,7 +5,8 @@ import { markError, settleHandler } from '../core/response-hook.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
 
-interface KoaContextLike {
+/** The parts of a Koa context streamscope reads (structural: the adapter's types need no koa import). */
+export interface KoaContextLike {
   req: IncomingMessage;
   res: ServerResponse;
   _matchedRoute?: string | RegExp;
@@ -13,11 +14,11 @@ interface KoaContextLike {
 }
 
 /**
- * Koa middleware: `app.use(streamscopeKoa(options))`, first in the chain. The `route` label is the
+ * Koa middleware: `app.use(streamscope(options))`, first in the chain. The `route` label is the
  * @koa/router template (`ctx._matchedRoute`), known once the router has matched; Koa writes the body
  * after the middleware chain settles, so the label is in place before the stream opens.
  */
-export function streamscopeKoa(options: InstrumentOptions = {}): (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void> {
+export function streamscope(options: InstrumentOptions = {}): (ctx: KoaContextLike, next: () => Promise<unknown>) => Promise<void> {
   const config = resolveConfig(options);
   return async function streamscopeMiddleware(ctx, next) {
     const s = track(ctx.req, ctx.res, config, { specific: true, settles: true });
@@ -35,4 +36,7 @@ export function streamscopeKoa(options: InstrumentOptions = {}): (ctx: KoaContex
   };
 }
 
-export default streamscopeKoa;
+/** @deprecated Use `streamscope` (the same function): every adapter's own way in is named `streamscope` (docs/instrument.md, "Adapters"). */
+export const streamscopeKoa = streamscope;
+
+export default streamscope;

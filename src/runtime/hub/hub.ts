@@ -10,6 +10,7 @@ import { compareIds, epochOf, predecessor, readLastEventId, streamIdOf, withEpoc
 import { MemoryStore } from './memory-store.js';
 import type { HubStore } from './store.js';
 import { catchUp, Fanout, Sub } from './fanout.js';
+import type { Hub as PublicHub } from './public.js';
 
 const tracker = getTracker();
 
@@ -321,7 +322,7 @@ function countResume(
   }
 }
 
-export function createHub(options: HubOptions = {}): Hub {
+export function createHub(options: HubOptions = {}): PublicHub {
   return new Hub(options);
 }
 

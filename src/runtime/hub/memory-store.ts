@@ -2,6 +2,7 @@ import { invalidOption } from '../../errors.js';
 import { getTracker } from '../../core/tracker.js';
 import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, RangePage, StoredEvent } from './store.js';
+import type { MemoryStore as PublicMemoryStore } from './public.js';
 
 export interface MemoryStoreOptions {
   /** Events kept per channel for replay; older ones are dropped (default 10000). */
@@ -149,6 +150,6 @@ export class MemoryStore implements HubStore {
   }
 }
 
-export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+export function memoryStore(options: MemoryStoreOptions = {}): PublicMemoryStore {
   return new MemoryStore(options);
 }

@@ -2,6 +2,7 @@ import { invalidOption, StreamscopeError } from '../../errors.js';
 import { getTracker } from '../../core/tracker.js';
 import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, RangePage, StoredEvent } from './store.js';
+import type { RedisStore as PublicRedisStore } from './public.js';
 
 /** The part of an ioredis client this store uses (so ioredis stays an optional peer dependency). */
 export interface RedisLike {
@@ -372,6 +373,6 @@ export class RedisStore implements HubStore {
   }
 }
 
-export function redisStore(options: RedisStoreOptions): RedisStore {
+export function redisStore(options: RedisStoreOptions): PublicRedisStore {
   return new RedisStore(options);
 }
