@@ -84,9 +84,7 @@ function byteLength(chunk: unknown, encoding: unknown): number {
 /** Counts one body write. The clock is read only for the first write and for writes after close. */
 function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown): void {
   if (s.clientClosed || gone(s, res)) {
-    s.lastWriteAt = performance.now();
-    s.writesAfterClose++;
-    tracker.wroteAfterClose(s);
+    tracker.wroteAfterClose(s, performance.now());
     return;
   }
   s.writes++;

@@ -118,7 +118,10 @@ export class StreamState {
   blockedSince = -1;
   drainListening = false;
   writesAfterClose = 0;
+  /** When the last write after close came (performance.now(); -1: none yet). */
   lastWriteAt = -1;
+  /** The longest wait (ms) the producer left between writes after close, the first counted from the close. */
+  afterCloseGap = 0;
   ended = false;
   closedAt = -1;
   /** Set when the server side failed: handler threw, response errored, destroyed by the app. */
@@ -128,6 +131,8 @@ export class StreamState {
   /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
   handlerSettled = true;
   outcome: Outcome | null = null;
+  /** The tracker emitted `release` for it (once per stream, even when a later write brings it back to be watched). */
+  released = false;
 
   /** The context active where the handler was tracked (track()): the parent of the stream's span. */
   parentContext: Context | undefined = undefined;
