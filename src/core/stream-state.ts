@@ -144,8 +144,6 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
-  /** Free slot for consumers (detectors' async tracking). */
-  asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
     this.id = ids.next++;
@@ -197,20 +195,6 @@ export class StreamState {
 
   get stack(): string | undefined {
     return this.stackHolder === undefined ? undefined : userFrames(this.stackHolder);
-  }
-
-  /**
-   * Async resources (trackAsync) created by user code and still alive. Resources that Node's own
-   * bookkeeping created in the stream's context (a keep-alive socket's timer, set when a response
-   * finishes) have no user frame on their creation stack: they are dropped here, when it matters, not
-   * at creation. Those created inside the response's own write/end/writeHead (the Date header cache)
-   * are never recorded (tracker.internalDepth).
-   */
-  liveAsync(): number {
-    const map = this.asyncResources;
-    if (map === null) return 0;
-    for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
-    return map.size;
   }
 
   hasFinding(kind: FindingKind): boolean {

@@ -2,7 +2,8 @@ import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
 import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
 import { LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
-import { kTracker } from './symbols.js';
+import { kState, kTracker } from './symbols.js';
+import * as outcome from './outcome.js';
 import { debuglog } from 'node:util';
 
 /** `NODE_DEBUG=streamscope` prints each swallowed fault on stderr. */
@@ -45,10 +46,12 @@ export interface TrackerListener {
   sweep?(now: number): void;
 }
 
-/** Runs code in a stream's async context (trackAsync). */
+/** Runs code in a stream's async context, and knows what async work it created (trackAsync). */
 export interface AsyncContext {
   run<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T;
   enter(s: StreamState): void;
+  /** Async resources the stream's user code created and that are still alive (they hold a closed stream). */
+  live(s: StreamState): number;
 }
 
 const DEFAULT_RING = 1000;
@@ -112,7 +115,7 @@ export class Tracker {
   private ring: Finding[] = [];
   private readonly ringSize = DEFAULT_RING;
   private ringStart = 0;
-  readonly findingListeners = new Set<(f: Finding) => void>();
+  private readonly findingListeners = new Set<(f: Finding) => void>();
   /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
   internalDepth = 0;
 
@@ -123,10 +126,15 @@ export class Tracker {
   private readonly slotIndex = new Map<string, number>();
 
   /**
-   * The trackAsync context (src/consumers/detectors/async-tracking.ts installs it): runs a handler, or the rest of
-   * a dispatch, in a stream's async context. null until installed: handlers then run as they are.
+   * The trackAsync context (src/consumers/detectors/async-tracking.ts installs it with `useAsyncContext`): runs a
+   * handler, or the rest of a dispatch, in a stream's async context. null until installed: handlers then run as they are.
    */
   asyncContext: AsyncContext | null = null;
+
+  /** Installs the trackAsync context, once per process (the first copy of the package to ask wins). */
+  useAsyncContext(ctx: AsyncContext): void {
+    if (this.asyncContext === null) this.asyncContext = ctx;
+  }
 
   /** The slot index of a consumer's per-stream data (see StreamState.slot). */
   slot(name: string): number {
@@ -223,6 +231,14 @@ export class Tracker {
     return true;
   }
 
+  /** `onFinding()`: a listener of every finding (after the consumers). Returns its removal. */
+  onFinding(listener: (f: Finding) => void): () => void {
+    this.findingListeners.add(listener);
+    return () => {
+      this.findingListeners.delete(listener);
+    };
+  }
+
   private remember(f: Finding): void {
     if (this.ring.length < this.ringSize) {
       this.ring.push(f);
@@ -274,7 +290,7 @@ export class Tracker {
   /** A closed stream stays in `lingering` while its producer holds it, else it is released. */
   settle(s: StreamState): void {
     this.open.delete(s);
-    if (producerHolds(s)) {
+    if (this.producerHolds(s)) {
       // Closed but still held by its producer: hold its response weakly, so that a heap snapshot shows
       // the producer, not streamscope, as what retains it.
       s.holdWeakly();
@@ -285,16 +301,34 @@ export class Tracker {
     }
   }
 
+  /**
+   * A handler starts to run for the stream (track() for instrument and the adapters, `sse().run()`): the stream
+   * is held until `handlerSettled`. Returns false (and changes nothing) when a handler already holds it.
+   */
+  handlerRuns(s: StreamState): boolean {
+    if (!s.handlerSettled) return false;
+    s.handlerSettled = false;
+    return true;
+  }
+
   /** The handler's promise settled (instrument, the adapters, sse): a closed stream may now be released. */
   handlerSettled(s: StreamState): void {
     s.handlerSettled = true;
-    if (s.phase === Phase.Closed && this.lingering.has(s) && !producerHolds(s)) this.release(s);
+    if (s.phase === Phase.Closed && this.lingering.has(s) && !this.producerHolds(s)) this.release(s);
+  }
+
+  /** The producer holds a closed stream while its handler has not settled, async work it created lives, or it still writes. */
+  producerHolds(s: StreamState, now = performance.now()): boolean {
+    if (!s.handlerSettled) return true;
+    const a = this.asyncContext;
+    if (a !== null && a.live(s) > 0) return true;
+    return writesHold(s, now);
   }
 
   /** Releases every lingering stream whose producer let go (the sweep's last step). */
   releaseLetGo(now = performance.now()): void {
     this.lingering.each((s) => {
-      if (!producerHolds(s, now)) this.release(s);
+      if (!this.producerHolds(s, now)) this.release(s);
     });
   }
 
@@ -380,6 +414,33 @@ export class Tracker {
     s.parentContext = undefined;
   }
 
+  // ── What entry points and consumers report: the core decides (outcomes: src/core/outcome.ts) ──
+
+  /** The stream of a response (or HTTP/2 stream), if streamscope tracks it. */
+  stateOf(res: object): StreamState | undefined {
+    return (res as { [kState]?: StreamState })[kState];
+  }
+
+  /** The server side failed (a handler threw, a framework's error hook, `sse().fail()`, a guard's cut): outcome `error`. */
+  markError(s: StreamState): void {
+    outcome.markError(s);
+  }
+
+  /** The stream's own deadline passed (sse's `timeoutMs`, a drain timeout): outcome `timeout`. */
+  markTimeout(s: StreamState): void {
+    outcome.markTimeout(s);
+  }
+
+  /** The server closed an open stream for a reason of its own (a guard's dead-peer check): outcome `error`. */
+  serverCut(s: StreamState): void {
+    outcome.serverCut(s, true);
+  }
+
+  /** The trace of the stream's span (tracing), shown in `streams()`. */
+  setTraceId(s: StreamState, traceId: string): void {
+    s.traceId = traceId;
+  }
+
   snapshot(s: StreamState, now = performance.now()): StreamSnapshot {
     const res = s.res;
     return {
@@ -414,13 +475,6 @@ export class Tracker {
 
 function sweepTracker(t: Tracker): void {
   t.sweep();
-}
-
-/** The producer holds a closed stream while its handler has not settled, async work it created lives, or it still writes. */
-export function producerHolds(s: StreamState, now = performance.now()): boolean {
-  if (!s.handlerSettled) return true;
-  if (s.liveAsync() > 0) return true;
-  return writesHold(s, now);
 }
 
 /**

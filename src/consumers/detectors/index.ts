@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../core/tracker.js';
-import { installAsyncContext, liveAsync } from './async-tracking.js';
+import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
 import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
 
@@ -82,7 +82,7 @@ function checkClosed(s: StreamState, now: number): void {
     }
   }
   if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_async')) {
-    const res = [...(s.asyncResources?.values() ?? [])].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
+    const res = [...asyncResourcesOf(s)].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
     const types = new Map<string, number>();
     for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
     const list = [...types].map(([t, n]) => `${n} ${t}`).join(', ');
