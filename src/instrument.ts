@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
-import { markError, settleHandler } from './core/response-hook.js';
 import { inStream, track } from './core/track.js';
 import { getTracker } from './core/tracker.js';
 import { invalidArg } from './errors.js';
@@ -14,8 +13,12 @@ import type { StreamState } from './core/stream-state.js';
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
 
 function failed(this: StreamState): void {
-  markError(this);
-  settleHandler(this);
+  tracker.markError(this);
+  tracker.handlerSettled(this);
+}
+
+function settleHandler(s: StreamState): void {
+  tracker.handlerSettled(s);
 }
 
 /**

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { markError, stateOf } from '../core/response-hook.js';
+import { getTracker } from '../core/tracker.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
+
+const tracker = getTracker();
 
 /** The parts of a Fastify instance streamscope uses (structural: the adapter's types need no fastify import). */
 export interface FastifyLike {
@@ -44,13 +46,13 @@ export function streamscope(fastify: FastifyLike, options: InstrumentOptions, do
   // The handler runs from this hook's callback: in the stream's context (trackAsync), whatever async
   // steps (body parsing) came between onRequest and here.
   fastify.addHook('preHandler', ((_request: FastifyRequestLike, reply: FastifyReplyLike, next: () => void) => {
-    const s = stateOf(reply.raw);
+    const s = tracker.stateOf(reply.raw);
     if (s === undefined) next();
     else inStream(s, next, undefined, []);
   }) as never);
   fastify.addHook('onError', ((_request: FastifyRequestLike, reply: FastifyReplyLike, _error: unknown, next: () => void) => {
-    const s = stateOf(reply.raw);
-    if (s !== undefined) markError(s);
+    const s = tracker.stateOf(reply.raw);
+    if (s !== undefined) tracker.markError(s);
     next();
   }) as never);
   done();

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { settleHandler } from '../core/response-hook.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
 import { getTracker } from '../core/tracker.js';
@@ -60,7 +59,7 @@ export function streamscope(options: InstrumentOptions = {}): (c: HonoContextLik
       // The rest of the chain runs in the stream's context (trackAsync), as under the other adapters.
       await (s === undefined ? next() : inStream(s, next, undefined, []));
     } finally {
-      if (s !== undefined) settleHandler(s);
+      if (s !== undefined) tracker.handlerSettled(s);
       if (b !== undefined && typeof config.route !== 'string') {
         try {
           // After next(), Hono's route index points at the handler that answered: its path is the template.

@@ -1,9 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { markError, settleHandler } from '../core/response-hook.js';
+import { getTracker } from '../core/tracker.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
+
+const tracker = getTracker();
 
 /** The parts of a Koa context streamscope reads (structural: the adapter's types need no koa import). */
 export interface KoaContextLike {
@@ -26,12 +28,12 @@ export function streamscope(options: InstrumentOptions = {}): (ctx: KoaContextLi
       // The rest of the chain runs in the stream's context (trackAsync).
       await (s === undefined ? next() : inStream(s, next, undefined, []));
     } catch (err) {
-      if (s !== undefined) markError(s);
+      if (s !== undefined) tracker.markError(s);
       throw err;
     } finally {
       const matched = ctx.routePath ?? ctx._matchedRoute;
       if (typeof matched === 'string' && typeof config.route !== 'string') (ctx.req as IncomingMessage & { [kRoute]?: string })[kRoute] = matched;
-      if (s !== undefined) settleHandler(s);
+      if (s !== undefined) tracker.handlerSettled(s);
     }
   };
 }

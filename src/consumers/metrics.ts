@@ -467,6 +467,10 @@ export const metricsListener: TrackerListener = {
     rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
     rm.active--;
   },
+  // After its release, each write after close comes here: its tally is moved now (no later event would).
+  writeAfterClose(s) {
+    if (routeMetricsOf(s) !== null) flushStream(s);
+  },
   release(s) {
     if (routeMetricsOf(s) !== null) flushStream(s);
   },

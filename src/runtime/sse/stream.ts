@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../../errors.js';
-import { markError, markTimeout, promote, settleHandler } from '../../core/response-hook.js';
+import { promote } from '../../core/response-hook.js';
 import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
@@ -122,7 +122,7 @@ export class SseStream {
   fail(err: unknown): void {
     if (this.done) return;
     const s = this.state;
-    if (s !== undefined) markError(s);
+    if (s !== undefined) tracker.markError(s);
     try {
       this[kPush](encodeEvent({ event: 'error', data: this.errorBody(err) }), undefined);
     } catch (e) {
@@ -138,15 +138,14 @@ export class SseStream {
    */
   async run(producer: (stream: SseStream) => unknown): Promise<void> {
     const s = this.state;
-    const own = s !== undefined && s.handlerSettled;
-    if (own) s.handlerSettled = false;
+    const own = s !== undefined && tracker.handlerRuns(s);
     try {
       await (s === undefined ? producer(this) : inStream(s, producer as (...a: unknown[]) => unknown, undefined, [this]));
       this.close();
     } catch (err) {
       if (!this.done) this.fail(err);
     } finally {
-      if (own) settleHandler(s);
+      if (own) tracker.handlerSettled(s);
     }
   }
 
@@ -282,7 +281,7 @@ export class SseStream {
   private cut(code: ErrorCode): void {
     if (this.done) return;
     const s = this.state;
-    if (s !== undefined && code === 'STREAMSCOPE_ERR_DRAIN_TIMEOUT') markTimeout(s);
+    if (s !== undefined && code === 'STREAMSCOPE_ERR_DRAIN_TIMEOUT') tracker.markTimeout(s);
     this.finish(new StreamscopeError(code));
     try {
       this.res.destroy();
@@ -357,7 +356,7 @@ export class SseStream {
     this.timeout = null;
     if (this.done) return;
     const s = this.state;
-    if (s !== undefined) markTimeout(s);
+    if (s !== undefined) tracker.markTimeout(s);
     this.finish(new StreamscopeError('STREAMSCOPE_ERR_STREAM_CLOSED', 'stream timed out (timeoutMs)'));
     this.end();
   };
