@@ -1,6 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
 import type { Tracer } from '@opentelemetry/api';
+
+/**
+ * A Prometheus registry of the application's client: prom-client's `Registry` (14, 15) or `@prometheus-io/client`'s
+ * (both optional peers), described by the parts streamscope uses, so that these types need neither installed.
+ */
+export interface MetricsRegistry {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+  registerMetric(metric: never): void;
+  getSingleMetric(name: string): unknown;
+}
 
 /** How a stream ended. Every stream gets exactly one. */
 export type Outcome = 'completed' | 'client_aborted' | 'error' | 'timeout';
@@ -54,8 +64,8 @@ export type RouteOption = string | ((req: IncomingMessage, res: ServerResponse) 
 export interface InstrumentOptions {
   /** Route label. Default: the framework's route template, else a normalized path. */
   route?: RouteOption;
-  /** prom-client registry; default the global `register` of the application's prom-client (a peer dependency). */
-  registry?: Registry;
+  /** A registry of prom-client or `@prometheus-io/client`; default: the global `register` of the application's client. */
+  registry?: MetricsRegistry;
   /** Prepended to every metric name. */
   prefix?: string;
   /** A blocked write older than this is a `stalled_write` (default 5000). */
