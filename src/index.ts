@@ -7,7 +7,7 @@ export { streams, onFinding, recentFindings, internalErrors } from './api.js';
 export { DURATION_BUCKETS } from './consumers/metrics.js';
 export { StreamscopeError, StreamClosedError, codes as errorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
-export type { Finding, FindingKind, InstrumentOptions, Outcome, RouteOption, Severity, StreamSnapshot } from './types.js';
+export type { Finding, FindingKind, InstrumentOptions, MetricsRegistry, Outcome, RouteOption, Severity, StreamSnapshot } from './types.js';
 export { sse, encodeEvent, encodeComment } from './runtime/sse/index.js';
 export { SseStream } from './runtime/sse/public.js';
 export type { SseEvent, SseOptions } from './runtime/sse/index.js';
