@@ -20,6 +20,7 @@ export { parseEventId, compareIds } from './runtime/hub/ids.js';
 export { healthHandler, streamHealth } from './runtime/health.js';
 export type { HealthOptions, StreamHealth } from './runtime/health.js';
 export type { RateLimitOptions, ShedOptions } from './runtime/limits/index.js';
+export { rateLimiter } from './runtime/limits/index.js';
 export { startAgent } from './consumers/agent/index.js';
 export { channelNames } from './consumers/channels.js';
 export type {

@@ -76,7 +76,8 @@ describe('hub.close() while a subscribe is awaiting its store', () => {
       // the answer must come at once: a stream opened after close() would keep the request open for ever
       const r = await Promise.race([answer, sleep(3000).then(() => null)]);
       await sleep(60); // three heartbeat periods: a heartbeat left running would have fired by now
-      const shedder = (hub as unknown as { resolved: { limits: { shedder: { active: number } } } }).resolved.limits.shedder;
+      // the route's shedder (src/runtime/limits): what a next subscribe on '/events' is admitted against
+      const shedder = (hub as unknown as { resolved: { limits: { shed: { forRoute(r: string): { active: number } } } } }).resolved.limits.shed.forRoute('/events');
       const m = await scrape(registry);
       expect({
         subscribe: stream === null ? null : 'a stream',

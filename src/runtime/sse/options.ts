@@ -4,7 +4,7 @@ import type { InstrumentOptions } from '../../types.js';
 import type { ResolvedConfig } from '../../setup.js';
 import { resolveConfig } from '../../setup.js';
 import { invalidOption } from '../../errors.js';
-import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions } from '../limits/index.js';
+import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions, type TokenBuckets } from '../limits/index.js';
 import { runtimeStats } from '../limits/stats.js';
 
 /** Options of `sse()` (and defaults of a hub's streams). Every InstrumentOptions field applies too. */
@@ -27,8 +27,12 @@ export interface SseOptions extends InstrumentOptions {
   exposeErrors?: boolean;
   /** Extra response headers. */
   headers?: OutgoingHttpHeaders;
-  /** Per-client token bucket on opening streams: 429 with Retry-After. */
-  rateLimit?: RateLimitOptions;
+  /**
+   * Per-client token bucket on opening streams: 429 with Retry-After. The buckets belong to the route (and
+   * registry), never to this options object: inline options limit as a shared one does. Pass a
+   * `rateLimiter()` to share one limiter between routes explicitly.
+   */
+  rateLimit?: RateLimitOptions | TokenBuckets;
   /** Load shedding: 503 with Retry-After. */
   shed?: ShedOptions;
 }
@@ -89,7 +93,7 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     exposeErrors: options.exposeErrors === true,
     headers,
     h2Headers: Object.freeze(h2SafeHeaders(headers)),
-    limits: resolveLimits(options.rateLimit, options.shed),
+    limits: resolveLimits(options.rateLimit, options.shed, options.route, config.metrics),
   });
   runtimeStats();
   cache.set(options, r);

@@ -5,7 +5,7 @@ import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
 import { routeMetricsOf } from '../../consumers/metrics.js';
-import type { RejectReason } from '../limits/index.js';
+import type { RejectReason, Shedder } from '../limits/index.js';
 import { rawLastEventId } from '../hub/ids.js';
 import { encodeComment, encodeEvent, type SseEvent } from './encoder.js';
 import type { ResolvedSse } from './options.js';
@@ -49,7 +49,8 @@ export class SseStream {
   /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
   private wrote = false;
   private closeHook: (() => void) | null = null;
-  private counted = false;
+  /** The shedder this open stream counts in (its route's), until it closes. */
+  private shedder: Shedder | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, o: ResolvedSse, rejected: RejectReason | null) {
     this.req = req;
@@ -161,9 +162,13 @@ export class SseStream {
     } catch (err) {
       tracker.fault('sse', err);
     }
-    if (o.limits.shedder !== null) {
-      o.limits.shedder.active++;
-      this.counted = true;
+    if (o.limits.shed !== null) {
+      try {
+        this.shedder = o.limits.shed.of(o.route, this.req, res);
+        this.shedder.active++;
+      } catch (err) {
+        tracker.fault('sse', err);
+      }
     }
     res.on('close', this.onResClose);
     try {
@@ -181,8 +186,8 @@ export class SseStream {
       try {
         promote(s);
         // a route with limits shows the reasons they can give, at 0, from its first stream (docs/metrics.md)
-        if (o.limits.buckets !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
-        if (o.limits.shedder !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
+        if (o.limits.rate !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
+        if (o.limits.shed !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
       } catch (err) {
         tracker.fault('sse', err);
       }
@@ -300,8 +305,8 @@ export class SseStream {
     if (this.timeout !== null) clearTimeout(this.timeout);
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.heartbeat = this.timeout = this.drainTimer = null;
-    if (this.counted && this.o.limits.shedder !== null) this.o.limits.shedder.active--;
-    this.counted = false;
+    if (this.shedder !== null) this.shedder.active--;
+    this.shedder = null;
     const waiters = this.waiters;
     this.waiters = null;
     this.res.removeListener('drain', this.onDrain);
