@@ -12,9 +12,10 @@ export interface SseOptions extends InstrumentOptions {
   /** A comment line after this many ms without a write keeps proxies from closing the stream; 0 turns it off (default 15000). */
   heartbeatMs?: number;
   /**
-   * Hard cap on bytes queued for one client (approximate: UTF-16 length of queued frames). A write
-   * that would queue more closes the stream so the client can resume later (default 1 MiB).
-   * A producer that awaits `send()` never reaches it: `send()` waits for `drain` first.
+   * The most bytes one response may hold queued in the process (Node's queue for it, `writableLength`; the
+   * same meaning and unit as the instrument() guard of this name). A frame that would queue more cuts the
+   * stream so the client can resume later (default 1 MiB). A producer that awaits `send()` never reaches it:
+   * `send()` waits for `drain` first.
    */
   maxBufferedBytes?: number;
   /** A `send()` that waited this long for `drain` closes the stuck stream (default 30000). */

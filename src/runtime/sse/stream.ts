@@ -22,6 +22,18 @@ const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
 
+// The last frame's bytes: a hub's fan-out pushes one frame to every subscriber in turn, encoded once.
+// Written Buffers are never changed, so sharing one between responses is safe.
+let lastFrame = '';
+let lastBytes: Buffer = Buffer.alloc(0);
+function utf8(frame: string): Buffer {
+  if (frame !== lastFrame) {
+    lastBytes = Buffer.from(frame, 'utf8');
+    lastFrame = frame;
+  }
+  return lastBytes;
+}
+
 /**
  * One resilient SSE stream. Built by `sse()` and by `hub.subscribe()`. Every public method is safe
  * to call at any time: after the client has gone, `send()` rejects with StreamClosedError and the
@@ -216,15 +228,18 @@ export class SseStream {
   [kPush](frame: string, id: string | undefined): boolean {
     if (this.done) return false;
     const res = this.res;
+    // Frames go out as UTF-8 Buffers, so Node's queue (writableLength) counts bytes, as maxBufferedBytes does
+    // everywhere (it counts a queued string by its UTF-16 length).
+    const bytes = utf8(frame);
     const queued = res.writableLength;
-    if (queued > 0 && queued + frame.length > this.o.maxBufferedBytes) {
+    if (queued > 0 && queued + bytes.length > this.o.maxBufferedBytes) {
       this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
       return false;
     }
     if (id !== undefined) this.lastSentId = id;
     this.wrote = true;
     try {
-      res.write(frame);
+      res.write(bytes);
     } catch (err) {
       tracker.fault('sse', err);
     }
