@@ -106,11 +106,14 @@ export function resolveLimits(
   return { rate, keyOf, shed: sh };
 }
 
+/** A rate limiter object (`rateLimiter()`): token buckets per client, shared by every options object given it. */
+export type RateLimiter = TokenBuckets;
+
 /**
  * A rate limiter to share explicitly: `rateLimit: limiter` in several options objects (routes, a hub) counts
  * their streams in the same token buckets.
  */
-export function rateLimiter(options: RateLimitOptions): TokenBuckets {
+export function rateLimiter(options: RateLimitOptions): RateLimiter {
   return new TokenBuckets(options);
 }
 

@@ -4,7 +4,7 @@ import type { InstrumentOptions } from '../../types.js';
 import type { ResolvedConfig } from '../../setup.js';
 import { resolveConfig } from '../../setup.js';
 import { invalidOption } from '../../errors.js';
-import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions, type TokenBuckets } from '../limits/index.js';
+import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions, type RateLimiter } from '../limits/index.js';
 import { runtimeStats } from '../limits/stats.js';
 
 /** Options of `sse()` (and defaults of a hub's streams). Every InstrumentOptions field applies too. */
@@ -33,7 +33,7 @@ export interface SseOptions extends InstrumentOptions {
    * registry), never to this options object: inline options limit as a shared one does. Pass a
    * `rateLimiter()` to share one limiter between routes explicitly.
    */
-  rateLimit?: RateLimitOptions | TokenBuckets;
+  rateLimit?: RateLimitOptions | RateLimiter;
   /** Load shedding: 503 with Retry-After. */
   shed?: ShedOptions;
 }
