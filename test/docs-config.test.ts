@@ -88,8 +88,9 @@ describe('environment variables: the docs against the code', () => {
 });
 
 /** The property names of an exported interface of the public entry (src/index.ts), inherited ones included. */
+let program: ts.Program | undefined;
 function propertiesOf(typeName: string): { all: string[]; own: string[] } {
-  const program = ts.createProgram([`${ROOT}/src/index.ts`], { strict: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true });
+  program ??= ts.createProgram([`${ROOT}/src/index.ts`], { strict: true, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, target: ts.ScriptTarget.ES2022, noEmit: true, skipLibCheck: true });
   const checker = program.getTypeChecker();
   const index = program.getSourceFile(`${ROOT}/src/index.ts`)!;
   const sym = checker.getExportsOfModule(checker.getSymbolAtLocation(index)!).find((s) => s.name === typeName);
@@ -153,6 +154,15 @@ describe('options and defaults: the docs against the code', () => {
     }
     expect(resolveGuards({}), 'every guard is off by default, as the table says').toBeNull();
     for (const [option, cells] of rows) expect([undefined, 'none'], `${option} default ${cells[1]}`).toContain(defaultOf(cells[1]!) === "'none'" ? 'none' : defaultOf(cells[1]!));
+  });
+
+  it('every option of the other public options types is named in the docs (hub, stores, health, limits)', () => {
+    const all = docs.map((d) => d.text).join('\n');
+    const missing: string[] = [];
+    for (const t of ['HubOptions', 'SubscribeOptions', 'MemoryStoreOptions', 'RedisStoreOptions', 'HealthOptions', 'RateLimitOptions', 'ShedOptions']) {
+      for (const p of propertiesOf(t).own) if (!new RegExp(`\\b${p}\\b`).test(all)) missing.push(`${t}.${p}`);
+    }
+    expect(missing).toEqual([]);
   });
 
   it('the defaults the tables state are the code\'s', () => {
