@@ -160,7 +160,9 @@ describe('options and defaults: the docs against the code', () => {
     const all = docs.map((d) => d.text).join('\n');
     const missing: string[] = [];
     for (const t of ['HubOptions', 'SubscribeOptions', 'MemoryStoreOptions', 'RedisStoreOptions', 'HealthOptions', 'RateLimitOptions', 'ShedOptions']) {
-      for (const p of propertiesOf(t).own) if (!new RegExp(`\\b${p}\\b`).test(all)) missing.push(`${t}.${p}`);
+      const own = propertiesOf(t).own;
+      expect(own.length, `${t} has options`).toBeGreaterThan(0);
+      for (const p of own) if (!new RegExp(`\\b${p}\\b`).test(all)) missing.push(`${t}.${p}`);
     }
     expect(missing).toEqual([]);
   });
