@@ -22,7 +22,8 @@ export type { HubStore, StoredEvent, ChannelInfo, RangePage } from './runtime/hu
 export { parseEventId, compareIds } from './runtime/hub/ids.js';
 export { healthHandler, streamHealth } from './runtime/health.js';
 export type { HealthOptions, StreamHealth } from './runtime/health.js';
-export type { RateLimitOptions, RejectReason, ShedOptions } from './runtime/limits/index.js';
+export type { RateLimitOptions, RateLimiter, RejectReason, ShedOptions } from './runtime/limits/index.js';
+export { rateLimiter } from './runtime/limits/index.js';
 export { startAgent } from './consumers/agent/index.js';
 export type { Agent, AgentOptions } from './consumers/agent/index.js';
 export { channelNames } from './consumers/channels.js';

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { stream as honoStream, streamSSE as honoStreamSSE, streamText as honoStreamText } from 'hono/streaming';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
 import { inStream, track } from '../core/track.js';
@@ -93,6 +94,52 @@ export function instrumentFetch<F extends (request: Request, env?: unknown, ...r
   };
   return wrapped as unknown as F;
 }
+
+/**
+ * A streaming callback of Hono's helpers threw: the stream's outcome is `error`. Hono's helpers catch the
+ * callback's error themselves (they log it, or call `onError`, and end the body normally), so this is the
+ * only place that knows. Works wherever the response is tracked: the middleware, instrumentFetch, register.
+ */
+function failed(c: HonoContextLike, err: unknown): void {
+  // Hono's stream() treats a throw of undefined as no error; so does this
+  if (err === undefined) return;
+  try {
+    const b = bindings(c.env);
+    const s = b === undefined ? undefined : tracker.stateOf(b.outgoing as ServerResponse);
+    if (s !== undefined) tracker.markError(s);
+  } catch (e) {
+    tracker.fault('tracker', e);
+  }
+}
+
+type Helper = (c: HonoContextLike, cb: (api: unknown) => Promise<void>, onError?: unknown) => Response;
+
+/** Hono's helper, with its callback watched: a throw marks the stream `error`, then goes on to Hono unchanged. */
+function watched<H>(helper: H): H {
+  const w: Helper = (c, cb, onError) =>
+    (helper as unknown as Helper)(
+      c,
+      async (api) => {
+        try {
+          await cb(api);
+        } catch (err) {
+          failed(c, err);
+          throw err;
+        }
+      },
+      onError,
+    );
+  return w as unknown as H;
+}
+
+/**
+ * Hono's `streamSSE`, `stream` and `streamText` (same arguments, same behaviour) that also record a callback
+ * that throws as outcome `error`. Hono's own helpers catch that error and end the body normally, so with
+ * them a mid-stream failure is counted `completed`: import these from `streamscope/hono` instead.
+ */
+export const streamSSE: typeof honoStreamSSE = watched(honoStreamSSE);
+export const stream: typeof honoStream = watched(honoStream);
+export const streamText: typeof honoStreamText = watched(honoStreamText);
 
 /** @deprecated Use `streamscope` (the same function): every adapter's own way in is named `streamscope` (docs/instrument.md, "Adapters"). */
 export const streamscopeHono = streamscope;

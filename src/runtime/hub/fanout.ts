@@ -20,6 +20,8 @@ export class Sub {
     private readonly maxPending: number,
   ) {}
   live = false;
+  /** Set when its stream is opened; hub.close() leaves one not yet opened to its subscribe (which answers 503). */
+  opened = false;
   pending: Array<StoredEvent> | null = [];
   overflow = false;
   /** Last id sent before going live: live events up to it are already sent (checked until passed). */

@@ -127,10 +127,7 @@ export class Hub {
   async subscribe(req: IncomingMessage, res: ServerResponse, channel: string, options?: SubscribeOptions): Promise<SseStream | null> {
     checkChannel(channel);
     const { o, onExpired } = this.settings(options);
-    if (this.closed) {
-      answer(res, 'STREAMSCOPE_ERR_HUB_CLOSED', 'hub closed', { 'Retry-After': '1' });
-      return null;
-    }
+    if (this.closed) return hubClosed(res);
     const metrics = o.config.metrics;
     const rejected = admit(o.limits, req, res, metrics, o.route);
     if (rejected !== null) return null;
@@ -156,6 +153,7 @@ export class Hub {
         storeUnavailable(res);
         return null;
       }
+      if (this.closed) return hubClosed(res);
     }
 
     const stream = new SseStream(req, res, o, null);
@@ -172,6 +170,11 @@ export class Hub {
     if (req.destroyed && res.destroyed) {
       leave();
       return null;
+    }
+    if (this.closed) {
+      // close() ran while this subscribe awaited the store: open nothing (no heartbeat, no shed count, no stream)
+      leave();
+      return hubClosed(res);
     }
 
     // where the replay starts: a first connection's anchor, or (set below) a resume's checked id
@@ -217,7 +220,12 @@ export class Hub {
       }
     }
 
+    if (this.closed) {
+      leave();
+      return hubClosed(res);
+    }
     sub.epoch = epoch;
+    sub.opened = true;
     stream[kOnClose](leave);
     stream[kOpen]();
     if (stream.closed) return stream;
@@ -283,10 +291,17 @@ export class Hub {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const fan of [...this.channels.values()]) for (const sub of [...fan.subs]) sub.stream.close();
+    // a subscribe still awaiting the store (not opened) sees `closed` when it resumes and answers 503 itself
+    for (const fan of [...this.channels.values()]) for (const sub of [...fan.subs]) if (sub.opened) sub.stream.close();
     this.channels.clear();
     await this.store.close();
   }
+}
+
+/** The hub is closed (or closed while this subscribe awaited the store): 503, the client reconnects elsewhere. */
+function hubClosed(res: ServerResponse): null {
+  answer(res, 'STREAMSCOPE_ERR_HUB_CLOSED', 'hub closed', { 'Retry-After': '1' });
+  return null;
 }
 
 /** The store failed while a stream was being set up: 503, the client retries. */

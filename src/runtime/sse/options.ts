@@ -4,7 +4,7 @@ import type { InstrumentOptions } from '../../types.js';
 import type { ResolvedConfig } from '../../setup.js';
 import { resolveConfig } from '../../setup.js';
 import { invalidOption } from '../../errors.js';
-import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions } from '../limits/index.js';
+import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions, type RateLimiter } from '../limits/index.js';
 import { runtimeStats } from '../limits/stats.js';
 
 /** Options of `sse()` (and defaults of a hub's streams). Every InstrumentOptions field applies too. */
@@ -12,9 +12,10 @@ export interface SseOptions extends InstrumentOptions {
   /** A comment line after this many ms without a write keeps proxies from closing the stream; 0 turns it off (default 15000). */
   heartbeatMs?: number;
   /**
-   * Hard cap on bytes queued for one client (approximate: UTF-16 length of queued frames). A write
-   * that would queue more closes the stream so the client can resume later (default 1 MiB).
-   * A producer that awaits `send()` never reaches it: `send()` waits for `drain` first.
+   * The most bytes one response may hold queued in the process (Node's queue for it, `writableLength`; the
+   * same meaning and unit as the instrument() guard of this name). A frame that would queue more cuts the
+   * stream so the client can resume later (default 1 MiB). A producer that awaits `send()` never reaches it:
+   * `send()` waits for `drain` first.
    */
   maxBufferedBytes?: number;
   /** A `send()` that waited this long for `drain` closes the stuck stream (default 30000). */
@@ -27,8 +28,12 @@ export interface SseOptions extends InstrumentOptions {
   exposeErrors?: boolean;
   /** Extra response headers. */
   headers?: OutgoingHttpHeaders;
-  /** Per-client token bucket on opening streams: 429 with Retry-After. */
-  rateLimit?: RateLimitOptions;
+  /**
+   * Per-client token bucket on opening streams: 429 with Retry-After. The buckets belong to the route (and
+   * registry), never to this options object: inline options limit as a shared one does. Pass a
+   * `rateLimiter()` to share one limiter between routes explicitly.
+   */
+  rateLimit?: RateLimitOptions | RateLimiter;
   /** Load shedding: 503 with Retry-After. */
   shed?: ShedOptions;
 }
@@ -89,7 +94,7 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     exposeErrors: options.exposeErrors === true,
     headers,
     h2Headers: Object.freeze(h2SafeHeaders(headers)),
-    limits: resolveLimits(options.rateLimit, options.shed),
+    limits: resolveLimits(options.rateLimit, options.shed, options.route, config.metrics),
   });
   runtimeStats();
   cache.set(options, r);

@@ -5,7 +5,7 @@ import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
 import { routeMetricsOf } from '../../consumers/metrics.js';
-import type { RejectReason } from '../limits/index.js';
+import type { RejectReason, Shedder } from '../limits/index.js';
 import { rawLastEventId } from '../hub/ids.js';
 import { encodeComment, encodeEvent, type SseEvent } from './encoder.js';
 import type { ResolvedSse } from './options.js';
@@ -21,6 +21,18 @@ const HEARTBEAT = encodeComment();
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
+
+// The last frame's bytes: a hub's fan-out pushes one frame to every subscriber in turn, encoded once.
+// Written Buffers are never changed, so sharing one between responses is safe.
+let lastFrame = '';
+let lastBytes: Buffer = Buffer.alloc(0);
+function utf8(frame: string): Buffer {
+  if (frame !== lastFrame) {
+    lastBytes = Buffer.from(frame, 'utf8');
+    lastFrame = frame;
+  }
+  return lastBytes;
+}
 
 /**
  * One resilient SSE stream. Built by `sse()` and by `hub.subscribe()`. Every public method is safe
@@ -49,7 +61,8 @@ export class SseStream {
   /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
   private wrote = false;
   private closeHook: (() => void) | null = null;
-  private counted = false;
+  /** The shedder this open stream counts in (its route's), until it closes. */
+  private shedder: Shedder | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, o: ResolvedSse, rejected: RejectReason | null) {
     this.req = req;
@@ -160,9 +173,13 @@ export class SseStream {
     } catch (err) {
       tracker.fault('sse', err);
     }
-    if (o.limits.shedder !== null) {
-      o.limits.shedder.active++;
-      this.counted = true;
+    if (o.limits.shed !== null) {
+      try {
+        this.shedder = o.limits.shed.of(o.route, this.req, res);
+        this.shedder.active++;
+      } catch (err) {
+        tracker.fault('sse', err);
+      }
     }
     res.on('close', this.onResClose);
     try {
@@ -180,8 +197,8 @@ export class SseStream {
       try {
         promote(s);
         // a route with limits shows the reasons they can give, at 0, from its first stream (docs/metrics.md)
-        if (o.limits.buckets !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
-        if (o.limits.shedder !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
+        if (o.limits.rate !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
+        if (o.limits.shed !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
       } catch (err) {
         tracker.fault('sse', err);
       }
@@ -210,15 +227,18 @@ export class SseStream {
   [kPush](frame: string, id: string | undefined): boolean {
     if (this.done) return false;
     const res = this.res;
+    // Frames go out as UTF-8 Buffers, so Node's queue (writableLength) counts bytes, as maxBufferedBytes does
+    // everywhere (it counts a queued string by its UTF-16 length).
+    const bytes = utf8(frame);
     const queued = res.writableLength;
-    if (queued > 0 && queued + frame.length > this.o.maxBufferedBytes) {
+    if (queued > 0 && queued + bytes.length > this.o.maxBufferedBytes) {
       this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
       return false;
     }
     if (id !== undefined) this.lastSentId = id;
     this.wrote = true;
     try {
-      res.write(frame);
+      res.write(bytes);
     } catch (err) {
       tracker.fault('sse', err);
     }
@@ -299,8 +319,8 @@ export class SseStream {
     if (this.timeout !== null) clearTimeout(this.timeout);
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.heartbeat = this.timeout = this.drainTimer = null;
-    if (this.counted && this.o.limits.shedder !== null) this.o.limits.shedder.active--;
-    this.counted = false;
+    if (this.shedder !== null) this.shedder.active--;
+    this.shedder = null;
     const waiters = this.waiters;
     this.waiters = null;
     this.res.removeListener('drain', this.onDrain);
