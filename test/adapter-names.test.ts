@@ -23,7 +23,7 @@ const ADAPTERS: Record<string, { names: string[]; aliases: string[] }> = {
   express: { names: ['default', 'instrument', 'streamscope'], aliases: [] },
   fastify: { names: ['default', 'streamscope', 'streamscopeFastify'], aliases: ['streamscopeFastify'] },
   koa: { names: ['default', 'streamscope', 'streamscopeKoa'], aliases: ['streamscopeKoa'] },
-  hono: { names: ['default', 'instrumentFetch', 'streamscope', 'streamscopeHono'], aliases: ['streamscopeHono'] },
+  hono: { names: ['default', 'instrumentFetch', 'stream', 'streamSSE', 'streamText', 'streamscope', 'streamscopeHono'], aliases: ['streamscopeHono'] },
 };
 
 for (const flavour of ['ESM', 'CJS'] as const) {

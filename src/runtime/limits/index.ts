@@ -76,7 +76,7 @@ function tableOf(scope: object | null): Map<string, unknown> {
  * report to; `route` the options' route: a string fixes the state at once, else it is looked up per request.
  */
 export function resolveLimits(
-  rateLimit: RateLimitOptions | TokenBuckets | undefined,
+  rateLimit: RateLimitOptions | RateLimiter | undefined,
   shed: ShedOptions | undefined,
   route: RouteOption | undefined,
   scope: object | null,
@@ -88,9 +88,11 @@ export function resolveLimits(
     rate = new LimitRule(rateLimit, table, '', () => rateLimit);
     keyOf = rateLimit.keyOf;
   } else if (rateLimit !== undefined) {
-    const first = new TokenBuckets(rateLimit); // validates now
+    // not made by rateLimiter(): options (validated now; an object merely shaped like a limiter fails here)
+    const opts = rateLimit as RateLimitOptions;
+    const first = new TokenBuckets(opts); // validates now
     const prefix = `rate\0${first.burst}\0${first.perMs}\0${first.maxClients}\0`;
-    const make = (): TokenBuckets => new TokenBuckets(rateLimit);
+    const make = (): TokenBuckets => new TokenBuckets(opts);
     const r = new LimitRule(null, table, prefix, make);
     rate = typeof route === 'string' ? new LimitRule(r.forRoute(route), table, prefix, make) : r;
     keyOf = first.keyOf;
@@ -106,15 +108,25 @@ export function resolveLimits(
   return { rate, keyOf, shed: sh };
 }
 
-/** A rate limiter object (`rateLimiter()`): token buckets per client, shared by every options object given it. */
-export type RateLimiter = TokenBuckets;
+/**
+ * A rate limiter object (`rateLimiter()`): token buckets per client, shared by every options object given it.
+ * Only `rateLimiter()` makes one (an object of this shape from elsewhere is read as `RateLimitOptions`).
+ */
+export interface RateLimiter {
+  /** Streams a client may open at once before it waits for tokens. */
+  readonly burst: number;
+  /** Milliseconds per token. */
+  readonly perMs: number;
+  /** Clients tracked at most. */
+  readonly maxClients: number;
+}
 
 /**
  * A rate limiter to share explicitly: `rateLimit: limiter` in several options objects (routes, a hub) counts
  * their streams in the same token buckets.
  */
 export function rateLimiter(options: RateLimitOptions): RateLimiter {
-  return new TokenBuckets(options);
+  return new TokenBuckets(options) satisfies RateLimiter;
 }
 
 /** The route label of a request that never opens a stream (a rejection, a bad resume). */
