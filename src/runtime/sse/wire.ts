@@ -37,7 +37,7 @@ let encoder: TextEncoder | null = null;
 /** CRC-32 of the UTF-8 bytes of `text` (the `crc` package's table-driven calculator), unsigned. */
 export function crc32Portable(text: string): number {
   encoder ??= new TextEncoder();
-  return crc32Table(encoder.encode(text), 0) >>> 0;
+  return crc32Table(encoder.encode(text)) >>> 0;
 }
 
 /** 8 lower-case hex digits. */
