@@ -49,7 +49,7 @@ export const registry = {
     http: 503,
   },
   STREAMSCOPE_ERR_MALFORMED_STREAM: {
-    message: 'streamscope/client: the event stream cannot be verified (an event without an id, over maxEventBytes, or checksums missing or invalid on connections in a row); the client closed.',
+    message: 'streamscope/client: the event stream cannot be verified (an event without an id, over maxEventLength, or checksums missing or invalid on connections in a row); the client closed.',
     thrown: 'StreamscopeError',
   },
   STREAMSCOPE_ERR_STREAM_REFUSED: {

@@ -54,8 +54,8 @@ export interface ClientOptions {
   checksum?: 'crc32' | 'none';
   /** `'hub'` (default): every event needs a hub id, increasing within an epoch; `'none'` takes ids as they come. */
   continuity?: 'hub' | 'none';
-  /** Largest event (characters buffered for one event) before the stream counts as malformed (default 1 MiB). */
-  maxEventBytes?: number;
+  /** Largest event, in characters of its data (or buffered for it), before the stream counts as malformed (default 1,048,576). */
+  maxEventLength?: number;
   /** Reconnection delay until the server sends `retry:` (default 1000 ms). */
   retryMs?: number;
   /** Cap of the backoff that doubles the delay after each connection that delivered nothing (default 30000 ms). */
@@ -114,7 +114,7 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
   }
   const verifyCrc = oneOf('checksum', options.checksum, ['crc32', 'none'] as const) === 'crc32';
   const hubIds = oneOf('continuity', options.continuity, ['hub', 'none'] as const) === 'hub';
-  const maxEvent = positive('maxEventBytes', options.maxEventBytes, 1024 * 1024);
+  const maxEvent = positive('maxEventLength', options.maxEventLength, 1024 * 1024);
   let base = positive('retryMs', options.retryMs, 1000);
   const cap = positive('maxRetryMs', options.maxRetryMs, 30000);
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
@@ -231,12 +231,14 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
         }
       },
       onError: (err: ParseError) => {
-        if (stop === null && err.type === 'max-buffer-size-exceeded') malformed(`an event over maxEventBytes (${maxEvent})`);
+        if (stop === null && err.type === 'max-buffer-size-exceeded') malformed(`an event over maxEventLength (${maxEvent})`);
       },
       onEvent: (ev: EventSourceMessage) => {
         if (stop !== null) return;
         const crc = pending;
         pending = null;
+        // the parser's bound covers what it buffers across reads; an event that arrived whole is measured here
+        if (ev.data.length > maxEvent) return malformed(`an event over maxEventLength (${maxEvent})`);
         if (verifyCrc) {
           if (crc === null) return drop('missing-checksum', ev.id, true);
           if (!isHex8(crc)) return drop('bad-checksum', ev.id, true);
