@@ -6,6 +6,8 @@ import net from 'node:net';
  * `cut(marker)` forwards the bytes up to the middle of the next occurrence and then drops both sides — a
  * connection lost mid-event. Connections go round-robin over `backends`, so a reconnect lands on the next
  * instance. Each fault fires once. `log` has one line per connection (backend, bytes, what was done).
+ * Event-stream connections (a request line with `/events`) take turns of their own, so a page's other requests
+ * (the page, its script, a favicon) do not decide where a resume lands.
  */
 export interface FaultProxy {
   port: number;
@@ -24,12 +26,20 @@ export async function faultProxy(backends: number[]): Promise<FaultProxy> {
   const connections = backends.map(() => 0);
   const log: string[] = [];
   let armed: { kind: 'flip' | 'cut'; marker: Buffer; done: () => void } | null = null;
+  let nextOther = 0;
   const server = net.createServer((client) => {
-    const n = next++;
+    sockets.add(client);
+    client.on('error', () => client.destroy());
+    client.once('data', (head: Buffer) => {
+      const events = /^[A-Z]+ \/events[?\s]/.test(head.toString('latin1', 0, 64));
+      proxied(client, head, events ? next++ : nextOther++);
+    });
+  });
+  const proxied = (client: net.Socket, head: Buffer, n: number): void => {
     const i = n % backends.length;
     connections[i]!++;
     const upstream = net.connect({ port: backends[i]!, host: '127.0.0.1' });
-    sockets.add(client);
+    upstream.write(head);
     sockets.add(upstream);
     let down = 0;
     let note = '';
@@ -78,7 +88,7 @@ export async function faultProxy(backends: number[]): Promise<FaultProxy> {
       });
     });
     upstream.on('end', () => client.end());
-  });
+  };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
   const arm = (kind: 'flip' | 'cut', marker: string): Promise<void> =>
