@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { createHub, redisStore, type Hub } from '../src/index.js';
-import { until } from './helpers/http.js';
 import { ROOT } from './helpers/child.js';
 import { faultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { startRedis, type RedisServer } from './helpers/redis.js';
