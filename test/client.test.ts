@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compareIds, createHub, encodeEvent, memoryStore, type Hub, type SubscribeOptions } from '../src/index.js';
+import { compareIds, createHub, encodeEvent, memoryStore, sse, type Hub, type SubscribeOptions } from '../src/index.js';
 import { connect, type ClientEvent, type ClientOptions, type DropReason, type ResetInfo, type SseClient } from '../src/client/index.js';
 import { compareParsed, parseId } from '../src/client/ids.js';
 import { startServer, until, type TestServer } from './helpers/http.js';
@@ -124,13 +124,37 @@ describe('streamscope/client against a checksummed hub', () => {
     });
     cleanups.push(() => srv.close());
     const r = record(srv.url);
-    await until(() => r.events.length === 3, 'events');
+    await until(() => r.events.length >= 3, 'events');
+    await new Promise((res) => setTimeout(res, 100));
     expect(r.events.map((e) => e.data)).toEqual(['a', 'b', 'c']);
     expect(r.drops).toEqual([
       { reason: 'duplicate', id: 'ep:5-1' },
       { reason: 'duplicate', id: 'ep:4-9' },
     ]);
     expect(r.client.connections).toBe(1);
+  });
+});
+
+describe("streamscope/client and sse()'s own frames", () => {
+  it('the error event of fail() (no id) reaches the app as an event, with the last id; the stream is not malformed', async () => {
+    const opts = { checksum: 'crc32' as const, heartbeatMs: 0, retryMs: 50 };
+    let n = 0;
+    const srv = await startServer((req, res) => {
+      const s = sse(req, res, opts);
+      if (n++ > 0) return void s.run(() => new Promise(() => {})); // later connections: open, quiet
+      void s.run(async () => {
+        await s.send({ id: 'e:1-0', data: 'a' });
+        throw Object.assign(new Error('upstream gone'), { code: 'E_UPSTREAM' });
+      });
+    });
+    cleanups.push(() => srv.close());
+    const r = record(srv.url);
+    await until(() => r.events.length >= 2 && r.client.connections >= 2, 'the event, the error event, a resume');
+    expect(r.events[0]).toEqual({ id: 'e:1-0', event: 'message', data: 'a' });
+    expect(r.events[1]).toMatchObject({ id: 'e:1-0', event: 'error' });
+    expect(JSON.parse(r.events[1]!.data)).toMatchObject({ code: 'E_UPSTREAM' });
+    expect(r.errors).toEqual([]);
+    expect(r.drops).toEqual([]);
   });
 });
 

@@ -246,7 +246,8 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
         }
         const id = ev.id;
         if (id === undefined || id === '') {
-          if (hubIds) return malformed('an event without an id');
+          // sse().fail() ends a stream with an `error` event that has no id: the app's to see, not a malformed stream
+          if (hubIds && ev.event !== 'error') return malformed('an event without an id');
           return safe(() => options.onEvent({ id: lastId ?? '', event: ev.event ?? 'message', data: ev.data }));
         }
         const p = parseId(id);
