@@ -4,7 +4,8 @@ import zlib from 'node:zlib';
 import fc from 'fast-check';
 import { EventSource } from 'eventsource';
 import { Redis } from 'ioredis';
-import { createHub, memoryStore, redisStore, sse, type Hub } from '../src/index.js';
+import { createParser } from 'eventsource-parser';
+import { createHub, encodeEvent, memoryStore, redisStore, sse, type Hub } from '../src/index.js';
 import { crc32Portable } from '../src/runtime/sse/wire.js';
 import { startServer, until, type TestServer } from './helpers/http.js';
 import { hubApp, openSse } from './helpers/sse.js';
@@ -111,6 +112,39 @@ describe("sse({ checksum: 'crc32' }): the wire format", () => {
         expect(crc32Portable(s)).toBe(zcrc(s) >>> 0);
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('property: any event, encoded with its checksum and read in any chunking by eventsource-parser, decodes to the plain event, and its comment matches the CRC (zlib) of what was decoded', () => {
+    const noBreak = fc.string({ unit: 'grapheme', maxLength: 20 }).filter((t) => !/[\r\n\0]/.test(t));
+    const text = fc.string({ unit: fc.constantFrom('a', ' ', '\n', '\r', '\r\n', ':', 'é', '😀', 'data: x', ': crc32=00000000', '\t'), maxLength: 40 });
+    const ev = fc.record({ id: noBreak, event: noBreak, data: fc.oneof(text, fc.string({ unit: 'grapheme', maxLength: 60 })) }, { requiredKeys: ['data'] });
+    fc.assert(
+      fc.property(fc.array(ev, { minLength: 1, maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 13 }), { maxLength: 100 }), (events, chunks) => {
+        const wire = events.map((e) => encodeEvent(e, { checksum: 'crc32' })).join('');
+        const got: Array<{ crc: string | null; id?: string; event?: string; data: string }> = [];
+        let pending: string | null = null;
+        const p = createParser({
+          onComment: (c) => {
+            if (c.startsWith('crc32=')) pending = c.slice(6);
+          },
+          onEvent: (e) => {
+            got.push({ crc: pending, id: e.id, event: e.event, data: e.data });
+            pending = null;
+          },
+        });
+        let at = 0;
+        for (const n of chunks) {
+          p.feed(wire.slice(at, at + n));
+          at += n;
+        }
+        p.feed(wire.slice(at));
+        expect(got.map(({ id, event, data }) => ({ id, event, data }))).toEqual(
+          events.map((e) => ({ id: e.id, event: e.event === '' ? undefined : e.event, data: e.data.replace(/\r\n|\r/g, '\n') })),
+        );
+        for (const g of got) expect(g.crc).toBe(hex(zcrc(`${g.id ?? ''}\n${g.event ?? ''}\n${g.data}`)));
+      }),
+      { numRuns: 800 },
     );
   });
 
