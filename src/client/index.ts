@@ -126,6 +126,7 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
   let fails = 0; // connections in a row that delivered no event
   let strikes = 0; // connections in a row that ended in a verification failure before their first event
   let progressed = false; // this connection delivered an event
+  let openedAt = 0; // when this connection's event stream opened (0: it did not)
   let ctrl: AbortController | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let wake: (() => void) | null = null;
@@ -164,9 +165,10 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
   const once = async (): Promise<{ stop: Stop | null; retryAfterMs: number }> => {
     const c = new AbortController();
     ctrl = c;
-    const headers: Record<string, string> = { Accept: 'text/event-stream', 'Cache-Control': 'no-cache', ...options.headers };
+    // Accept is CORS-safelisted; Last-Event-ID is not (a cross-origin server must allow it)
+    const headers: Record<string, string> = { Accept: 'text/event-stream', ...options.headers };
     if (lastId !== undefined) headers['Last-Event-ID'] = lastId;
-    const res = await doFetch(url, { headers, signal: c.signal, cache: 'no-store' });
+    const res = await doFetch(url, { headers, signal: c.signal });
     connections++;
     if (res.status === 416) {
       // history lost: say so, then continue from where the server can
@@ -199,6 +201,7 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
       return { stop: new Stop(new StreamscopeError(REFUSED, `${String(url)} answered ${res.status} ${type || '(no content type)'}, not an event stream`), false), retryAfterMs: 0 };
     }
     safe(options.onOpen);
+    openedAt = Date.now();
     if (res.body === null) return { stop: null, retryAfterMs: 0 };
 
     let stop: Stop | null = null;
@@ -304,6 +307,7 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
       let retryAfterMs = 0;
       let strike = false;
       progressed = false;
+      openedAt = 0;
       try {
         const r = await once();
         retryAfterMs = r.retryAfterMs;
@@ -314,7 +318,8 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
       }
       if (closed) return;
       if (retryAfterMs === -1) continue; // a 416: resume from its cursor at once
-      fails = progressed ? 0 : fails + 1;
+      // a stream that stayed open longer than the cap was healthy, if quiet: a cut of it starts the backoff afresh
+      fails = progressed || (openedAt > 0 && Date.now() - openedAt >= cap) ? 0 : fails + 1;
       strikes = progressed || !strike ? 0 : strikes + 1;
       if (strikes >= MAX_STRIKES) {
         return finish(new StreamscopeError(MALFORMED, `malformed event stream from ${String(url)}: ${strikes} connections in a row failed verification before their first event`));
