@@ -280,6 +280,26 @@ describe('streamscope/client: a malformed stream gives one typed error and close
     expect(r.errors).toEqual([]);
   });
 
+  it('a server that answers 416 every time: each is reported, and the resumes back off like any failed connection', async () => {
+    const hits: number[] = [];
+    const srv = await startServer((_req, res) => {
+      hits.push(Date.now());
+      const body = JSON.stringify({ error: { code: 'STREAMSCOPE_ERR_EXPIRED_EVENT_ID', message: 'expired', nextCursor: 'e:1-0' } });
+      res.writeHead(416, { 'Content-Type': 'application/json', 'X-Next-Cursor': 'e:1-0' });
+      res.end(body);
+    });
+    cleanups.push(() => srv.close());
+    const r = record(srv.url, { retryMs: 50, maxRetryMs: 200, lastEventId: 'e:0-5' });
+    await until(() => hits.length >= 5, 'five attempts', 10_000);
+    r.client.close();
+    const gaps = hits.slice(1).map((t, i) => t - hits[i]!);
+    const floor = [50, 100, 200, 200];
+    for (const [i, g] of gaps.slice(0, 4).entries()) expect(g, `gap ${i}: ${gaps.join(', ')}`).toBeGreaterThanOrEqual(floor[i]! - 5);
+    expect(r.resets.length).toBeGreaterThanOrEqual(4);
+    expect(r.resets[0]).toEqual({ reason: 'expired', lastEventId: 'e:0-5', nextCursor: 'e:1-0', via: 'status' });
+    expect(r.errors).toEqual([]);
+  });
+
   it('bad options throw STREAMSCOPE_ERR_INVALID_OPTION', () => {
     for (const o of [{ checksum: 'md5' }, { continuity: 'strict' }, { retryMs: -1 }, { maxEventLength: Number.NaN }]) {
       expect(() => connect('http://127.0.0.1:1/', { onEvent: () => {}, ...(o as object) }), JSON.stringify(o)).toThrow(

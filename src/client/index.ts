@@ -161,7 +161,7 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
     progressed = true;
   };
 
-  /** One connection: resolves with how it ended (undefined: the body ended or the network cut it). */
+  /** One connection: resolves with how it ended (`stop` null: the body ended, or a status to retry); throws on a network error. */
   const once = async (): Promise<{ stop: Stop | null; retryAfterMs: number }> => {
     const c = new AbortController();
     ctrl = c;
@@ -187,7 +187,7 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
       lastId = next;
       last = nextParsed;
       safe(() => options.onReset?.(info));
-      return { stop: null, retryAfterMs: -1 };
+      return { stop: null, retryAfterMs: 0 };
     }
     const retryAfter = Number(res.headers.get('Retry-After'));
     const retryAfterMs = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : 0;
@@ -317,7 +317,6 @@ export function connect(url: string | URL, options: ClientOptions): SseClient {
         // a network error, a cut mid-event, or close(): resume (or stop) below
       }
       if (closed) return;
-      if (retryAfterMs === -1) continue; // a 416: resume from its cursor at once
       // a stream that stayed open longer than the cap was healthy, if quiet: a cut of it starts the backoff afresh
       fails = progressed || (openedAt > 0 && Date.now() - openedAt >= cap) ? 0 : fails + 1;
       strikes = progressed || !strike ? 0 : strikes + 1;
