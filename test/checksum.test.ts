@@ -207,6 +207,30 @@ describe("sse({ checksum: 'crc32' }): the wire format", () => {
   });
 });
 
+describe('hub: checksum per subscribe()', () => {
+  it('a plain and a checksummed subscriber of one channel on one instance: each gets its own form of the same events', async () => {
+    const hub = createHub({ heartbeatMs: 0 });
+    const crc = { checksum: 'crc32' as const };
+    const srv = await startServer((req, res) => {
+      void hub.subscribe(req, res, 'c', req.url?.includes('crc') ? crc : undefined);
+    });
+    cleanups.push(() => srv.close(), () => hub.close());
+    const plain = await openSse(`${srv.url}/?lastEventId=0-0`);
+    const checked = await openSse(`${srv.url}/crc?lastEventId=0-0`);
+    await until(() => hub.subscribers('c') === 2, 'both subscribed');
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await hub.publish('c', `e${i}`));
+    await until(() => plain.events.length === 3 && checked.events.length === 3, 'live events');
+    expect(plain.raw).not.toMatch(/crc32=/);
+    expect(plain.events.map((e) => e.id)).toEqual(ids);
+    expect(checked.events.map((e) => e.id)).toEqual(ids);
+    const evs = blocks(checked.raw).filter((b) => b.data.length > 0);
+    expect(evs.map((b) => b.crc)).toEqual(ids.map((id, i) => hex(zcrc(`${id}\n\ne${i}`))));
+    plain.close();
+    checked.close();
+  });
+});
+
 describe('hub.publish(channel, event, { key }): at most once per key within the window', () => {
   it('memoryStore: a retried publish answers the first id and stores nothing; another key, or the same key after keyWindowMs, stores', async () => {
     const hub = createHub({ store: memoryStore({ keyWindowMs: 300 }), heartbeatMs: 0 });
