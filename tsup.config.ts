@@ -7,6 +7,7 @@ const entry = {
   fastify: 'src/adapters/fastify.ts',
   koa: 'src/adapters/koa.ts',
   hono: 'src/adapters/hono.ts',
+  client: 'src/client/index.ts',
 };
 
 // Loaded from the app at run time, never bundled: the OpenTelemetry Node SDK is the app's (register starts it), and

@@ -48,6 +48,14 @@ export const registry = {
     thrown: 'StreamscopeError',
     http: 503,
   },
+  STREAMSCOPE_ERR_MALFORMED_STREAM: {
+    message: 'streamscope/client: the event stream cannot be verified (an event without an id, over maxEventLength, or checksums missing or invalid on connections in a row); the client closed.',
+    thrown: 'StreamscopeError',
+  },
+  STREAMSCOPE_ERR_STREAM_REFUSED: {
+    message: 'streamscope/client: the server answered with something it cannot resume from (a 4xx other than 408/416/429, or not text/event-stream); the client closed.',
+    thrown: 'StreamscopeError',
+  },
   STREAMSCOPE_TRACK_ASYNC_UNAVAILABLE: {
     message:
       'trackAsync needs async_hooks.createHook, which this runtime does not provide: dangling_async is off; ' +

@@ -15,6 +15,8 @@ export { createHub } from './runtime/hub/hub.js';
 export { Hub, MemoryStore, RedisStore } from './runtime/hub/public.js';
 export type { HubEvent, HubOptions, SubscribeOptions } from './runtime/hub/hub.js';
 export { memoryStore } from './runtime/hub/memory-store.js';
+export type { EncodeOptions } from './runtime/sse/encoder.js';
+export type { PublishOptions } from './runtime/hub/hub.js';
 export type { MemoryStoreOptions } from './runtime/hub/memory-store.js';
 export { redisStore } from './runtime/hub/redis-store.js';
 export type { RedisStoreOptions, RedisLike } from './runtime/hub/redis-store.js';

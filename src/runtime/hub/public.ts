@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { SseStream } from '../sse/public.js';
-import type { HubEvent, HubOptions, SubscribeOptions } from './hub.js';
+import type { HubEvent, HubOptions, PublishOptions, SubscribeOptions } from './hub.js';
 import type { MemoryStoreOptions } from './memory-store.js';
 import type { RedisStoreOptions } from './redis-store.js';
 import type { HubStore } from './store.js';
@@ -20,8 +20,12 @@ import { RedisStore as RedisStoreClass } from './redis-store.js';
  */
 export interface Hub {
   readonly store: HubStore;
-  /** Appends an event to a channel; resolves to its id. Throws STREAMSCOPE_ERR_INVALID_EVENT for a bad event type. */
-  publish(channel: string, event: HubEvent | string): Promise<string>;
+  /**
+   * Appends an event to a channel; resolves to its id. Throws STREAMSCOPE_ERR_INVALID_EVENT for a bad event type.
+   * With `{ key }`, at most once per key and channel within the store's `keyWindowMs`: a retried publish answers
+   * the first one's id (docs/hub.md, "Idempotent publish").
+   */
+  publish(channel: string, event: HubEvent | string, options?: PublishOptions): Promise<string>;
   /**
    * Serves `channel` as an SSE stream on `res`. Resolves to the stream, or to null when the request
    * was answered otherwise: 429/503 (limits), 400 (malformed Last-Event-ID), 416 (unknown or expired

@@ -6,6 +6,8 @@ import { resolveConfig } from '../../setup.js';
 import { invalidOption } from '../../errors.js';
 import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions, type RateLimiter } from '../limits/index.js';
 import { runtimeStats } from '../limits/stats.js';
+import { checkChecksum } from './checksum.js';
+import type { EncodeOptions } from './encoder.js';
 
 /** Options of `sse()` (and defaults of a hub's streams). Every InstrumentOptions field applies too. */
 export interface SseOptions extends InstrumentOptions {
@@ -36,6 +38,11 @@ export interface SseOptions extends InstrumentOptions {
   rateLimit?: RateLimitOptions | RateLimiter;
   /** Load shedding: 503 with Retry-After. */
   shed?: ShedOptions;
+  /**
+   * `'crc32'`: each event carries a CRC-32 of its id, type and data in a comment line that a stock
+   * EventSource ignores; `streamscope/client` verifies it (docs/sse.md, "Checksums"). Default: none.
+   */
+  checksum?: 'crc32';
 }
 
 export interface ResolvedSse {
@@ -51,6 +58,8 @@ export interface ResolvedSse {
   /** `headers` without the connection-specific ones HTTP/2 forbids (`Connection`, …). */
   readonly h2Headers: OutgoingHttpHeaders;
   readonly limits: Limits;
+  /** How events are framed: `{ checksum: 'crc32' }`, or undefined for plain frames. */
+  readonly encode: EncodeOptions | undefined;
 }
 
 export const SSE_DEFAULTS = Object.freeze({ heartbeatMs: 15000, maxBufferedBytes: 1024 * 1024, drainTimeoutMs: 30000 });
@@ -63,6 +72,7 @@ const BASE_HEADERS: OutgoingHttpHeaders = Object.freeze({
 });
 
 const cache = new WeakMap<object, ResolvedSse>();
+const CRC32: EncodeOptions = Object.freeze({ checksum: 'crc32' });
 
 function num(name: string, v: unknown, dflt: number, min: number): number {
   if (v === undefined) return dflt;
@@ -82,6 +92,7 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     throw invalidOption('headers', 'an object', options.headers);
   }
   const timeoutMs = num('timeoutMs', options.timeoutMs, 0, 1);
+  const encode: EncodeOptions | undefined = checkChecksum(options.checksum) ? CRC32 : undefined;
   const headers = options.headers === undefined ? BASE_HEADERS : Object.freeze({ ...BASE_HEADERS, ...options.headers });
   const r: ResolvedSse = Object.freeze({
     config,
@@ -95,6 +106,7 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     headers,
     h2Headers: Object.freeze(h2SafeHeaders(headers)),
     limits: resolveLimits(options.rateLimit, options.shed, options.route, config.metrics),
+    encode,
   });
   runtimeStats();
   cache.set(options, r);

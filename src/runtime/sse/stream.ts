@@ -107,7 +107,7 @@ export class SseStream {
     if (this.done) return Promise.reject(this.closedError());
     let frame: string;
     try {
-      frame = encodeEvent(typeof event === 'string' ? { data: event } : event);
+      frame = encodeEvent(typeof event === 'string' ? { data: event } : event, this.o.encode);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -137,7 +137,7 @@ export class SseStream {
     const s = this.state;
     if (s !== undefined) tracker.markError(s);
     try {
-      this[kPush](encodeEvent({ event: 'error', data: this.errorBody(err) }), undefined);
+      this[kPush](encodeEvent({ event: 'error', data: this.errorBody(err) }, this.o.encode), undefined);
     } catch (e) {
       tracker.fault('sse', e);
     }
