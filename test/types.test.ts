@@ -117,7 +117,7 @@ describe('public .d.ts files', () => {
   ] as const) {
     it(`${flavour}: every declaration is exported by an entry point, and no implementation type appears`, () => {
       const files = fs.readdirSync(path.join(ROOT, dir)).filter((f) => f.endsWith(ext)).map((f) => parseDts(path.join(ROOT, dir, f)));
-      const entries = ['index', 'register', 'express', 'fastify', 'koa', 'hono'].map((e) => path.join(ROOT, dir, e + ext));
+      const entries = ['index', 'register', 'express', 'fastify', 'koa', 'hono', 'client'].map((e) => path.join(ROOT, dir, e + ext));
       expect(files.map((f) => f.file)).toEqual(expect.arrayContaining(entries));
       const byFile = new Map(files.map((f) => [f.file.replace(/\.d\.c?ts$/, ''), f]));
       // What users can import: every name an entry point exports, followed through shared chunks to its declaration.
@@ -194,7 +194,7 @@ describe('type tests of every entry point, ESM and CJS, against the installed ta
   afterAll(() => app?.remove());
 
   it('test/types/*.test-d.ts and *.test-d.cts compile', async () => {
-    expect(fs.readdirSync(TYPES).sort()).toEqual(['adapters.test-d.cts', 'adapters.test-d.ts', 'index.test-d.cts', 'index.test-d.ts']);
+    expect(fs.readdirSync(TYPES).sort()).toEqual(['adapters.test-d.cts', 'adapters.test-d.ts', 'client.test-d.ts', 'index.test-d.cts', 'index.test-d.ts']);
     const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
     const out = await run(process.execPath, [tsc, '-p', app.dir, '--pretty', 'false'], { cwd: app.dir, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 }).then(
       (r) => r.stdout + r.stderr,
