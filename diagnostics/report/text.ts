@@ -13,9 +13,13 @@ function findingLine(f: ReportFinding): string[] {
   }
   if (f.source === 'heap') {
     const extra = f.queuedBytes !== undefined ? `, ${formatBytes(f.queuedBytes)} queued` : '';
+    const also = f.alsoVia ?? [];
+    // one place in the program reached more ways: the path most share first, then the others
+    const share = also.length > 0 ? ` (×${f.count - also.reduce((s, a) => s + a.count, 0)})` : '';
     return [
       `${sev} ${f.kind} ×${f.count}: ${formatBytes(f.retainedSize)} retained${extra} — ${f.detail}`,
-      `        ${formatPath(f.path)}`,
+      `        ${formatPath(f.path)}${share}`,
+      ...also.map((a) => `        also reachable through (×${a.count}): ${formatPath(a.path)}`),
     ];
   }
   return [`${sev} ${f.kind} ×${f.count}: ${f.detail}`];
