@@ -25,7 +25,7 @@ interface HeapFindingJson {
   alsoVia?: Array<{ count: number; path: string[]; rawPath: string[] }>;
 }
 
-function snapshot(mode: 'same' | 'two'): string {
+function snapshot(mode: 'same' | 'two' | 'table'): string {
   const file = path.join(work, `${mode}.heapsnapshot`);
   execFileSync(process.execPath, [path.join(FIXTURES, 'interval-holder.mjs'), mode, file], { cwd: work, timeout: 60_000 });
   return file;
@@ -105,5 +105,18 @@ describe('two different holders stay two findings', () => {
       expect(byHolder['tick()']!.holder).toMatch(new RegExp(`interval-holder\\.mjs:${tick}:\\d+ `));
       expect(byHolder['poll()']!.holder).toMatch(new RegExp(`interval-holder-other\\.mjs:${poll}:\\d+ `));
     }
+  });
+});
+
+describe('a plain object used as a table', () => {
+  it('four responses, each under its own key, are one finding ×4 held by the object, with one path', () => {
+    const file = snapshot('table');
+    const { findings } = JSON.parse(cli(file, '--json')) as { findings: HeapFindingJson[] };
+    const mine = findings.filter((f) => f.kind === 'retained_response');
+    expect(mine.map((f) => f.count)).toEqual([4]);
+    // what holds the table (here the request handler's closure, which uses the module's `sessions`), and the table
+    expect(mine[0]!.holder).toMatch(/interval-holder\.mjs.* → sessions → Object$/);
+    // a table's keys are not other ways to it
+    expect(mine[0]!.alsoVia).toBeUndefined();
   });
 });

@@ -13,7 +13,9 @@ import type { ConstructorStat, HeapFinding, HeapFindingKind, HeapSummary, Severi
 
 /** A response with at least this many bytes queued is reported (`queued_write_buffer`). */
 export const QUEUED_BYTES_THRESHOLD = 64 * 1024;
-/** Findings are grouped by the end of their retainer path: 4 objects and the 3 edges between them. */
+/** Other paths kept per finding (`alsoVia`), most objects first. */
+const MAX_ALSO_VIA = 20;
+/** Without a holder, findings are grouped by the end of their retainer path: 4 objects and the 3 edges between them. */
 const GROUP_BY_ENTRIES = 7;
 
 /** One finding being built: the objects of one kind held at one place, and the distinct paths they were reached by. */
@@ -74,8 +76,9 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
       if (queued !== undefined) g.finding.queuedBytes = 0;
       groups.set(key, g);
     }
-    // the same holder reached another way: one more path under the same finding
-    const pathKey = readable.map((x) => x.key).join('\u0000');
+    // the same holder reached another way: one more path under the same finding (a table's own key, the edge
+    // out of a collection holder, is not another way: a thousand sessions in one object are one path)
+    const pathKey = readable.map((x, i) => (holder && !holder.closure && i === holder.at + 1 ? '(entry)' : x.key)).join('\u0000');
     let v = g.variants.get(pathKey);
     if (!v) {
       v = { count: 0, steps: readable, holder, rawPath: retainerPath(snap, graph, node) };
@@ -149,7 +152,10 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     f.path = main.path;
     f.rawPath = main.rawPath;
     if (main.holder) f.holder = holderLabel(main.path, main.holder);
-    if (others.length > 0) f.alsoVia = others.map(({ count, path, rawPath }) => ({ count, path, rawPath }));
+    if (others.length > 0) {
+      f.countOnPath = main.count;
+      f.alsoVia = others.slice(0, MAX_ALSO_VIA).map(({ count, path, rawPath }) => ({ count, path, rawPath }));
+    }
   }
 
   const ids = snap.nodeIds(all.flatMap((g) => g.finding.ids));

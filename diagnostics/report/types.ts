@@ -39,9 +39,11 @@ export interface HeapFinding {
   /**
    * The other shortest paths by which objects of this group are held (`path` is the one most of them share):
    * the same holder reached another way, e.g. an interval's closure through the timer list and through an array
-   * that keeps its Timeout. Absent when all share one path.
+   * that keeps its Timeout. Up to 20, most objects first; absent when all share one path.
    */
   alsoVia?: Array<{ count: number; path: string[]; rawPath: string[] }>;
+  /** With `alsoVia`: how many of the objects `path` leads to (the rest go through the other paths). */
+  countOnPath?: number;
   /** queued_write_buffer: bytes queued on these responses. */
   queuedBytes?: number;
   /** Heap snapshot ids of up to 5 of the objects (to find them in DevTools). */
