@@ -92,3 +92,24 @@ describe.each([['agent'], ['inspector']] as const)('capture --trace 2 --cpu 3 --
     expect(r.stderr).toMatch(/cpu profile: .*expect a pause[^\n]*\n(diag: [^\n]*\n)?diag: profiling the CPU for 3 s from the trace's start[^\n]*\ndiag: tracing for 2 s/);
   }, 120_000);
 });
+
+describe('capture --trace 3 --cpu 1: the trace is the longer', () => {
+  it("the profile runs the trace's window, from its start: it covers every trace event", async () => {
+    const t = await target(true);
+    const dir = path.join(work, 'longer-trace');
+    const cli = spawnCli(['capture', String(t.pid), '--out', dir, '--trace', '3', '--cpu', '1'], env);
+    await until(() => cli.stderr().includes('tracing for'), 'the trace to start', 60_000);
+    await get(t.port, '/plant');
+    const r = await cli.result;
+    expect(r.code, r.stderr).toBe(0);
+    const profile = JSON.parse(fs.readFileSync(path.join(dir, 'cpu.cpuprofile'), 'utf8')) as { startTime: number; endTime: number };
+    const events = (JSON.parse(fs.readFileSync(path.join(dir, 'trace.json'), 'utf8')) as { traceEvents: Array<{ ts?: number; ph?: string }> }).traceEvents;
+    const ts = events.filter((e) => typeof e.ts === 'number' && e.ts > 0 && e.ph !== 'M').map((e) => e.ts!);
+    expect(ts.length).toBeGreaterThan(0);
+    // started with the trace (before its first event but for the start-up of the two, which run side by side),
+    // and ran on until the trace ended
+    expect(profile.endTime).toBeGreaterThanOrEqual(Math.max(...ts));
+    expect(profile.endTime - profile.startTime).toBeGreaterThanOrEqual(2_900_000);
+    expect(r.stderr).toMatch(/profiling the CPU for 3 s from the trace's start \(the trace's window, longer than --cpu 1\)/);
+  }, 120_000);
+});
