@@ -32,7 +32,8 @@ export function holderOf(snap: HeapSnapshot, steps: Step[], names: (s: string) =
   // object steps sit at even distances from the object (the last step); a cut path ('…') ends the walk
   for (let i = steps.length - 3; i >= 0; i -= 2) {
     const st = steps[i];
-    if (st.key === '…' || st.label === '…') return null;
+    // the cut (readablePath keeps the head and the tail of a long path) sits between two object steps
+    if (st.label === '…' || steps[i + 1]?.label === '…') return null;
     if (st.closure !== undefined) {
       if (isUserClosure(snap, st.closure, names)) return { key: `closure\u0000${st.key}`, at: i, closure: true };
       continue;
