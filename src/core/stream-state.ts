@@ -27,6 +27,10 @@ export interface WriteGuard {
 export interface StreamConfig {
   readonly stallAfterMs: number;
   readonly danglingAfterMs: number;
+  /** Writes held above the socket longer than this are a `buffered_stream` (docs/detectors.md). */
+  readonly bufferedAfterMs?: number;
+  /** Opt-in: every gap between writes into `stream_write_gap_seconds` (docs/metrics.md). */
+  readonly writeGaps?: boolean;
   readonly trackAsync: boolean;
   readonly captureStacks: boolean;
   readonly tracer: Tracer | undefined;
@@ -139,6 +143,13 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
+  /**
+   * Writes the handler gave to a layer above streamscope's write hook (src/core/above.ts): a middleware that
+   * replaced `res.write`, or a piped body stream. -1: no such layer (the writes are `writes`).
+   */
+  givenWrites = -1;
+  /** The foreign `res.write` that src/core/above.ts counts writes into. */
+  aboveWrite: ServerResponse['write'] | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 

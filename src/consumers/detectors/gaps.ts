@@ -1,0 +1,125 @@
+import { performance } from 'node:perf_hooks';
+import type { ServerResponse } from 'node:http';
+import type { StreamState } from '../../core/stream-state.js';
+import { getTracker, type TrackerListener } from '../../core/tracker.js';
+import { kState } from '../../core/symbols.js';
+import { routeMetricsOf } from '../metrics.js';
+import type { HistogramChild } from '../histogram.js';
+import { givenWrites } from './buffered.js';
+
+/**
+ * Gaps between writes (docs/metrics.md):
+ *
+ * - `stream_longest_write_gap_seconds`, every stream, no per-write cost: the detectors' sweep (every 250 ms)
+ *   reads the stream's write count; a gap is seen as a run of sweeps where the count did not move. Its ends
+ *   are placed from the sweeps around it and the producer's pace just before it (half a write spacing before
+ *   the sweep that saw the last write, and after the run as many spacings before the sweep that saw the next
+ *   writes as it saw writes); writes seen in consecutive sweeps count as their mean spacing. Observed once at
+ *   close, for streams with two writes or more.
+ * - `stream_write_gap_seconds`, opt-in (`writeGaps: true`): every gap, from a clock read on each write (a
+ *   wrapper over `res.write` on that route's streams only).
+ */
+
+const tracker = getTracker();
+
+type Res = ServerResponse & { [kState]?: StreamState };
+
+class Gaps {
+  /** Given writes at the last look, and the sweep that last saw them move (t_i), its interval and writes. */
+  lastWrites = 0;
+  lastChangeAt = -1;
+  changeLen = 0;
+  changeWrites = 0;
+  prevSweepAt: number;
+  longestMs = -1;
+  /** writeGaps: the write below the wrapper, the previous write's time, the route's histogram. */
+  inner: ServerResponse['write'] | null = null;
+  lastWriteAt = -1;
+  hist: HistogramChild | null = null;
+  constructor(at: number) {
+    this.prevSweepAt = at;
+  }
+}
+
+const kSlot = tracker.slot('gaps');
+
+/** One look at the write count at time t (a sweep, or the close). */
+function step(g: Gaps, w: number, t: number): void {
+  const dw = w - g.lastWrites;
+  if (dw > 0) {
+    const len = t - g.prevSweepAt;
+    let est = -1;
+    if (g.lastChangeAt >= 0 && g.prevSweepAt > g.lastChangeAt) {
+      // a run of sweeps without a write: from the last write before it to the first one after it
+      const spacing = Math.min(g.changeLen / g.changeWrites, g.changeLen);
+      const lastBefore = g.lastChangeAt - spacing / 2;
+      const firstAfter = Math.max(g.prevSweepAt, t - (dw - 0.5) * spacing);
+      est = firstAfter - lastBefore;
+    } else if (g.lastChangeAt >= 0 || dw >= 2) {
+      est = len / dw;
+    }
+    if (est > g.longestMs) g.longestMs = est;
+    g.lastChangeAt = t;
+    g.changeLen = len;
+    g.changeWrites = dw;
+    g.lastWrites = w;
+  }
+  g.prevSweepAt = t;
+}
+
+/** The sweep, for one open stream. */
+export function sweepGaps(s: StreamState, now: number): void {
+  const g = s.slot<Gaps>(kSlot);
+  if (g !== undefined && !s.clientClosed) step(g, givenWrites(s), now);
+}
+
+/** `res.write` of a `writeGaps` stream: the gap since the previous write, then the write below. */
+function gapWrite(this: Res): boolean {
+  const s = this[kState];
+  const g = s === undefined ? undefined : s.slot<Gaps>(kSlot);
+  // eslint-disable-next-line prefer-rest-params
+  const args = arguments as unknown as Parameters<ServerResponse['write']>;
+  if (s === undefined || g === undefined || g.inner === null) return Object.getPrototypeOf(this).write.apply(this, args);
+  if (!s.clientClosed) {
+    const now = performance.now();
+    if (g.lastWriteAt >= 0 && g.hist !== null) g.hist.observe((now - g.lastWriteAt) / 1000);
+    g.lastWriteAt = now;
+  }
+  return g.inner.apply(this, args);
+}
+
+export const gapsListener: TrackerListener = {
+  component: 'gaps',
+  open(s) {
+    const now = performance.now();
+    const g = new Gaps(now);
+    const w = givenWrites(s);
+    if (w > 0) {
+      // written before it opened (promoted after its first write): the open is the look that saw them
+      g.lastWrites = w;
+      g.lastChangeAt = now;
+      g.changeLen = s.firstWriteAt >= 0 ? now - s.firstWriteAt : 0;
+      g.changeWrites = w;
+    }
+    s.setSlot(kSlot, g);
+    const res = s.res as Res | null;
+    if (s.config.writeGaps === true && res !== null && typeof res.write === 'function') {
+      const rm = routeMetricsOf(s);
+      g.hist = rm === null ? null : rm.writeGap();
+      g.inner = res.write;
+      if (w === 1 && s.firstWriteAt >= 0) g.lastWriteAt = s.firstWriteAt;
+      res.write = gapWrite as ServerResponse['write'];
+    }
+  },
+  close(s) {
+    const g = s.slot<Gaps>(kSlot);
+    if (g === undefined) return;
+    step(g, givenWrites(s), s.closedAt);
+    if (g.longestMs >= 0) routeMetricsOf(s)?.longestGap.observe(g.longestMs / 1000);
+  },
+};
+
+/** Registers the gap measurement with the tracker (once per process). */
+export function installGaps(): void {
+  tracker.register(gapsListener);
+}

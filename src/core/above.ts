@@ -1,0 +1,89 @@
+import { performance } from 'node:perf_hooks';
+import type { ServerResponse } from 'node:http';
+import { Phase, type StreamState } from './stream-state.js';
+import { getTracker } from './tracker.js';
+import { kState } from './symbols.js';
+
+/**
+ * Layers between the handler and streamscope's `write` (docs/detectors.md, `buffered_stream`). Two shapes
+ * put bytes where streamscope's own write hook cannot see the handler's writes:
+ *
+ * - a middleware that replaced `res.write` on the instance after streamscope attached (Express's
+ *   `compression` under `app.use(streamscope())` or `observeAll()`): its `write` feeds a zlib stream whose
+ *   output comes back to streamscope's write later;
+ * - a body stream piped into the response (Fastify's `reply.send(stream)`, which `@fastify/compress` pipes
+ *   through a zlib stream first).
+ *
+ * For those responses only, the writes the handler gave (`s.givenWrites`, -1 elsewhere) are counted above
+ * the layer: one counting function per write, or one `data` listener per chunk of a piped body. The default
+ * path (no such layer) pays nothing. The handler's first write there is the stream's first write (time to
+ * first token), as it is when streamscope sits above the layer.
+ */
+
+type Res = ServerResponse & { [kState]?: StreamState };
+
+const tracker = getTracker();
+
+/** The handler's first write through a layer above streamscope's hook: the stream's first write. */
+function firstGiven(s: StreamState): void {
+  if (s.firstWriteAt >= 0) return;
+  s.firstWriteAt = performance.now();
+  if (s.phase === Phase.Open) tracker.emit('firstWrite', s);
+}
+
+/** `res.write` over a foreign wrapper: counts the write, then calls the wrapper. */
+function outerWrite(this: Res): boolean {
+  const s = this[kState];
+  const above = s?.aboveWrite;
+  // eslint-disable-next-line prefer-rest-params
+  const args = arguments as unknown as Parameters<ServerResponse['write']>;
+  if (s === undefined || above == null) return Object.getPrototypeOf(this).write.apply(this, args);
+  if (!s.clientClosed && s.phase < Phase.Closed) {
+    s.givenWrites++;
+    if (s.firstWriteAt < 0) {
+      try {
+        firstGiven(s);
+      } catch (err) {
+        tracker.fault('tracker', err);
+      }
+    }
+  }
+  return above.apply(this, args);
+}
+
+/**
+ * At promotion: when `res.write` is no longer streamscope's own (`own`), a layer sits above it; count the
+ * writes given to that layer from now on.
+ */
+export function wrapAbove(s: StreamState, res: ServerResponse, own: unknown): void {
+  const current = res.write;
+  if (current === own || current === (outerWrite as unknown) || typeof current !== 'function') return;
+  s.aboveWrite = current;
+  if (s.givenWrites < 0) s.givenWrites = 0;
+  res.write = outerWrite as ServerResponse['write'];
+}
+
+interface BodyStream {
+  on(event: string, fn: (...a: unknown[]) => void): unknown;
+  once(event: string, fn: (...a: unknown[]) => void): unknown;
+  readableFlowing?: boolean | null;
+}
+
+/**
+ * A body stream that will be piped into the response (Fastify's stream payloads): its chunks are the writes
+ * the handler gave. The `data` listener is added once the stream flows (its `resume` event, or at once when
+ * it already flows), so streamscope never starts the flow itself nor takes a chunk from the pipe.
+ */
+export function watchBody(s: StreamState, body: unknown): void {
+  const b = body as BodyStream;
+  if (b === null || typeof b !== 'object' || typeof b.on !== 'function' || typeof b.once !== 'function') return;
+  if (s.givenWrites >= 0) return; // watched already
+  s.givenWrites = 0;
+  const onData = (): void => {
+    if (s.clientClosed || s.phase >= Phase.Closed) return;
+    s.givenWrites++;
+    if (s.firstWriteAt < 0) firstGiven(s);
+  };
+  if (b.readableFlowing === true) b.on('data', onData);
+  else b.once('resume', () => b.on('data', onData));
+}
