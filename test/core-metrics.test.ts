@@ -224,7 +224,7 @@ describe('metrics of the contract', () => {
     const samples = await scrape(registry);
     const values = (name: string, label: string): Record<string, number> =>
       Object.fromEntries(samples.filter((s) => s.name === name && s.labels.route === '/z').map((s) => [s.labels[label], s.value]));
-    expect(values('stream_leaks_total', 'kind')).toEqual({ stalled_write: 0, dangling_stream: 0, zombie_producer: 0, dangling_async: 0 });
+    expect(values('stream_leaks_total', 'kind')).toEqual({ stalled_write: 0, dangling_stream: 0, zombie_producer: 0, dangling_async: 0, buffered_stream: 0 });
     // resume and rejection series exist only on routes that use them (test/series.test.ts)
     expect(values('stream_resumes_total', 'result')).toEqual({});
     expect(values('stream_rejected_total', 'reason')).toEqual({});
