@@ -23,8 +23,13 @@ type Res = ServerResponse & { _header?: unknown; _headerSent?: boolean; flush?: 
 
 const tracker = getTracker();
 
-/** A stream's view of its socket, in this consumer's slot. */
-class Wire {
+/**
+ * A stream's view of its socket and of its writes' pace (src/consumers/detectors/gaps.ts), in one object in
+ * one slot: it lives as long as the stream, so every field is a small integer or a pointer (times are whole
+ * milliseconds since the stream's start, no boxed doubles) — about 150 B per open stream.
+ */
+export class Watch {
+  /** The HTTP/1.1 socket (null: HTTP/2, no socket, or closed). */
   socket: Socket | null;
   /** socket.bytesWritten when the stream opened. */
   readonly bw0: number;
@@ -33,17 +38,33 @@ class Wire {
   /** Body bytes on the socket at the last look, and the writes given by then. */
   lastSent = 0;
   givenAtSend = 0;
-  /** The first sweep that saw writes given since the socket last moved (-1: none held). */
+  /** The first sweep that saw writes given since the socket last moved (ms since start; -1: none held). */
   heldSince = -1;
-  firstByteAt = -1;
-  constructor(socket: Socket, bw0: number, hdr0: boolean) {
+  firstByteSeen = false;
+  // gaps.ts: given writes at the last look; the look that last saw them move (ms since start), its interval
+  // (ms) and writes; the previous look; the longest gap so far (ms, -1: none)
+  lastWrites = 0;
+  lastChangeAt = -1;
+  changeLen = 0;
+  changeWrites = 0;
+  prevLookAt = 0;
+  longestMs = -1;
+  /** writeGaps streams only (gaps.ts). */
+  every: unknown = null;
+  constructor(socket: Socket | null, bw0: number, hdr0: boolean) {
     this.socket = socket;
     this.bw0 = bw0;
     this.hdr0 = hdr0;
   }
 }
 
-const kSlot = tracker.slot('wire');
+/** Milliseconds since the stream started, whole (a small integer field, never a boxed double). */
+export const msOf = (s: StreamState, at: number): number => Math.round(at - s.t0);
+
+const kSlot = tracker.slot('watch');
+
+/** A stream's Watch (undefined before it opened). */
+export const watchOf = (s: StreamState): Watch | undefined => s.slot<Watch>(kSlot);
 
 /** The writes the handler gave: counted above a layer that holds them (src/core/above.ts), else the response's own. */
 export function givenWrites(s: StreamState): number {
@@ -51,7 +72,7 @@ export function givenWrites(s: StreamState): number {
 }
 
 /** Body bytes handed to the socket since the stream opened (-1: unknown). */
-function bodyOnSocket(s: StreamState, w: Wire): number {
+function bodyOnSocket(s: StreamState, w: Watch): number {
   const sock = w.socket;
   const res = s.res as Res | null;
   if (sock === null || res === null) return -1;
@@ -63,8 +84,8 @@ function bodyOnSocket(s: StreamState, w: Wire): number {
   return n;
 }
 
-function firstByte(s: StreamState, w: Wire, at: number): void {
-  w.firstByteAt = at;
+function firstByte(s: StreamState, w: Watch, at: number): void {
+  w.firstByteSeen = true;
   routeMetricsOf(s)?.firstByte.observe((at - s.t0) / 1000);
 }
 
@@ -85,8 +106,8 @@ const RECHECK_MS = [10, 20, 40, 80, 160];
 
 function checkFirstByte(s: StreamState, step = 0): void {
   try {
-    const w = s.slot<Wire>(kSlot);
-    if (w === undefined || w.firstByteAt >= 0 || s.phase !== Phase.Open) return;
+    const w = s.slot<Watch>(kSlot);
+    if (w === undefined || w.firstByteSeen || s.phase !== Phase.Open) return;
     if (bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, performance.now());
     else if (step < RECHECK_MS.length) setTimeout(checkFirstByte, RECHECK_MS[step], s, step + 1).unref();
   } catch (err) {
@@ -101,7 +122,7 @@ function encodingOf(res: Res): string | null {
 }
 
 /** The finding's detail: what is held, the likely cause, the fix. */
-function detail(s: StreamState, w: Wire, held: number, heldMs: number, sent: number): string {
+function detail(s: StreamState, w: Watch, held: number, heldMs: number, sent: number): string {
   const res = s.res as Res | null;
   const enc = res === null ? null : encodingOf(res);
   const type = res === null ? undefined : res.getHeader('content-type');
@@ -122,7 +143,7 @@ function detail(s: StreamState, w: Wire, held: number, heldMs: number, sent: num
 
 /** The sweep, for one open stream: first byte, and writes held above the socket. */
 export function sweepWire(s: StreamState, now: number): void {
-  const w = s.slot<Wire>(kSlot);
+  const w = s.slot<Watch>(kSlot);
   if (w === undefined || w.socket === null) return;
   const sent = bodyOnSocket(s, w);
   if (sent < 0) return;
@@ -131,11 +152,12 @@ export function sweepWire(s: StreamState, now: number): void {
     w.lastSent = sent;
     w.givenAtSend = given;
     w.heldSince = -1;
-    if (w.firstByteAt < 0 && sent > preamble(s.res as Res | null)) firstByte(s, w, now);
+    if (!w.firstByteSeen && sent > preamble(s.res as Res | null)) firstByte(s, w, now);
   } else if (given > w.givenAtSend && !s.clientClosed) {
-    if (w.heldSince < 0) w.heldSince = now;
-    else if (now - w.heldSince >= (s.config.bufferedAfterMs ?? DEFAULTS.bufferedAfterMs) && !s.hasFinding('buffered_stream')) {
-      tracker.raise(s, 'buffered_stream', 'warning', detail(s, w, given - w.givenAtSend, now - w.heldSince, sent));
+    const at = msOf(s, now);
+    if (w.heldSince < 0) w.heldSince = at;
+    else if (at - w.heldSince >= (s.config.bufferedAfterMs ?? DEFAULTS.bufferedAfterMs) && !s.hasFinding('buffered_stream')) {
+      tracker.raise(s, 'buffered_stream', 'warning', detail(s, w, given - w.givenAtSend, at - w.heldSince, sent));
     }
   }
 }
@@ -143,13 +165,16 @@ export function sweepWire(s: StreamState, now: number): void {
 export const wireListener: TrackerListener = {
   component: 'wire',
   open(s) {
-    // HTTP/2: the session's socket carries every stream of the connection
-    if (s.h2 !== null) return false;
     const res = s.res as Res | null;
-    const socket = res?.socket;
-    if (res == null || socket == null || typeof socket.bytesWritten !== 'number') return false;
+    // HTTP/2: the session's socket carries every stream of the connection (the Watch still serves gaps.ts)
+    const socket = s.h2 === null ? (res?.socket ?? null) : null;
+    const bw = socket === null ? undefined : socket.bytesWritten;
+    if (res === null || socket === null || typeof bw !== 'number') {
+      s.setSlot(kSlot, new Watch(null, 0, false));
+      return;
+    }
     const hdr0 = res._headerSent === true;
-    const w = new Wire(socket, socket.bytesWritten, hdr0);
+    const w = new Watch(socket, bw, hdr0);
     const given = givenWrites(s);
     // The header block went out before the stream opened (promoted after its first write): the writes so far
     // went with it, unless a compression layer is there (the header then may have gone out alone).
@@ -158,14 +183,14 @@ export const wireListener: TrackerListener = {
     if (hdr0 && s.firstWriteAt >= 0 && s.givenWrites < 0 && encodingOf(res) === null) firstByte(s, w, s.firstWriteAt);
   },
   firstWrite(s) {
-    const w = s.slot<Wire>(kSlot);
-    if (w !== undefined && w.firstByteAt < 0) setImmediate(checkFirstByte, s, 0);
+    const w = s.slot<Watch>(kSlot);
+    if (w !== undefined && w.socket !== null && !w.firstByteSeen) setImmediate(checkFirstByte, s, 0);
   },
   close(s) {
-    const w = s.slot<Wire>(kSlot);
-    if (w === undefined) return;
+    const w = s.slot<Watch>(kSlot);
+    if (w === undefined || w.socket === null) return;
     // the end may have flushed what a layer held
-    if (w.firstByteAt < 0 && bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, s.closedAt);
+    if (!w.firstByteSeen && bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, s.closedAt);
     w.socket = null;
   },
 };

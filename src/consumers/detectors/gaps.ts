@@ -5,7 +5,7 @@ import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { kState } from '../../core/symbols.js';
 import { routeMetricsOf } from '../metrics.js';
 import type { HistogramChild } from '../histogram.js';
-import { givenWrites } from './buffered.js';
+import { givenWrites, msOf, watchOf, type Watch } from './buffered.js';
 
 /**
  * Gaps between writes (docs/metrics.md):
@@ -24,62 +24,54 @@ const tracker = getTracker();
 
 type Res = ServerResponse & { [kState]?: StreamState };
 
-class Gaps {
-  /** Given writes at the last look, and the sweep that last saw them move (t_i), its interval and writes. */
-  lastWrites = 0;
-  lastChangeAt = -1;
-  changeLen = 0;
-  changeWrites = 0;
-  prevSweepAt: number;
-  longestMs = -1;
-  /** writeGaps: the write below the wrapper, the previous write's time, the route's histogram. */
-  inner: ServerResponse['write'] | null = null;
+/** writeGaps streams: the write below the wrapper, the previous write's time, the route's histogram. */
+class Every {
+  readonly inner: ServerResponse['write'];
   lastWriteAt = -1;
-  hist: HistogramChild | null = null;
-  constructor(at: number) {
-    this.prevSweepAt = at;
+  readonly hist: HistogramChild | null;
+  constructor(inner: ServerResponse['write'], hist: HistogramChild | null) {
+    this.inner = inner;
+    this.hist = hist;
   }
 }
 
-const kSlot = tracker.slot('gaps');
-
-/** One look at the write count at time t (a sweep, or the close). */
-function step(g: Gaps, w: number, t: number): void {
+/** One look at the write count `w` at `t` (ms since the stream's start: a sweep, or the close). */
+function step(g: Watch, w: number, t: number): void {
   const dw = w - g.lastWrites;
   if (dw > 0) {
-    const len = t - g.prevSweepAt;
+    const len = t - g.prevLookAt;
     let est = -1;
-    if (g.lastChangeAt >= 0 && g.prevSweepAt > g.lastChangeAt) {
+    if (g.lastChangeAt >= 0 && g.prevLookAt > g.lastChangeAt) {
       // a run of sweeps without a write: from the last write before it to the first one after it
       const spacing = Math.min(g.changeLen / g.changeWrites, g.changeLen);
       const lastBefore = g.lastChangeAt - spacing / 2;
-      const firstAfter = Math.max(g.prevSweepAt, t - (dw - 0.5) * spacing);
+      const firstAfter = Math.max(g.prevLookAt, t - (dw - 0.5) * spacing);
       est = firstAfter - lastBefore;
     } else if (g.lastChangeAt >= 0 || dw >= 2) {
       est = len / dw;
     }
-    if (est > g.longestMs) g.longestMs = est;
+    if (est > g.longestMs) g.longestMs = Math.round(est);
     g.lastChangeAt = t;
     g.changeLen = len;
     g.changeWrites = dw;
     g.lastWrites = w;
   }
-  g.prevSweepAt = t;
+  g.prevLookAt = t;
 }
 
 /** The sweep, for one open stream. */
 export function sweepGaps(s: StreamState, now: number): void {
-  const g = s.slot<Gaps>(kSlot);
-  if (g !== undefined && !s.clientClosed) step(g, givenWrites(s), now);
+  const g = watchOf(s);
+  if (g !== undefined && !s.clientClosed) step(g, givenWrites(s), msOf(s, now));
 }
 
 /** `res.write` of a `writeGaps` stream: the gap since the previous write, then the write below. */
 function gapWrite(this: Res): boolean {
   const s = this[kState];
-  const g = s === undefined ? undefined : s.slot<Gaps>(kSlot);
+  const g = s === undefined ? undefined : (watchOf(s)?.every as Every | null | undefined);
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
-  if (s === undefined || g === undefined || g.inner === null) return Object.getPrototypeOf(this).write.apply(this, args);
+  if (s === undefined || g == null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (!s.clientClosed) {
     const now = performance.now();
     if (g.lastWriteAt >= 0 && g.hist !== null) g.hist.observe((now - g.lastWriteAt) / 1000);
@@ -91,30 +83,33 @@ function gapWrite(this: Res): boolean {
 export const gapsListener: TrackerListener = {
   component: 'gaps',
   open(s) {
-    const now = performance.now();
-    const g = new Gaps(now);
+    const g = watchOf(s);
+    if (g === undefined) return;
     const w = givenWrites(s);
     if (w > 0) {
       // written before it opened (promoted after its first write): the open is the look that saw them
+      const now = msOf(s, performance.now());
       g.lastWrites = w;
       g.lastChangeAt = now;
-      g.changeLen = s.firstWriteAt >= 0 ? now - s.firstWriteAt : 0;
+      g.changeLen = s.firstWriteAt >= 0 ? Math.max(0, now - msOf(s, s.firstWriteAt)) : 0;
       g.changeWrites = w;
+      g.prevLookAt = now;
+    } else {
+      g.prevLookAt = msOf(s, performance.now());
     }
-    s.setSlot(kSlot, g);
     const res = s.res as Res | null;
     if (s.config.writeGaps === true && res !== null && typeof res.write === 'function') {
       const rm = routeMetricsOf(s);
-      g.hist = rm === null ? null : rm.writeGap();
-      g.inner = res.write;
-      if (w === 1 && s.firstWriteAt >= 0) g.lastWriteAt = s.firstWriteAt;
+      const e = new Every(res.write, rm === null ? null : rm.writeGap());
+      if (w === 1 && s.firstWriteAt >= 0) e.lastWriteAt = s.firstWriteAt;
+      g.every = e;
       res.write = gapWrite as ServerResponse['write'];
     }
   },
   close(s) {
-    const g = s.slot<Gaps>(kSlot);
+    const g = watchOf(s);
     if (g === undefined) return;
-    step(g, givenWrites(s), s.closedAt);
+    step(g, givenWrites(s), msOf(s, s.closedAt));
     if (g.longestMs >= 0) routeMetricsOf(s)?.longestGap.observe(g.longestMs / 1000);
   },
 };
