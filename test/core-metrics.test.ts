@@ -217,6 +217,18 @@ describe('metrics of the contract', () => {
     }
   });
 
+  it('rejects a bad bufferedAfterMs or writeGaps at setup with STREAMSCOPE_ERR_INVALID_OPTION', () => {
+    for (const bad of [{ bufferedAfterMs: 0 }, { bufferedAfterMs: Number.NaN }, { writeGaps: 'yes' as unknown as boolean }]) {
+      try {
+        instrument(() => undefined, bad);
+        expect.unreachable();
+      } catch (err) {
+        expect((err as { code: string }).code).toBe('STREAMSCOPE_ERR_INVALID_OPTION');
+        expect((err as Error).message).toMatch(/bufferedAfterMs|writeGaps/);
+      }
+    }
+  });
+
   it('starts the known label values of a route at 0, so rates work from the first scrape', async () => {
     const registry = new Registry();
     const srv = await serve(instrument(sse(1, 0), { registry, route: '/z' }));
