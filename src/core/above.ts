@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import { Phase, type StreamState } from './stream-state.js';
 import { getTracker } from './tracker.js';
-import { kState } from './symbols.js';
+import { kAbove, kState } from './symbols.js';
 
 /**
  * Layers between the handler and streamscope's `write` (docs/detectors.md, `buffered_stream`). Two shapes
@@ -14,13 +14,28 @@ import { kState } from './symbols.js';
  * - a body stream piped into the response (Fastify's `reply.send(stream)`, which `@fastify/compress` pipes
  *   through a zlib stream first).
  *
- * For those responses only, the writes the handler gave (`s.givenWrites`, -1 elsewhere) are counted above
- * the layer: one counting function per write, or one `data` listener per chunk of a piped body. The default
- * path (no such layer) pays nothing. The handler's first write there is the stream's first write (time to
+ * For those responses only, the writes the handler gave are counted above the layer, in an `Above` on the
+ * response (`aboveOf(res)`): one counting function per write, or one `data` listener per chunk of a piped
+ * body. The default path (no such layer) pays nothing, not even a field. The handler's first write there is the stream's first write (time to
  * first token), as it is when streamscope sits above the layer.
  */
 
-type Res = ServerResponse & { [kState]?: StreamState };
+/** A layer above streamscope's write hook, and the writes the handler gave it. */
+export class Above {
+  given = 0;
+  /** The foreign `res.write` (null: a piped body stream). */
+  readonly write: ServerResponse['write'] | null;
+  constructor(write: ServerResponse['write'] | null) {
+    this.write = write;
+  }
+}
+
+type Res = ServerResponse & { [kState]?: StreamState; [kAbove]?: Above };
+
+/** The layer above a response's write hook, if any. */
+export function aboveOf(res: ServerResponse | null): Above | undefined {
+  return res === null ? undefined : (res as Res)[kAbove];
+}
 
 const tracker = getTracker();
 
@@ -34,12 +49,13 @@ function firstGiven(s: StreamState): void {
 /** `res.write` over a foreign wrapper: counts the write, then calls the wrapper. */
 function outerWrite(this: Res): boolean {
   const s = this[kState];
-  const above = s?.aboveWrite;
+  const a = this[kAbove];
+  const above = a?.write;
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
-  if (s === undefined || above == null) return Object.getPrototypeOf(this).write.apply(this, args);
+  if (s === undefined || a === undefined || above == null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (!s.clientClosed && s.phase < Phase.Closed) {
-    s.givenWrites++;
+    a.given++;
     if (s.firstWriteAt < 0) {
       try {
         firstGiven(s);
@@ -58,8 +74,8 @@ function outerWrite(this: Res): boolean {
 export function wrapAbove(s: StreamState, res: ServerResponse, own: unknown): void {
   const current = res.write;
   if (current === own || current === (outerWrite as unknown) || typeof current !== 'function') return;
-  s.aboveWrite = current;
-  if (s.givenWrites < 0) s.givenWrites = 0;
+  if ((res as Res)[kAbove] !== undefined) return;
+  (res as Res)[kAbove] = new Above(current);
   res.write = outerWrite as ServerResponse['write'];
 }
 
@@ -77,11 +93,13 @@ interface BodyStream {
 export function watchBody(s: StreamState, body: unknown): void {
   const b = body as BodyStream;
   if (b === null || typeof b !== 'object' || typeof b.on !== 'function' || typeof b.once !== 'function') return;
-  if (s.givenWrites >= 0) return; // watched already
-  s.givenWrites = 0;
+  const res = s.res as Res | null;
+  if (res === null || res[kAbove] !== undefined) return; // watched already
+  const a = new Above(null);
+  res[kAbove] = a;
   const onData = (): void => {
     if (s.clientClosed || s.phase >= Phase.Closed) return;
-    s.givenWrites++;
+    a.given++;
     if (s.firstWriteAt < 0) firstGiven(s);
   };
   if (b.readableFlowing === true) b.on('data', onData);

@@ -143,13 +143,6 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
-  /**
-   * Writes the handler gave to a layer above streamscope's write hook (src/core/above.ts): a middleware that
-   * replaced `res.write`, or a piped body stream. -1: no such layer (the writes are `writes`).
-   */
-  givenWrites = -1;
-  /** The foreign `res.write` that src/core/above.ts counts writes into. */
-  aboveWrite: ServerResponse['write'] | null = null;
   /** Free slot for consumers (detectors' async tracking). */
   asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { DEFAULTS } from '../../core/config.js';
+import { aboveOf } from '../../core/above.js';
 import { routeMetricsOf } from '../metrics.js';
 
 /**
@@ -68,7 +69,8 @@ export const watchOf = (s: StreamState): Watch | undefined => s.slot<Watch>(kSlo
 
 /** The writes the handler gave: counted above a layer that holds them (src/core/above.ts), else the response's own. */
 export function givenWrites(s: StreamState): number {
-  return s.givenWrites >= 0 ? s.givenWrites : s.writes;
+  const a = aboveOf(s.res);
+  return a !== undefined ? a.given : s.writes;
 }
 
 /** Body bytes handed to the socket since the stream opened (-1: unknown). */
@@ -128,8 +130,9 @@ function detail(s: StreamState, w: Watch, held: number, heldMs: number, sent: nu
   const type = res === null ? undefined : res.getHeader('content-type');
   const causes: string[] = [];
   if (enc !== null) causes.push(`the response has Content-Encoding: ${enc} (a compression middleware or plugin keeps the bytes until its buffer fills)`);
-  if (s.aboveWrite !== null) causes.push('res.write is wrapped by a middleware that holds what it is given');
-  else if (s.givenWrites >= 0) causes.push('the body is a stream piped into the response through a Transform that does not flush');
+  const above = aboveOf(res);
+  if (above !== undefined && above.write !== null) causes.push('res.write is wrapped by a middleware that holds what it is given');
+  else if (above !== undefined) causes.push('the body is a stream piped into the response through a Transform that does not flush');
   if (causes.length === 0) causes.push('a layer between the handler and the socket holds the bytes (a Transform without flush)');
   const fix =
     res !== null && typeof res.flush === 'function'
@@ -180,7 +183,7 @@ export const wireListener: TrackerListener = {
     // went with it, unless a compression layer is there (the header then may have gone out alone).
     w.givenAtSend = hdr0 ? given : 0;
     s.setSlot(kSlot, w);
-    if (hdr0 && s.firstWriteAt >= 0 && s.givenWrites < 0 && encodingOf(res) === null) firstByte(s, w, s.firstWriteAt);
+    if (hdr0 && s.firstWriteAt >= 0 && aboveOf(res) === undefined && encodingOf(res) === null) firstByte(s, w, s.firstWriteAt);
   },
   firstWrite(s) {
     const w = s.slot<Watch>(kSlot);
