@@ -27,37 +27,36 @@ const tracker = getTracker();
 /**
  * A stream's view of its socket and of its writes' pace (src/consumers/detectors/gaps.ts), in one object in
  * one slot: it lives as long as the stream, so every field is a small integer or a pointer (times are whole
- * milliseconds since the stream's start, no boxed doubles) — about 150 B per open stream.
+ * milliseconds since the stream's start, no boxed doubles) — about 120 B per open stream.
  */
 export class Watch {
   /** The HTTP/1.1 socket (null: HTTP/2, no socket, or closed). */
   socket: Socket | null;
   /** socket.bytesWritten when the stream opened. */
   readonly bw0: number;
-  /** The header block was on the socket already when the stream opened (counted in bw0). */
-  readonly hdr0: boolean;
+  /** HDR0: the header block was on the socket already when the stream opened (counted in bw0); FIRST_BYTE: seen. */
+  flags: number;
   /** Body bytes on the socket at the last look, and the writes given by then. */
   lastSent = 0;
   givenAtSend = 0;
   /** The first sweep that saw writes given since the socket last moved (ms since start; -1: none held). */
   heldSince = -1;
-  firstByteSeen = false;
-  // gaps.ts: given writes at the last look; the look that last saw them move (ms since start), its interval
-  // (ms) and writes; the previous look; the longest gap so far (ms, -1: none)
+  // gaps.ts: given writes at the last look; the look that last saw them move (ms since start) and the writes'
+  // mean spacing it saw (ms); the previous look; the longest gap so far (ms, -1: none)
   lastWrites = 0;
   lastChangeAt = -1;
-  changeLen = 0;
-  changeWrites = 0;
+  spacing = 0;
   prevLookAt = 0;
   longestMs = -1;
-  /** writeGaps streams only (gaps.ts). */
-  every: unknown = null;
   constructor(socket: Socket | null, bw0: number, hdr0: boolean) {
     this.socket = socket;
     this.bw0 = bw0;
-    this.hdr0 = hdr0;
+    this.flags = hdr0 ? HDR0 : 0;
   }
 }
+
+const HDR0 = 1;
+const FIRST_BYTE = 2;
 
 /** Milliseconds since the stream started, whole (a small integer field, never a boxed double). */
 export const msOf = (s: StreamState, at: number): number => Math.round(at - s.t0);
@@ -82,12 +81,12 @@ function bodyOnSocket(s: StreamState, w: Watch): number {
   if (typeof bw !== 'number') return -1;
   let n = bw - w.bw0;
   // the header block is latin1: one byte per character
-  if (!w.hdr0 && res._headerSent === true && typeof res._header === 'string') n -= res._header.length;
+  if ((w.flags & HDR0) === 0 && res._headerSent === true && typeof res._header === 'string') n -= res._header.length;
   return n;
 }
 
 function firstByte(s: StreamState, w: Watch, at: number): void {
-  w.firstByteSeen = true;
+  w.flags |= FIRST_BYTE;
   routeMetricsOf(s)?.firstByte.observe((at - s.t0) / 1000);
 }
 
@@ -109,7 +108,7 @@ const RECHECK_MS = [10, 20, 40, 80, 160];
 function checkFirstByte(s: StreamState, step = 0): void {
   try {
     const w = s.slot<Watch>(kSlot);
-    if (w === undefined || w.firstByteSeen || s.phase !== Phase.Open) return;
+    if (w === undefined || (w.flags & FIRST_BYTE) !== 0 || s.phase !== Phase.Open) return;
     if (bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, performance.now());
     else if (step < RECHECK_MS.length) setTimeout(checkFirstByte, RECHECK_MS[step], s, step + 1).unref();
   } catch (err) {
@@ -155,7 +154,7 @@ export function sweepWire(s: StreamState, now: number): void {
     w.lastSent = sent;
     w.givenAtSend = given;
     w.heldSince = -1;
-    if (!w.firstByteSeen && sent > preamble(s.res as Res | null)) firstByte(s, w, now);
+    if ((w.flags & FIRST_BYTE) === 0 && sent > preamble(s.res as Res | null)) firstByte(s, w, now);
   } else if (given > w.givenAtSend && !s.clientClosed) {
     const at = msOf(s, now);
     if (w.heldSince < 0) w.heldSince = at;
@@ -187,13 +186,13 @@ export const wireListener: TrackerListener = {
   },
   firstWrite(s) {
     const w = s.slot<Watch>(kSlot);
-    if (w !== undefined && w.socket !== null && !w.firstByteSeen) setImmediate(checkFirstByte, s, 0);
+    if (w !== undefined && w.socket !== null && (w.flags & FIRST_BYTE) === 0) setImmediate(checkFirstByte, s, 0);
   },
   close(s) {
     const w = s.slot<Watch>(kSlot);
     if (w === undefined || w.socket === null) return;
     // the end may have flushed what a layer held
-    if (!w.firstByteSeen && bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, s.closedAt);
+    if ((w.flags & FIRST_BYTE) === 0 && bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, s.closedAt);
     w.socket = null;
   },
 };

@@ -35,6 +35,9 @@ class Every {
   }
 }
 
+/** writeGaps streams' state (opt-in: kept off the Watch every stream has). */
+const every = new WeakMap<StreamState, Every>();
+
 /** One look at the write count `w` at `t` (ms since the stream's start: a sweep, or the close). */
 function step(g: Watch, w: number, t: number): void {
   const dw = w - g.lastWrites;
@@ -43,7 +46,7 @@ function step(g: Watch, w: number, t: number): void {
     let est = -1;
     if (g.lastChangeAt >= 0 && g.prevLookAt > g.lastChangeAt) {
       // a run of sweeps without a write: from the last write before it to the first one after it
-      const spacing = Math.min(g.changeLen / g.changeWrites, g.changeLen);
+      const spacing = g.spacing;
       const lastBefore = g.lastChangeAt - spacing / 2;
       const firstAfter = Math.max(g.prevLookAt, t - (dw - 0.5) * spacing);
       est = firstAfter - lastBefore;
@@ -52,8 +55,7 @@ function step(g: Watch, w: number, t: number): void {
     }
     if (est > g.longestMs) g.longestMs = Math.round(est);
     g.lastChangeAt = t;
-    g.changeLen = len;
-    g.changeWrites = dw;
+    g.spacing = Math.round(len / dw);
     g.lastWrites = w;
   }
   g.prevLookAt = t;
@@ -68,7 +70,7 @@ export function sweepGaps(s: StreamState, now: number): void {
 /** `res.write` of a `writeGaps` stream: the gap since the previous write, then the write below. */
 function gapWrite(this: Res): boolean {
   const s = this[kState];
-  const g = s === undefined ? undefined : (watchOf(s)?.every as Every | null | undefined);
+  const g = s === undefined ? undefined : every.get(s);
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
   if (s === undefined || g == null) return Object.getPrototypeOf(this).write.apply(this, args);
@@ -91,8 +93,7 @@ export const gapsListener: TrackerListener = {
       const now = msOf(s, performance.now());
       g.lastWrites = w;
       g.lastChangeAt = now;
-      g.changeLen = s.firstWriteAt >= 0 ? Math.max(0, now - msOf(s, s.firstWriteAt)) : 0;
-      g.changeWrites = w;
+      g.spacing = s.firstWriteAt >= 0 ? Math.round(Math.max(0, now - msOf(s, s.firstWriteAt)) / w) : 0;
       g.prevLookAt = now;
     } else {
       g.prevLookAt = msOf(s, performance.now());
@@ -102,7 +103,7 @@ export const gapsListener: TrackerListener = {
       const rm = routeMetricsOf(s);
       const e = new Every(res.write, rm === null ? null : rm.writeGap());
       if (w === 1 && s.firstWriteAt >= 0) e.lastWriteAt = s.firstWriteAt;
-      g.every = e;
+      every.set(s, e);
       res.write = gapWrite as ServerResponse['write'];
     }
   },
