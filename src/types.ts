@@ -15,7 +15,7 @@ export interface MetricsRegistry {
 /** How a stream ended. Every stream gets exactly one. */
 export type Outcome = 'completed' | 'client_aborted' | 'error' | 'timeout';
 
-export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async' | 'guard_action';
+export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async' | 'buffered_stream' | 'guard_action';
 
 export type Severity = 'warning' | 'error';
 
@@ -72,6 +72,10 @@ export interface InstrumentOptions {
   stallAfterMs?: number;
   /** Client gone longer than this while the producer holds the stream is `dangling_stream` (default 10000). */
   danglingAfterMs?: number;
+  /** Writes held above the socket (a compression middleware, a Transform without flush) longer than this are a `buffered_stream` (default 2000). */
+  bufferedAfterMs?: number;
+  /** Every gap between writes into `stream_write_gap_seconds` (default false: costs a clock read per write). */
+  writeGaps?: boolean;
   /** Tie async resources created by a stream's handler to the stream (default false). */
   trackAsync?: boolean;
   /** Record where each stream was opened (default false). */

@@ -1,6 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
+import { promote } from '../core/response-hook.js';
+import { Phase } from '../core/stream-state.js';
+import { watchBody } from '../core/above.js';
 import { getTracker } from '../core/tracker.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
@@ -18,7 +21,10 @@ interface FastifyRequestLike {
 }
 interface FastifyReplyLike {
   raw: ServerResponse;
+  getHeader?(name: string): unknown;
 }
+
+const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
 
 /**
  * Fastify plugin: `await app.register(streamscope, options)`. Tracks every streaming reply of
@@ -49,6 +55,24 @@ export function streamscope(fastify: FastifyLike, options: InstrumentOptions, do
     const s = tracker.stateOf(reply.raw);
     if (s === undefined) next();
     else inStream(s, next, undefined, []);
+  }) as never);
+  // A stream payload (`reply.send(stream)`) of an event-stream or NDJSON type is a stream from here: it opens
+  // now, not at its first byte out (which a compression plugin may hold back), and the chunks the handler
+  // gives it are counted above whatever is piped between it and the response (src/core/above.ts).
+  fastify.addHook('onSend', ((_request: FastifyRequestLike, reply: FastifyReplyLike, payload: unknown, next: (err: null, p: unknown) => void) => {
+    try {
+      const s = tracker.stateOf(reply.raw);
+      if (s !== undefined && payload !== null && typeof payload === 'object' && typeof (payload as { pipe?: unknown }).pipe === 'function') {
+        const type = reply.getHeader?.('content-type');
+        if (typeof type === 'string' && STREAMY_TYPE.test(type)) {
+          if (s.phase === Phase.Pending) promote(s);
+          if (s.phase === Phase.Open) watchBody(s, payload);
+        }
+      }
+    } catch (err) {
+      tracker.fault('tracker', err);
+    }
+    next(null, payload);
   }) as never);
   fastify.addHook('onError', ((_request: FastifyRequestLike, reply: FastifyReplyLike, _error: unknown, next: () => void) => {
     const s = tracker.stateOf(reply.raw);

@@ -12,6 +12,7 @@ import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
 import { closeOutcome, serverCut, socketTimedOut } from './outcome.js';
 import { kSocketDestroy, kWatched } from './symbols.js';
+import { wrapAbove } from './above.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -280,6 +281,8 @@ export function promote(s: StreamState): void {
     res.destroy = patchedDestroy as ServerResponse['destroy'];
   }
   res.on('close', onClose);
+  // A middleware that replaced res.write after streamscope attached (compression): count the writes it is given.
+  if (res.write !== (patchedWrite as unknown)) wrapAbove(s, res, patchedWrite);
   // HTTP/2: the stream's own destroy/close/timeout tell who cut it (the session's socket is shared).
   const socket = s.h2 !== null ? null : (res.socket as WatchedSocket | null);
   if (s.h2 !== null) watchH2(s, s.h2);

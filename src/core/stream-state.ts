@@ -27,6 +27,10 @@ export interface WriteGuard {
 export interface StreamConfig {
   readonly stallAfterMs: number;
   readonly danglingAfterMs: number;
+  /** Writes held above the socket longer than this are a `buffered_stream` (docs/detectors.md). */
+  readonly bufferedAfterMs?: number;
+  /** Opt-in: every gap between writes into `stream_write_gap_seconds` (docs/metrics.md). */
+  readonly writeGaps?: boolean;
   readonly trackAsync: boolean;
   readonly captureStacks: boolean;
   readonly tracer: Tracer | undefined;

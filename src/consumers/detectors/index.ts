@@ -3,6 +3,8 @@ import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../core/tracker.js';
 import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
+import { installWire, sweepWire } from './buffered.js';
+import { installGaps, sweepGaps } from './gaps.js';
 import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
@@ -98,6 +100,10 @@ export function sweep(now = performance.now()): void {
     tracker.open.each((s) => considerForSampling(s, now));
     sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
+    tracker.open.each((s) => {
+      sweepGaps(s, now);
+      if (budget > 0) sweepWire(s, now);
+    });
     tracker.lingering.each((s) => checkClosed(s, now));
   } catch (err) {
     tracker.fault('detectors', err);
@@ -107,6 +113,8 @@ export function sweep(now = performance.now()): void {
 /** Registers the detectors (and trackAsync's context) with the tracker (once per process). */
 export function install(): void {
   tracker.register(detectorsListener);
+  installWire();
+  installGaps();
   installAsyncContext();
   setOnSampled(checkSampled);
 }
