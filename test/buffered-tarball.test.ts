@@ -29,6 +29,7 @@ beforeAll(async () => {
     fastify: devVersion('fastify'),
     compression: '^1.8.0',
     '@fastify/compress': '^9.0.0',
+    'prom-client': devVersion('prom-client'),
   });
   app.file('app.cjs', fs.readFileSync(path.join(ROOT, 'test/fixtures/buffered/app.cjs'), 'utf8'));
   child = await spawnNode([path.join(app.dir, 'app.cjs')], { STREAMSCOPE_AGENT: '0' }, app.dir);

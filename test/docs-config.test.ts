@@ -173,6 +173,7 @@ describe('options and defaults: the docs against the code', () => {
       ...SSE_DEFAULTS,
       trackAsync: false,
       captureStacks: false,
+      writeGaps: false,
       prefix: "''",
       timeoutMs: undefined,
       retryMs: undefined,

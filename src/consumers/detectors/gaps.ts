@@ -2,7 +2,6 @@ import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
-import { kState } from '../../core/symbols.js';
 import { routeMetricsOf } from '../metrics.js';
 import type { HistogramChild } from '../histogram.js';
 import { givenWrites, msOf, watchOf, type Watch } from './buffered.js';
@@ -22,7 +21,6 @@ import { givenWrites, msOf, watchOf, type Watch } from './buffered.js';
 
 const tracker = getTracker();
 
-type Res = ServerResponse & { [kState]?: StreamState };
 
 /** writeGaps streams: the write below the wrapper, the previous write's time, the route's histogram. */
 class Every {
@@ -68,8 +66,8 @@ export function sweepGaps(s: StreamState, now: number): void {
 }
 
 /** `res.write` of a `writeGaps` stream: the gap since the previous write, then the write below. */
-function gapWrite(this: Res): boolean {
-  const s = this[kState];
+function gapWrite(this: ServerResponse): boolean {
+  const s = tracker.stateOf(this);
   const g = s === undefined ? undefined : every.get(s);
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
@@ -98,7 +96,7 @@ export const gapsListener: TrackerListener = {
     } else {
       g.prevLookAt = msOf(s, performance.now());
     }
-    const res = s.res as Res | null;
+    const res = s.res as ServerResponse | null;
     if (s.config.writeGaps === true && res !== null && typeof res.write === 'function') {
       const rm = routeMetricsOf(s);
       const e = new Every(res.write, rm === null ? null : rm.writeGap());
