@@ -35,6 +35,11 @@ export interface AlertsConfig {
   bufferedBytes: { thresholdBytes: number; for: Duration; severity: Severity };
   guardActions: { threshold: number; for: Duration; severity: Severity };
   firstWrite: { p95Seconds: number; minStreamsPerSecond: number; for: Duration; severity: Severity };
+  /**
+   * Stutter: p95 over streams of each stream's longest gap between writes (stream_longest_write_gap_seconds)
+   * above `p95Seconds` and above `timesMedian` times the median stream's, with `minStreamsPerSecond` closing.
+   */
+  stutter: { p95Seconds: number; timesMedian: number; minStreamsPerSecond: number; for: Duration; severity: Severity };
   internalErrors: { threshold: number; for: Duration; severity: Severity };
   targetAbsent: { for: Duration; severity: Severity };
   slo: {
@@ -67,6 +72,10 @@ export const defaultConfig: AlertsConfig = {
   guardActions: { threshold: 0, for: '0m', severity: 'warning' },
   // p95 time to first write per job and route over 5 minutes, ignored below the minimum traffic.
   firstWrite: { p95Seconds: 2, minStreamsPerSecond: 0.05, for: '15m', severity: 'warning' },
+  // p95 of the longest gap between writes per stream, per job and route over 5 minutes: above 5 s and above
+  // 4 x the median stream's (a feed that idles between heartbeats has all its streams alike and stays quiet),
+  // ignored below the minimum traffic.
+  stutter: { p95Seconds: 5, timesMedian: 4, minStreamsPerSecond: 0.05, for: '15m', severity: 'warning' },
   // Faults swallowed inside streamscope within the last 15 minutes.
   internalErrors: { threshold: 0, for: '0m', severity: 'info' },
   // No target matching the selector is up.

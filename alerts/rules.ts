@@ -34,6 +34,9 @@ export function recordNames(prefix = '') {
     serverFaultRatio: (w: string) => `job:${prefix}stream_server_fault:ratio_rate${w}`,
     firstWriteP95: `job_route:${prefix}stream_first_write_seconds:p95_rate5m`,
     firstWriteRate: `job_route:${prefix}stream_first_write_seconds_count:rate5m`,
+    longestGapP95: `job_route:${prefix}stream_longest_write_gap_seconds:p95_rate5m`,
+    longestGapP50: `job_route:${prefix}stream_longest_write_gap_seconds:p50_rate5m`,
+    longestGapRate: `job_route:${prefix}stream_longest_write_gap_seconds_count:rate5m`,
     leaks: `instance_route_kind:${prefix}stream_leaks_total:increase${INCREASE_WINDOW}`,
     internalErrors: `instance_component:${prefix}streamscope_internal_errors_total:increase${INCREASE_WINDOW}`,
     guardActions: `instance_route_guard:${prefix}stream_guard_actions_total:increase${INCREASE_WINDOW}`,
@@ -138,6 +141,12 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
     },
     { record: names.firstWriteRate, expr: `sum by (job, route) (rate(${sel('stream_first_write_seconds_count')}[5m]))` },
   ];
+  const gapBuckets = `rate(${sel('stream_longest_write_gap_seconds_bucket')}[5m])`;
+  const stutterRecords: RecordingRule[] = [
+    { record: names.longestGapP95, expr: `histogram_quantile(0.95, sum by (job, route, le) (${gapBuckets}))` },
+    { record: names.longestGapP50, expr: `histogram_quantile(0.5, sum by (job, route, le) (${gapBuckets}))` },
+    { record: names.longestGapRate, expr: `sum by (job, route) (rate(${sel('stream_longest_write_gap_seconds_count')}[5m]))` },
+  ];
   const leakRecords: RecordingRule[] = [
     { record: names.leaks, expr: increase('stream_leaks_total', 'job, instance, route, kind') },
     { record: names.internalErrors, expr: increase('streamscope_internal_errors_total', 'job, instance, component') },
@@ -238,6 +247,22 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
       },
     },
     {
+      alert: name('Stutter'),
+      expr: [
+        `${names.longestGapP95} > ${c.stutter.p95Seconds}`,
+        `and on (job, route) ${names.longestGapP95} > ${c.stutter.timesMedian} * ${names.longestGapP50}`,
+        'and on (job, route)',
+        `${names.longestGapRate} > ${c.stutter.minStreamsPerSecond}`,
+      ].join('\n'),
+      for: c.stutter.for,
+      labels: { severity: c.stutter.severity },
+      annotations: {
+        summary: 'Streams stutter: long gaps between writes mid-stream.',
+        description: `p95 of the longest gap between writes per stream of route {{ $labels.route }} (job {{ $labels.job }}) is {{ $value | humanizeDuration }}, above ${c.stutter.p95Seconds}s and ${c.stutter.timesMedian}x the median stream's, for ${c.stutter.for}: some producers pause mid-stream.`,
+        runbook_url: runbook(name('Stutter')),
+      },
+    },
+    {
       alert: name('InternalErrors'),
       expr: `${names.internalErrors} > ${c.internalErrors.threshold}`,
       for: c.internalErrors.for,
@@ -273,6 +298,7 @@ export function ruleGroups(c: AlertsConfig): RuleGroup[] {
     { name: 'streamscope.leaks', rules: [...leakRecords, ...pick('DanglingStreams', 'ZombieProducers', 'GuardActions', 'InternalErrors')] },
     { name: 'streamscope.slo', rules: [...sloRecords, ...pick('AbnormalTerminationFastBurn', 'AbnormalTerminationSlowBurn')] },
     { name: 'streamscope.first-write', rules: [...firstWriteRecords, ...pick('FirstWriteSlow')] },
+    { name: 'streamscope.stutter', rules: [...stutterRecords, ...pick('Stutter')] },
   ];
 }
 

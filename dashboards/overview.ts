@@ -77,6 +77,31 @@ export function overviewDashboard(): dash.Dashboard {
       queries: [0.5, 0.95].map((q) => ({ expr: quantile(q, 'stream_first_write_seconds', []), legend: `p${q * 100}` })),
     }),
   );
+  b.panel(
+    timeseriesPanel({
+      title: 'First write vs first byte on the wire p95',
+      description:
+        'Open to first body byte given by the handler (stream_first_write_seconds) and open to first body byte handed to the socket (stream_first_byte_seconds). Apart when something holds the bytes: a compression middleware or a Transform without flush (finding buffered_stream, docs/detectors.md).',
+      unit: 's',
+      queries: [
+        { expr: quantile(0.95, 'stream_first_write_seconds', []), legend: 'first write p95' },
+        { expr: quantile(0.95, 'stream_first_byte_seconds', []), legend: 'first byte on the wire p95' },
+      ],
+    }),
+  );
+  b.panel(
+    timeseriesPanel({
+      title: 'Gaps between writes',
+      description:
+        'Per stream, the longest gap between writes (stream_longest_write_gap_seconds, p50 and p95, seen by the sweep, observed at close), and every gap (stream_write_gap_seconds p95, inter-chunk latency) on routes with writeGaps. A stutter shows as a longest gap far above the usual spacing.',
+      unit: 's',
+      queries: [
+        { expr: quantile(0.5, 'stream_longest_write_gap_seconds', []), legend: 'longest gap per stream p50' },
+        { expr: quantile(0.95, 'stream_longest_write_gap_seconds', []), legend: 'longest gap per stream p95' },
+        { expr: quantile(0.95, 'stream_write_gap_seconds', []), legend: 'every gap p95 (writeGaps routes)' },
+      ],
+    }),
+  );
 
   b.row('Writes and backpressure');
   b.panel(
@@ -144,7 +169,7 @@ export function overviewDashboard(): dash.Dashboard {
     timeseriesPanel({
       title: 'Leak findings by kind',
       description:
-        'Leak-detector findings per minute (stream_leaks_total): stalled_write, dangling_stream (client gone, producer still holds the stream), zombie_producer (writes after the client left), dangling_async.',
+        'Leak-detector findings per minute (stream_leaks_total): stalled_write, dangling_stream (client gone, producer still holds the stream), zombie_producer (writes after the client left), dangling_async, buffered_stream (written bytes held above the socket).',
       unit: 'cpm',
       queries: [{ expr: `60 * ${sumRate('stream_leaks_total', ['kind'])}`, legend: '{{kind}}' }],
     }),

@@ -114,6 +114,34 @@ export function routesDashboard(): dash.Dashboard {
       queries: [{ expr: quantile(0.95, 'stream_first_write_seconds', R), legend: '{{route}}' }],
     }),
   );
+  b.panel(
+    timeseriesPanel({
+      title: 'First byte on the wire minus first write p95 by route',
+      description:
+        'p95 time to first body byte handed to the socket (stream_first_byte_seconds) less p95 time to first write (stream_first_write_seconds), per route: how long something held the first bytes (a compression middleware, a Transform without flush; finding buffered_stream).',
+      unit: 's',
+      rankBy: 'max',
+      queries: [
+        {
+          expr: `${quantile(0.95, 'stream_first_byte_seconds', R)} - ${quantile(0.95, 'stream_first_write_seconds', R)}`,
+          legend: '{{route}}',
+        },
+      ],
+    }),
+  );
+  b.panel(
+    timeseriesPanel({
+      title: 'Gaps between writes p95 by route',
+      description:
+        'p95 over streams of each stream\'s longest gap between writes, per route (stream_longest_write_gap_seconds, seen by the sweep, observed at close): the routes that stutter; and, on routes with writeGaps, p95 of every gap (stream_write_gap_seconds, inter-chunk latency).',
+      unit: 's',
+      rankBy: 'max',
+      queries: [
+        { expr: quantile(0.95, 'stream_longest_write_gap_seconds', R), legend: '{{route}} longest gap' },
+        { expr: quantile(0.95, 'stream_write_gap_seconds', R), legend: '{{route}} every gap' },
+      ],
+    }),
+  );
 
   b.row('Writes and backpressure by route');
   b.panel(

@@ -2,6 +2,7 @@
  * `diag`: capture a live Node.js process and explain it. See docs/diag.md and the contract (DESIGN.md, "`diag` CLI").
  * Exit codes: 0 done, 1 findings at or above --fail-on, 2 bad usage or unreadable input (one line on stderr).
  */
+import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../src/consumers/agent/protocol.js';
 import { runAnalyze } from './commands/analyze.js';
@@ -20,13 +21,16 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<number>): (...a
       exitCode = await fn(...args);
     } catch (err) {
       if (process.env.DIAG_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-      process.stderr.write(`diag: ${errorLine(err)}\n`);
+      process.stderr.write(`${NAME}: ${errorLine(err)}\n`);
       exitCode = 2;
     }
   };
 }
 
-const program = new Command('diag')
+/** The bin it runs as: `streamscope` (the package's name, safe with npx from anywhere) or its short name `diag`. */
+const NAME = /^streamscope(\.js)?$/.test(path.basename(process.argv[1] ?? '')) ? 'streamscope' : 'diag';
+
+const program = new Command(NAME)
   .description('capture a live Node.js process (streams, heap, trace, CPU) and explain it')
   .version(VERSION)
   .showHelpAfterError(false)
@@ -34,7 +38,7 @@ const program = new Command('diag')
   .exitOverride()
   .configureOutput({
     writeErr: (s) => process.stderr.write(s),
-    outputError: (s, write) => write(`diag: ${s.replace(/^error: /, '').trim()}\n`),
+    outputError: (s, write) => write(`${NAME}: ${s.replace(/^error: /, '').trim()}\n`),
   });
 
 program
@@ -105,7 +109,7 @@ async function main(): Promise<void> {
       // --help and --version are done; anything else (no command, unknown command, bad option) is bad usage
       exitCode = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
     } else {
-      process.stderr.write(`diag: ${errorLine(err)}\n`);
+      process.stderr.write(`${NAME}: ${errorLine(err)}\n`);
       exitCode = 2;
     }
   }

@@ -11,11 +11,11 @@
  */
 import Fastify from 'fastify';
 import { Readable } from 'node:stream';
-import streamscopeFastify from '../src/adapters/fastify.js';
+import { streamscope } from '../src/adapters/fastify.js';
 import { metricsHandler, sse } from '../src/index.js';
 
 const app = Fastify();
-await app.register(streamscopeFastify, {});
+await app.register(streamscope);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

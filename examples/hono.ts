@@ -3,7 +3,7 @@
  *
  *   npx tsx examples/hono.ts
  *   curl -N http://127.0.0.1:<port>/sse/general     # streamSSE, route="/sse/:room" (never the raw URL)
- *   curl -N http://127.0.0.1:<port>/tokens          # stream() from hono/streaming, NDJSON tokens
+ *   curl -N http://127.0.0.1:<port>/tokens          # stream(), NDJSON tokens
  *   curl -N http://127.0.0.1:<port>/raw             # a plain Web Response with a ReadableStream body
  *   curl http://127.0.0.1:<port>/metrics
  *
@@ -12,9 +12,9 @@
  */
 import http from 'node:http';
 import { Hono } from 'hono';
-import { stream, streamSSE } from 'hono/streaming';
 import { serve } from '@hono/node-server';
-import { streamscope, instrumentFetch } from '../src/adapters/hono.js';
+// Hono's streamSSE/stream, with a callback that throws counted as outcome="error" (docs/instrument.md)
+import { streamscope, instrumentFetch, stream, streamSSE } from '../src/adapters/hono.js';
 import { metricsHandler } from '../src/index.js';
 
 const count = (url: string): number => Number(new URL(url).searchParams.get('n') ?? 5);

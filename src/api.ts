@@ -12,10 +12,7 @@ export function streams(): StreamSnapshot[] {
 /** Leak-detector findings as they happen. Returns an unsubscribe. */
 export function onFinding(listener: (finding: Finding) => void): () => void {
   if (typeof listener !== 'function') throw invalidArg('onFinding(listener)', 'listener', 'a function');
-  tracker.findingListeners.add(listener);
-  return () => {
-    tracker.findingListeners.delete(listener);
-  };
+  return tracker.onFinding(listener);
 }
 
 /** The most recent findings, oldest first (a bounded ring of 1,000). */

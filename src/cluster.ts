@@ -1,19 +1,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { promClient } from './consumers/prom.js';
+import { clusterRegistryClass, promClient } from './consumers/prom.js';
 
 type Aggregator = { clusterMetrics(): Promise<string>; contentType: string };
 
 /**
  * For the primary of a `node:cluster` app (and PM2's cluster mode, which is node:cluster): a `(req, res)`
- * handler that serves ONE `/metrics` for all workers, through prom-client's `AggregatorRegistry` — the
- * application's prom-client, the same copy the workers record into. Counters and gauges are summed across
+ * handler that serves ONE `/metrics` for all workers, through the client's `ClusterRegistry` (prom-client:
+ * `AggregatorRegistry`) — the application's client, the same copy the workers record into. Counters and gauges are summed across
  * workers (`stream_active_connections` is the streams open in the whole app), histograms merged bucket by
  * bucket. Workers need nothing more than their usual streamscope setup (their global register answers the
  * primary's request). Create it once, before or after forking; serve it on a port the workers do not share.
  */
 export function clusterMetricsHandler(): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const prom = promClient();
-  const aggregator = new prom.AggregatorRegistry() as unknown as Aggregator;
+  const aggregator = new (clusterRegistryClass(prom))() as unknown as Aggregator;
   return async (_req, res) => {
     try {
       const body = await aggregator.clusterMetrics();

@@ -48,6 +48,14 @@ export const registry = {
     thrown: 'StreamscopeError',
     http: 503,
   },
+  STREAMSCOPE_ERR_MALFORMED_STREAM: {
+    message: 'streamscope/client: the event stream cannot be verified (an event without an id, over maxEventLength, or checksums missing or invalid on connections in a row); the client closed.',
+    thrown: 'StreamscopeError',
+  },
+  STREAMSCOPE_ERR_STREAM_REFUSED: {
+    message: 'streamscope/client: the server answered with something it cannot resume from (a 4xx other than 408/416/429, or not text/event-stream); the client closed.',
+    thrown: 'StreamscopeError',
+  },
   STREAMSCOPE_TRACK_ASYNC_UNAVAILABLE: {
     message:
       'trackAsync needs async_hooks.createHook, which this runtime does not provide: dangling_async is off; ' +
@@ -65,10 +73,16 @@ export const registry = {
 
 export type RegistryCode = keyof typeof registry;
 
-/** Code → default message, for every code of the registry (exported as `errorCodes`). */
-export const codes = Object.fromEntries(Object.entries(registry).map(([k, v]) => [k, v.message])) as { readonly [K in RegistryCode]: (typeof registry)[K]['message'] };
+/** Code → default message of a table. (A function, so that the published type spells out every code and message.) */
+function messagesOf<T extends Record<string, ErrorSpec>>(table: T): { readonly [K in keyof T]: T[K]['message'] } {
+  return Object.fromEntries(Object.entries(table).map(([k, v]) => [k, v.message])) as { readonly [K in keyof T]: T[K]['message'] };
+}
 
-export type ErrorCode = RegistryCode;
+/** Code → default message, for every code of the registry (exported as `errorCodes`). */
+export const codes = messagesOf(registry);
+
+/** Every code of the registry (docs/errors.md). */
+export type ErrorCode = keyof typeof codes;
 
 /** The message of `code` with `{name}` placeholders filled from `params`. */
 export function format(code: RegistryCode, params: Record<string, string | number> = {}): string {

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
-import { markError, settleHandler } from './core/response-hook.js';
 import { inStream, track } from './core/track.js';
 import { getTracker } from './core/tracker.js';
 import { invalidArg } from './errors.js';
@@ -14,31 +13,37 @@ import type { StreamState } from './core/stream-state.js';
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
 
 function failed(this: StreamState): void {
-  markError(this);
-  settleHandler(this);
+  tracker.markError(this);
+  tracker.handlerSettled(this);
 }
+
+function settleHandler(s: StreamState): void {
+  tracker.handlerSettled(s);
+}
+
+/**
+ * What `instrument()` takes: a `(req, res, ...rest)` handler whose request and response are node:http's or a
+ * framework's that extend them (Express's `Request`/`Response`, Connect's). Written as a method so that a
+ * handler typed with a framework's own request type fits (methods compare their parameters both ways).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type HttpHandler = { handler(this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]): unknown }['handler'];
 
 /**
  * Wraps a `(req, res, ...rest)` handler (node:http, Express, Connect) so that every streaming
  * response it writes is tracked. Returns a function of the same shape. Idempotent: wrapping an
  * instrumented handler returns it unchanged. The handler's own errors pass through unchanged.
  *
- * Generic over the handler's parameters: an inline handler takes its types from where the result is
- * used (`app.get('/e/:id', instrument(async (req, res) => req.params.id))` gets Express's `Request`
- * and `Response`), and from node:http (`IncomingMessage`, `ServerResponse`) when nothing says otherwise.
+ * Generic over the handler: an inline handler takes its types from where the result is used
+ * (`app.get('/e/:id', instrument(async (req, res) => res.json(req.params.id)))` gets Express's `Request`
+ * with the route's params, `Response` and `next`), and node:http's (`IncomingMessage`, `ServerResponse`)
+ * when nothing says otherwise. (The type parameter has no default on purpose: TypeScript then infers it
+ * from the contextual type of a generic call such as `app.get()`.)
  */
-export function instrument<
-  Req extends IncomingMessage = IncomingMessage,
-  Res extends ServerResponse = ServerResponse,
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  Rest extends any[] = [],
-  R = unknown,
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  This = any,
->(handler: (this: This, req: Req, res: Res, ...rest: Rest) => R, options?: InstrumentOptions): (this: This, req: Req, res: Res, ...rest: Rest) => R;
-/** Framework handlers whose request and response types extend node's (Express's `Request`, …). */
+export function instrument<H extends HttpHandler>(handler: H, options?: InstrumentOptions): H;
+/** Any other handler shape, typed by hand: HTTP/2's compatibility API, a `stream` event's `(stream, headers)`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function instrument<H extends (this: any, req: any, res: any, ...rest: any[]) => unknown>(handler: H, options?: InstrumentOptions): H;
+export function instrument<H extends (this: any, ...args: any[]) => unknown>(handler: H, options?: InstrumentOptions): H;
 export function instrument<H extends Handler>(handler: H, options: InstrumentOptions = {}): H {
   if (typeof handler !== 'function') throw invalidArg('instrument(handler)', 'handler', 'a function');
   if ((handler as unknown as Record<symbol, unknown>)[kInstrumented] !== undefined) return handler;

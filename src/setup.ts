@@ -1,3 +1,4 @@
+import type { Registry } from 'prom-client';
 import type { InstrumentOptions } from './types.js';
 import type { StreamConfig } from './core/stream-state.js';
 import { resolveCoreConfig } from './core/config.js';
@@ -48,7 +49,7 @@ export function resolveConfig(options: InstrumentOptions = {}): ResolvedConfig {
   installConsumers();
   let metrics: MetricsSet | null = null;
   try {
-    metrics = getMetricsSet(options.registry, options.prefix ?? '', maxRoutes);
+    metrics = getMetricsSet(options.registry as Registry | undefined, options.prefix ?? '', maxRoutes);
   } catch (err) {
     // A registry that throws must not break the app: stream without metrics, and count it.
     tracker.fault('metrics', err);

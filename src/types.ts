@@ -1,11 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
 import type { Tracer } from '@opentelemetry/api';
+
+/**
+ * A Prometheus registry of the application's client: prom-client's `Registry` (14, 15) or `@prometheus-io/client`'s
+ * (both optional peers), described by the parts streamscope uses, so that these types need neither installed.
+ */
+export interface MetricsRegistry {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+  registerMetric(metric: never): void;
+  getSingleMetric(name: string): unknown;
+}
 
 /** How a stream ended. Every stream gets exactly one. */
 export type Outcome = 'completed' | 'client_aborted' | 'error' | 'timeout';
 
-export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async' | 'guard_action';
+export type FindingKind = 'stalled_write' | 'dangling_stream' | 'zombie_producer' | 'dangling_async' | 'buffered_stream' | 'guard_action';
 
 export type Severity = 'warning' | 'error';
 
@@ -54,14 +64,18 @@ export type RouteOption = string | ((req: IncomingMessage, res: ServerResponse) 
 export interface InstrumentOptions {
   /** Route label. Default: the framework's route template, else a normalized path. */
   route?: RouteOption;
-  /** prom-client registry; default the global `register` of the application's prom-client (a peer dependency). */
-  registry?: Registry;
+  /** A registry of prom-client or `@prometheus-io/client`; default: the global `register` of the application's client. */
+  registry?: MetricsRegistry;
   /** Prepended to every metric name. */
   prefix?: string;
   /** A blocked write older than this is a `stalled_write` (default 5000). */
   stallAfterMs?: number;
   /** Client gone longer than this while the producer holds the stream is `dangling_stream` (default 10000). */
   danglingAfterMs?: number;
+  /** Writes held above the socket (a compression middleware, a Transform without flush) longer than this are a `buffered_stream` (default 2000). */
+  bufferedAfterMs?: number;
+  /** Every gap between writes into `stream_write_gap_seconds` (default false: costs a clock read per write). */
+  writeGaps?: boolean;
   /** Tie async resources created by a stream's handler to the stream (default false). */
   trackAsync?: boolean;
   /** Record where each stream was opened (default false). */

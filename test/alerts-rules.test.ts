@@ -90,6 +90,7 @@ describe('alerts/streamscope.rules.yml', () => {
         'StreamscopeGuardActions',
         'StreamscopeInternalErrors',
         'StreamscopeStalledWrites',
+        'StreamscopeStutter',
         'StreamscopeTargetAbsent',
         'StreamscopeZombieProducers',
       ].sort(),

@@ -102,3 +102,139 @@ describe('private symbols live in one file', () => {
     expect(offenders).toEqual([]);
   });
 });
+
+/**
+ * The core owns a stream's state (docs/architecture.md): consumers, the runtime, the adapters and the entry points
+ * read a `StreamState` and report through the tracker's methods (`markError`, `handlerRuns`, `stateOf`,
+ * `setTraceId`, `onFinding`, `useAsyncContext`, …); they never assign its fields, reach a response's state
+ * through the core's `kState`, call the tracker's lifecycle transitions or change its lists. Inside the core, the
+ * outcome and the flags it is made from are assigned in src/core/outcome.ts only, the phase and what decides a
+ * release in src/core/tracker.ts only. Read with TypeScript's type checker, so `rm.bytes += n` on a route's
+ * metrics is not mistaken for a stream's `s.bytes`.
+ */
+describe('only the core changes a stream\'s state', () => {
+  const root = resolve(src, '..');
+  const parsed = ts.getParsedCommandLineOfConfigFile(resolve(root, 'tsconfig.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => undefined });
+  const all = (function walk(dir: string, out: string[]): string[] {
+    for (const e of readdirSync(resolve(src, dir), { withFileTypes: true })) {
+      const p = dir === '' ? e.name : `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(p, out);
+      else if (p.endsWith('.ts')) out.push(p);
+    }
+    return out;
+  })('', []);
+  const program = ts.createProgram(
+    all.map((f) => resolve(src, f)),
+    parsed?.options ?? {},
+  );
+  const checker = program.getTypeChecker();
+  const inFile = (d: ts.Declaration, file: string): boolean => d.getSourceFile().fileName === resolve(src, file);
+
+  /** Is this expression (or any member of its union) an instance of the class `name` declared in `file`? */
+  function isClass(e: ts.Expression, file: string, name: string): boolean {
+    const t = checker.getNonNullableType(checker.getTypeAtLocation(e));
+    return (t.isUnion() ? t.types : [t]).some((x) => {
+      const sym = x.getSymbol();
+      return sym?.getName() === name && (sym.declarations ?? []).some((d) => inFile(d, file));
+    });
+  }
+  const isState = (e: ts.Expression): boolean => isClass(e, 'core/stream-state.ts', 'StreamState');
+  const isTracker = (e: ts.Expression): boolean => isClass(e, 'core/tracker.ts', 'Tracker');
+  /** The core's `kState` (not sse's own `kSseState`, imported there under the same local name). */
+  function isCoreKState(id: ts.Identifier): boolean {
+    let sym = checker.getSymbolAtLocation(id);
+    if (sym === undefined) return false;
+    if (sym.flags & ts.SymbolFlags.Alias) sym = checker.getAliasedSymbol(sym);
+    return sym.getName() === 'kState' && (sym.declarations ?? []).some((d) => inFile(d, 'core/symbols.ts'));
+  }
+
+  /** What only the tracker's own transitions may call. */
+  const TRANSITIONS = new Set(['discard', 'markOpen', 'opened', 'markClosed', 'settle', 'release', 'releaseLetGo', 'wroteAfterClose', 'emit', 'sweep']);
+  /** A consumer's own data on a stream, and the questions it may ask of it. */
+  const STATE_API = new Set(['slot', 'setSlot', 'hasFinding']);
+  const MUTATORS = new Set(['add', 'delete', 'set', 'clear', 'push', 'pop', 'shift', 'unshift', 'splice']);
+  const isAssignment = (k: ts.SyntaxKind): boolean =>
+    k === ts.SyntaxKind.EqualsToken || (k >= ts.SyntaxKind.FirstCompoundAssignment && k <= ts.SyntaxKind.LastCompoundAssignment);
+
+  interface Write {
+    file: string;
+    line: number;
+    text: string;
+    /** the StreamState field assigned, when it is one */
+    field?: string;
+  }
+
+  /** Every write to core state in `file`: assignments, ++/--, delete, `[kState]`, transitions, list changes. */
+  function writesIn(file: string): Write[] {
+    const sf = program.getSourceFile(resolve(src, file));
+    if (sf === undefined) throw new Error(`not in the program: ${file}`);
+    const out: Write[] = [];
+    const at = (n: ts.Node, field?: string): void => {
+      const w: Write = { file, line: sf.getLineAndCharacterOfPosition(n.getStart(sf)).line + 1, text: n.getText(sf).slice(0, 80) };
+      if (field !== undefined) w.field = field;
+      out.push(w);
+    };
+    const target = (n: ts.Node, whole: ts.Node): void => {
+      while (ts.isParenthesizedExpression(n)) n = n.expression;
+      if (ts.isPropertyAccessExpression(n) || ts.isElementAccessExpression(n)) {
+        if (isState(n.expression)) at(whole, ts.isPropertyAccessExpression(n) ? n.name.text : '[]');
+        else if (isTracker(n.expression)) at(whole);
+      }
+    };
+    const visit = (n: ts.Node): void => {
+      if (ts.isBinaryExpression(n) && isAssignment(n.operatorToken.kind)) target(n.left, n);
+      else if ((ts.isPrefixUnaryExpression(n) || ts.isPostfixUnaryExpression(n)) && (n.operator === ts.SyntaxKind.PlusPlusToken || n.operator === ts.SyntaxKind.MinusMinusToken)) target(n.operand, n);
+      else if (ts.isDeleteExpression(n)) target(n.expression, n);
+      else if (ts.isIdentifier(n) && isCoreKState(n) && !ts.isImportSpecifier(n.parent)) at(n.parent);
+      else if (ts.isCallExpression(n) && ts.isPropertyAccessExpression(n.expression)) {
+        const recv = n.expression.expression;
+        const name = n.expression.name.text;
+        if (isState(recv) && !STATE_API.has(name)) at(n);
+        else if (isTracker(recv) && TRANSITIONS.has(name)) at(n);
+        else if (MUTATORS.has(name) && ts.isPropertyAccessExpression(recv) && isTracker(recv.expression)) at(n);
+      }
+      ts.forEachChild(n, visit);
+    };
+    visit(sf);
+    return out;
+  }
+
+  const fmt = (w: Write): string => `${w.file}:${w.line}: ${w.text}`;
+
+  it('the reader works: it sees the per-write path bump a stream\'s numbers and the tracker set its phase', () => {
+    const hook = writesIn('core/response-hook.ts');
+    expect(hook.some((w) => w.field === 'writes')).toBe(true);
+    expect(hook.some((w) => w.field === 'bytes')).toBe(true);
+    expect(writesIn('core/tracker.ts').some((w) => w.field === 'phase')).toBe(true);
+    // and a route's own tallies are not a stream's
+    expect(writesIn('consumers/metrics.ts').map(fmt)).toEqual([]);
+  });
+
+  it('nothing outside src/core/ writes a stream\'s state, reads `[kState]`, calls a transition or changes the tracker\'s lists', () => {
+    const outside = all.filter((f) => !f.startsWith('core/'));
+    expect(outside.length).toBeGreaterThan(20);
+    expect(outside.flatMap(writesIn).map(fmt)).toEqual([]);
+  });
+
+  it('inside the core, the outcome and its flags are assigned in core/outcome.ts only; the phase and the release rule\'s inputs in core/tracker.ts only', () => {
+    const OWNER: Record<string, string> = {
+      outcome: 'core/outcome.ts',
+      errored: 'core/outcome.ts',
+      timedOut: 'core/outcome.ts',
+      serverDestroyed: 'core/outcome.ts',
+      clientClosed: 'core/outcome.ts',
+      phase: 'core/tracker.ts',
+      handlerSettled: 'core/tracker.ts',
+      released: 'core/tracker.ts',
+      writesAfterClose: 'core/tracker.ts',
+      lastWriteAt: 'core/tracker.ts',
+      closedAt: 'core/tracker.ts',
+    };
+    const core = all.filter((f) => f.startsWith('core/') && f !== 'core/stream-state.ts');
+    const misplaced = core.flatMap(writesIn).filter((w) => w.field !== undefined && OWNER[w.field] !== undefined && OWNER[w.field] !== w.file);
+    expect(misplaced.map(fmt)).toEqual([]);
+    // each owner does assign what it owns (the table follows the code)
+    const owned = new Set(core.flatMap(writesIn).filter((w) => w.field !== undefined && OWNER[w.field] === w.file).map((w) => w.field));
+    expect([...owned].sort()).toEqual(Object.keys(OWNER).sort());
+  });
+});

@@ -217,6 +217,18 @@ describe('metrics of the contract', () => {
     }
   });
 
+  it('rejects a bad bufferedAfterMs or writeGaps at setup with STREAMSCOPE_ERR_INVALID_OPTION', () => {
+    for (const bad of [{ bufferedAfterMs: 0 }, { bufferedAfterMs: Number.NaN }, { writeGaps: 'yes' as unknown as boolean }]) {
+      try {
+        instrument(() => undefined, bad);
+        expect.unreachable();
+      } catch (err) {
+        expect((err as { code: string }).code).toBe('STREAMSCOPE_ERR_INVALID_OPTION');
+        expect((err as Error).message).toMatch(/bufferedAfterMs|writeGaps/);
+      }
+    }
+  });
+
   it('starts the known label values of a route at 0, so rates work from the first scrape', async () => {
     const registry = new Registry();
     const srv = await serve(instrument(sse(1, 0), { registry, route: '/z' }));
@@ -224,7 +236,7 @@ describe('metrics of the contract', () => {
     const samples = await scrape(registry);
     const values = (name: string, label: string): Record<string, number> =>
       Object.fromEntries(samples.filter((s) => s.name === name && s.labels.route === '/z').map((s) => [s.labels[label], s.value]));
-    expect(values('stream_leaks_total', 'kind')).toEqual({ stalled_write: 0, dangling_stream: 0, zombie_producer: 0, dangling_async: 0 });
+    expect(values('stream_leaks_total', 'kind')).toEqual({ stalled_write: 0, dangling_stream: 0, zombie_producer: 0, dangling_async: 0, buffered_stream: 0 });
     // resume and rejection series exist only on routes that use them (test/series.test.ts)
     expect(values('stream_resumes_total', 'result')).toEqual({});
     expect(values('stream_rejected_total', 'reason')).toEqual({});

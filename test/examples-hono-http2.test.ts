@@ -16,7 +16,10 @@ const children: ChildProcess[] = [];
 let app: App;
 
 beforeAll(async () => {
-  app = await installApp({ hono: installedVersion('hono'), '@hono/node-server': installedVersion('@hono/node-server') }, 'module');
+  app = await installApp(
+    { hono: installedVersion('hono'), '@hono/node-server': installedVersion('@hono/node-server'), 'prom-client': installedVersion('prom-client') },
+    'module',
+  );
 }, 360_000);
 
 afterAll(async () => {

@@ -19,7 +19,7 @@ const BROADCAST = 64 * MIB;
 
 let app: App;
 beforeAll(async () => {
-  app = await installApp({ express: devVersion('express') });
+  app = await installApp({ express: devVersion('express'), 'prom-client': devVersion('prom-client') });
   app.file('broadcast.cjs', fs.readFileSync(path.join(ROOT, 'test/fixtures/guards/broadcast.cjs'), 'utf8'));
 }, 300_000);
 afterAll(() => app?.remove());

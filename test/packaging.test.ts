@@ -22,7 +22,7 @@ describe('packaging', () => {
     const report = JSON.parse(stdout) as { analysis: { problems: Array<{ kind: string; resolutionKind?: string }>; entrypoints: Record<string, unknown> } };
     expect(report.analysis.problems.filter((p) => p.resolutionKind !== 'node10')).toEqual([]);
     expect(Object.keys(report.analysis.entrypoints).sort()).toEqual(
-      ['.', './express', './fastify', './hono', './koa', './package.json', './register'].sort(),
+      ['.', './client', './express', './fastify', './hono', './koa', './package.json', './register'].sort(),
     );
   }, 150_000);
 });

@@ -221,6 +221,7 @@ describe('redisStore without ioredis installed', () => {
     symlinkSync(resolve('node_modules/tdigest'), join(dir, 'node_modules', 'tdigest'));
     symlinkSync(resolve('node_modules/bintrees'), join(dir, 'node_modules', 'bintrees'));
     symlinkSync(resolve('node_modules/@opentelemetry/api'), join(dir, 'node_modules', '@opentelemetry', 'api'));
+    symlinkSync(resolve('node_modules/crc'), join(dir, 'node_modules', 'crc'));
     writeFileSync(
       join(dir, 'main.mjs'),
       `import { createHub, redisStore } from './dist/index.js';

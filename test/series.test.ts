@@ -22,10 +22,16 @@ const PER_ROUTE: Record<string, number> = {
   stream_bytes_written_total: 1,
   stream_writes_total: 1,
   stream_writes_after_close_total: 1,
-  stream_leaks_total: 4,
+  stream_leaks_total: 5,
   stream_first_write_seconds_bucket: 13,
   stream_first_write_seconds_sum: 1,
   stream_first_write_seconds_count: 1,
+  stream_first_byte_seconds_bucket: 13,
+  stream_first_byte_seconds_sum: 1,
+  stream_first_byte_seconds_count: 1,
+  stream_longest_write_gap_seconds_bucket: 14,
+  stream_longest_write_gap_seconds_sum: 1,
+  stream_longest_write_gap_seconds_count: 1,
   stream_write_blocked_seconds_bucket: 13,
   stream_write_blocked_seconds_sum: 1,
   stream_write_blocked_seconds_count: 1,
@@ -62,7 +68,7 @@ describe('series that pay their way', () => {
     const counts: Record<string, number> = {};
     for (const s of samples) if (s.labels.route === '/plain' && s.name in PER_ROUTE) counts[s.name] = (counts[s.name] ?? 0) + 1;
     expect(counts).toEqual(PER_ROUTE);
-    expect(Object.values(PER_ROUTE).reduce((a, b) => a + b, 0)).toBe(62);
+    expect(Object.values(PER_ROUTE).reduce((a, b) => a + b, 0)).toBe(94);
   });
 
   it('a hub route shows its resume results at 0 from its first subscriber, and counts a resume', async () => {

@@ -38,3 +38,13 @@ const typed: express.RequestHandler = instrument((req, res) => {
   res.json(req.params);
 });
 void typed;
+
+// The main entry's instrument takes Express's types from app.get()'s context too, route params included (issue 22).
+app.get('/m/:id', instrument(async (req, res) => {
+  const id: string = req.params.id;
+  res.json({ id });
+}));
+app.get('/m2/:id', instrument((req, res, next) => {
+  if (req.params.id === '') return next(new Error('empty'));
+  res.status(200).type('text/event-stream').write('data: x\n\n');
+}));

@@ -8,6 +8,9 @@
 //   node bench/core/inproc.mjs [N] [lib ...]   lib: a path to a built dist/esm/index.js, or "bare" (default:
 //                                              bare and this checkout's dist); each is a child process, run
 //                                              3 times in turn; prints the median µs of CPU per stream.
+//                                              `path#{"writeGaps":true}` adds options to instrument();
+//                                              INPROC_WRITES=200 writes per stream instead of 9.
+// The socket counts what it is given in `bytesWritten`, as a net.Socket does (the wire checks read it).
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
@@ -20,17 +23,31 @@ const SSE_HEAD = { 'content-type': 'text/event-stream', 'cache-control': 'no-cac
 
 if (process.env.INPROC_CHILD) {
   const N = Number(process.env.INPROC_N);
+  // INPROC_WRITES: writes per stream before end (default 9, scenario (b)'s); more to weigh a per-write cost
+  const WRITES = Number(process.env.INPROC_WRITES || 9);
   async function short(req, res) {
     res.writeHead(200, SSE_HEAD);
-    for (let i = 0; i < 9; i++) {
+    for (let i = 0; i < WRITES; i++) {
       res.write(EVENT);
       await new Promise((r) => setImmediate(r));
     }
     res.end(EVENT);
   }
   let handler = short;
-  if (process.env.INPROC_CHILD !== 'bare') handler = (await import(process.env.INPROC_CHILD)).instrument(short, { route: '/short' });
-  const sock = new Duplex({ write: (c, e, cb) => cb(), writev: (cs, cb) => cb(), read() {} });
+  if (process.env.INPROC_CHILD !== 'bare') {
+    const opts = JSON.parse(process.env.INPROC_OPTS || '{}');
+    handler = (await import(process.env.INPROC_CHILD)).instrument(short, { route: '/short', ...opts });
+  }
+  let written = 0;
+  const sock = new Duplex({
+    write: (c, e, cb) => ((written += c.length), cb()),
+    writev: (cs, cb) => {
+      for (const { chunk } of cs) written += chunk.length;
+      cb();
+    },
+    read() {},
+  });
+  Object.defineProperty(sock, 'bytesWritten', { get: () => written + sock.writableLength });
   sock.setTimeout = () => sock;
   sock.remoteAddress = '127.0.0.1';
   const one = async () => {
@@ -61,8 +78,10 @@ if (process.env.INPROC_CHILD) {
   const runs = new Map(libs.map((l) => [l, []]));
   for (let k = 0; k < 3; k++) {
     for (const l of libs) {
-      const lib = l === 'bare' ? 'bare' : path.resolve(l);
-      const out = execFileSync(process.execPath, [self], { env: { ...process.env, INPROC_CHILD: lib, INPROC_N: String(N) }, encoding: 'utf8' });
+      const [file, opts = ''] = l.split('#');
+      const lib = file === 'bare' ? 'bare' : path.resolve(file);
+      const env = { ...process.env, INPROC_CHILD: lib, INPROC_N: String(N), INPROC_OPTS: opts };
+      const out = execFileSync(process.execPath, [self], { env, encoding: 'utf8' });
       runs.get(l).push(Number(out));
     }
   }

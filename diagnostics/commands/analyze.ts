@@ -267,7 +267,7 @@ function addTrace(data: unknown, file: string, report: Report): void {
   }
 }
 
-const KINDS = new Set(['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async', 'guard_action']);
+const KINDS = new Set(['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async', 'buffered_stream', 'guard_action']);
 
 function addStreams(data: unknown, file: string, report: Report): void {
   if (typeof data !== 'object' || data === null || !Array.isArray((data as { streams?: unknown }).streams)) {

@@ -11,7 +11,7 @@ import { AgentClient, findAgentSocket } from '../transport/agent-client.js';
 import { CaptureDir, defaultCaptureDir } from '../transport/capture-dir.js';
 import { InspectorSession } from '../transport/inspector-client.js';
 import { inspectTarget, memoryHeadroom, parsePid, type Target } from '../transport/procfs.js';
-import { AgentTransport, InspectorTransport, type Transport } from '../transport/transports.js';
+import { AgentTransport, InspectorTransport, type CpuAnswer, type Transport } from '../transport/transports.js';
 import { cpuPauseNote, DEFAULT_MAX_PAUSE_S, heapProfileNote, pauseRefusal, parseMaxPause, TRACE_PAUSE_NOTE, writePprof } from './light-capture.js';
 
 export interface CaptureOptions {
@@ -158,14 +158,31 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
         note(`heap profile: ${r.engine}${r.since === 'start' ? ', sampled since start-up' : ''}${r.stallMs !== undefined ? `, ${r.stallMs.toFixed(1)} ms in the target's calls` : ''}`);
       });
     }
+    // With a trace, a CPU profile runs over the trace's window (started together, through a second agent
+    // connection or the same inspector session), so that analyze can name each long task's code: with --cpu, that
+    // profile is --cpu's, over the longer of the two windows; without, one of the trace's length.
+    const cpuWindow = traceSeconds !== undefined && cpuSeconds !== undefined ? Math.max(traceSeconds, cpuSeconds) : cpuSeconds;
+    const writeCpu = async (r: CpuAnswer): Promise<void> => {
+      cap.writeJson('cpu.cpuprofile', r.profile);
+      if (cpuSeconds === undefined) return; // the trace's own profile: cpu.cpuprofile only, as before
+      await step('cpu pprof', async () => writePprof(cap, 'cpu', r.profile));
+      if (r.engine !== undefined) note(`cpu profile: ${r.engine}${typeof r.stallMs === 'number' ? `, ${r.stallMs.toFixed(1)} ms in the target's calls` : ''}`);
+    };
     if (traceSeconds !== undefined) {
       note(TRACE_PAUSE_NOTE);
       // the profile beside the trace costs what a --cpu capture costs to start (through the inspector, the walk)
       if (cpuSeconds === undefined) note(`trace: a CPU profile over the same window names each long task's code; ${cpuPauseNote(profiling, usedHeap(facts), transport.kind)}`);
+      else {
+        note(cpuPauseNote(profiling, usedHeap(facts), transport.kind));
+        note(
+          `profiling the CPU for ${cpuWindow} s from the trace's start${cpuWindow !== cpuSeconds ? ` (the trace's window, longer than --cpu ${cpuSeconds})` : ''}, so that it names each long task's code`,
+        );
+      }
       note(`tracing for ${traceSeconds} s`);
-      // a CPU profile over the same window names the code of each long task (`--cpu` takes its own instead)
-      const alongside =
-        cpuSeconds === undefined ? transport.cpuAlongside(traceSeconds).then((profile) => ({ profile }), (error: unknown) => ({ error })) : undefined;
+      const alongside = transport.cpuAlongside(cpuWindow ?? traceSeconds).then(
+        (answer) => ({ answer }),
+        (error: unknown) => ({ error }),
+      );
       await step('trace', async () => {
         const out = cap.openStream('trace.json');
         const n = await transport.trace(traceSeconds, out);
@@ -173,23 +190,15 @@ export async function runCapture(pidText: string, opts: CaptureOptions, io: Io =
         cap.added('trace.json');
         note(`trace: ${n} events`);
       });
-      if (alongside) {
-        await step('cpu', async () => {
-          const r = await alongside;
-          if ('error' in r) throw r.error;
-          cap.writeJson('cpu.cpuprofile', r.profile);
-        });
-      }
-    }
-    if (cpuSeconds !== undefined) {
+      await step('cpu', async () => {
+        const r = await alongside;
+        if ('error' in r) throw r.error;
+        await writeCpu(r.answer);
+      });
+    } else if (cpuSeconds !== undefined) {
       note(cpuPauseNote(profiling, usedHeap(facts), transport.kind));
       note(`profiling the CPU for ${cpuSeconds} s`);
-      await step('cpu', async () => {
-        const { profile, engine, stallMs } = await transport.cpu(cpuSeconds);
-        cap.writeJson('cpu.cpuprofile', profile);
-        await step('cpu pprof', async () => writePprof(cap, 'cpu', profile));
-        if (engine !== undefined) note(`cpu profile: ${engine}${typeof stallMs === 'number' ? `, ${stallMs.toFixed(1)} ms in the target's calls` : ''}`);
-      });
+      await step('cpu', async () => writeCpu(await transport.cpu(cpuSeconds)));
     }
     if (opts.heap) {
       await step('heap', async () => {

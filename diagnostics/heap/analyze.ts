@@ -1,19 +1,33 @@
 /**
  * Heap analysis: parse the snapshot, compute retained sizes and shortest retainer paths, and report
  * `ServerResponse` / `IncomingMessage` / `Socket` objects of closed connections that are still reachable,
- * and responses with bytes queued, grouped by retainer path.
+ * and responses with bytes queued, grouped by the place in the program that holds them (holder.ts).
  */
 import { readHeapSnapshot } from './parse.js';
 import { analyzeGraph, isReachable, type Graph } from './dominators.js';
 import { closureLabel, readablePath, retainerChain, retainerPath, scriptOf, type Step } from './paths.js';
+import { holderOf, type Holder } from './holder.js';
 import { Connections, WANTED_STRINGS } from './connections.js';
 import { HeapSnapshot, NONE } from './snapshot.js';
 import type { ConstructorStat, HeapFinding, HeapFindingKind, HeapSummary, Severity } from '../report/types.js';
 
 /** A response with at least this many bytes queued is reported (`queued_write_buffer`). */
 export const QUEUED_BYTES_THRESHOLD = 64 * 1024;
-/** Findings are grouped by the end of their retainer path: 4 objects and the 3 edges between them. */
+/** Other paths kept per finding (`alsoVia`), most objects first. */
+const MAX_ALSO_VIA = 20;
+/** Without a holder, findings are grouped by the end of their retainer path: 4 objects and the 3 edges between them. */
 const GROUP_BY_ENTRIES = 7;
+
+/** One finding being built: the objects of one kind held at one place, and the distinct paths they were reached by. */
+interface Group {
+  finding: HeapFinding;
+  variants: Map<string, { count: number; steps: Step[]; holder: Holder | null; rawPath: string[] }>;
+}
+
+/** The holder as a reader names it: a closure's step, or a collection with what holds it (`module scope … → cache → Map`). */
+function holderLabel(path: string[], h: Holder): string {
+  return h.closure ? path[h.at] : path.slice(Math.max(0, h.at - 2), h.at + 1).join(' → ');
+}
 
 export interface HeapAnalysis {
   summary: HeapSummary;
@@ -42,29 +56,41 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
   const graph = analyzeGraph(snap, { onProgress: options.onProgress });
   const conn = new Connections(snap);
 
-  const groups = new Map<string, HeapFinding>();
-  const steps = new Map<HeapFinding, Step[]>();
+  const groups = new Map<string, Group>();
   const names = (v: string): number => conn.str(v);
   const add = (kind: HeapFindingKind, severity: Severity, node: number, detail: string, queued?: number): void => {
     const readable = readablePath(snap, retainerChain(graph, node), names);
-    // group by the last three hops of the readable path: objects held the same way (one array, one Map, one
-    // function's closures) form one finding even when the rest of their paths differ
-    const key = `${kind}\u0000${readable
-      .slice(-GROUP_BY_ENTRIES)
-      .map((x) => x.key)
-      .join('\u0000')}`;
+    // group by the place in the program that holds the object (holder.ts); without one, by the last hops of
+    // the readable path, so objects held the same way (one array, one Map) form one finding
+    const holder = holderOf(snap, readable, names);
+    const where = holder
+      ? holder.key
+      : readable
+          .slice(-GROUP_BY_ENTRIES)
+          .map((x) => x.key)
+          .join('\u0000');
+    const key = `${kind}\u0000${where}`;
     let g = groups.get(key);
     if (!g) {
-      g = { kind, severity, count: 0, retainedSize: 0, path: [], rawPath: retainerPath(snap, graph, node), ids: [], detail };
-      steps.set(g, readable);
-      if (queued !== undefined) g.queuedBytes = 0;
+      g = { finding: { kind, severity, count: 0, retainedSize: 0, path: [], rawPath: [], ids: [], detail }, variants: new Map() };
+      if (queued !== undefined) g.finding.queuedBytes = 0;
       groups.set(key, g);
     }
-    g.count++;
-    g.retainedSize += graph.retained[node];
-    if (queued !== undefined) g.queuedBytes = (g.queuedBytes ?? 0) + queued;
-    if (severity === 'error') g.severity = 'error';
-    if (g.ids.length < 5) g.ids.push(node); // node indices until the ids are read back below
+    // the same holder reached another way: one more path under the same finding (a table's own key, the edge
+    // out of a collection holder, is not another way: a thousand sessions in one object are one path)
+    const pathKey = readable.map((x, i) => (holder && !holder.closure && i === holder.at + 1 ? '(entry)' : x.key)).join('\u0000');
+    let v = g.variants.get(pathKey);
+    if (!v) {
+      v = { count: 0, steps: readable, holder, rawPath: retainerPath(snap, graph, node) };
+      g.variants.set(pathKey, v);
+    }
+    v.count++;
+    const f = g.finding;
+    f.count++;
+    f.retainedSize += graph.retained[node];
+    if (queued !== undefined) f.queuedBytes = (f.queuedBytes ?? 0) + queued;
+    if (severity === 'error') f.severity = 'error';
+    if (f.ids.length < 5) f.ids.push(node); // node indices until the ids are read back below
   };
 
   const counts = {
@@ -115,12 +141,27 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
       }
     }
   }
-  nameSteps(snap, conn, steps);
+  const all = [...groups.values()];
+  const variants = all.map((g) => [...g.variants.values()].sort((a, b) => b.count - a.count || a.steps.length - b.steps.length));
+  const named = nameSteps(snap, conn, variants.flat().map((v) => v.steps));
+  let at = 0;
+  for (let i = 0; i < all.length; i++) {
+    const f = all[i].finding;
+    const paths = variants[i].map((v) => ({ count: v.count, path: named[at++], rawPath: v.rawPath, holder: v.holder }));
+    const [main, ...others] = paths;
+    f.path = main.path;
+    f.rawPath = main.rawPath;
+    if (main.holder) f.holder = holderLabel(main.path, main.holder);
+    if (others.length > 0) {
+      f.countOnPath = main.count;
+      f.alsoVia = others.slice(0, MAX_ALSO_VIA).map(({ count, path, rawPath }) => ({ count, path, rawPath }));
+    }
+  }
 
-  const ids = snap.nodeIds([...groups.values()].flatMap((g) => g.ids));
-  for (const g of groups.values()) g.ids = g.ids.map((n) => ids.get(n) ?? -1).filter((id) => id >= 0);
+  const ids = snap.nodeIds(all.flatMap((g) => g.finding.ids));
+  for (const { finding: g } of all) g.ids = g.ids.map((n) => ids.get(n) ?? -1).filter((id) => id >= 0);
   const order: Record<HeapFindingKind, number> = { retained_response: 0, queued_write_buffer: 1, retained_request: 2, retained_socket: 3 };
-  const findings = [...groups.values()].sort(
+  const findings = all.map((g) => g.finding).sort(
     (a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1) || order[a.kind] - order[b.kind] || b.retainedSize - a.retainedSize,
   );
 
@@ -155,11 +196,11 @@ function heldOnlyByHandle(snap: HeapSnapshot, graph: Graph, conn: Connections, s
  * Fill in the readable paths: each closure's `file:line:column` (one scan of the snapshot's locations) and
  * variables, and the file of each scope a path starts from (the script of a closure that uses that scope).
  */
-function nameSteps(snap: HeapSnapshot, conn: Connections, steps: Map<HeapFinding, Step[]>): void {
+function nameSteps(snap: HeapSnapshot, conn: Connections, steps: Step[][]): string[][] {
   const names = (v: string): number => conn.str(v);
   const closures = new Set<number>();
   const scopes = new Set<number>();
-  for (const list of steps.values()) {
+  for (const list of steps) {
     for (const st of list) {
       if (st.closure !== undefined) closures.add(st.closure);
       if (st.scope !== undefined) scopes.add(st.scope);
@@ -182,8 +223,8 @@ function nameSteps(snap: HeapSnapshot, conn: Connections, steps: Map<HeapFinding
     }
   }
   const native = names('system / NativeContext');
-  for (const [g, list] of steps) {
-    g.path = list.map((st) => {
+  return steps.map((list) =>
+    list.map((st) => {
       if (st.closure !== undefined) return closureLabel(snap, st.closure, locs.get(st.closure), names);
       if (st.scope !== undefined) {
         const prev = snap.findEdge(st.scope, names('previous'));
@@ -192,8 +233,8 @@ function nameSteps(snap: HeapSnapshot, conn: Connections, steps: Map<HeapFinding
         return `${top ? 'module scope' : 'function scope'}${file ? ` ${file}` : ''}`;
       }
       return st.label;
-    });
-  }
+    }),
+  );
 }
 
 /**

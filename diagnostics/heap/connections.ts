@@ -61,6 +61,8 @@ export const WANTED_STRINGS = [
   'Set',
   'WeakMap',
   'WeakSet',
+  'Array',
+  'Object',
   'TCP',
   'Pipe',
   'TLSWrap',

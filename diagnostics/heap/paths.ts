@@ -90,6 +90,8 @@ export interface Step {
   closure?: number;
   /** A scope (context) whose file is named after the closures that use it. */
   scope?: number;
+  /** The object this step shows (object steps other than closures and anchors). */
+  node?: number;
 }
 
 const KEEP_TAIL = 31;
@@ -189,7 +191,7 @@ function edgeStep(label: string): Step {
 
 function nodeStep(snap: HeapSnapshot, v: number): Step {
   const l = nodeLabel(snap, v);
-  return { key: l, label: l };
+  return { key: l, label: l, node: v };
 }
 
 function normalized(snap: HeapSnapshot, e: number): string {

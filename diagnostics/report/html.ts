@@ -37,11 +37,13 @@ export function barChart(title: string, bars: Bar[], color: string): string {
 function findingRow(f: ReportFinding): string {
   const sev = `<span class="sev ${f.severity}">${f.severity}</span>`;
   if (f.source === 'heap') {
-    const path = f.path
-      .map((p, i) => (i % 2 === 0 ? `<span class="node">${esc(p)}</span>` : `<span class="edge">${esc(p)}</span>`))
-      .join('<span class="arrow"> → </span>');
+    const steps = (path: string[]): string =>
+      path
+        .map((p, i) => (i % 2 === 0 ? `<span class="node">${esc(p)}</span>` : `<span class="edge">${esc(p)}</span>`))
+        .join('<span class="arrow"> → </span>');
     const queued = f.queuedBytes !== undefined ? `, ${esc(formatBytes(f.queuedBytes))} queued` : '';
-    return `<tr class="finding" data-kind="${esc(f.kind)}"><td>${sev}</td><td>${esc(f.kind)}</td><td>${f.count}</td><td>${esc(formatBytes(f.retainedSize))} retained${queued}<br>${esc(f.detail)}<div class="path">${path}</div></td></tr>`;
+    const also = (f.alsoVia ?? []).map((a) => `<div class="path also">also reachable through (×${a.count}): ${steps(a.path)}</div>`).join('');
+    return `<tr class="finding" data-kind="${esc(f.kind)}"><td>${sev}</td><td>${esc(f.kind)}</td><td>${f.count}</td><td>${esc(formatBytes(f.retainedSize))} retained${queued}<br>${esc(f.detail)}<div class="path">${steps(f.path)}</div>${also}</td></tr>`;
   }
   if (f.source === 'streams') {
     return `<tr class="finding" data-kind="${esc(f.kind)}"><td>${sev}</td><td>${esc(f.kind)}</td><td>1</td><td>stream ${esc(f.streamId)} ${esc(f.method)} ${esc(f.route)}, age ${esc(Math.round(f.ageMs / 1000))} s: ${esc(f.detail)}${f.stack ? `<pre>${esc(f.stack)}</pre>` : ''}</td></tr>`;

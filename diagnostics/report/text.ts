@@ -2,6 +2,9 @@
 import { formatBytes } from '../progress.js';
 import type { Report, ReportFinding } from './types.js';
 
+/** Other paths printed per heap finding; `--json` has up to 20. */
+const MAX_ALSO_LINES = 5;
+
 export function formatPath(path: string[]): string {
   return path.join(' → ');
 }
@@ -13,9 +16,15 @@ function findingLine(f: ReportFinding): string[] {
   }
   if (f.source === 'heap') {
     const extra = f.queuedBytes !== undefined ? `, ${formatBytes(f.queuedBytes)} queued` : '';
+    // one place in the program reached more ways: the path most share first, then the others (the first few)
+    const also = (f.alsoVia ?? []).slice(0, MAX_ALSO_LINES);
+    const onPath = f.countOnPath ?? f.count;
+    const rest = f.count - onPath - also.reduce((s, a) => s + a.count, 0);
     return [
       `${sev} ${f.kind} ×${f.count}: ${formatBytes(f.retainedSize)} retained${extra} — ${f.detail}`,
-      `        ${formatPath(f.path)}`,
+      `        ${formatPath(f.path)}${also.length > 0 ? ` (×${onPath})` : ''}`,
+      ...also.map((a) => `        also reachable through (×${a.count}): ${formatPath(a.path)}`),
+      ...(rest > 0 ? [`        … and ${rest} more through other paths (--json)`] : []),
     ];
   }
   return [`${sev} ${f.kind} ×${f.count}: ${f.detail}`];

@@ -12,7 +12,10 @@ export type Severity = 'info' | 'warning' | 'error';
 
 export type HeapFindingKind = 'retained_response' | 'retained_socket' | 'retained_request' | 'queued_write_buffer';
 
-/** Objects of one kind that share one shortest retainer path. */
+/**
+ * Objects of one kind held at one place in the program (the nearest closure of the program's code, or the nearest
+ * collection, on their shortest retainer paths), whatever else their paths go through.
+ */
 export interface HeapFinding {
   kind: HeapFindingKind;
   severity: Severity;
@@ -28,6 +31,19 @@ export interface HeapFinding {
   path: string[];
   /** The shortest retainer path from a GC root as V8 records it, nodes and edges alternating. */
   rawPath: string[];
+  /**
+   * Where the program holds them: the closure step of `path` (`name() file:line:column {variables}`), or a
+   * collection with what holds it (`module scope … → cache → Map`); absent when the path has neither.
+   */
+  holder?: string;
+  /**
+   * The other shortest paths by which objects of this group are held (`path` is the one most of them share):
+   * the same holder reached another way, e.g. an interval's closure through the timer list and through an array
+   * that keeps its Timeout. Up to 20, most objects first; absent when all share one path.
+   */
+  alsoVia?: Array<{ count: number; path: string[]; rawPath: string[] }>;
+  /** With `alsoVia`: how many of the objects `path` leads to (the rest go through the other paths). */
+  countOnPath?: number;
   /** queued_write_buffer: bytes queued on these responses. */
   queuedBytes?: number;
   /** Heap snapshot ids of up to 5 of the objects (to find them in DevTools). */

@@ -18,7 +18,7 @@ export interface Transport {
   trace(seconds: number, out: fs.WriteStream): Promise<number>;
   cpu(seconds: number): Promise<CpuAnswer>;
   /** A CPU profile that can run while `trace` does (the same window, for long-task attribution). */
-  cpuAlongside(seconds: number): Promise<unknown>;
+  cpuAlongside(seconds: number): Promise<CpuAnswer>;
   /** A sampled heap profile (V8's sampling heap profiler) over `seconds`, or since start-up when the agent samples always. */
   heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer>;
   /** Which light profilers the target has (the agent's hello; the inspector has none of its own). */
@@ -118,12 +118,11 @@ export class AgentTransport implements Transport {
   async cpu(seconds: number): Promise<CpuAnswer> {
     return this.client.request<CpuAnswer>('cpu', { seconds });
   }
-  async cpuAlongside(seconds: number): Promise<unknown> {
+  async cpuAlongside(seconds: number): Promise<CpuAnswer> {
     // one request at a time per connection: the profile goes over a second one
     const second = await AgentClient.connect(this.client.path);
     try {
-      const r = await second.request<{ profile: unknown }>('cpu', { seconds });
-      return r.profile;
+      return await second.request<CpuAnswer>('cpu', { seconds });
     } finally {
       second.close();
     }
@@ -210,8 +209,9 @@ export class InspectorTransport implements Transport {
     await this.s.send('Profiler.disable').catch(() => undefined);
     return { profile, engine: 'inspector' };
   }
-  async cpuAlongside(seconds: number): Promise<unknown> {
-    return (await this.cpu(seconds)).profile;
+  async cpuAlongside(seconds: number): Promise<CpuAnswer> {
+    // the same session: Profiler and NodeTracing run side by side
+    return this.cpu(seconds);
   }
   async heapProfile(seconds: number, intervalBytes?: number): Promise<HeapProfileAnswer> {
     const interval = intervalBytes ?? HEAP_PROFILE_INTERVAL;

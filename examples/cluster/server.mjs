@@ -7,7 +7,7 @@
  *   npm install && npm start
  *   curl -N http://127.0.0.1:<port>/ticks          # served by one worker or the other (X-Worker header)
  *   curl http://127.0.0.1:<metricsPort>/metrics     # the whole app: stream_started_total summed over workers
- *   npx diag ls
+ *   npx streamscope ls
  *
  * PORT / METRICS_PORT choose the ports (default: free ones). The primary prints one JSON line
  * { port, metricsPort, workers: [pid…] } once every worker listens.

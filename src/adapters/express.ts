@@ -4,24 +4,23 @@ import { resolveConfig } from '../setup.js';
 import { inStream, track } from '../core/track.js';
 
 import type { NextFunction, Request, Response } from 'express';
-import type * as core from 'express-serve-static-core';
 import { instrument as coreInstrument } from '../instrument.js';
 
 /**
- * `instrument()` with Express's types: an inline handler gets Express's `Request`, `Response` and `next`
- * (`app.get('/e/:id', instrument(async (req, res) => res.json(req.params.id)))`). TypeScript cannot carry
- * the route's own parameter types through a wrapper inside `app.get()`'s generic call, so `req.params` is
- * `ParamsDictionary` (pass `instrument<{ id: string }>(…)` for exact ones). Same function as
+ * `instrument()` with Express's types: a handler gets Express's `Request`, `Response` and `next` wherever it
+ * is written, also on its own (`const h = instrument(async (req, res) => res.json(req.params.id))`);
+ * `req.params` is then `ParamsDictionary` (pass `instrument<{ id: string }>(…)` for exact ones; inside
+ * `app.get('/e/:id', …)`, `streamscope`'s generic `instrument` takes the route's own params). Same function as
  * `streamscope`'s `instrument`; node:http handlers are accepted too.
  */
 export interface ExpressInstrument {
   <
-    P = core.ParamsDictionary,
+    P = Request['params'],
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     ResBody = any,
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     ReqBody = any,
-    ReqQuery = core.Query,
+    ReqQuery = Request['query'],
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     Locals extends Record<string, any> = Record<string, any>,
     R = unknown,

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { stream as honoStream, streamSSE as honoStreamSSE, streamText as honoStreamText } from 'hono/streaming';
 import type { InstrumentOptions } from '../types.js';
 import { resolveConfig } from '../setup.js';
-import { settleHandler } from '../core/response-hook.js';
 import { inStream, track } from '../core/track.js';
 import { kRoute } from '../core/routes.js';
 import { getTracker } from '../core/tracker.js';
@@ -17,7 +17,7 @@ interface NodeBindings {
 }
 
 /** The parts of Hono's `Context` streamscope reads (structural: no import of hono). */
-interface HonoContextLike {
+export interface HonoContextLike {
   env?: unknown;
   req: { routePath?: string; path?: string };
 }
@@ -60,7 +60,7 @@ export function streamscope(options: InstrumentOptions = {}): (c: HonoContextLik
       // The rest of the chain runs in the stream's context (trackAsync), as under the other adapters.
       await (s === undefined ? next() : inStream(s, next, undefined, []));
     } finally {
-      if (s !== undefined) settleHandler(s);
+      if (s !== undefined) tracker.handlerSettled(s);
       if (b !== undefined && typeof config.route !== 'string') {
         try {
           // After next(), Hono's route index points at the handler that answered: its path is the template.
@@ -95,7 +95,53 @@ export function instrumentFetch<F extends (request: Request, env?: unknown, ...r
   return wrapped as unknown as F;
 }
 
-/** The same middleware under the name the other adapters use (`streamscopeKoa`, `streamscopeFastify`). */
+/**
+ * A streaming callback of Hono's helpers threw: the stream's outcome is `error`. Hono's helpers catch the
+ * callback's error themselves (they log it, or call `onError`, and end the body normally), so this is the
+ * only place that knows. Works wherever the response is tracked: the middleware, instrumentFetch, register.
+ */
+function failed(c: HonoContextLike, err: unknown): void {
+  // Hono's stream() treats a throw of undefined as no error; so does this
+  if (err === undefined) return;
+  try {
+    const b = bindings(c.env);
+    const s = b === undefined ? undefined : tracker.stateOf(b.outgoing as ServerResponse);
+    if (s !== undefined) tracker.markError(s);
+  } catch (e) {
+    tracker.fault('tracker', e);
+  }
+}
+
+type Helper = (c: HonoContextLike, cb: (api: unknown) => Promise<void>, onError?: unknown) => Response;
+
+/** Hono's helper, with its callback watched: a throw marks the stream `error`, then goes on to Hono unchanged. */
+function watched<H>(helper: H): H {
+  const w: Helper = (c, cb, onError) =>
+    (helper as unknown as Helper)(
+      c,
+      async (api) => {
+        try {
+          await cb(api);
+        } catch (err) {
+          failed(c, err);
+          throw err;
+        }
+      },
+      onError,
+    );
+  return w as unknown as H;
+}
+
+/**
+ * Hono's `streamSSE`, `stream` and `streamText` (same arguments, same behaviour) that also record a callback
+ * that throws as outcome `error`. Hono's own helpers catch that error and end the body normally, so with
+ * them a mid-stream failure is counted `completed`: import these from `streamscope/hono` instead.
+ */
+export const streamSSE: typeof honoStreamSSE = watched(honoStreamSSE);
+export const stream: typeof honoStream = watched(honoStream);
+export const streamText: typeof honoStreamText = watched(honoStreamText);
+
+/** @deprecated Use `streamscope` (the same function): every adapter's own way in is named `streamscope` (docs/instrument.md, "Adapters"). */
 export const streamscopeHono = streamscope;
 
 export default streamscope;

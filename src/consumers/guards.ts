@@ -5,7 +5,7 @@ import { routeMetricsOf } from './metrics.js';
 import { liveSpan } from './tracing.js';
 import { getTracker, type TrackerListener } from '../core/tracker.js';
 import { StreamClosedError, invalidOption } from '../errors.js';
-import { kDeadPeer, kState } from '../core/symbols.js';
+import { kDeadPeer } from '../core/symbols.js';
 
 /**
  * Opt-in guards (docs/guards.md). Off by default; `config.guards` is null unless one is on, so an
@@ -92,11 +92,6 @@ function fmtBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** The server side ends the stream: outcome `error` (as response-hook's markError). */
-function markError(s: StreamState): void {
-  if (!s.clientClosed && s.phase < Phase.Closed) s.errored = true;
-}
-
 /** Counts a guard action: metric, finding (once per stream), span attribute. */
 function record(s: StreamState, guard: GuardName, detail: string): void {
   routeMetricsOf(s)?.guardAction(guard).inc();
@@ -108,7 +103,7 @@ function record(s: StreamState, guard: GuardName, detail: string): void {
 function cut(s: StreamState, guard: GuardName, detail: string): void {
   const res = s.res;
   if (res === null || res.destroyed || s.phase !== Phase.Open) return;
-  markError(s);
+  tracker.markError(s);
   record(s, guard, detail);
   res.destroy();
 }
@@ -138,7 +133,7 @@ function zombieWrite(s: StreamState): never {
   throw new StreamClosedError('stream closed: write() after the client left or the stream was cut (zombieAction: "throw")');
 }
 
-type WatchedSocket = Socket & { [kDeadPeer]?: true; _httpMessage?: { [k: symbol]: unknown } | null };
+type WatchedSocket = Socket & { [kDeadPeer]?: true; _httpMessage?: object | null };
 
 /**
  * How the kernel reports a peer that stopped answering: ETIMEDOUT after the keep-alive probes (or the
@@ -152,10 +147,9 @@ function onSocketError(this: WatchedSocket, err: NodeJS.ErrnoException): void {
     const code = err?.code;
     if (code === undefined || !DEAD_PEER_CODES.has(code)) return;
     const res = this._httpMessage;
-    const s = res ? (res[kState] as StreamState | undefined) : undefined;
+    const s = res ? tracker.stateOf(res) : undefined;
     if (s === undefined || s.phase !== Phase.Open || guardsOf(s) === null || guardsOf(s)?.deadPeerMs === 0) return;
-    markError(s);
-    s.serverDestroyed = true;
+    tracker.serverCut(s);
     record(s, 'dead_peer', `the peer stopped answering (TCP keep-alive or retransmission timeout, ${code}): the stream was closed`);
   } catch (e) {
     tracker.fault('guards', e);

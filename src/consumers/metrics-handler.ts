@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { MetricsRegistry } from '../types.js';
 import { promClient } from './prom.js';
 
 /** A `(req, res)` handler that serves the registry in the Prometheus text format. */
-export function metricsHandler(registry?: Registry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function metricsHandler(registry?: MetricsRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async (_req, res) => {
     try {
       // Default: the global register of the application's prom-client (see docs/metrics.md).
-      registry ??= promClient().register;
+      registry ??= promClient().register as MetricsRegistry;
       const body = await registry.metrics();
       res.statusCode = 200;
       res.setHeader('Content-Type', registry.contentType);

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import cluster from 'node:cluster';
 import type { Counter, Gauge, Registry } from 'prom-client';
-import { promClient } from './prom.js';
+import { clusterRegistryClass, promClient, promClientFor } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
 import type { StreamState } from '../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../core/tracker.js';
@@ -13,13 +13,15 @@ import { GUARD_NAMES } from './guards.js';
 export const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
 /** Buckets of stream_first_write_seconds (time to first token). */
 export const FIRST_WRITE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Buckets of stream_write_gap_seconds and stream_longest_write_gap_seconds: 5 ms … 60 s. */
+export const GAP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 /** Buckets of stream_write_blocked_seconds. */
 export const BLOCKED_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
 
 export const OTHER_ROUTE = '__other__';
 
 /** Label values known in advance: their series start at 0, so rates and panels work from the first scrape. */
-export const LEAK_KINDS = ['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async'] as const;
+export const LEAK_KINDS = ['stalled_write', 'dangling_stream', 'zombie_producer', 'dangling_async', 'buffered_stream'] as const;
 export const RESUME_RESULTS = ['replayed', 'expired', 'invalid'] as const;
 export const REJECT_REASONS = ['rate_limited', 'overloaded'] as const;
 /** Components that count faults in streamscope_internal_errors_total. */
@@ -78,7 +80,11 @@ type CounterChild = { inc(v?: number): void };
 export class RouteMetrics {
   readonly route: string;
   readonly firstWrite: HistogramChild;
+  readonly firstByte: HistogramChild;
+  readonly longestGap: HistogramChild;
   readonly blockedSeconds: HistogramChild;
+  /** writeGaps routes only: stream_write_gap_seconds (its series exist once a route uses it). */
+  private gapChild: HistogramChild | null = null;
   /** Streams open now. */
   active = 0;
   // tallies not yet moved into the counters
@@ -99,6 +105,8 @@ export class RouteMetrics {
     this.route = route;
     const labels = { route };
     this.firstWrite = set.firstWrite.labels(labels);
+    this.firstByte = set.firstByte.labels(labels);
+    this.longestGap = set.longestGap.labels(labels);
     this.blockedSeconds = set.blockedSeconds.labels(labels);
     // Every known series of the route starts at 0 rather than being absent until its first event.
     set.active.labels(labels).set(0);
@@ -108,6 +116,11 @@ export class RouteMetrics {
     for (const k of LEAK_KINDS) this.leak(k).inc(0);
     // stream_resumes_total and stream_rejected_total exist only on routes that use the resilient runtime's
     // resume (the hub) or limits: usesResumes() / usesRejections() start them at 0 when such a stream opens.
+  }
+
+  /** A route with `writeGaps`: its stream_write_gap_seconds child. */
+  writeGap(): HistogramChild {
+    return (this.gapChild ??= this.set.writeGap.labels({ route: this.route }));
   }
 
   /** A route whose streams run under opt-in guards: its guard actions start at 0 (docs/guards.md). */
@@ -212,6 +225,9 @@ export class MetricsSet {
   readonly blocked: Counter<'route'>;
   readonly started: Counter<'route' | 'method'>;
   readonly firstWrite: StreamHistogram;
+  readonly firstByte: StreamHistogram;
+  readonly longestGap: StreamHistogram;
+  readonly writeGap: StreamHistogram;
   readonly blockedSeconds: StreamHistogram;
   readonly bytes: Counter<'route'>;
   readonly writes: Counter<'route'>;
@@ -230,8 +246,8 @@ export class MetricsSet {
     this.registry = registry;
     this.prefix = prefix;
     this.maxRoutes = maxRoutes;
-    // The classes of the application's prom-client (a peer dependency), whatever registry is given.
-    const { Counter, Gauge } = promClient();
+    // The classes of the client that made the registry (the application's prom-client or @prometheus-io/client).
+    const { Counter, Gauge } = promClientFor(registry);
     const registers = [registry];
     const sync = (): void => this.sync();
     const n = (name: string): string => prefix + name;
@@ -256,6 +272,27 @@ export class MetricsSet {
       help: 'Open to first body byte (time to first token).',
       labelNames: ['route'],
       buckets: FIRST_WRITE_BUCKETS,
+      registers,
+    });
+    this.firstByte = new StreamHistogram({
+      name: n('stream_first_byte_seconds'),
+      help: 'Open to first body byte handed to the socket (differs from first write when something buffers).',
+      labelNames: ['route'],
+      buckets: FIRST_WRITE_BUCKETS,
+      registers,
+    });
+    this.longestGap = new StreamHistogram({
+      name: n('stream_longest_write_gap_seconds'),
+      help: 'Per stream, the longest gap between writes, seen by the sweep, observed at close.',
+      labelNames: ['route'],
+      buckets: GAP_BUCKETS,
+      registers,
+    });
+    this.writeGap = new StreamHistogram({
+      name: n('stream_write_gap_seconds'),
+      help: 'Every gap between writes (inter-chunk latency), on routes with writeGaps.',
+      labelNames: ['route'],
+      buckets: GAP_BUCKETS,
       registers,
     });
     this.blockedSeconds = new StreamHistogram({
@@ -409,14 +446,15 @@ type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
 let answering = false;
 
 /**
- * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): prom-client
- * installs that answer when an AggregatorRegistry is created, as its cluster example does in every process.
+ * In a node:cluster worker, the global register answers the primary's clusterMetricsHandler(): the client
+ * installs that answer when its ClusterRegistry (prom-client: AggregatorRegistry) is created, as its cluster
+ * example does in every process.
  */
 function answerClusterPrimary(): void {
   if (answering || !cluster.isWorker) return;
   answering = true;
   try {
-    new (promClient().AggregatorRegistry)();
+    new (clusterRegistryClass(promClient()))();
   } catch (err) {
     tracker.fault('metrics', err);
   }
@@ -465,6 +503,10 @@ export const metricsListener: TrackerListener = {
     flushStream(s);
     rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
     rm.active--;
+  },
+  // After its release, each write after close comes here: its tally is moved now (no later event would).
+  writeAfterClose(s) {
+    if (routeMetricsOf(s) !== null) flushStream(s);
   },
   release(s) {
     if (routeMetricsOf(s) !== null) flushStream(s);

@@ -180,6 +180,10 @@ export const otelMetricsListener: TrackerListener = {
     t.afterClose += s.writesAfterClose;
     s.setSlot(kSlot, s.writesAfterClose);
   },
+  // after its release, each write after close comes here (no later event would carry it); before close, the open walk counts it
+  writeAfterClose(s) {
+    if (s.phase >= Phase.Closed) otelMetricsListener.release?.(s);
+  },
   release(s) {
     // writes after close that arrived while the stream lingered (or after it was watched again)
     const counted = s.slot<number>(kSlot);

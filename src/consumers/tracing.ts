@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { ProxyTracerProvider, SpanStatusCode, context, trace, type Attributes, type Span, type SpanContext, type Tracer } from '@opentelemetry/api';
 import type { StreamState } from '../core/stream-state.js';
-import { getTracker, producerHolds, type TrackerListener } from '../core/tracker.js';
+import { getTracker, type TrackerListener } from '../core/tracker.js';
 
 /** One span per stream, `stream <route>`, child of the span active where the handler ran. */
 
@@ -99,7 +99,7 @@ export const tracingListener: TrackerListener = {
     const r = new SpanRecord(span);
     s.setSlot(kSlot, r);
     const sc = r.context;
-    s.traceId = span.isRecording() || trace.isSpanContextValid(sc) ? sc.traceId : '';
+    getTracker().setTraceId(s, span.isRecording() || trace.isSpanContextValid(sc) ? sc.traceId : '');
   },
   firstWrite(s) {
     const r = recordOf(s);
@@ -167,7 +167,7 @@ export const tracingListener: TrackerListener = {
     if (s.firstWriteAt >= 0) span.setAttribute('stream.first_write_ms', s.firstWriteAt - s.t0);
     if (s.outcome === 'error' || s.outcome === 'timeout') span.setStatus({ code: SpanStatusCode.ERROR, message: s.outcome });
     // A producer that still holds the stream may yet earn a finding: end the span when it lets go.
-    if (producerHolds(s)) return;
+    if (getTracker().producerHolds(s)) return;
     r.ended = true;
     span.end(performance.timeOrigin + s.closedAt);
   },

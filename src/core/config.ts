@@ -2,7 +2,7 @@ import type { InstrumentOptions } from '../types.js';
 import type { StreamConfig } from './stream-state.js';
 import { invalidOption } from '../errors.js';
 
-export const DEFAULTS = Object.freeze({ stallAfterMs: 5000, danglingAfterMs: 10000, maxRoutes: 200 });
+export const DEFAULTS = Object.freeze({ stallAfterMs: 5000, danglingAfterMs: 10000, bufferedAfterMs: 2000, maxRoutes: 200 });
 
 function positive(name: string, v: unknown, dflt: number): number {
   if (v === undefined) return dflt;
@@ -18,6 +18,8 @@ export function resolveCoreConfig(options: InstrumentOptions = {}): StreamConfig
   if (options === null || typeof options !== 'object') throw invalidOption('options', 'an object', options);
   const stallAfterMs = positive('stallAfterMs', options.stallAfterMs, DEFAULTS.stallAfterMs);
   const danglingAfterMs = positive('danglingAfterMs', options.danglingAfterMs, DEFAULTS.danglingAfterMs);
+  const bufferedAfterMs = positive('bufferedAfterMs', options.bufferedAfterMs, DEFAULTS.bufferedAfterMs);
+  if (options.writeGaps !== undefined && typeof options.writeGaps !== 'boolean') throw invalidOption('writeGaps', 'a boolean', options.writeGaps);
   const maxRoutes = positive('maxRoutes', options.maxRoutes, DEFAULTS.maxRoutes);
   if (options.route !== undefined && typeof options.route !== 'string' && typeof options.route !== 'function') {
     throw invalidOption('route', 'a string or a function', options.route);
@@ -29,6 +31,8 @@ export function resolveCoreConfig(options: InstrumentOptions = {}): StreamConfig
     maxRoutes,
     stallAfterMs,
     danglingAfterMs,
+    bufferedAfterMs,
+    writeGaps: options.writeGaps === true,
     trackAsync: options.trackAsync === true,
     captureStacks: options.captureStacks === true,
     tracer: options.tracer,

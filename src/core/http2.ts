@@ -14,6 +14,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Phase, type StreamState } from './stream-state.js';
 import { getTracker } from './tracker.js';
+import { serverCut, socketTimedOut } from './outcome.js';
 import { kH2Orig, kH2State } from './symbols.js';
 
 const tracker = getTracker();
@@ -56,16 +57,16 @@ export function watchH2(s: StreamState, st: H2StreamLike): void {
   st.on('timeout', onH2Timeout);
 }
 
-function serverCut(w: Watched, err: boolean): void {
+/** The server closes or destroys the stream itself (not after a peer's reset, not with its session): outcome `error`. */
+function cutByServer(w: Watched, err: boolean): void {
   const s = w[kH2State];
   if (s === undefined || s.phase !== Phase.Open || s.clientClosed || w.closed || w.session?.destroyed === true) return;
-  s.serverDestroyed = true;
-  if (err) s.errored = true;
+  serverCut(s, err);
 }
 
 function patchedClose(this: Watched, code?: number, _cb?: () => void): void {
   try {
-    serverCut(this, code !== undefined && code !== 0);
+    cutByServer(this, code !== undefined && code !== 0);
   } catch (err) {
     tracker.fault('tracker', err);
   }
@@ -75,7 +76,7 @@ function patchedClose(this: Watched, code?: number, _cb?: () => void): void {
 
 function patchedStreamDestroy(this: Watched, error?: Error): unknown {
   try {
-    serverCut(this, error !== undefined && error !== null);
+    cutByServer(this, error !== undefined && error !== null);
   } catch (err) {
     tracker.fault('tracker', err);
   }
@@ -85,7 +86,7 @@ function patchedStreamDestroy(this: Watched, error?: Error): unknown {
 
 function onH2Timeout(this: Watched): void {
   const s = this[kH2State];
-  if (s !== undefined && s.phase === Phase.Open) s.timedOut = true;
+  if (s !== undefined) socketTimedOut(s);
 }
 
 /** A `ServerHttp2Stream` (what a `stream` event hands over), recognised without loading node:http2. */

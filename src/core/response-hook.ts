@@ -10,8 +10,10 @@ import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
+import { closeOutcome, serverCut, socketTimedOut } from './outcome.js';
 import { kSocketDestroy, kWatched } from './symbols.js';
 import { atShutdown, isLive } from './switch.js';
+import { wrapAbove } from './above.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
@@ -35,10 +37,6 @@ type WatchedSocket = Socket & {
 const PEER_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
 
 const STREAMY_TYPE = /^\s*(text\/event-stream|application\/x-ndjson)/i;
-
-export function stateOf(res: ServerResponse): StreamState | undefined {
-  return (res as Res)[kState];
-}
 
 /**
  * Starts tracking `res` unless it is tracked already (observeAll and instrument together, or two
@@ -85,9 +83,7 @@ function byteLength(chunk: unknown, encoding: unknown): number {
 /** Counts one body write. The clock is read only for the first write and for writes after close. */
 function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown): void {
   if (s.clientClosed || gone(s, res)) {
-    s.lastWriteAt = performance.now();
-    s.writesAfterClose++;
-    tracker.wroteAfterClose(s);
+    tracker.wroteAfterClose(s, performance.now());
     return;
   }
   s.writes++;
@@ -286,6 +282,8 @@ export function promote(s: StreamState): void {
     res.destroy = patchedDestroy as ServerResponse['destroy'];
   }
   res.on('close', onClose);
+  // A middleware that replaced res.write after streamscope attached (compression): count the writes it is given.
+  if (res.write !== (patchedWrite as unknown)) wrapAbove(s, res, patchedWrite);
   // HTTP/2: the stream's own destroy/close/timeout tell who cut it (the session's socket is shared).
   const socket = s.h2 !== null ? null : (res.socket as WatchedSocket | null);
   if (s.h2 !== null) watchH2(s, s.h2);
@@ -307,10 +305,7 @@ export function promote(s: StreamState): void {
 
 function patchedDestroy(this: Res, err?: Error): Res {
   const s = this[kState];
-  if (s !== undefined && s.phase === Phase.Open && !s.clientClosed) {
-    s.serverDestroyed = true;
-    if (err) s.errored = true;
-  }
+  if (s !== undefined) serverCut(s, Boolean(err));
   const orig = s?.origDestroy ?? Object.getPrototypeOf(this).destroy;
   return orig.call(this, err) as Res;
 }
@@ -325,10 +320,7 @@ function peerClosed(socket: WatchedSocket, err: unknown): boolean {
 function socketDestroy(this: WatchedSocket, err?: Error): WatchedSocket {
   try {
     const s = this._httpMessage?.[kState];
-    if (s !== undefined && s.phase === Phase.Open && !s.clientClosed && !peerClosed(this, err)) {
-      s.serverDestroyed = true;
-      if (err) s.errored = true;
-    }
+    if (s !== undefined && s.phase === Phase.Open && !s.clientClosed && !peerClosed(this, err)) serverCut(s, Boolean(err));
   } catch (e) {
     tracker.fault('tracker', e);
   }
@@ -389,7 +381,7 @@ function onDrain(this: Res): void {
 function onSocketTimeout(this: WatchedSocket): void {
   const res = this._httpMessage;
   const s = res?.[kState];
-  if (s !== undefined && s.phase === Phase.Open) s.timedOut = true;
+  if (s !== undefined) socketTimedOut(s);
 }
 
 function onClose(this: Res): void {
@@ -409,17 +401,9 @@ function onClose(this: Res): void {
     const finished = h2 !== null ? h2Finished(h2) : this.writableFinished;
     // An error the server side set (destroy(err), a failed pipe into the response) while the client was there.
     // (An HTTP/2 stream is also `errored` by a peer's RST_STREAM with an error code: server-side cuts are seen by watchH2.)
-    if (h2 === null && (this as { errored?: unknown }).errored && !s.clientClosed) s.errored = true;
-    if (s.timedOut) s.outcome = 'timeout';
-    else if (s.errored) s.outcome = 'error';
-    else if (finished) s.outcome = 'completed';
-    else if (s.serverDestroyed) s.outcome = 'error';
-    else s.outcome = 'client_aborted';
-    if (!finished) {
-      // The connection is gone, whoever cut it: later writes are writes after close.
-      s.clientClosed = true;
-      tracker.emit('clientClosed', s);
-    }
+    const resErrored = h2 === null && Boolean((this as { errored?: unknown }).errored);
+    // The connection gone before the end, whoever cut it: later writes are writes after close.
+    if (closeOutcome(s, finished, resErrored)) tracker.emit('clientClosed', s);
     tracker.emit('close', s);
     tracker.settle(s);
     // Tracked before a shutdown(): the socket's watch ends with the last stream it was kept for (the response
@@ -428,18 +412,4 @@ function onClose(this: Res): void {
   } catch (err) {
     tracker.fault('tracker', err);
   }
-}
-
-/** The handler (instrument) or the resilient runtime (sse) reports a server-side failure. */
-export function markError(s: StreamState): void {
-  if (!s.clientClosed && s.phase < Phase.Closed) s.errored = true;
-}
-
-export function markTimeout(s: StreamState): void {
-  if (s.phase < Phase.Closed) s.timedOut = true;
-}
-
-/** instrument(): the handler's promise settled; a lingering stream may now be released. */
-export function settleHandler(s: StreamState): void {
-  tracker.handlerSettled(s);
 }

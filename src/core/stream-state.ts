@@ -27,6 +27,10 @@ export interface WriteGuard {
 export interface StreamConfig {
   readonly stallAfterMs: number;
   readonly danglingAfterMs: number;
+  /** Writes held above the socket longer than this are a `buffered_stream` (docs/detectors.md). */
+  readonly bufferedAfterMs?: number;
+  /** Opt-in: every gap between writes into `stream_write_gap_seconds` (docs/metrics.md). */
+  readonly writeGaps?: boolean;
   readonly trackAsync: boolean;
   readonly captureStacks: boolean;
   readonly tracer: Tracer | undefined;
@@ -118,7 +122,10 @@ export class StreamState {
   blockedSince = -1;
   drainListening = false;
   writesAfterClose = 0;
+  /** When the last write after close came (performance.now(); -1: none yet). */
   lastWriteAt = -1;
+  /** The longest wait (ms) the producer left between writes after close, the first counted from the close. */
+  afterCloseGap = 0;
   ended = false;
   closedAt = -1;
   /** Set when the server side failed: handler threw, response errored, destroyed by the app. */
@@ -128,6 +135,8 @@ export class StreamState {
   /** instrument() knows when the handler's promise settles; observeAll does not (true there). */
   handlerSettled = true;
   outcome: Outcome | null = null;
+  /** The tracker emitted `release` for it (once per stream, even when a later write brings it back to be watched). */
+  released = false;
 
   /** The context active where the handler was tracked (track()): the parent of the stream's span. */
   parentContext: Context | undefined = undefined;
@@ -139,8 +148,6 @@ export class StreamState {
   origEnd: ServerResponse['end'] | null = null;
   origWriteHead: ServerResponse['writeHead'] | null = null;
   origDestroy: ServerResponse['destroy'] | null = null;
-  /** Free slot for consumers (detectors' async tracking). */
-  asyncResources: Map<number, { type: string; holder: StackHolder }> | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, config: StreamConfig, t0: number) {
     this.id = ids.next++;
@@ -192,20 +199,6 @@ export class StreamState {
 
   get stack(): string | undefined {
     return this.stackHolder === undefined ? undefined : userFrames(this.stackHolder);
-  }
-
-  /**
-   * Async resources (trackAsync) created by user code and still alive. Resources that Node's own
-   * bookkeeping created in the stream's context (a keep-alive socket's timer, set when a response
-   * finishes) have no user frame on their creation stack: they are dropped here, when it matters, not
-   * at creation. Those created inside the response's own write/end/writeHead (the Date header cache)
-   * are never recorded (tracker.internalDepth).
-   */
-  liveAsync(): number {
-    const map = this.asyncResources;
-    if (map === null) return 0;
-    for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
-    return map.size;
   }
 
   hasFinding(kind: FindingKind): boolean {

@@ -30,6 +30,7 @@ export const kH2Orig = Symbol('streamscope.h2.orig');  // core/http2.ts
 export const kRoute = Symbol.for('streamscope.route');  // core/routes.ts
 export const kWatched = Symbol('streamscope.socketWatched');  // core/response-hook.ts
 export const kSocketDestroy = Symbol('streamscope.socketDestroy');  // core/response-hook.ts
+export const kAbove = Symbol.for('streamscope.above');  // core/above.ts (shared: the state is)
 export const kStreamscopeError = Symbol.for('streamscope.error');  // errors.ts
 export const kStreamClosed = Symbol.for('streamscope.error.stream_closed');  // errors.ts
 /*

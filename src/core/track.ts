@@ -15,7 +15,7 @@ export interface TrackHow {
    * while the stream is pending. observeAll passes false.
    */
   specific: boolean;
-  /** The caller runs the stream's handler and will report when it settles (`settleHandler`). */
+  /** The caller runs the stream's handler and will report when it settles (`tracker.handlerSettled`). */
   settles?: boolean;
 }
 
@@ -34,7 +34,7 @@ export function track(req: IncomingMessage, res: ServerResponse, config: StreamC
   if (s === undefined) return undefined;
   try {
     if (how.specific) s.parentContext = context.active();
-    if (how.settles === true) s.handlerSettled = false;
+    if (how.settles === true) tracker.handlerRuns(s);
   } catch (err) {
     tracker.fault('tracker', err);
   }

@@ -2,7 +2,9 @@ import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
 import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
 import { LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
-import { kTracker } from './symbols.js';
+import { kState, kTracker } from './symbols.js';
+import * as outcome from './outcome.js';
+import { atShutdown, isLive } from './switch.js';
 import { debuglog } from 'node:util';
 
 /** `NODE_DEBUG=streamscope` prints each swallowed fault on stderr. */
@@ -28,24 +30,37 @@ export interface TrackerListener {
   /** A blocked episode ends (`drain`, or close); waitedMs is how long it lasted. */
   drain?(s: StreamState, waitedMs: number): void;
   clientClosed?(s: StreamState): void;
-  /** First write after the client went away (later ones only bump the tally). */
+  /**
+   * The first write after the client went away, and each one after the stream's `release` (no later event carries
+   * its tally then); other writes after close only bump `s.writesAfterClose`.
+   */
   writeAfterClose?(s: StreamState): void;
   /** The response closed; `s.outcome` is set. */
   close?(s: StreamState): void;
-  /** The tracker forgets the stream (closed, and the producer let go). */
+  /** The tracker forgets the stream (closed, and the producer let go). Once per stream. */
   release?(s: StreamState): void;
   finding?(s: StreamState, f: Finding): void;
+  /**
+   * The sweep (every SWEEP_MS while any stream is open or lingering; the tracker owns its timer, so no
+   * consumer has to keep it alive): after the listeners' sweeps, the tracker releases what its producer let go.
+   */
+  sweep?(now: number): void;
 }
 
-/** Runs code in a stream's async context (trackAsync). */
+/** Runs code in a stream's async context, and knows what async work it created (trackAsync). */
 export interface AsyncContext {
   run<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T;
   enter(s: StreamState): void;
+  /** Async resources the stream's user code created and that are still alive (they hold a closed stream). */
+  live(s: StreamState): number;
 }
 
 const DEFAULT_RING = 1000;
 
-type EventName = Exclude<keyof TrackerListener, 'component'>;
+/** How often the sweep runs (detectors' checks, releases on the time window); a finding comes within its threshold plus this. */
+export const SWEEP_MS = 250;
+
+type EventName = Exclude<keyof TrackerListener, 'component' | 'sweep'>;
 type Hook = (this: TrackerListener, s: StreamState, arg?: unknown) => unknown;
 const EVENTS: readonly EventName[] = ['open', 'firstWrite', 'writeBlocked', 'drain', 'clientClosed', 'writeAfterClose', 'close', 'release', 'finding'];
 
@@ -101,18 +116,26 @@ export class Tracker {
   private ring: Finding[] = [];
   private readonly ringSize = DEFAULT_RING;
   private ringStart = 0;
-  readonly findingListeners = new Set<(f: Finding) => void>();
+  private readonly findingListeners = new Set<(f: Finding) => void>();
   /** > 0 while streamscope's own listeners run: async resources created then are ours, not the stream's. */
   internalDepth = 0;
+
+  /** The sweep's timer: running while any stream is open or lingering (started by every add to either list). */
+  private sweepTimer: NodeJS.Timeout | undefined = undefined;
 
   /** Consumers' slot indexes on each stream (StreamState.slots), by name: two copies of a consumer share one. */
   private readonly slotIndex = new Map<string, number>();
 
   /**
-   * The trackAsync context (src/consumers/detectors/async-tracking.ts installs it): runs a handler, or the rest of
-   * a dispatch, in a stream's async context. null until installed: handlers then run as they are.
+   * The trackAsync context (src/consumers/detectors/async-tracking.ts installs it with `useAsyncContext`): runs a
+   * handler, or the rest of a dispatch, in a stream's async context. null until installed: handlers then run as they are.
    */
   asyncContext: AsyncContext | null = null;
+
+  /** Installs the trackAsync context, once per process (the first copy of the package to ask wins). */
+  useAsyncContext(ctx: AsyncContext): void {
+    if (this.asyncContext === null) this.asyncContext = ctx;
+  }
 
   /** The slot index of a consumer's per-stream data (see StreamState.slot). */
   slot(name: string): number {
@@ -209,6 +232,14 @@ export class Tracker {
     return true;
   }
 
+  /** `onFinding()`: a listener of every finding (after the consumers). Returns its removal. */
+  onFinding(listener: (f: Finding) => void): () => void {
+    this.findingListeners.add(listener);
+    return () => {
+      this.findingListeners.delete(listener);
+    };
+  }
+
   private remember(f: Finding): void {
     if (this.ring.length < this.ringSize) {
       this.ring.push(f);
@@ -243,6 +274,7 @@ export class Tracker {
   /** An Open stream is listed and announced to the consumers, with what happened while it was pending. */
   opened(s: StreamState): void {
     this.open.add(s);
+    this.watch(s);
     this.emit('open', s);
     if (s.firstWriteAt >= 0) this.emit('firstWrite', s);
     if (s.blockedSince >= 0) this.emit('writeBlocked', s);
@@ -259,49 +291,158 @@ export class Tracker {
   /** A closed stream stays in `lingering` while its producer holds it, else it is released. */
   settle(s: StreamState): void {
     this.open.delete(s);
-    if (producerHolds(s)) {
+    if (this.producerHolds(s)) {
       // Closed but still held by its producer: hold its response weakly, so that a heap snapshot shows
       // the producer, not streamscope, as what retains it.
       s.holdWeakly();
       this.lingering.add(s);
+      this.watch(s);
     } else {
       this.release(s);
     }
   }
 
+  /**
+   * A handler starts to run for the stream (track() for instrument and the adapters, `sse().run()`): the stream
+   * is held until `handlerSettled`. Returns false (and changes nothing) when a handler already holds it.
+   */
+  handlerRuns(s: StreamState): boolean {
+    if (!s.handlerSettled) return false;
+    s.handlerSettled = false;
+    return true;
+  }
+
   /** The handler's promise settled (instrument, the adapters, sse): a closed stream may now be released. */
   handlerSettled(s: StreamState): void {
     s.handlerSettled = true;
-    if (s.phase === Phase.Closed && this.lingering.has(s) && !producerHolds(s)) this.release(s);
+    if (s.phase === Phase.Closed && this.lingering.has(s) && !this.producerHolds(s)) this.release(s);
   }
 
-  /** The sweep (detectors' timer): releases every lingering stream whose producer let go. */
-  releaseLetGo(): void {
+  /** The producer holds a closed stream while its handler has not settled, async work it created lives, or it still writes. */
+  producerHolds(s: StreamState, now = performance.now()): boolean {
+    if (!s.handlerSettled) return true;
+    const a = this.asyncContext;
+    if (a !== null && a.live(s) > 0) return true;
+    return writesHold(s, now);
+  }
+
+  /** Releases every lingering stream whose producer let go (the sweep's last step). */
+  releaseLetGo(now = performance.now()): void {
     this.lingering.each((s) => {
-      if (!producerHolds(s)) this.release(s);
+      if (!this.producerHolds(s, now)) this.release(s);
     });
   }
 
   /**
-   * A write after the client left (already counted by the hook; `s.writesAfterClose` ≥ 1). A stream
-   * released at close whose producer writes on goes back to Closed, in `lingering`, to be watched again.
+   * The sweep: every listener's `sweep` (the detectors), then the releases. It runs while any stream is open or
+   * lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
+   * when both are empty, so a zombie that writes once a minute is seen at each write.
    */
-  wroteAfterClose(s: StreamState): void {
+  sweep(): void {
+    // what the sweep starts (the detectors' kernel reads) belongs to no stream (trackAsync)
+    this.internalDepth++;
+    try {
+      const now = performance.now();
+      for (const l of this.listeners) {
+        if (typeof l.sweep !== 'function') continue;
+        try {
+          l.sweep(now);
+        } catch (err) {
+          this.fault(l.component, err);
+        }
+      }
+      this.releaseLetGo(performance.now());
+      if (this.open.size === 0 && this.lingering.size === 0) this.stopSweep();
+    } catch (err) {
+      this.fault('tracker', err);
+    } finally {
+      this.internalDepth--;
+    }
+  }
+
+  /**
+   * Starts the sweep's timer unless it runs (unref'd: it never keeps the process alive). A stream tracked before
+   * a shutdown() that opens, lingers or writes on after it starts nothing (it finishes unwatched).
+   */
+  private watch(s: StreamState): void {
+    if (this.sweepTimer !== undefined || !isLive(s.config)) return;
+    // created inside a handler's call: internal, never one of the stream's async resources (trackAsync)
+    this.internalDepth++;
+    try {
+      this.sweepTimer = setInterval(sweepTracker, SWEEP_MS, this);
+      this.sweepTimer.unref();
+    } finally {
+      this.internalDepth--;
+    }
+  }
+
+  /** Stops the sweep's timer (the sweep does when nothing is left to watch; the next open or lingering stream starts it again). */
+  stopSweep(): void {
+    if (this.sweepTimer === undefined) return;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  /**
+   * A write after the client left (the hook calls it at `now`, the only clock read of such a write). A stream
+   * released at close whose producer writes on goes back to Closed, in `lingering`, to be watched again (and
+   * the sweep with it). `writeAfterClose` is emitted for the first such write, and for each one after the
+   * stream's `release` (no later event would carry its tally to the consumers: `release` is emitted once).
+   */
+  wroteAfterClose(s: StreamState, now: number): void {
+    const prev = s.lastWriteAt >= 0 ? s.lastWriteAt : s.closedAt;
+    if (prev >= 0 && now - prev > s.afterCloseGap) s.afterCloseGap = now - prev;
+    s.lastWriteAt = now;
+    s.writesAfterClose++;
     if (s.phase === Phase.Released) {
       s.phase = Phase.Closed;
       this.lingering.add(s);
+      this.watch(s);
     }
-    if (s.writesAfterClose === 1 && s.phase >= Phase.Open) this.emit('writeAfterClose', s);
+    if ((s.writesAfterClose === 1 || s.released) && s.phase >= Phase.Open) this.emit('writeAfterClose', s);
   }
 
-  /** → Released: the tracker forgets the stream (its consumers see `release`). */
+  /**
+   * → Released: the tracker forgets the stream. Its consumers see `release` once per stream: a stream that a
+   * write brought back (`wroteAfterClose`) is forgotten again without a second one.
+   */
   release(s: StreamState): void {
     this.open.delete(s);
     this.lingering.delete(s);
     s.phase = Phase.Released;
-    this.emit('release', s);
+    if (!s.released) {
+      s.released = true;
+      this.emit('release', s);
+    }
     s.drop();
     s.parentContext = undefined;
+  }
+
+  // ── What entry points and consumers report: the core decides (outcomes: src/core/outcome.ts) ──
+
+  /** The stream of a response (or HTTP/2 stream), if streamscope tracks it. */
+  stateOf(res: object): StreamState | undefined {
+    return (res as { [kState]?: StreamState })[kState];
+  }
+
+  /** The server side failed (a handler threw, a framework's error hook, `sse().fail()`, a guard's cut): outcome `error`. */
+  markError(s: StreamState): void {
+    outcome.markError(s);
+  }
+
+  /** The stream's own deadline passed (sse's `timeoutMs`, a drain timeout): outcome `timeout`. */
+  markTimeout(s: StreamState): void {
+    outcome.markTimeout(s);
+  }
+
+  /** The server closed an open stream for a reason of its own (a guard's dead-peer check): outcome `error`. */
+  serverCut(s: StreamState): void {
+    outcome.serverCut(s, true);
+  }
+
+  /** The trace of the stream's span (tracing), shown in `streams()`. */
+  setTraceId(s: StreamState, traceId: string): void {
+    s.traceId = traceId;
   }
 
   snapshot(s: StreamState, now = performance.now()): StreamSnapshot {
@@ -336,14 +477,19 @@ export class Tracker {
   }
 }
 
-/** The producer holds a closed stream while its handler has not settled or it still writes. */
-export function producerHolds(s: StreamState): boolean {
-  if (!s.handlerSettled) return true;
-  if (s.liveAsync() > 0) return true;
-  if (s.writesAfterClose > 0 && s.lastWriteAt >= 0) {
-    return performance.now() - s.lastWriteAt < s.config.danglingAfterMs;
-  }
-  return false;
+function sweepTracker(t: Tracker): void {
+  t.sweep();
+}
+
+/**
+ * Writes after close hold the stream for `danglingAfterMs` after the last one, or for twice the longest wait the
+ * producer has left between them when that is longer: a heartbeat every 1.5 s (or a zombie writing once a
+ * minute) holds its stream between writes, whatever the threshold.
+ */
+export function writesHold(s: StreamState, now: number): boolean {
+  if (s.writesAfterClose === 0 || s.lastWriteAt < 0) return false;
+  const gap = 2 * s.afterCloseGap;
+  return now - s.lastWriteAt < (gap > s.config.danglingAfterMs ? gap : s.config.danglingAfterMs);
 }
 
 const g = globalThis as unknown as Record<symbol, Tracker | undefined>;
@@ -357,3 +503,14 @@ export function getTracker(): Tracker {
   }
   return t;
 }
+
+/**
+ * shutdown(): the sweep stops (streams still open finish unwatched: no finding after a shutdown), and the closed
+ * streams that lingered are released now, since no sweep will come to release them.
+ */
+function stopSweeping(): void {
+  const t = getTracker();
+  t.stopSweep();
+  t.lingering.each((s) => t.release(s));
+}
+atShutdown(stopSweeping, 20);

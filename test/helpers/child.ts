@@ -47,7 +47,7 @@ export function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROO
         stderr: () => err,
         stop: () =>
           new Promise((r) => {
-            if (proc.exitCode !== null) return r(proc.exitCode);
+            if (proc.exitCode !== null || proc.signalCode !== null) return r(proc.exitCode);
             proc.once('exit', (code) => r(code));
             proc.kill('SIGTERM');
             setTimeout(() => proc.kill('SIGKILL'), 3000).unref();

@@ -24,8 +24,8 @@ export interface RedisServer {
 
 const REDIS = process.env.REDIS_SERVER ?? 'redis-server';
 
-function launch(port: number, dir: string): { child: ChildProcess; ready: Promise<boolean> } {
-  const child: ChildProcess = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+function launch(port: number, dir: string, extra: string[] = []): { child: ChildProcess; ready: Promise<boolean> } {
+  const child: ChildProcess = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -56,12 +56,14 @@ function exited(child: ChildProcess): Promise<void> {
 /**
  * Starts a real `redis-server` on a free port in a temporary directory, with persistence off,
  * and resolves once it accepts connections. `stop()` shuts it down and removes the directory.
+ * `extraArgs` come last on its command line (they win): e.g. `['--appendonly', 'yes', '--appendfsync', 'always']`
+ * for a server whose every acknowledged write survives a SIGKILL, and so a `restart()`.
  */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'streamscope-redis-'));
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    let { child, ready } = launch(port, dir);
+    let { child, ready } = launch(port, dir, extraArgs);
     if (!(await ready)) {
       child.kill('SIGKILL');
       if (attempt < 3) continue;
@@ -86,7 +88,7 @@ export async function startRedis(): Promise<RedisServer> {
         await exited(child);
         // the port is free again once the old process is gone; a few attempts cover a slow release
         for (let i = 0; ; i++) {
-          ({ child, ready } = launch(port, dir));
+          ({ child, ready } = launch(port, dir, extraArgs));
           if (await ready) break;
           child.kill('SIGKILL');
           await exited(child);

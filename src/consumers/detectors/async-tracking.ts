@@ -2,7 +2,7 @@ import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
-import { captureStack } from '../../core/stacks.js';
+import { captureStack, userFrames, type StackHolder } from '../../core/stacks.js';
 import { cpuLabeler } from '../cpu-labels.js';
 import { warn } from '../../errors.js';
 import { atShutdown } from '../../core/switch.js';
@@ -16,6 +16,15 @@ import { atShutdown } from '../../core/switch.js';
 
 const tracker = getTracker();
 const als = new AsyncLocalStorage<StreamState>();
+
+/** An async resource created in a stream's context: its type, and where (formatted only if it outlives the stream). */
+export interface AsyncResourceRecord {
+  type: string;
+  holder: StackHolder;
+}
+
+/** This consumer's slot on each stream: its live async resources by async id (a Map, once the first is created). */
+const kSlot = tracker.slot('trackAsync');
 
 /** Types worth reporting: things that keep work going or keep the process alive. */
 const TRACKED = new Set([
@@ -47,10 +56,10 @@ function onInit(asyncId: number, type: string): void {
   const s = als.getStore();
   if (s === undefined || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
   try {
-    let map = s.asyncResources;
-    if (map === null) {
+    let map = s.slot<Map<number, AsyncResourceRecord>>(kSlot);
+    if (map === undefined) {
       map = new Map();
-      s.asyncResources = map;
+      s.setSlot(kSlot, map);
     }
     // Formatted (and Node's own resources told apart) only if it outlives the stream.
     map.set(asyncId, { type, holder: captureStack(onInit) });
@@ -64,7 +73,7 @@ function onDestroy(asyncId: number): void {
   const s = owner.get(asyncId);
   if (s === undefined) return;
   owner.delete(asyncId);
-  s.asyncResources?.delete(asyncId);
+  s.slot<Map<number, AsyncResourceRecord>>(kSlot)?.delete(asyncId);
 }
 
 /** Turns the hook on (once). Returns false where async_hooks.createHook does not exist. */
@@ -98,14 +107,14 @@ function disableAsyncTracking(): void {
   if (state !== 'on' || hook === null) return;
   hook.disable();
   state = 'off';
-  for (const s of new Set(owner.values())) s.asyncResources = null;
+  for (const s of new Set(owner.values())) s.setSlot(kSlot, undefined);
   owner.clear();
 }
 atShutdown(disableAsyncTracking, 20);
 
 /** Registers trackAsync's context with the tracker: track()'s inStream/enterInStream run through it (one per process). */
 export function installAsyncContext(): void {
-  if (tracker.asyncContext === null) tracker.asyncContext = { run: runInStream, enter: enterStream };
+  tracker.useAsyncContext({ run: runInStream, enter: enterStream, live: liveAsync });
 }
 
 /**
@@ -130,6 +139,20 @@ export function enterStream(s: StreamState): void {
   if (labeler !== undefined) labeler.enter(s);
 }
 
+/**
+ * Async resources created by the stream's user code and still alive. Resources that Node's own bookkeeping
+ * created in the stream's context (a keep-alive socket's timer, set when a response finishes) have no user frame
+ * on their creation stack: they are dropped here, when it matters, not at creation. Those created inside the
+ * response's own write/end/writeHead (the Date header cache) are never recorded (tracker.internalDepth).
+ */
 export function liveAsync(s: StreamState): number {
-  return s.liveAsync();
+  const map = s.slot<Map<number, AsyncResourceRecord>>(kSlot);
+  if (map === undefined) return 0;
+  for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
+  return map.size;
+}
+
+/** The stream's live async resources (for the `dangling_async` finding's detail). */
+export function asyncResourcesOf(s: StreamState): Iterable<AsyncResourceRecord> {
+  return s.slot<Map<number, AsyncResourceRecord>>(kSlot)?.values() ?? [];
 }

@@ -1,20 +1,22 @@
 import { performance } from 'node:perf_hooks';
 import type { StreamState } from '../../core/stream-state.js';
-import { getTracker, type TrackerListener } from '../../core/tracker.js';
-import { atShutdown, isLive } from '../../core/switch.js';
-import { installAsyncContext, liveAsync } from './async-tracking.js';
+import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../core/tracker.js';
+import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
+import { installWire, sweepWire } from './buffered.js';
+import { installGaps, sweepGaps } from './gaps.js';
 import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
- * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
- * nothing per stream keeps the process alive. Each kind is raised once per stream.
+ * Leak detectors (docs/detectors.md). The tracker's sweep (one unref'd timer it owns, running while any stream
+ * is open or lingering) calls them on every open and lingering stream; nothing per stream keeps the process
+ * alive. Each kind is raised once per stream.
  */
 
 const tracker = getTracker();
 
-/** How often the sweep runs; a finding comes within its threshold plus this (plus, on Linux, one read of the proc table). */
-export const SWEEP_MS = 250;
+/** How often the sweep runs (the tracker's); a finding comes within its threshold plus this (plus, on Linux, one read of the proc table). */
+export { SWEEP_MS };
 /** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
 export const ZOMBIE_WRITES = 3;
 
@@ -25,32 +27,11 @@ export const ZOMBIE_WRITES = 3;
  */
 export const MAX_FINDINGS_PER_SWEEP = 500;
 
-let timer: NodeJS.Timeout | undefined;
 let budget = MAX_FINDINGS_PER_SWEEP;
 
 function raise(...args: Parameters<typeof tracker.raise>): void {
   if (tracker.raise(...args)) budget--;
 }
-
-function ensureTimer(s: StreamState): void {
-  // A stream tracked before a shutdown() that opens or writes on after it does not start the sweep again.
-  if (timer !== undefined || !isLive(s.config)) return;
-  timer = setInterval(sweep, SWEEP_MS);
-  timer.unref();
-}
-
-/**
- * shutdown(): the sweep stops (streams still open finish unwatched: no finding after a shutdown), and the closed
- * streams that lingered are released now, since no sweep will come to release them.
- */
-function stopDetectors(): void {
-  if (timer !== undefined) {
-    clearInterval(timer);
-    timer = undefined;
-  }
-  tracker.lingering.each((s) => tracker.release(s));
-}
-atShutdown(stopDetectors, 20);
 
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -96,14 +77,14 @@ function checkClosed(s: StreamState, now: number): void {
   if (s.clientClosed && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_stream')) {
     const why: string[] = [];
     if (!s.handlerSettled) why.push('its handler has not settled');
-    if (s.writesAfterClose > 0 && now - s.lastWriteAt < s.config.danglingAfterMs) why.push('writes keep arriving');
+    if (writesHold(s, now)) why.push('writes keep arriving');
     if (asyncAlive > 0) why.push(`${asyncAlive} async resource(s) it created are alive`);
     if (why.length > 0) {
       raise(s, 'dangling_stream', 'error', `the client left ${Math.round(gone)} ms ago and the producer still holds the stream: ${why.join(', ')}`);
     }
   }
   if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_async')) {
-    const res = [...(s.asyncResources?.values() ?? [])].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
+    const res = [...asyncResourcesOf(s)].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
     const types = new Map<string, number>();
     for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
     const list = [...types].map(([t, n]) => `${n} ${t}`).join(', ');
@@ -112,19 +93,18 @@ function checkClosed(s: StreamState, now: number): void {
   }
 }
 
-export function sweep(): void {
+/** The detectors' part of the tracker's sweep (the tracker then releases what its producer let go). */
+export function sweep(now = performance.now()): void {
   try {
-    const now = performance.now();
     budget = MAX_FINDINGS_PER_SWEEP;
     tracker.open.each((s) => considerForSampling(s, now));
     sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
+    tracker.open.each((s) => {
+      sweepGaps(s, now);
+      if (budget > 0) sweepWire(s, now);
+    });
     tracker.lingering.each((s) => checkClosed(s, now));
-    tracker.releaseLetGo();
-    if (tracker.open.size === 0 && tracker.lingering.size === 0 && timer !== undefined) {
-      clearInterval(timer);
-      timer = undefined;
-    }
   } catch (err) {
     tracker.fault('detectors', err);
   }
@@ -133,6 +113,8 @@ export function sweep(): void {
 /** Registers the detectors (and trackAsync's context) with the tracker (once per process). */
 export function install(): void {
   tracker.register(detectorsListener);
+  installWire();
+  installGaps();
   installAsyncContext();
   setOnSampled(checkSampled);
 }
@@ -149,10 +131,5 @@ function checkSampled(list: readonly StreamState[]): void {
 
 export const detectorsListener: TrackerListener = {
   component: 'detectors',
-  open(s) {
-    ensureTimer(s);
-  },
-  writeAfterClose(s) {
-    ensureTimer(s);
-  },
+  sweep,
 };

@@ -1,6 +1,6 @@
 import { getTracker } from '../../core/tracker.js';
 import { StreamscopeError } from '../../errors.js';
-import { encodeEvent } from '../sse/encoder.js';
+import { encodeEvent, type EncodeOptions } from '../sse/encoder.js';
 import { kNeedsDrain, kPush, type SseStream } from '../sse/stream.js';
 import { compareIds } from './ids.js';
 import type { HubStore, StoredEvent } from './store.js';
@@ -18,8 +18,12 @@ export class Sub {
   constructor(
     readonly stream: SseStream,
     private readonly maxPending: number,
+    /** How this subscriber's frames are encoded (`checksum`), from its resolved options. */
+    readonly encode: EncodeOptions | undefined = undefined,
   ) {}
   live = false;
+  /** Set when its stream is opened; hub.close() leaves one not yet opened to its subscribe (which answers 503). */
+  opened = false;
   pending: Array<StoredEvent> | null = [];
   overflow = false;
   /** Last id sent before going live: live events up to it are already sent (checked until passed). */
@@ -27,7 +31,7 @@ export class Sub {
   /** The store epoch this subscriber's ids belong to (set once its start is settled). */
   epoch = '';
 
-  deliver(ev: StoredEvent, frame: string): void {
+  deliver(ev: StoredEvent, frames: Frames): void {
     if (this.live) {
       if (ev.epoch !== this.epoch) {
         historyLost(this.stream);
@@ -37,7 +41,7 @@ export class Sub {
         if (compareIds(ev.id, this.floor) <= 0) return;
         this.floor = null;
       }
-      this.stream[kPush](frame, ev.id);
+      this.stream[kPush](frames.get(this.encode), ev.id);
       return;
     }
     const p = this.pending;
@@ -51,21 +55,33 @@ export class Sub {
   }
 }
 
-/** Subscribers of one channel on this instance: one follow on the store, one encode per event. */
+/** One event's frames, encoded at most once per form (plain, with checksum) whatever the number of subscribers. */
+class Frames {
+  private plain: string | null = null;
+  private crc: string | null = null;
+  constructor(private readonly ev: StoredEvent) {}
+  get(encode: EncodeOptions | undefined): string {
+    if (encode === undefined) return (this.plain ??= frameOf(this.ev, undefined));
+    return (this.crc ??= frameOf(this.ev, encode));
+  }
+}
+
+/** Subscribers of one channel on this instance: one follow on the store, one encode per event (and form). */
 export class Fanout {
   readonly subs = new Set<Sub>();
   unfollow: (() => void) | null = null;
   ready: Promise<void> | null = null;
 
   readonly onEvent = (ev: StoredEvent): void => {
-    let frame: string;
-    try {
-      frame = encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
-    } catch (err) {
-      tracker.fault('hub', err);
-      return;
+    const frames = new Frames(ev);
+    for (const sub of this.subs) {
+      try {
+        sub.deliver(ev, frames);
+      } catch (err) {
+        tracker.fault('hub', err);
+        return;
+      }
     }
-    for (const sub of this.subs) sub.deliver(ev, frame);
   };
 }
 
@@ -78,8 +94,8 @@ export function historyLost(stream: SseStream): void {
   if (!stream.closed) stream.close();
 }
 
-export function frameOf(ev: StoredEvent): string {
-  return encodeEvent({ id: ev.id, event: ev.event, data: ev.data });
+export function frameOf(ev: StoredEvent, encode: EncodeOptions | undefined): string {
+  return encodeEvent({ id: ev.id, event: ev.event, data: ev.data }, encode);
 }
 
 /**
@@ -113,7 +129,7 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
           historyLost(stream);
           return false;
         }
-        batch += frameOf(ev);
+        batch += frameOf(ev, sub.encode);
         batchId = ev.id;
         if (batch.length >= REPLAY_WRITE) {
           if (!stream[kPush](batch, batchId)) return false;
@@ -155,7 +171,7 @@ export async function catchUp(store: HubStore, channel: string, sub: Sub, from: 
           return;
         }
         if (compareIds(ev.id, cursor) <= 0) continue;
-        if (!stream[kPush](frameOf(ev), ev.id)) return;
+        if (!stream[kPush](frameOf(ev, sub.encode), ev.id)) return;
         cursor = ev.id;
         if (stream[kNeedsDrain]) await stream.whenWritable();
         if (sub.overflow) break;

@@ -5,11 +5,13 @@ import { routeMetricsOf } from '../../consumers/metrics.js';
 import { admit, routeOf } from '../limits/index.js';
 import { resolveSse, type ResolvedSse, type SseOptions } from '../sse/options.js';
 import { dataText, encodeEvent } from '../sse/encoder.js';
+import { ANCHOR_COMMENT } from '../sse/wire.js';
 import { kOnClose, kOpen, kPush, kState, SseStream } from '../sse/stream.js';
 import { compareIds, epochOf, predecessor, readLastEventId, streamIdOf, withEpoch, ZERO_ID } from './ids.js';
 import { MemoryStore } from './memory-store.js';
 import type { HubStore } from './store.js';
 import { catchUp, Fanout, Sub } from './fanout.js';
+import type { Hub as PublicHub } from './public.js';
 
 const tracker = getTracker();
 
@@ -18,6 +20,18 @@ export interface HubEvent {
   event?: string;
   data?: unknown;
 }
+
+/** Options of one `publish()`. */
+export interface PublishOptions {
+  /**
+   * Idempotency key: the event is stored at most once per key and channel within the store's `keyWindowMs`
+   * (default 10 minutes); a publish retried with the same key resolves to the first one's id. 1-256
+   * characters, no NUL.
+   */
+  key?: string;
+}
+
+const KEY = /^[^\0]{1,256}$/;
 
 export interface SubscribeOptions extends SseOptions {
   /** Unknown or expired Last-Event-ID: `'status'` answers 416 with `X-Next-Cursor` (default); `'reset'` opens the stream with a `reset` event. */
@@ -87,18 +101,26 @@ export class Hub {
   }
 
   /** Appends an event to a channel; resolves to its id. Throws STREAMSCOPE_ERR_INVALID_EVENT for a bad event type. */
-  async publish(channel: string, event: HubEvent | string): Promise<string> {
+  async publish(channel: string, event: HubEvent | string, options?: PublishOptions): Promise<string> {
     if (this.closed) throw new StreamscopeError('STREAMSCOPE_ERR_HUB_CLOSED');
     checkChannel(channel);
+    const key = options === undefined ? undefined : options.key;
+    if (key !== undefined) {
+      if (typeof key !== 'string' || !KEY.test(key)) throw invalidOption('key', 'a string of 1-256 characters without NUL', key);
+      if (typeof this.store.appendOnce !== 'function') throw invalidOption('key', 'used with a store that has appendOnce() (memoryStore(), redisStore())', this.store.kind);
+    }
     const ev: HubEvent = typeof event === 'string' ? { data: event } : event ?? {};
     if (ev.event !== undefined && (typeof ev.event !== 'string' || /[\r\n]/.test(ev.event))) {
       throw new StreamscopeError('STREAMSCOPE_ERR_INVALID_EVENT', 'invalid event: event type must be a string without line breaks');
     }
     const type = ev.event === '' ? undefined : ev.event;
     const store = this.store;
-    if (store instanceof MemoryStore) return store.appendSync(channel, type, dataText(ev.data));
+    if (store instanceof MemoryStore) {
+      return key === undefined ? store.appendSync(channel, type, dataText(ev.data)) : store.appendOnceSync(channel, type, dataText(ev.data), key);
+    }
     try {
-      return await store.append(channel, type, dataText(ev.data));
+      const data = dataText(ev.data);
+      return await (key === undefined ? store.append(channel, type, data) : (store as Required<Pick<HubStore, 'appendOnce'>>).appendOnce(channel, type, data, key));
     } catch (err) {
       throw err instanceof StreamscopeError ? err : new StreamscopeError('STREAMSCOPE_ERR_STORE', `event store failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
     }
@@ -126,10 +148,7 @@ export class Hub {
   async subscribe(req: IncomingMessage, res: ServerResponse, channel: string, options?: SubscribeOptions): Promise<SseStream | null> {
     checkChannel(channel);
     const { o, onExpired } = this.settings(options);
-    if (this.closed) {
-      answer(res, 'STREAMSCOPE_ERR_HUB_CLOSED', 'hub closed', { 'Retry-After': '1' });
-      return null;
-    }
+    if (this.closed) return hubClosed(res);
     const metrics = o.config.metrics;
     const rejected = admit(o.limits, req, res, metrics, o.route);
     if (rejected !== null) return null;
@@ -155,10 +174,11 @@ export class Hub {
         storeUnavailable(res);
         return null;
       }
+      if (this.closed) return hubClosed(res);
     }
 
     const stream = new SseStream(req, res, o, null);
-    const sub = new Sub(stream, this.maxPending);
+    const sub = new Sub(stream, this.maxPending, o.encode);
     let fan: Fanout;
     try {
       fan = await this.join(channel, sub);
@@ -171,6 +191,11 @@ export class Hub {
     if (req.destroyed && res.destroyed) {
       leave();
       return null;
+    }
+    if (this.closed) {
+      // close() ran while this subscribe awaited the store: open nothing (no heartbeat, no shed count, no stream)
+      leave();
+      return hubClosed(res);
     }
 
     // where the replay starts: a first connection's anchor, or (set below) a resume's checked id
@@ -216,7 +241,12 @@ export class Hub {
       }
     }
 
+    if (this.closed) {
+      leave();
+      return hubClosed(res);
+    }
     sub.epoch = epoch;
+    sub.opened = true;
     stream[kOnClose](leave);
     stream[kOpen]();
     if (stream.closed) return stream;
@@ -229,10 +259,10 @@ export class Hub {
     } catch (err) {
       tracker.fault('metrics', err);
     }
-    if (reset !== null) stream[kPush](encodeEvent({ id: reset.id, event: 'reset', data: reset.body }), reset.id);
+    if (reset !== null) stream[kPush](encodeEvent({ id: reset.id, event: 'reset', data: reset.body }, o.encode), reset.id);
     // An id-only frame dispatches no event but sets the client's last event id (WHATWG "dispatch the
     // event"): a browser whose first connection drops before its first event reconnects with it.
-    if (anchor !== null) stream[kPush](anchorFrame(anchor), anchor);
+    if (anchor !== null) stream[kPush](anchorFrame(anchor, o.encode !== undefined), anchor);
     void catchUp(this.store, channel, sub, cursor);
     return stream;
   }
@@ -282,10 +312,17 @@ export class Hub {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const fan of [...this.channels.values()]) for (const sub of [...fan.subs]) sub.stream.close();
+    // a subscribe still awaiting the store (not opened) sees `closed` when it resumes and answers 503 itself
+    for (const fan of [...this.channels.values()]) for (const sub of [...fan.subs]) if (sub.opened) sub.stream.close();
     this.channels.clear();
     await this.store.close();
   }
+}
+
+/** The hub is closed (or closed while this subscribe awaited the store): 503, the client reconnects elsewhere. */
+function hubClosed(res: ServerResponse): null {
+  answer(res, 'STREAMSCOPE_ERR_HUB_CLOSED', 'hub closed', { 'Retry-After': '1' });
+  return null;
 }
 
 /** The store failed while a stream was being set up: 503, the client retries. */
@@ -293,8 +330,9 @@ function storeUnavailable(res: ServerResponse): void {
   answer(res, 'STREAMSCOPE_ERR_STORE', 'event store unavailable', { 'Retry-After': '1' });
 }
 
-function anchorFrame(id: string): string {
-  return 'id: ' + id + '\n\n';
+/** The id-only anchor frame; with checksums it also names the id in a comment (clients that skip id-only frames read it there). */
+function anchorFrame(id: string, withComment: boolean): string {
+  return (withComment ? ': ' + ANCHOR_COMMENT + id + '\n' : '') + 'id: ' + id + '\n\n';
 }
 
 function checkChannel(channel: unknown): void {
@@ -321,7 +359,7 @@ function countResume(
   }
 }
 
-export function createHub(options: HubOptions = {}): Hub {
+export function createHub(options: HubOptions = {}): PublicHub {
   return new Hub(options);
 }
 

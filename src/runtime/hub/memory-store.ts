@@ -2,11 +2,17 @@ import { invalidOption } from '../../errors.js';
 import { getTracker } from '../../core/tracker.js';
 import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, RangePage, StoredEvent } from './store.js';
+import type { MemoryStore as PublicMemoryStore } from './public.js';
 
 export interface MemoryStoreOptions {
   /** Events kept per channel for replay; older ones are dropped (default 10000). */
   maxEvents?: number;
+  /** How long a publish key is remembered, ms: a publish with the same key within it is not stored again (default 600000). */
+  keyWindowMs?: number;
 }
+
+/** Default window of idempotent publish keys (both stores): 10 minutes. */
+export const KEY_WINDOW_MS = 600_000;
 
 const tracker = getTracker();
 
@@ -22,6 +28,8 @@ class Channel {
   last: string;
   trimmed = false;
   readonly listeners = new Set<(ev: StoredEvent) => void>();
+  /** Publish keys seen within the window → the id stored under each, in the order they were stored. */
+  keys: Map<string, { id: string; until: number }> | null = null;
 
   constructor(
     cap: number,
@@ -68,6 +76,7 @@ class Channel {
 export class MemoryStore implements HubStore {
   readonly kind = 'memory';
   readonly maxEvents: number;
+  readonly keyWindowMs: number;
   /** Random per store: ids of another store (before a restart) are recognised as such. */
   readonly epoch = newEpoch();
   private readonly zero = withEpoch(this.epoch, ZERO_ID);
@@ -78,6 +87,9 @@ export class MemoryStore implements HubStore {
     const m = options.maxEvents ?? 10000;
     if (!Number.isInteger(m) || m < 1) throw invalidOption('maxEvents', 'a positive integer', m);
     this.maxEvents = m;
+    const w = options.keyWindowMs ?? KEY_WINDOW_MS;
+    if (!Number.isInteger(w) || w < 1) throw invalidOption('keyWindowMs', 'a positive integer', w);
+    this.keyWindowMs = w;
   }
 
   private chan(name: string): Channel {
@@ -117,6 +129,27 @@ export class MemoryStore implements HubStore {
     return Promise.resolve(this.appendSync(channel, event, data));
   }
 
+  /** Synchronous idempotent append: an event with a key seen within `keyWindowMs` is not stored again; its first id answers. */
+  appendOnceSync(channel: string, event: string | undefined, data: string, key: string): string {
+    const c = this.chan(channel);
+    const now = Date.now();
+    const keys = (c.keys ??= new Map());
+    // keys are stored in time order with one window: the expired ones are at the front
+    for (const [k, v] of keys) {
+      if (v.until > now) break;
+      keys.delete(k);
+    }
+    const hit = keys.get(key);
+    if (hit !== undefined) return hit.id;
+    const id = this.appendSync(channel, event, data);
+    keys.set(key, { id, until: now + this.keyWindowMs });
+    return id;
+  }
+
+  appendOnce(channel: string, event: string | undefined, data: string, key: string): Promise<string> {
+    return Promise.resolve(this.appendOnceSync(channel, event, data, key));
+  }
+
   range(channel: string, after: string, count: number): Promise<RangePage> {
     const c = this.channels.get(channel);
     if (c === undefined) return Promise.resolve({ epoch: this.epoch, events: [] });
@@ -139,7 +172,7 @@ export class MemoryStore implements HubStore {
     return Promise.resolve(() => {
       c.listeners.delete(listener);
       // a channel that never held an event is forgotten with its last listener
-      if (c.listeners.size === 0 && c.size === 0 && c.last === this.zero && this.channels.get(channel) === c) this.channels.delete(channel);
+      if (c.listeners.size === 0 && c.size === 0 && c.last === this.zero && c.keys === null && this.channels.get(channel) === c) this.channels.delete(channel);
     });
   }
 
@@ -149,6 +182,6 @@ export class MemoryStore implements HubStore {
   }
 }
 
-export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+export function memoryStore(options: MemoryStoreOptions = {}): PublicMemoryStore {
   return new MemoryStore(options);
 }

@@ -2,6 +2,8 @@ import { invalidOption, StreamscopeError } from '../../errors.js';
 import { getTracker } from '../../core/tracker.js';
 import { compareIds, newEpoch, withEpoch, ZERO_ID } from './ids.js';
 import type { ChannelInfo, HubStore, RangePage, StoredEvent } from './store.js';
+import type { RedisStore as PublicRedisStore } from './public.js';
+import { KEY_WINDOW_MS } from './memory-store.js';
 
 /** The part of an ioredis client this store uses (so ioredis stays an optional peer dependency). */
 export interface RedisLike {
@@ -28,6 +30,8 @@ export interface RedisStoreOptions {
    * call rejects with STREAMSCOPE_ERR_STORE: `publish()` rejects, `subscribe()` answers 503.
    */
   commandTimeoutMs?: number;
+  /** How long a publish key is remembered, ms: a publish with the same key within it is not stored again (default 600000). */
+  keyWindowMs?: number;
 }
 
 /*
@@ -42,6 +46,18 @@ const APPEND_SCRIPT =
   EPOCH_GET +
   "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'x', e} for i = 3, #ARGV do a[#a + 1] = ARGV[i] end " +
   'return {e, redis.call(unpack(a))}';
+/*
+ * An idempotent append: the key's entry (KEYS[3], `<keyPrefix>\0k\0<channel>\0<key>`: no channel key has a NUL)
+ * holds the id stored under it, for `keyWindowMs`. The check, the XADD and the SET run in one script, so two
+ * publishes with one key store one event however they interleave, and a publish retried after a timeout
+ * whose XADD was applied after all gets that event's id. An id of another epoch (the epoch key was lost
+ * without the entry) does not count.
+ */
+const APPEND_ONCE_SCRIPT =
+  EPOCH_GET +
+  "local p = redis.call('GET', KEYS[3]) if p and string.sub(p, 1, #e + 1) == e .. ':' then return {e, p} end " +
+  "local a = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'x', e} for i = 4, #ARGV do a[#a + 1] = ARGV[i] end " +
+  "local id = e .. ':' .. redis.call(unpack(a)) redis.call('SET', KEYS[3], id, 'PX', ARGV[3]) return {e, id}";
 const RANGE_SCRIPT = EPOCH_GET + "return {e, redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])}";
 const INFO_SCRIPT = EPOCH_GET + "local r = redis.pcall('XINFO', 'STREAM', KEYS[1]) if r.err then return {e, false} end return {e, r}";
 
@@ -127,6 +143,7 @@ export class RedisStore implements HubStore {
   readonly prefix: string;
   private readonly blockMs: number;
   readonly commandTimeoutMs: number;
+  readonly keyWindowMs: number;
   /** The last epoch a script reported (labels entries written before epochs, which carry none). */
   private epoch = newEpoch();
   private readonly url: string | undefined;
@@ -153,6 +170,9 @@ export class RedisStore implements HubStore {
     if (!Number.isInteger(blockMs) || blockMs < 1) throw invalidOption('blockMs', 'a positive integer', blockMs);
     const timeout = options.commandTimeoutMs ?? 2000;
     if (!Number.isInteger(timeout) || timeout < 1) throw invalidOption('commandTimeoutMs', 'a positive integer', timeout);
+    const keyWindowMs = options.keyWindowMs ?? KEY_WINDOW_MS;
+    if (!Number.isInteger(keyWindowMs) || keyWindowMs < 1) throw invalidOption('keyWindowMs', 'a positive integer', keyWindowMs);
+    this.keyWindowMs = keyWindowMs;
     this.maxLen = maxLen;
     this.blockMs = blockMs;
     this.commandTimeoutMs = timeout;
@@ -204,6 +224,15 @@ export class RedisStore implements HubStore {
     args.push('d', data);
     const [epoch, id] = await this.script(APPEND_SCRIPT, channel, ...args);
     return withEpoch(epoch, String(id));
+  }
+
+  async appendOnce(channel: string, event: string | undefined, data: string, key: string): Promise<string> {
+    const args: Array<string | number> = [newEpoch(), this.maxLen, this.keyWindowMs];
+    if (event !== undefined) args.push('e', event);
+    args.push('d', data);
+    const r = (await this.call('EVAL', APPEND_ONCE_SCRIPT, 3, this.key(channel), this.prefix, this.prefix + '\0k\0' + channel + '\0' + key, ...args)) as unknown[];
+    this.epoch = String(r[0]);
+    return String(r[1]);
   }
 
   async range(channel: string, after: string, count: number): Promise<RangePage> {
@@ -372,6 +401,6 @@ export class RedisStore implements HubStore {
   }
 }
 
-export function redisStore(options: RedisStoreOptions): RedisStore {
+export function redisStore(options: RedisStoreOptions): PublicRedisStore {
   return new RedisStore(options);
 }

@@ -39,6 +39,12 @@ export interface HubStore {
   /** Appends; resolves to the new event's id. */
   append(channel: string, event: string | undefined, data: string): Promise<string>;
   /**
+   * Optional: appends unless an event with the same `key` was appended to the channel within the store's key
+   * window, atomically with that check; resolves to the id of the event stored under the key (the new one, or
+   * the first one). `hub.publish(channel, event, { key })` needs it.
+   */
+  appendOnce?(channel: string, event: string | undefined, data: string, key: string): Promise<string>;
+  /**
    * Events with `<ms>-<seq>` greater than that of `after` (its epoch is not looked at), oldest first, at most
    * `count`, and the epoch the store was in when it read them: a replay that finds nothing must still learn
    * that the history it was replaying is gone.

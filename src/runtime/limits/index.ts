@@ -15,16 +15,118 @@ export type RejectReason = 'rate_limited' | 'overloaded';
 
 const tracker = getTracker();
 
-export interface Limits {
-  buckets: TokenBuckets | null;
-  shedder: Shedder | null;
+/**
+ * One limit (a rate limit's token buckets, or a shedder) as an options object asked for it. Its state is
+ * never the options object's: it is an explicit limiter object (`rateLimiter()`), or the one kept for the
+ * route (and the same settings, and the same metrics registry), so that options written inline on every
+ * request limit exactly as one object declared once does.
+ */
+export class LimitRule<T> {
+  constructor(
+    /** The state when it is known without the request: an explicit limiter, or a fixed `route` string. */
+    private readonly fixed: T | null,
+    private readonly table: Map<string, unknown>,
+    private readonly prefix: string,
+    private readonly make: () => T,
+  ) {}
+
+  /** The state that counts this request: by its route label when the route is not a fixed string. */
+  of(route: RouteOption | undefined, req: IncomingMessage, res: ServerResponse): T {
+    return this.fixed ?? this.forRoute(routeOf(route, req, res));
+  }
+
+  forRoute(route: string): T {
+    let k = this.prefix + route;
+    // bounded like the route label: past MAX_LIMITED_ROUTES states, new routes share one
+    if (this.table.size >= MAX_LIMITED_ROUTES && !this.table.has(k)) k = this.prefix + '__other__';
+    let v = this.table.get(k) as T | undefined;
+    if (v === undefined) {
+      v = this.make();
+      this.table.set(k, v);
+    }
+    return v;
+  }
 }
 
-export function resolveLimits(rateLimit: RateLimitOptions | undefined, shed: ShedOptions | undefined): Limits {
-  return {
-    buckets: rateLimit === undefined ? null : new TokenBuckets(rateLimit),
-    shedder: shed === undefined ? null : new Shedder(shed),
-  };
+export interface Limits {
+  rate: LimitRule<TokenBuckets> | null;
+  /** The client key of this options object's `rateLimit.key` (or the explicit limiter's). */
+  keyOf: ((req: IncomingMessage) => string) | null;
+  shed: LimitRule<Shedder> | null;
+}
+
+const MAX_LIMITED_ROUTES = 1000;
+
+/** Limit state per metrics registry (one app's instrumentation), then per kind + settings + route. */
+const tables = new WeakMap<object, Map<string, unknown>>();
+const NO_REGISTRY = {};
+
+function tableOf(scope: object | null): Map<string, unknown> {
+  const k = scope ?? NO_REGISTRY;
+  let t = tables.get(k);
+  if (t === undefined) {
+    t = new Map();
+    tables.set(k, t);
+  }
+  return t;
+}
+
+/**
+ * Resolves `rateLimit` and `shed` of one options object. `scope` is the metrics set (registry) the options
+ * report to; `route` the options' route: a string fixes the state at once, else it is looked up per request.
+ */
+export function resolveLimits(
+  rateLimit: RateLimitOptions | RateLimiter | undefined,
+  shed: ShedOptions | undefined,
+  route: RouteOption | undefined,
+  scope: object | null,
+): Limits {
+  const table = tableOf(scope);
+  let rate: LimitRule<TokenBuckets> | null = null;
+  let keyOf: ((req: IncomingMessage) => string) | null = null;
+  if (rateLimit instanceof TokenBuckets) {
+    rate = new LimitRule(rateLimit, table, '', () => rateLimit);
+    keyOf = rateLimit.keyOf;
+  } else if (rateLimit !== undefined) {
+    // not made by rateLimiter(): options (validated now; an object merely shaped like a limiter fails here)
+    const opts = rateLimit as RateLimitOptions;
+    const first = new TokenBuckets(opts); // validates now
+    const prefix = `rate\0${first.burst}\0${first.perMs}\0${first.maxClients}\0`;
+    const make = (): TokenBuckets => new TokenBuckets(opts);
+    const r = new LimitRule(null, table, prefix, make);
+    rate = typeof route === 'string' ? new LimitRule(r.forRoute(route), table, prefix, make) : r;
+    keyOf = first.keyOf;
+  }
+  let sh: LimitRule<Shedder> | null = null;
+  if (shed !== undefined) {
+    const first = new Shedder(shed); // validates now
+    const prefix = `shed\0${first.maxStreams}\0${first.maxHeapBytes}\0${first.maxHeapRatio}\0${first.retryAfterSeconds}\0`;
+    const make = (): Shedder => new Shedder(shed);
+    const r = new LimitRule(null, table, prefix, make);
+    sh = typeof route === 'string' ? new LimitRule(r.forRoute(route), table, prefix, make) : r;
+  }
+  return { rate, keyOf, shed: sh };
+}
+
+/**
+ * A rate limiter object (`rateLimiter()`): token buckets per client, shared by every options object given it.
+ * Only `rateLimiter()` makes one (an object of this shape from elsewhere is read as `RateLimitOptions`).
+ */
+export interface RateLimiter {
+  /** Streams a client may open at once before it waits for tokens. */
+  readonly burst: number;
+  /** Milliseconds per token. */
+  readonly perMs: number;
+  /** Clients tracked at most. */
+  readonly maxClients: number;
+}
+
+/**
+ * A rate limiter to share explicitly: `rateLimit: limiter` in several options objects (routes, a hub) counts
+ * their streams in the same token buckets.
+ */
+export function rateLimiter(options: RateLimitOptions): RateLimiter {
+  return new TokenBuckets(options) satisfies RateLimiter;
 }
 
 /** The route label of a request that never opens a stream (a rejection, a bad resume). */
@@ -68,11 +170,12 @@ export function admit(
   let reason: RejectReason | null = null;
   let retryAfter = 1;
   try {
-    if (limits.shedder !== null && limits.shedder.overloaded()) {
+    const shedder = limits.shed === null ? null : limits.shed.of(route, req, res);
+    if (shedder !== null && shedder.overloaded()) {
       reason = 'overloaded';
-      retryAfter = limits.shedder.retryAfterSeconds;
-    } else if (limits.buckets !== null) {
-      const wait = limits.buckets.take(limits.buckets.keyOf(req));
+      retryAfter = shedder.retryAfterSeconds;
+    } else if (limits.rate !== null && limits.keyOf !== null) {
+      const wait = limits.rate.of(route, req, res).take(limits.keyOf(req));
       if (wait > 0) {
         reason = 'rate_limited';
         retryAfter = wait;

@@ -1,4 +1,5 @@
 import { StreamscopeError } from '../../errors.js';
+import { checksumLine } from './checksum.js';
 
 /** One server-sent event. `data` that is not a string is sent as JSON. */
 export interface SseEvent {
@@ -35,12 +36,19 @@ export function encodeData(text: string): string {
   return out;
 }
 
+/** Options of `encodeEvent()`. */
+export interface EncodeOptions {
+  /** `'crc32'`: the frame begins with `: crc32=<hex>` (docs/sse.md, "Checksums"). */
+  checksum?: 'crc32';
+}
+
 /**
  * Frames one event. Line breaks inside data become several `data:` lines (a decoder joins them with
  * `\n`, so `\r\n` and `\r` come back as `\n`). An id or event type with a line break cannot be framed:
- * it throws `STREAMSCOPE_ERR_INVALID_EVENT` rather than let one event forge another.
+ * it throws `STREAMSCOPE_ERR_INVALID_EVENT` rather than let one event forge another. With
+ * `{ checksum: 'crc32' }` the frame begins with a comment line carrying the CRC-32 of its id, type and data.
  */
-export function encodeEvent(ev: SseEvent): string {
+export function encodeEvent(ev: SseEvent, options?: EncodeOptions): string {
   let out = '';
   if (ev.event !== undefined && ev.event !== '') {
     if (typeof ev.event !== 'string' || BAD_EVENT.test(ev.event)) throw invalid('event type must be a string without line breaks');
@@ -54,7 +62,11 @@ export function encodeEvent(ev: SseEvent): string {
     if (!Number.isInteger(ev.retry) || ev.retry < 0) throw invalid('retry must be a non-negative integer');
     out += 'retry: ' + ev.retry + '\n';
   }
-  out += encodeData(dataText(ev.data));
+  const text = dataText(ev.data);
+  out += encodeData(text);
+  if (options !== undefined && options.checksum === 'crc32') {
+    out = checksumLine(ev.id, ev.event === '' ? undefined : ev.event, text) + out;
+  }
   return out + '\n';
 }
 

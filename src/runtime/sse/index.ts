@@ -6,6 +6,7 @@ import { kOpen, kState, SseStream } from './stream.js';
 import { isServerStream } from '../../core/http2.js';
 import { enterInStream } from '../../core/track.js';
 import { typeError } from '../../errors.js';
+import type { SseStream as PublicSseStream } from './public.js';
 
 export { SseStream } from './stream.js';
 export { encodeEvent, encodeComment, type SseEvent } from './encoder.js';
@@ -22,7 +23,7 @@ export function sse(
   reqIn: IncomingMessage | Http2ServerRequest,
   resIn: ServerResponse | Http2ServerResponse,
   options: SseOptions = {},
-): SseStream {
+): PublicSseStream {
   // HTTP/2's compatibility request/response are driven through the same methods (src/core/http2.ts).
   const req = reqIn as IncomingMessage;
   const res = resIn as ServerResponse;

@@ -4,17 +4,20 @@ import type { InstrumentOptions } from '../../types.js';
 import type { ResolvedConfig } from '../../setup.js';
 import { resolveConfig } from '../../setup.js';
 import { invalidOption } from '../../errors.js';
-import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions } from '../limits/index.js';
+import { resolveLimits, type Limits, type RateLimitOptions, type ShedOptions, type RateLimiter } from '../limits/index.js';
 import { runtimeStats } from '../limits/stats.js';
+import { checkChecksum } from './checksum.js';
+import type { EncodeOptions } from './encoder.js';
 
 /** Options of `sse()` (and defaults of a hub's streams). Every InstrumentOptions field applies too. */
 export interface SseOptions extends InstrumentOptions {
   /** A comment line after this many ms without a write keeps proxies from closing the stream; 0 turns it off (default 15000). */
   heartbeatMs?: number;
   /**
-   * Hard cap on bytes queued for one client (approximate: UTF-16 length of queued frames). A write
-   * that would queue more closes the stream so the client can resume later (default 1 MiB).
-   * A producer that awaits `send()` never reaches it: `send()` waits for `drain` first.
+   * The most bytes one response may hold queued in the process (Node's queue for it, `writableLength`; the
+   * same meaning and unit as the instrument() guard of this name). A frame that would queue more cuts the
+   * stream so the client can resume later (default 1 MiB). A producer that awaits `send()` never reaches it:
+   * `send()` waits for `drain` first.
    */
   maxBufferedBytes?: number;
   /** A `send()` that waited this long for `drain` closes the stuck stream (default 30000). */
@@ -27,10 +30,19 @@ export interface SseOptions extends InstrumentOptions {
   exposeErrors?: boolean;
   /** Extra response headers. */
   headers?: OutgoingHttpHeaders;
-  /** Per-client token bucket on opening streams: 429 with Retry-After. */
-  rateLimit?: RateLimitOptions;
+  /**
+   * Per-client token bucket on opening streams: 429 with Retry-After. The buckets belong to the route (and
+   * registry), never to this options object: inline options limit as a shared one does. Pass a
+   * `rateLimiter()` to share one limiter between routes explicitly.
+   */
+  rateLimit?: RateLimitOptions | RateLimiter;
   /** Load shedding: 503 with Retry-After. */
   shed?: ShedOptions;
+  /**
+   * `'crc32'`: each event carries a CRC-32 of its id, type and data in a comment line that a stock
+   * EventSource ignores; `streamscope/client` verifies it (docs/sse.md, "Checksums"). Default: none.
+   */
+  checksum?: 'crc32';
 }
 
 export interface ResolvedSse {
@@ -46,6 +58,8 @@ export interface ResolvedSse {
   /** `headers` without the connection-specific ones HTTP/2 forbids (`Connection`, …). */
   readonly h2Headers: OutgoingHttpHeaders;
   readonly limits: Limits;
+  /** How events are framed: `{ checksum: 'crc32' }`, or undefined for plain frames. */
+  readonly encode: EncodeOptions | undefined;
 }
 
 export const SSE_DEFAULTS = Object.freeze({ heartbeatMs: 15000, maxBufferedBytes: 1024 * 1024, drainTimeoutMs: 30000 });
@@ -58,6 +72,7 @@ const BASE_HEADERS: OutgoingHttpHeaders = Object.freeze({
 });
 
 const cache = new WeakMap<object, ResolvedSse>();
+const CRC32: EncodeOptions = Object.freeze({ checksum: 'crc32' });
 
 function num(name: string, v: unknown, dflt: number, min: number): number {
   if (v === undefined) return dflt;
@@ -77,6 +92,7 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     throw invalidOption('headers', 'an object', options.headers);
   }
   const timeoutMs = num('timeoutMs', options.timeoutMs, 0, 1);
+  const encode: EncodeOptions | undefined = checkChecksum(options.checksum) ? CRC32 : undefined;
   const headers = options.headers === undefined ? BASE_HEADERS : Object.freeze({ ...BASE_HEADERS, ...options.headers });
   const r: ResolvedSse = Object.freeze({
     config,
@@ -89,7 +105,8 @@ export function resolveSse(options: SseOptions = {}): ResolvedSse {
     exposeErrors: options.exposeErrors === true,
     headers,
     h2Headers: Object.freeze(h2SafeHeaders(headers)),
-    limits: resolveLimits(options.rateLimit, options.shed),
+    limits: resolveLimits(options.rateLimit, options.shed, options.route, config.metrics),
+    encode,
   });
   runtimeStats();
   cache.set(options, r);

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../../errors.js';
-import { markError, markTimeout, promote, settleHandler } from '../../core/response-hook.js';
+import { promote } from '../../core/response-hook.js';
 import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
 import { routeMetricsOf } from '../../consumers/metrics.js';
-import type { RejectReason } from '../limits/index.js';
+import type { RejectReason, Shedder } from '../limits/index.js';
 import { rawLastEventId } from '../hub/ids.js';
 import { encodeComment, encodeEvent, type SseEvent } from './encoder.js';
 import type { ResolvedSse } from './options.js';
@@ -21,6 +21,18 @@ const HEARTBEAT = encodeComment();
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
 type Waiter = { resolve: () => void; reject: (err: Error) => void };
+
+// The last frame's bytes: a hub's fan-out pushes one frame to every subscriber in turn, encoded once.
+// Written Buffers are never changed, so sharing one between responses is safe.
+let lastFrame = '';
+let lastBytes: Buffer = Buffer.alloc(0);
+function utf8(frame: string): Buffer {
+  if (frame !== lastFrame) {
+    lastBytes = Buffer.from(frame, 'utf8');
+    lastFrame = frame;
+  }
+  return lastBytes;
+}
 
 /**
  * One resilient SSE stream. Built by `sse()` and by `hub.subscribe()`. Every public method is safe
@@ -49,7 +61,8 @@ export class SseStream {
   /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
   private wrote = false;
   private closeHook: (() => void) | null = null;
-  private counted = false;
+  /** The shedder this open stream counts in (its route's), until it closes. */
+  private shedder: Shedder | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, o: ResolvedSse, rejected: RejectReason | null) {
     this.req = req;
@@ -94,7 +107,7 @@ export class SseStream {
     if (this.done) return Promise.reject(this.closedError());
     let frame: string;
     try {
-      frame = encodeEvent(typeof event === 'string' ? { data: event } : event);
+      frame = encodeEvent(typeof event === 'string' ? { data: event } : event, this.o.encode);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -122,9 +135,9 @@ export class SseStream {
   fail(err: unknown): void {
     if (this.done) return;
     const s = this.state;
-    if (s !== undefined) markError(s);
+    if (s !== undefined) tracker.markError(s);
     try {
-      this[kPush](encodeEvent({ event: 'error', data: this.errorBody(err) }), undefined);
+      this[kPush](encodeEvent({ event: 'error', data: this.errorBody(err) }, this.o.encode), undefined);
     } catch (e) {
       tracker.fault('sse', e);
     }
@@ -138,15 +151,14 @@ export class SseStream {
    */
   async run(producer: (stream: SseStream) => unknown): Promise<void> {
     const s = this.state;
-    const own = s !== undefined && s.handlerSettled;
-    if (own) s.handlerSettled = false;
+    const own = s !== undefined && tracker.handlerRuns(s);
     try {
       await (s === undefined ? producer(this) : inStream(s, producer as (...a: unknown[]) => unknown, undefined, [this]));
       this.close();
     } catch (err) {
       if (!this.done) this.fail(err);
     } finally {
-      if (own) settleHandler(s);
+      if (own) tracker.handlerSettled(s);
     }
   }
 
@@ -161,9 +173,13 @@ export class SseStream {
     } catch (err) {
       tracker.fault('sse', err);
     }
-    if (o.limits.shedder !== null) {
-      o.limits.shedder.active++;
-      this.counted = true;
+    if (o.limits.shed !== null) {
+      try {
+        this.shedder = o.limits.shed.of(o.route, this.req, res);
+        this.shedder.active++;
+      } catch (err) {
+        tracker.fault('sse', err);
+      }
     }
     res.on('close', this.onResClose);
     try {
@@ -181,8 +197,8 @@ export class SseStream {
       try {
         promote(s);
         // a route with limits shows the reasons they can give, at 0, from its first stream (docs/metrics.md)
-        if (o.limits.buckets !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
-        if (o.limits.shedder !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
+        if (o.limits.rate !== null) routeMetricsOf(s)?.usesRejections(['rate_limited']);
+        if (o.limits.shed !== null) routeMetricsOf(s)?.usesRejections(['overloaded']);
       } catch (err) {
         tracker.fault('sse', err);
       }
@@ -211,15 +227,18 @@ export class SseStream {
   [kPush](frame: string, id: string | undefined): boolean {
     if (this.done) return false;
     const res = this.res;
+    // Frames go out as UTF-8 Buffers, so Node's queue (writableLength) counts bytes, as maxBufferedBytes does
+    // everywhere (it counts a queued string by its UTF-16 length).
+    const bytes = utf8(frame);
     const queued = res.writableLength;
-    if (queued > 0 && queued + frame.length > this.o.maxBufferedBytes) {
+    if (queued > 0 && queued + bytes.length > this.o.maxBufferedBytes) {
       this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
       return false;
     }
     if (id !== undefined) this.lastSentId = id;
     this.wrote = true;
     try {
-      res.write(frame);
+      res.write(bytes);
     } catch (err) {
       tracker.fault('sse', err);
     }
@@ -282,7 +301,7 @@ export class SseStream {
   private cut(code: ErrorCode): void {
     if (this.done) return;
     const s = this.state;
-    if (s !== undefined && code === 'STREAMSCOPE_ERR_DRAIN_TIMEOUT') markTimeout(s);
+    if (s !== undefined && code === 'STREAMSCOPE_ERR_DRAIN_TIMEOUT') tracker.markTimeout(s);
     this.finish(new StreamscopeError(code));
     try {
       this.res.destroy();
@@ -300,8 +319,8 @@ export class SseStream {
     if (this.timeout !== null) clearTimeout(this.timeout);
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.heartbeat = this.timeout = this.drainTimer = null;
-    if (this.counted && this.o.limits.shedder !== null) this.o.limits.shedder.active--;
-    this.counted = false;
+    if (this.shedder !== null) this.shedder.active--;
+    this.shedder = null;
     const waiters = this.waiters;
     this.waiters = null;
     this.res.removeListener('drain', this.onDrain);
@@ -357,7 +376,7 @@ export class SseStream {
     this.timeout = null;
     if (this.done) return;
     const s = this.state;
-    if (s !== undefined) markTimeout(s);
+    if (s !== undefined) tracker.markTimeout(s);
     this.finish(new StreamscopeError('STREAMSCOPE_ERR_STREAM_CLOSED', 'stream timed out (timeoutMs)'));
     this.end();
   };
