@@ -45,7 +45,7 @@ const tokens = instrument(async (req: http.IncomingMessage, res: http.ServerResp
     res.write(`id: ${i}\ndata: ${JSON.stringify({ token: WORDS[i % WORDS.length] })}\n\n`);
   }
   if (!ac.signal.aborted) res.end('event: done\ndata: {}\n\n');
-}, { ...opts, route: '/tokens' });
+}, { ...opts, route: '/tokens', writeGaps: true }); // an LLM token stream: every gap between tokens (inter-token latency)
 
 const exportRoute = instrument(async (_req: http.IncomingMessage, res: http.ServerResponse) => {
   res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
