@@ -3,7 +3,7 @@ import type { StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
-import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
+import { considerForSampling, isStalled, noProgressMs, observedReadRate, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
  * Leak detectors (docs/detectors.md). One unref'd timer sweeps every open and lingering stream;
@@ -53,8 +53,7 @@ function checkOpen(s: StreamState, now: number): void {
     const waited = now - s.blockedSince;
     const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
     const rate = observedReadRate(s);
-    const p = progressOf(s);
-    const still = p === null ? waited : p.sampledAt - Math.max(s.blockedSince, p.progressAt);
+    const still = noProgressMs(s);
     const source = rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
     raise(
       s,

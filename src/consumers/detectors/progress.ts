@@ -18,20 +18,25 @@ import { getTracker } from '../../core/tracker.js';
  *
  * Sampled by the detectors' sweep, only for streams blocked longer than SAMPLE_FROM × stallAfterMs, at
  * most MAX_SAMPLED_PER_SWEEP of them per sweep. The proc tables are read asynchronously, one read at a
- * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream's threshold has passed
- * since its last sample: then the read starts at that sweep (once DUE_COST_FACTOR × the last read's duration
- * has passed), and the detector checks the streams it sampled as soon as it is done (`onSampled`), so a
- * client that takes nothing is found within stallAfterMs + one sweep + a read or two. The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
+ * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream has no baseline yet or its
+ * threshold has passed since its last sample: then the read starts at that sweep (once DUE_COST_FACTOR × the
+ * last read's duration has passed), and the detector checks the streams it sampled as soon as it is done
+ * (`onSampled`), so a client that takes nothing is found within SAMPLE_FROM × stallAfterMs + stallAfterMs + two
+ * sweeps + a read or two of the block. A sample pairs the handle's counters and the kernel's queue only when
+ * both describe one moment of one blocked episode (`readQueues`). The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
  */
 
 /**
- * A blocked stream is sampled once it has been blocked this share of its stallAfterMs. The first sample
- * is the baseline: a window update the client sends before it is not seen, so the client must be seen
- * taking bytes within (1 − SAMPLE_FROM) × stallAfterMs. A receiver advertises window in steps of about
- * 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
- * ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
+ * A blocked stream is sampled once it has been blocked this share of its stallAfterMs, and its first kernel
+ * sample (the baseline) is due at once (`dueForSample`), not at the reads' regular spacing. Only what the
+ * samples measured counts: "no progress" runs from the baseline (or the last progress), never from the moment
+ * the write blocked, since what the client did before the baseline was not seen. (Counting from the block let
+ * a baseline that came late, or a read that took long, claim a stall for a client that was reading: issue 20.)
+ * So the baseline comes early, and a client that takes nothing is found about SAMPLE_FROM × stallAfterMs + a
+ * sweep + a read or two after stallAfterMs.
  */
-export const SAMPLE_FROM = 0.1;
+export const SAMPLE_FROM = 0.02;
+
 /** Blocked streams sampled per sweep at most (rotating, so every one is sampled in turn). */
 export const MAX_SAMPLED_PER_SWEEP = 2000;
 
@@ -69,7 +74,7 @@ export function progressOf(s: StreamState): Progress | null {
 
 /**
  * A client that takes bytes in steps (its TCP advertises window every `stepGap` ms) is given up to
- * STEP_ALLOWANCE × its last observed step interval, but never more than MAX_STEP_STALL × stallAfterMs.
+ * STEP_ALLOWANCE × its longest observed step interval, but never more than MAX_STEP_STALL × stallAfterMs.
  * A client never seen taking a byte gets stallAfterMs exactly.
  */
 export const STEP_ALLOWANCE = 1.5;
@@ -215,16 +220,24 @@ function startEpisode(p: Progress, s: StreamState): void {
   p.kernel = p.inode > 0;
 }
 
-/** Records one sample of `delivered` bytes taken at `at` (exported for the unit test of the rule). */
-export function record(p: Progress, delivered: number, at: number): void {
+/**
+ * Records one sample of `delivered` bytes, taken at some moment between `at` and `seenBy` (a kernel sample: the
+ * read was issued at `at` and its result was in at `seenBy`). Each bound is used where it claims less: a sample
+ * without progress counts as of `at`, and the baseline and progress as of `seenBy` (the client may have taken the
+ * bytes that late): the no-progress span the samples show is then never longer than the one that happened. Exported for the unit test of the rule.
+ */
+export function record(p: Progress, delivered: number, at: number, seenBy = at): void {
   if (p.sampledAt >= 0) {
     if (delivered > p.delivered) {
-      p.progressAt = Math.max(p.progressAt, at);
-      if (p.stepAt >= 0 && at > p.stepAt) p.stepGap = at - p.stepAt;
-      if (at > p.stepAt) p.stepAt = at;
+      p.progressAt = Math.max(p.progressAt, seenBy);
+      // the longest interval between steps seen: a receiver's updates come in bursts (two ~30 ms apart, then
+      // ~0.5-1 s of nothing, measured on loopback at ~430 KB/s), so the last interval says little
+      if (p.stepAt >= 0 && seenBy > p.stepAt) p.stepGap = Math.max(p.stepGap, seenBy - p.stepAt);
+      if (seenBy > p.stepAt) p.stepAt = seenBy;
     }
   } else {
-    p.firstAt = at;
+    // the baseline: a span without progress starts at the latest moment it can describe
+    p.firstAt = seenBy;
     p.firstDelivered = delivered;
   }
   if (at > p.sampledAt) p.sampledAt = at;
@@ -243,7 +256,7 @@ export function sampleCandidates(now: number): void {
   const start = n > take ? rotate % n : 0;
   rotate += take;
   const useProc = procAvailable();
-  let wanted: Map<number, [Progress, number, StreamState]> | null = null;
+  let wanted: Map<number, Wanted> | null = null;
   let due = false;
   for (let k = 0; k < take; k++) {
     const s = candidates[(start + k) % n] as StreamState;
@@ -265,7 +278,7 @@ export function sampleCandidates(now: number): void {
     p.queued = queued;
     if (p.kernel) {
       if (wanted === null) wanted = new Map();
-      wanted.set(p.inode, [p, acc, s]);
+      wanted.set(p.inode, [p, acc, s, p.episode]);
       if (!due) due = dueForSample(p, s, now);
     } else {
       record(p, Number.isNaN(acc) ? 0 : acc, now);
@@ -275,8 +288,15 @@ export function sampleCandidates(now: number): void {
   if (wanted !== null && !procBusy && (now >= nextProcAt || (due && now >= nextDueAt))) readQueues(wanted, now);
 }
 
-/** One asynchronous read of the proc tables for the wanted sockets; the result is recorded as of `issuedAt`. */
-function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issuedAt: number): void {
+/** A stream whose kernel sample is wanted: its record, the handle's accepted bytes at the sweep, the stream, its episode then. */
+type Wanted = [Progress, number, StreamState, number];
+
+/**
+ * One asynchronous read of the proc tables for the wanted sockets. A sample pairs the send queue, printed by the
+ * kernel at some moment of the read, with the handle's accepted bytes taken at the sweep (`issuedAt`): it is
+ * recorded only when both describe the same moment and the same blocked episode (see `done`).
+ */
+function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
   procBusy = true;
   samplingStats.issued++;
   const queues = new Map<number, number>();
@@ -304,9 +324,13 @@ function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issued
     nextProcAt = issuedAt + Math.min(took * PROC_COST_FACTOR, MAX_PROC_INTERVAL_MS);
     nextDueAt = issuedAt + took * DUE_COST_FACTOR;
     procBusy = false;
+    const seenBy = performance.now();
     const sampled: StreamState[] = [];
-    for (const [inode, [p, acc, s]] of wanted) {
+    for (const [inode, [p, acc, s, episode]] of wanted) {
       if (p.inode !== inode || !p.kernel) continue;
+      // The write drained (and maybe blocked again) while the table was read: the sample belongs to an episode
+      // that is over, and says nothing about the new one.
+      if (s.blockedSince !== episode || p.episode !== episode) continue;
       const q = queues.get(inode);
       if (q === undefined || Number.isNaN(acc)) {
         // Not in the tables (closed meanwhile, or not TCP): the handle's counters alone from now on.
@@ -316,7 +340,14 @@ function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issued
         p.sampledAt = -1;
         continue;
       }
-      record(p, acc - q, issuedAt);
+      const accNow = accepted(osHandle(s.res?.socket as Socket | null | undefined));
+      if (accNow !== acc) {
+        // The kernel accepted bytes from the socket during the read (it had room: the client took some), so the
+        // send queue may be from after that and `acc - q` from no single moment: progress, but no sample.
+        if (accNow > acc) p.progressAt = Math.max(p.progressAt, seenBy);
+        continue;
+      }
+      record(p, acc - q, issuedAt, seenBy);
       sampled.push(s);
     }
     if (onSampled !== null && sampled.length > 0) onSampled(sampled);
@@ -333,8 +364,8 @@ export function isStalled(s: StreamState, now: number): boolean {
   void now;
   if (s.blockedSince < 0) return false;
   const p = progressOf(s);
-  if (p === null || p.episode !== s.blockedSince || p.sampledAt < 0) return false;
-  return p.sampledAt - sinceOf(p, s) > limitOf(p, s);
+  if (p === null || p.episode !== s.blockedSince || p.sampledAt <= p.firstAt) return false;
+  return p.sampledAt - sinceOf(p) > limitOf(p, s);
 }
 
 /**
@@ -342,15 +373,27 @@ export function isStalled(s: StreamState, now: number): boolean {
  * sample, which did not show a stall yet.
  */
 export function dueForSample(p: Progress, s: StreamState, now: number): boolean {
-  if (p.sampledAt < 0 || p.episode !== s.blockedSince) return false;
-  const since = sinceOf(p, s);
+  if (p.episode !== s.blockedSince) return false;
+  // no baseline yet: the span that can show a stall starts only with it
+  if (p.sampledAt < 0) return true;
+  const since = sinceOf(p);
   const limit = limitOf(p, s);
   return now - since > limit && p.sampledAt - since <= limit;
 }
 
-/** Since when the stream has shown no progress: it blocked, or its samples last saw progress. */
-function sinceOf(p: Progress, s: StreamState): number {
-  return p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
+/**
+ * Since when the stream has shown no progress, as measured: its baseline (the first sample of the blocked
+ * episode), or the last sample that saw progress. So a stall is claimed only from at least two samples.
+ */
+function sinceOf(p: Progress): number {
+  return p.progressAt > p.firstAt ? p.progressAt : p.firstAt;
+}
+
+/** How long the samples of the stream's current blocked episode have shown no progress (0 without two samples). */
+export function noProgressMs(s: StreamState): number {
+  const p = progressOf(s);
+  if (p === null || p.episode !== s.blockedSince || p.sampledAt <= p.firstAt) return 0;
+  return Math.max(0, p.sampledAt - sinceOf(p));
 }
 
 /** How long without progress is a stall: stallAfterMs, or more for a client seen taking bytes in steps. */
