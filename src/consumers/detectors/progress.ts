@@ -28,14 +28,17 @@ import { getTracker } from '../../core/tracker.js';
 
 /**
  * A blocked stream is sampled once it has been blocked this share of its stallAfterMs, and its first kernel
- * sample (the baseline) is due at once (`dueForSample`), not at the reads' regular spacing. Only what the
- * samples measured counts: "no progress" runs from the baseline (or the last progress), never from the moment
- * the write blocked, since what the client did before the baseline was not seen. (Counting from the block let
- * a baseline that came late, or a read that took long, claim a stall for a client that was reading: issue 20.)
- * So the baseline comes early, and a client that takes nothing is found about SAMPLE_FROM × stallAfterMs + a
- * sweep + a read or two after stallAfterMs.
+ * sample (the baseline) is due at once (`dueForSample`), not at the reads' regular spacing. The baseline is
+ * taken this late on purpose: a client that stopped reading still takes a few KiB for a while (its kernel
+ * compacts its receive queue), which an earlier baseline would count as progress. "No progress" then runs
+ * from the block, but from at most SAMPLE_FROM × stallAfterMs before the moment the baseline is known
+ * (`sinceOf`): what the client did before it was not seen. Counting from the block whatever the baseline's
+ * time let a baseline that came late (a busy read, the reads' spacing) or a single sample claim a stall for a
+ * client that was reading ("0 B/s over the last 0.0 s", issue 20). A receiver advertises window in steps of
+ * about 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
+ * ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
  */
-export const SAMPLE_FROM = 0.02;
+export const SAMPLE_FROM = 0.1;
 
 /** Blocked streams sampled per sweep at most (rotating, so every one is sampled in turn). */
 export const MAX_SAMPLED_PER_SWEEP = 2000;
@@ -365,7 +368,7 @@ export function isStalled(s: StreamState, now: number): boolean {
   if (s.blockedSince < 0) return false;
   const p = progressOf(s);
   if (p === null || p.episode !== s.blockedSince || p.sampledAt <= p.firstAt) return false;
-  return p.sampledAt - sinceOf(p) > limitOf(p, s);
+  return p.sampledAt - sinceOf(p, s) > limitOf(p, s);
 }
 
 /**
@@ -376,24 +379,26 @@ export function dueForSample(p: Progress, s: StreamState, now: number): boolean 
   if (p.episode !== s.blockedSince) return false;
   // no baseline yet: the span that can show a stall starts only with it
   if (p.sampledAt < 0) return true;
-  const since = sinceOf(p);
+  const since = sinceOf(p, s);
   const limit = limitOf(p, s);
   return now - since > limit && p.sampledAt - since <= limit;
 }
 
 /**
- * Since when the stream has shown no progress, as measured: its baseline (the first sample of the blocked
- * episode), or the last sample that saw progress. So a stall is claimed only from at least two samples.
+ * Since when the stream has shown no progress: the last sample that saw progress, else the block, but never
+ * more than SAMPLE_FROM × stallAfterMs before the baseline (the first sample of the episode, as of when its
+ * value was known). So a stall is claimed only from at least two samples, spanning (1 − SAMPLE_FROM) ×
+ * stallAfterMs at least.
  */
-function sinceOf(p: Progress): number {
-  return p.progressAt > p.firstAt ? p.progressAt : p.firstAt;
+function sinceOf(p: Progress, s: StreamState): number {
+  return Math.max(p.progressAt, s.blockedSince, p.firstAt - SAMPLE_FROM * s.config.stallAfterMs);
 }
 
 /** How long the samples of the stream's current blocked episode have shown no progress (0 without two samples). */
 export function noProgressMs(s: StreamState): number {
   const p = progressOf(s);
   if (p === null || p.episode !== s.blockedSince || p.sampledAt <= p.firstAt) return 0;
-  return Math.max(0, p.sampledAt - sinceOf(p));
+  return Math.max(0, p.sampledAt - sinceOf(p, s));
 }
 
 /** How long without progress is a stall: stallAfterMs, or more for a client seen taking bytes in steps. */
