@@ -15,6 +15,10 @@ import { getTracker } from '../../core/tracker.js';
  * - elsewhere (no procfs, not a TCP socket) only the first term: it grows only when the kernel wakes the
  *   writer, at a third of the send buffer, so a slow reader can look stalled there (docs/detectors.md).
  * - progress also when the response's user-space queue (`writableLength`) shrank.
+ * - HTTP/2: every stream of a session shares one socket, whose counters and queue move when any stream
+ *   progresses; a stream's own progress is the bytes it let out: written to it minus its `bufferSize` (what
+ *   waits in its writable and in the session for the client's stream window, which the client reopens as it
+ *   reads that stream). Neither the socket's counters nor its kernel queue are used for it (issue 20).
  *
  * Sampled by the detectors' sweep, only for streams blocked longer than SAMPLE_FROM × stallAfterMs, at
  * most MAX_SAMPLED_PER_SWEEP of them per sweep. The proc tables are read asynchronously, one read at a
@@ -53,6 +57,8 @@ export class Progress {
   episode = -1;
   /** Whether `delivered` includes the kernel's send queue (fixed per episode). */
   kernel = false;
+  /** An HTTP/2 stream: `delivered` is the bytes its own flow control let out (`sentOnStream`). */
+  h2 = false;
   firstAt = -1;
   firstDelivered = 0;
   sampledAt = -1;
@@ -111,6 +117,15 @@ function procAvailable(): boolean {
     }
   }
   return procOk;
+}
+
+/**
+ * An HTTP/2 stream's bytes sent: written to it (the tracker's tally) minus its `bufferSize` (its writable's queue
+ * plus what the session holds for it until the client's stream window opens). NaN when the stream says nothing.
+ */
+function sentOnStream(s: StreamState, h2: object): number {
+  const buffered = (h2 as { bufferSize?: unknown }).bufferSize;
+  return typeof buffered === 'number' ? s.bytes - buffered : NaN;
 }
 
 function inodeOf(h: Handle | null): number {
@@ -268,11 +283,16 @@ export function sampleCandidates(now: number): void {
       p = new Progress();
       s.setSlot(kSlot, p);
     }
-    const h = osHandle(s.res?.socket as Socket | null | undefined);
-    if (p.inode < 0) p.inode = useProc ? inodeOf(h) : 0;
+    // HTTP/2: the session's socket is every stream's; the stream's own sent bytes instead
+    const h2 = s.h2;
+    const h = h2 === null ? osHandle(s.res?.socket as Socket | null | undefined) : null;
+    if (p.inode < 0) {
+      p.inode = useProc && h2 === null ? inodeOf(h) : 0;
+      p.h2 = h2 !== null;
+    }
     if (p.episode !== s.blockedSince) startEpisode(p, s);
     samplingStats.sampled++;
-    const acc = accepted(h);
+    const acc = h2 === null ? accepted(h) : sentOnStream(s, h2);
     const res = s.res;
     const queued = res !== null && !res.destroyed ? res.writableLength : 0;
     // The kernel took bytes from the socket, or the response's own queue shrank: progress, on any platform.
@@ -408,9 +428,9 @@ function limitOf(p: Progress, s: StreamState): number {
 }
 
 /** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
-export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean } {
+export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean; h2: boolean } {
   const p = progressOf(s);
-  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false };
+  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false, h2: p?.h2 ?? false };
   const ms = p.sampledAt - p.firstAt;
-  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel };
+  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel, h2: p.h2 };
 }
