@@ -197,9 +197,10 @@ describe.runIf(process.platform === 'linux')('the kernel samples (proc table rea
 
     const stall = 500;
     let slot: unknown;
-    // the fields sampling reads: a real socket (its inode is in /proc/self/net/tcp), an empty response queue
+    // the fields sampling reads: a real socket (its inode is in /proc/self/net/tcp), an empty response queue, not
+    // an HTTP/2 stream
     const res = { socket: sock, writableLength: 0, destroyed: false };
-    const s = { blockedSince: 0, config: { stallAfterMs: stall }, res, slot: () => slot, setSlot: (_i: number, v: unknown) => (slot = v) } as unknown as StreamState;
+    const s = { blockedSince: 0, config: { stallAfterMs: stall }, res, h2: null, slot: () => slot, setSlot: (_i: number, v: unknown) => (slot = v) } as unknown as StreamState;
     let arrived: (list: readonly StreamState[]) => void = () => undefined;
     setOnSampled((list) => arrived(list));
     /** One sweep's sampling at `now`: whether it started a read, and the streams that read sampled. */
