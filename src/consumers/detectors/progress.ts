@@ -25,16 +25,18 @@ import { getTracker } from '../../core/tracker.js';
  * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream has no baseline yet or its
  * threshold has passed since its last sample: then the read starts at that sweep (once DUE_COST_FACTOR × the
  * last read's duration has passed), and the detector checks the streams it sampled as soon as it is done
- * (`onSampled`), so a client that takes nothing is found within SAMPLE_FROM × stallAfterMs + stallAfterMs + two
- * sweeps + a read or two of the block. A sample pairs the handle's counters and the kernel's queue only when
- * both describe one moment of one blocked episode (`readQueues`). The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
+ * (`onSampled`), so a client that takes nothing is found within stallAfterMs + two sweeps + two reads of the
+ * block. A sample pairs the handle's counters and the kernel's queue only when both describe one moment of one
+ * blocked episode (`readQueues`). The detector, the `stream_stalled` gauge and the health report all call
+ * `isStalled()`.
  */
 
 /**
  * A blocked stream is sampled once it has been blocked this share of its stallAfterMs, and its first kernel
  * sample (the baseline) is due at once (`dueForSample`), not at the reads' regular spacing. The baseline is
- * taken this late on purpose: a client that stopped reading still takes a few KiB for a while (its kernel
- * compacts its receive queue), which an earlier baseline would count as progress. "No progress" then runs
+ * taken this late on purpose: a client that never reads was seen taking another 8-10 KiB within its first
+ * second (loopback), which an earlier baseline counts as progress (tried at 0.02: a stuck client found 1.1 s
+ * after a 5 s threshold, its rate not 0). "No progress" then runs
  * from the block, but from at most SAMPLE_FROM × stallAfterMs before the moment the baseline is known
  * (`sinceOf`): what the client did before it was not seen. Counting from the block whatever the baseline's
  * time let a baseline that came late (a busy read, the reads' spacing) or a single sample claim a stall for a
@@ -223,9 +225,18 @@ let procBusy = false;
 let nextProcAt = 0;
 let nextDueAt = 0;
 
-/** Called by the sweep for each open stream: is it blocked long enough to be sampled? */
+/** The detectors' sweep period (SWEEP_MS of index.ts). */
+const SWEEP_PERIOD_MS = 250;
+
+/**
+ * Called by the sweep for each open stream: is it blocked long enough to be sampled? One sweep before
+ * SAMPLE_FROM × stallAfterMs (but not before half of it), so that the baseline is taken by then rather than up
+ * to a sweep after: the span the rule counts starts at most SAMPLE_FROM × stallAfterMs before the baseline.
+ */
 export function considerForSampling(s: StreamState, now: number): void {
-  if (s.blockedSince >= 0 && now - s.blockedSince >= s.config.stallAfterMs * SAMPLE_FROM) candidates.push(s);
+  if (s.blockedSince < 0) return;
+  const from = s.config.stallAfterMs * SAMPLE_FROM;
+  if (now - s.blockedSince >= Math.max(from - SWEEP_PERIOD_MS, from / 2)) candidates.push(s);
 }
 
 function startEpisode(p: Progress, s: StreamState): void {
@@ -242,7 +253,8 @@ function startEpisode(p: Progress, s: StreamState): void {
  * Records one sample of `delivered` bytes, taken at some moment between `at` and `seenBy` (a kernel sample: the
  * read was issued at `at` and its result was in at `seenBy`). Each bound is used where it claims less: a sample
  * without progress counts as of `at`, and the baseline and progress as of `seenBy` (the client may have taken the
- * bytes that late): the no-progress span the samples show is then never longer than the one that happened. Exported for the unit test of the rule.
+ * bytes that late): the no-progress span the samples show is then never longer than the one that happened.
+ * Exported for the unit test of the rule.
  */
 export function record(p: Progress, delivered: number, at: number, seenBy = at): void {
   if (p.sampledAt >= 0) {
