@@ -146,3 +146,43 @@ for (const secure of [false, true]) {
     });
   });
 }
+
+describe(`HTTP/2 stall detection is per stream on 'stream' events (h2c, stallAfterMs ${STALL})`, () => {
+  it('a stream whose client never reads is found while a second stream of the same session is read; the read one is not', async () => {
+    const route = '/h2-events';
+    const registry = new Registry();
+    const seen = collect(route);
+    const server = http2.createServer();
+    server.on(
+      'stream',
+      ss.instrument(
+        (stream: http2.ServerHttp2Stream) => {
+          stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
+          const chunk = Buffer.alloc(16 * 1024, 120);
+          const go = (): void => {
+            while (!stream.destroyed && stream.write(chunk));
+            if (!stream.destroyed) stream.once('drain', go);
+          };
+          go();
+          return new Promise<void>((r) => stream.once('close', () => r()));
+        },
+        { registry, route: (req: http.IncomingMessage) => `${route}${req.url}`, stallAfterMs: STALL },
+      ),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    session.on('error', () => undefined);
+    cleanup.push(() => new Promise<void>((r) => (session.destroy(), server.close(() => r()))));
+    const reader = reading(session, '/read');
+    paused(session, '/stuck');
+    await until(() => seen.length > 0, 'a stalled_write for the stream nobody reads', STALL + 10_000);
+    expect(seen[0]!.route).toBe(`${route}/stuck`);
+    const waited = Number(/waited (\d+) ms for drain/.exec(seen[0]!.detail)![1]);
+    expect(waited).toBeGreaterThan(STALL);
+    expect(waited).toBeLessThanOrEqual(STALL + 1000);
+    const got0 = reader.got();
+    await sleep(2 * STALL);
+    expect(seen.map((x) => x.route)).toEqual([`${route}/stuck`]);
+    expect(reader.got() - got0).toBeGreaterThan(50_000);
+  });
+});

@@ -13,6 +13,7 @@ import {
   noProgressMs,
   record,
   sampleCandidates,
+  unmeasuredLeadMs,
   samplingStats,
   setOnSampled,
 } from '../src/consumers/detectors/progress.js';
@@ -21,8 +22,9 @@ import type { StreamState } from '../src/core/stream-state.js';
 /**
  * The one "stalled" rule (pure): no progress in the samples for longer than stallAfterMs, or, for a client seen
  * taking bytes in steps, STEP_ALLOWANCE × its longest step interval, capped at MAX_STEP_STALL × stallAfterMs. The
- * span counts from the block (or the last progress), but from at most SAMPLE_FROM × stallAfterMs before the first
- * sample of the episode (the baseline): what the client did before it was not measured.
+ * span counts from the block (or the last progress), but from at most `unmeasuredLeadMs` (SAMPLE_FROM × stallAfterMs
+ * and a sweep, at most 1.5 × that share) before the first sample of the episode (the baseline): what the client did
+ * before it was not measured.
  */
 
 const STALL = 2000;
@@ -37,6 +39,12 @@ function blocked(): { s: StreamState; p: Progress } {
 }
 
 describe('isStalled', () => {
+  it('counts at most a tenth of stallAfterMs and a sweep before the baseline, and at most 15 % of it', () => {
+    expect(unmeasuredLeadMs(5000)).toBe(750);
+    expect(unmeasuredLeadMs(500)).toBe(75);
+    expect(unmeasuredLeadMs(STALL)).toBeCloseTo(1.5 * SAMPLE_FROM * STALL, 9);
+  });
+
   it('a client never seen taking a byte is stalled just after stallAfterMs, not before', () => {
     const { s, p } = blocked();
     record(p, 100, BLOCKED + SAMPLE_FROM * STALL); // the baseline sample, on time
@@ -49,7 +57,7 @@ describe('isStalled', () => {
 
   it('one sample is no evidence, however long after the block it came (issue 20: "0 B/s over the last 0.0 s")', () => {
     const { s, p } = blocked();
-    const lead = SAMPLE_FROM * STALL; // the most the rule counts before the baseline
+    const lead = unmeasuredLeadMs(STALL); // the most the rule counts before the baseline
     record(p, 100, BLOCKED + 3 * STALL); // the baseline came late (a busy read, the reads' spacing)
     expect(isStalled(s, 0)).toBe(false);
     expect(noProgressMs(s)).toBe(0);
@@ -65,7 +73,7 @@ describe('isStalled', () => {
     // the baseline's read was issued at +200 and came back at +900 (a loaded machine): the queue it shows may be
     // of +899, so the span without progress starts there, not at +200
     record(p, 100, BLOCKED + 200, BLOCKED + 900);
-    const since = BLOCKED + 900 - SAMPLE_FROM * STALL;
+    const since = BLOCKED + 900 - unmeasuredLeadMs(STALL);
     record(p, 100, BLOCKED + STALL + 1, BLOCKED + STALL + 5);
     expect(isStalled(s, 0)).toBe(false); // counted from the block, as if the baseline's value were of +200
     record(p, 100, since + STALL);
@@ -232,9 +240,9 @@ describe.runIf(process.platform === 'linux')('the kernel samples (proc table rea
     // Past the threshold (and past DUE_COST_FACTOR × the last read's time), within the regular spacing, the client
     // having taken nothing: a read starts now, and its sample decides the stall when it arrives.
     // (The baseline counts as of its read's arrival, `p.firstAt`: the queue it shows may be of then; the span
-    // starts at most SAMPLE_FROM × stall before it.)
+    // starts at most unmeasuredLeadMs(stall) before it.)
     expect(p.firstAt).toBeGreaterThanOrEqual(t1 + 40);
-    const since = Math.max(s.blockedSince, p.firstAt - SAMPLE_FROM * stall);
+    const since = Math.max(s.blockedSince, p.firstAt - unmeasuredLeadMs(stall));
     const t2 = Math.max(since + stall + 1, t1 + DUE_COST_FACTOR * took + 1);
     expect(t2, `the baseline read took ${took.toFixed(1)} ms on this clock: too slow for this test`).toBeLessThan(t1 + MAX_PROC_INTERVAL_MS);
     const due = sample(t2);

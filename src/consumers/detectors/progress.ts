@@ -37,8 +37,7 @@ import { getTracker } from '../../core/tracker.js';
  * taken this late on purpose: a client that never reads was seen taking another 8-10 KiB within its first
  * second (loopback), which an earlier baseline counts as progress (tried at 0.02: a stuck client found 1.1 s
  * after a 5 s threshold, its rate not 0). "No progress" then runs
- * from the block, but from at most SAMPLE_FROM × stallAfterMs before the moment the baseline is known
- * (`sinceOf`): what the client did before it was not seen. Counting from the block whatever the baseline's
+ * from the block, but from at most `unmeasuredLeadMs` before the moment the baseline is known (`sinceOf`): what the client did before it was not seen. Counting from the block whatever the baseline's
  * time let a baseline that came late (a busy read, the reads' spacing) or a single sample claim a stall for a
  * client that was reading ("0 B/s over the last 0.0 s", issue 20). A receiver advertises window in steps of
  * about 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
@@ -225,18 +224,23 @@ let procBusy = false;
 let nextProcAt = 0;
 let nextDueAt = 0;
 
+/** Called by the sweep for each open stream: is it blocked long enough to be sampled? */
+export function considerForSampling(s: StreamState, now: number): void {
+  if (s.blockedSince >= 0 && now - s.blockedSince >= s.config.stallAfterMs * SAMPLE_FROM) candidates.push(s);
+}
+
 /** The detectors' sweep period (SWEEP_MS of index.ts). */
 const SWEEP_PERIOD_MS = 250;
 
 /**
- * Called by the sweep for each open stream: is it blocked long enough to be sampled? One sweep before
- * SAMPLE_FROM × stallAfterMs (but not before half of it), so that the baseline is taken by then rather than up
- * to a sweep after: the span the rule counts starts at most SAMPLE_FROM × stallAfterMs before the baseline.
+ * The most of the time before a blocked episode's baseline that counts as "no progress": SAMPLE_FROM ×
+ * stallAfterMs and the sweep that takes the baseline after it (the baseline's normal delay, counted in full
+ * before issue 20), but never more than 1.5 × SAMPLE_FROM × stallAfterMs, so that a short threshold is mostly
+ * measured (at 500 ms, a reader's window can open in steps ~0.5-0.9 s apart).
  */
-export function considerForSampling(s: StreamState, now: number): void {
-  if (s.blockedSince < 0) return;
-  const from = s.config.stallAfterMs * SAMPLE_FROM;
-  if (now - s.blockedSince >= Math.max(from - SWEEP_PERIOD_MS, from / 2)) candidates.push(s);
+export function unmeasuredLeadMs(stallAfterMs: number): number {
+  const from = SAMPLE_FROM * stallAfterMs;
+  return Math.min(from + SWEEP_PERIOD_MS, 1.5 * from);
 }
 
 function startEpisode(p: Progress, s: StreamState): void {
@@ -418,12 +422,12 @@ export function dueForSample(p: Progress, s: StreamState, now: number): boolean 
 
 /**
  * Since when the stream has shown no progress: the last sample that saw progress, else the block, but never
- * more than SAMPLE_FROM × stallAfterMs before the baseline (the first sample of the episode, as of when its
- * value was known). So a stall is claimed only from at least two samples, spanning (1 − SAMPLE_FROM) ×
+ * more than `unmeasuredLeadMs` before the baseline (the first sample of the episode, as of when its value was
+ * known). So a stall is claimed only from at least two samples, spanning (1 − 1.5 × SAMPLE_FROM) ×
  * stallAfterMs at least.
  */
 function sinceOf(p: Progress, s: StreamState): number {
-  return Math.max(p.progressAt, s.blockedSince, p.firstAt - SAMPLE_FROM * s.config.stallAfterMs);
+  return Math.max(p.progressAt, s.blockedSince, p.firstAt - unmeasuredLeadMs(s.config.stallAfterMs));
 }
 
 /** How long the samples of the stream's current blocked episode have shown no progress (0 without two samples). */
