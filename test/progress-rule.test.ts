@@ -22,9 +22,8 @@ import type { StreamState } from '../src/core/stream-state.js';
 /**
  * The one "stalled" rule (pure): no progress in the samples for longer than stallAfterMs, or, for a client seen
  * taking bytes in steps, STEP_ALLOWANCE × its longest step interval, capped at MAX_STEP_STALL × stallAfterMs. The
- * span counts from the block (or the last progress), but from at most `unmeasuredLeadMs` (SAMPLE_FROM × stallAfterMs
- * and a sweep, at most 1.5 × that share) before the first sample of the episode (the baseline): what the client did
- * before it was not measured.
+ * span counts from the block (or the last progress), but from at most `unmeasuredLeadMs` (the baseline's normal
+ * delay) before the first sample of the episode (the baseline): what the client did before it was not measured.
  */
 
 const STALL = 2000;
@@ -39,10 +38,9 @@ function blocked(): { s: StreamState; p: Progress } {
 }
 
 describe('isStalled', () => {
-  it('counts at most a tenth of stallAfterMs and a sweep before the baseline, and at most 15 % of it', () => {
-    expect(unmeasuredLeadMs(5000)).toBe(750);
-    expect(unmeasuredLeadMs(500)).toBe(75);
-    expect(unmeasuredLeadMs(STALL)).toBeCloseTo(1.5 * SAMPLE_FROM * STALL, 9);
+  it("counts before the baseline at most its normal delay: a tenth of stallAfterMs, a sweep, a read's wait and the read", () => {
+    expect(unmeasuredLeadMs(5000, 0)).toBe(750);
+    expect(unmeasuredLeadMs(500, 20)).toBe(50 + 250 + (DUE_COST_FACTOR + 1) * 20);
   });
 
   it('a client never seen taking a byte is stalled just after stallAfterMs, not before', () => {

@@ -223,6 +223,8 @@ let rotate = 0;
 let procBusy = false;
 let nextProcAt = 0;
 let nextDueAt = 0;
+/** How long the last proc read took (ms, issue to result). */
+let lastReadMs = 0;
 
 /** Called by the sweep for each open stream: is it blocked long enough to be sampled? */
 export function considerForSampling(s: StreamState, now: number): void {
@@ -233,14 +235,14 @@ export function considerForSampling(s: StreamState, now: number): void {
 const SWEEP_PERIOD_MS = 250;
 
 /**
- * The most of the time before a blocked episode's baseline that counts as "no progress": SAMPLE_FROM ×
- * stallAfterMs and the sweep that takes the baseline after it (the baseline's normal delay, counted in full
- * before issue 20), but never more than 1.5 × SAMPLE_FROM × stallAfterMs, so that a short threshold is mostly
- * measured (at 500 ms, a reader's window can open in steps ~0.5-0.9 s apart).
+ * The most of the time before a blocked episode's baseline that counts as "no progress": the baseline's normal
+ * delay, as it was always counted: SAMPLE_FROM × stallAfterMs, the sweep that takes it, and the wait for a read
+ * and the read (DUE_COST_FACTOR + 1 times the last read's duration). A baseline later than that (the reads'
+ * regular spacing, up to MAX_PROC_INTERVAL_MS, made it so before issue 20) shortens the claim instead: the time
+ * nothing measured is not counted.
  */
-export function unmeasuredLeadMs(stallAfterMs: number): number {
-  const from = SAMPLE_FROM * stallAfterMs;
-  return Math.min(from + SWEEP_PERIOD_MS, 1.5 * from);
+export function unmeasuredLeadMs(stallAfterMs: number, readMs = lastReadMs): number {
+  return SAMPLE_FROM * stallAfterMs + SWEEP_PERIOD_MS + (DUE_COST_FACTOR + 1) * readMs;
 }
 
 function startEpisode(p: Progress, s: StreamState): void {
@@ -362,6 +364,7 @@ function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
     samplingStats.procMs += took;
     nextProcAt = issuedAt + Math.min(took * PROC_COST_FACTOR, MAX_PROC_INTERVAL_MS);
     nextDueAt = issuedAt + took * DUE_COST_FACTOR;
+    lastReadMs = Math.max(0, took);
     procBusy = false;
     const seenBy = performance.now();
     const sampled: StreamState[] = [];
@@ -423,8 +426,7 @@ export function dueForSample(p: Progress, s: StreamState, now: number): boolean 
 /**
  * Since when the stream has shown no progress: the last sample that saw progress, else the block, but never
  * more than `unmeasuredLeadMs` before the baseline (the first sample of the episode, as of when its value was
- * known). So a stall is claimed only from at least two samples, spanning (1 − 1.5 × SAMPLE_FROM) ×
- * stallAfterMs at least.
+ * known). A stall is claimed only from at least two samples.
  */
 function sinceOf(p: Progress, s: StreamState): number {
   return Math.max(p.progressAt, s.blockedSince, p.firstAt - unmeasuredLeadMs(s.config.stallAfterMs));
