@@ -257,9 +257,9 @@ describe.runIf(netns)('a large socket table (about 12,000 TCP sockets in the nam
  * 150 ms (~430 KB/s). A reading client was reported "not reading", with a read rate nobody measured: a stall
  * was counted from the moment the write blocked, so a kernel sample that came late (the reads are spaced by their
  * cost, up to 750 ms; the stuck clients' reads and a loaded machine make them late) or that took long to read
- * was alone enough ("0 B/s over the last 0.0 s"). Now only the span the samples measured counts (from the
- * baseline, or the last progress), and a sample pairs the handle's counters and the kernel's queue of one
- * moment. On loopback such a reader's TCP opens its window in steps up to ~0.9 s apart (measured), so the
+ * was alone enough ("0 B/s over the last 0.0 s"). Now a stall needs two samples, the baseline is read at once,
+ * the time before it counts only up to its normal delay, and a sample pairs the handle's counters and the
+ * kernel's queue of one moment and one blocked episode. On loopback such a reader's TCP opens its window in steps up to ~0.9 s apart (measured), so the
  * readers-only run is the check that the rule still tells slow from stuck at this threshold.
  */
 describe('slow readers beside stuck ones, stallAfterMs 500 (one process)', () => {
