@@ -251,3 +251,70 @@ describe.runIf(netns)('a large socket table (about 12,000 TCP sockets in the nam
     }
   }, 90_000);
 });
+
+/**
+ * Issue 20 item 4: one process, stallAfterMs 500, two clients that never read and two that read 64 KiB every
+ * 150 ms (~430 KB/s). A reading client was reported "not reading", with a read rate nobody measured: a stall
+ * was counted from the moment the write blocked, so a kernel sample that came late (the reads are spaced by their
+ * cost, up to 750 ms; the stuck clients' reads and a loaded machine make them late) or that took long to read
+ * was alone enough ("0 B/s over the last 0.0 s"). Now a stall needs two samples, the baseline is read at once,
+ * the time before it counts only up to its normal delay, and a sample pairs the handle's counters and the
+ * kernel's queue of one moment and one blocked episode. On loopback such a reader's TCP opens its window in steps up to ~0.9 s apart (measured), so the
+ * readers-only run is the check that the rule still tells slow from stuck at this threshold.
+ */
+describe('slow readers beside stuck ones, stallAfterMs 500 (one process)', () => {
+  const stall = 500;
+  const RUN_MS = 5000;
+
+  async function run(stuckClients: number): Promise<{ findings: Array<{ kind: string; detail: string; route: string }>; readers: Array<{ got(): number }>; longest: number; ms: number }> {
+    const route = `/mixed-${stuckClients}`;
+    const registry = new Registry();
+    const findings: Array<{ kind: string; detail: string; route: string }> = [];
+    cleanup.push(ss.onFinding((f) => f.route.startsWith(`${route}/`) && findings.push(f)));
+    const handler = ss.instrument(
+      (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+        return pumpUntilClosed(res);
+      },
+      { registry, route: (req) => `${route}${req.url}`, stallAfterMs: stall },
+    );
+    const srv = await startServer((req, res) => void handler(req, res));
+    cleanup.push(() => srv.close());
+    for (let i = 0; i < stuckClients; i++) {
+      const sock = await neverReadingClient(srv.port, `/stuck${i}`);
+      cleanup.push(() => sock.destroy());
+    }
+    const readers = [await slowReader(srv.port, '/read0', 64 * 1024, 150), await slowReader(srv.port, '/read1', 64 * 1024, 150)];
+    const t0 = Date.now();
+    let longest = 0;
+    while (Date.now() - t0 < RUN_MS) {
+      await sleep(100);
+      for (const s of ss.streams()) if (s.route.startsWith(`${route}/read`)) longest = Math.max(longest, s.blockedForMs);
+    }
+    return { findings, readers, longest, ms: Date.now() - t0 };
+  }
+
+  /** Every stalled_write states a read rate over a window its samples measured (two samples at least). */
+  function expectMeasured(f: { detail: string }): void {
+    const m = /no progress for (\d+) ms: .* the client read \S+ \S+ over the last (\d+\.\d) s/.exec(f.detail);
+    expect(m, f.detail).not.toBeNull();
+    expect(Number(m![2]) * 1000, f.detail).toBeGreaterThan(0);
+  }
+
+  it('the two stuck clients are found, the two reading ones are not, and every finding states a measured rate', async () => {
+    const { findings, readers, longest, ms } = await run(2);
+    for (const f of findings) expectMeasured(f);
+    const stalled = findings.filter((f) => f.kind === 'stalled_write').map((f) => f.route.split('/').at(-1));
+    expect(stalled.sort()).toEqual(['stuck0', 'stuck1']);
+    // the scenario: the readers kept reading fast while their writes stayed blocked past the threshold
+    for (const r of readers) expect((r.got() * 1000) / ms).toBeGreaterThan(200_000);
+    expect(longest).toBeGreaterThan(stall);
+  }, 30_000);
+
+  it('with only the two reading clients: no finding', async () => {
+    const { findings, readers, longest, ms } = await run(0);
+    expect(findings).toEqual([]);
+    for (const r of readers) expect((r.got() * 1000) / ms).toBeGreaterThan(200_000);
+    expect(longest).toBeGreaterThan(stall);
+  }, 30_000);
+});

@@ -5,12 +5,15 @@ import {
   MAX_PROC_INTERVAL_MS,
   MAX_STEP_STALL,
   Progress,
+  SAMPLE_FROM,
   STEP_ALLOWANCE,
   considerForSampling,
   dueForSample,
   isStalled,
+  noProgressMs,
   record,
   sampleCandidates,
+  unmeasuredLeadMs,
   samplingStats,
   setOnSampled,
 } from '../src/consumers/detectors/progress.js';
@@ -18,7 +21,9 @@ import type { StreamState } from '../src/core/stream-state.js';
 
 /**
  * The one "stalled" rule (pure): no progress in the samples for longer than stallAfterMs, or, for a client seen
- * taking bytes in steps, STEP_ALLOWANCE × its last step interval, capped at MAX_STEP_STALL × stallAfterMs.
+ * taking bytes in steps, STEP_ALLOWANCE × its longest step interval, capped at MAX_STEP_STALL × stallAfterMs. The
+ * span counts from the block (or the last progress), but from at most `unmeasuredLeadMs` (the baseline's normal
+ * delay) before the first sample of the episode (the baseline): what the client did before it was not measured.
  */
 
 const STALL = 2000;
@@ -33,13 +38,52 @@ function blocked(): { s: StreamState; p: Progress } {
 }
 
 describe('isStalled', () => {
+  it("counts before the baseline at most its normal delay: a tenth of stallAfterMs, a sweep, a read's wait and the read", () => {
+    expect(unmeasuredLeadMs(5000, 0)).toBe(750);
+    expect(unmeasuredLeadMs(500, 20)).toBe(50 + 250 + (DUE_COST_FACTOR + 1) * 20);
+  });
+
   it('a client never seen taking a byte is stalled just after stallAfterMs, not before', () => {
     const { s, p } = blocked();
-    record(p, 100, BLOCKED + 200); // the baseline sample
+    record(p, 100, BLOCKED + SAMPLE_FROM * STALL); // the baseline sample, on time
     record(p, 100, BLOCKED + STALL);
     expect(isStalled(s, 0)).toBe(false);
+    expect(noProgressMs(s)).toBe(STALL);
     record(p, 100, BLOCKED + STALL + 1);
     expect(isStalled(s, 0)).toBe(true);
+  });
+
+  it('one sample is no evidence, however long after the block it came (issue 20: "0 B/s over the last 0.0 s")', () => {
+    const { s, p } = blocked();
+    const lead = unmeasuredLeadMs(STALL); // the most the rule counts before the baseline
+    record(p, 100, BLOCKED + 3 * STALL); // the baseline came late (a busy read, the reads' spacing)
+    expect(isStalled(s, 0)).toBe(false);
+    expect(noProgressMs(s)).toBe(0);
+    record(p, 100, BLOCKED + 4 * STALL - lead); // (1 − SAMPLE_FROM) × stallAfterMs measured, not 4 × it
+    expect(isStalled(s, 0)).toBe(false);
+    record(p, 100, BLOCKED + 4 * STALL - lead + 1);
+    expect(isStalled(s, 0)).toBe(true);
+    expect(noProgressMs(s)).toBe(STALL + 1);
+  });
+
+  it('a kernel sample counts as of its issue when flat, and as of its arrival for the baseline and for progress', () => {
+    const { s, p } = blocked();
+    // the baseline's read was issued at +200 and came back at +900 (a loaded machine): the queue it shows may be
+    // of +899, so the span without progress starts there, not at +200
+    record(p, 100, BLOCKED + 200, BLOCKED + 900);
+    const since = BLOCKED + 900 - unmeasuredLeadMs(STALL);
+    record(p, 100, BLOCKED + STALL + 1, BLOCKED + STALL + 5);
+    expect(isStalled(s, 0)).toBe(false); // counted from the block, as if the baseline's value were of +200
+    record(p, 100, since + STALL);
+    expect(isStalled(s, 0)).toBe(false);
+    record(p, 100, since + STALL + 1);
+    expect(isStalled(s, 0)).toBe(true);
+    // progress seen by a read that took 600 ms: the client may have taken the bytes at its end
+    const b = blocked();
+    record(b.p, 100, BLOCKED + 200);
+    record(b.p, 200, BLOCKED + 400, BLOCKED + 1000);
+    record(b.p, 200, BLOCKED + 1000 + STALL);
+    expect(isStalled(b.s, 0)).toBe(false);
   });
 
   it('without a sample of this episode there is no evidence, so no stall', () => {
@@ -95,10 +139,29 @@ describe('isStalled', () => {
   });
 });
 
+describe('the step allowance follows the longest interval between steps', () => {
+  it('a receiver whose window updates come in bursts (two 30 ms apart, then a long pause) keeps the long interval', () => {
+    const { s, p } = blocked();
+    const gap = 2700;
+    let at = BLOCKED + 200;
+    record(p, 0, at);
+    record(p, 300_000, (at += gap));
+    record(p, 320_000, (at += 30)); // the second update of the burst
+    record(p, 620_000, (at += gap));
+    record(p, 640_000, (at += 30));
+    expect(p.stepGap).toBe(gap); // the last interval (30 ms) would give the client only stallAfterMs
+    record(p, 640_000, at + STALL + 1);
+    expect(isStalled(s, 0)).toBe(false);
+    record(p, 640_000, at + Math.min(STEP_ALLOWANCE * gap, MAX_STEP_STALL * STALL) + 1);
+    expect(isStalled(s, 0)).toBe(true);
+  });
+});
+
 describe('dueForSample (a kernel sample that cannot wait for the reads\' spacing)', () => {
   it('is due once the threshold passed since the last sample, until a sample decides; progress moves the threshold', () => {
     const { s, p } = blocked();
-    expect(dueForSample(p, s, BLOCKED + 10 * STALL)).toBe(false); // no baseline yet: the regular read takes it
+    // no baseline yet: due at once (the span that can show a stall starts with it), not at the reads' spacing
+    expect(dueForSample(p, s, BLOCKED + 1)).toBe(true);
     record(p, 100, BLOCKED + 200);
     expect(dueForSample(p, s, BLOCKED + STALL)).toBe(false); // not past the threshold
     expect(dueForSample(p, s, BLOCKED + STALL + 1)).toBe(true);
@@ -140,9 +203,10 @@ describe.runIf(process.platform === 'linux')('the kernel samples (proc table rea
 
     const stall = 500;
     let slot: unknown;
-    // the fields sampling reads: a real socket (its inode is in /proc/self/net/tcp), an empty response queue
+    // the fields sampling reads: a real socket (its inode is in /proc/self/net/tcp), an empty response queue, not
+    // an HTTP/2 stream
     const res = { socket: sock, writableLength: 0, destroyed: false };
-    const s = { blockedSince: 0, config: { stallAfterMs: stall }, res, slot: () => slot, setSlot: (_i: number, v: unknown) => (slot = v) } as unknown as StreamState;
+    const s = { blockedSince: 0, config: { stallAfterMs: stall }, res, h2: null, slot: () => slot, setSlot: (_i: number, v: unknown) => (slot = v) } as unknown as StreamState;
     let arrived: (list: readonly StreamState[]) => void = () => undefined;
     setOnSampled((list) => arrived(list));
     /** One sweep's sampling at `now`: whether it started a read, and the streams that read sampled. */
@@ -173,7 +237,11 @@ describe.runIf(process.platform === 'linux')('the kernel samples (proc table rea
 
     // Past the threshold (and past DUE_COST_FACTOR × the last read's time), within the regular spacing, the client
     // having taken nothing: a read starts now, and its sample decides the stall when it arrives.
-    const t2 = Math.max(s.blockedSince + stall + 1, t1 + DUE_COST_FACTOR * took + 1);
+    // (The baseline counts as of its read's arrival, `p.firstAt`: the queue it shows may be of then; the span
+    // starts at most unmeasuredLeadMs(stall) before it.)
+    expect(p.firstAt).toBeGreaterThanOrEqual(t1 + 40);
+    const since = Math.max(s.blockedSince, p.firstAt - unmeasuredLeadMs(stall));
+    const t2 = Math.max(since + stall + 1, t1 + DUE_COST_FACTOR * took + 1);
     expect(t2, `the baseline read took ${took.toFixed(1)} ms on this clock: too slow for this test`).toBeLessThan(t1 + MAX_PROC_INTERVAL_MS);
     const due = sample(t2);
     expect(due.started).toBe(true);

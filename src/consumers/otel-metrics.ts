@@ -99,7 +99,8 @@ function setUp(meter: Meter): Instruments {
         const now = new Map<string, RouteTotals & { buffered: number }>();
         for (const [route, t] of closed) now.set(route, { ...t, buffered: 0 });
         tracker.open.each((s) => {
-          if (s.phase !== Phase.Open) return;
+          // a stream muted at open (no provider then) is never counted: not while open, not at close
+          if (s.phase !== Phase.Open || s.slot(kSlot) === undefined) return;
           const route = routeOf(s);
           let t = now.get(route);
           if (t === undefined) {

@@ -5,7 +5,7 @@ import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracki
 import { userFrames } from '../../core/stacks.js';
 import { installWire, sweepWire } from './buffered.js';
 import { installGaps, sweepGaps } from './gaps.js';
-import { considerForSampling, isStalled, observedReadRate, progressOf, sampleCandidates, setOnSampled } from './progress.js';
+import { considerForSampling, isStalled, noProgressMs, observedReadRate, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
  * Leak detectors (docs/detectors.md). The tracker's sweep (one unref'd timer it owns, running while any stream
@@ -49,9 +49,8 @@ function checkOpen(s: StreamState, now: number): void {
     const waited = now - s.blockedSince;
     const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
     const rate = observedReadRate(s);
-    const p = progressOf(s);
-    const still = p === null ? waited : p.sampledAt - Math.max(s.blockedSince, p.progressAt);
-    const source = rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
+    const still = noProgressMs(s);
+    const source = rate.h2 ? "the HTTP/2 stream's flow control" : rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
     raise(
       s,
       'stalled_write',

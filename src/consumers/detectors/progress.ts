@@ -15,23 +15,36 @@ import { getTracker } from '../../core/tracker.js';
  * - elsewhere (no procfs, not a TCP socket) only the first term: it grows only when the kernel wakes the
  *   writer, at a third of the send buffer, so a slow reader can look stalled there (docs/detectors.md).
  * - progress also when the response's user-space queue (`writableLength`) shrank.
+ * - HTTP/2: every stream of a session shares one socket, whose counters and queue move when any stream
+ *   progresses; a stream's own progress is the bytes it let out: written to it minus its `bufferSize` (what
+ *   waits in its writable and in the session for the client's stream window, which the client reopens as it
+ *   reads that stream). Neither the socket's counters nor its kernel queue are used for it (issue 20).
  *
  * Sampled by the detectors' sweep, only for streams blocked longer than SAMPLE_FROM × stallAfterMs, at
  * most MAX_SAMPLED_PER_SWEEP of them per sweep. The proc tables are read asynchronously, one read at a
- * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream's threshold has passed
- * since its last sample: then the read starts at that sweep (once DUE_COST_FACTOR × the last read's duration
- * has passed), and the detector checks the streams it sampled as soon as it is done (`onSampled`), so a
- * client that takes nothing is found within stallAfterMs + one sweep + a read or two. The detector, the `stream_stalled` gauge and the health report all call `isStalled()`.
+ * time, spaced by PROC_COST_FACTOR × the last read's duration, except when a stream has no baseline yet or its
+ * threshold has passed since its last sample: then the read starts at that sweep (once DUE_COST_FACTOR × the
+ * last read's duration has passed), and the detector checks the streams it sampled as soon as it is done
+ * (`onSampled`), so a client that takes nothing is found within stallAfterMs + two sweeps + two reads of the
+ * block. A sample pairs the handle's counters and the kernel's queue only when both describe one moment of one
+ * blocked episode (`readQueues`). The detector, the `stream_stalled` gauge and the health report all call
+ * `isStalled()`.
  */
 
 /**
- * A blocked stream is sampled once it has been blocked this share of its stallAfterMs. The first sample
- * is the baseline: a window update the client sends before it is not seen, so the client must be seen
- * taking bytes within (1 − SAMPLE_FROM) × stallAfterMs. A receiver advertises window in steps of about
- * 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
+ * A blocked stream is sampled once it has been blocked this share of its stallAfterMs, and its first kernel
+ * sample (the baseline) is due at once (`dueForSample`), not at the reads' regular spacing. The baseline is
+ * taken this late on purpose: a client that never reads was seen taking another 8-10 KiB within its first
+ * second (loopback), which an earlier baseline counts as progress (tried at 0.02: a stuck client found 1.1 s
+ * after a 5 s threshold, its rate not 0). "No progress" then runs
+ * from the block, but from at most `unmeasuredLeadMs` before the moment the baseline is known (`sinceOf`): what the client did before it was not seen. Counting from the block whatever the baseline's
+ * time let a baseline that came late (a busy read, the reads' spacing) or a single sample claim a stall for a
+ * client that was reading ("0 B/s over the last 0.0 s", issue 20). A receiver advertises window in steps of
+ * about 1/16 of its (autotuned) receive buffer: a Node 24 client on loopback reading ~110 KB/s steps by
  * ~290 KiB, one update per ~2.7 s, which a baseline at half of a 3 s threshold missed.
  */
 export const SAMPLE_FROM = 0.1;
+
 /** Blocked streams sampled per sweep at most (rotating, so every one is sampled in turn). */
 export const MAX_SAMPLED_PER_SWEEP = 2000;
 
@@ -45,6 +58,8 @@ export class Progress {
   episode = -1;
   /** Whether `delivered` includes the kernel's send queue (fixed per episode). */
   kernel = false;
+  /** An HTTP/2 stream: `delivered` is the bytes its own flow control let out (`sentOnStream`). */
+  h2 = false;
   firstAt = -1;
   firstDelivered = 0;
   sampledAt = -1;
@@ -69,7 +84,7 @@ export function progressOf(s: StreamState): Progress | null {
 
 /**
  * A client that takes bytes in steps (its TCP advertises window every `stepGap` ms) is given up to
- * STEP_ALLOWANCE × its last observed step interval, but never more than MAX_STEP_STALL × stallAfterMs.
+ * STEP_ALLOWANCE × its longest observed step interval, but never more than MAX_STEP_STALL × stallAfterMs.
  * A client never seen taking a byte gets stallAfterMs exactly.
  */
 export const STEP_ALLOWANCE = 1.5;
@@ -103,6 +118,15 @@ function procAvailable(): boolean {
     }
   }
   return procOk;
+}
+
+/**
+ * An HTTP/2 stream's bytes sent: written to it (the tracker's tally) minus its `bufferSize` (its writable's queue
+ * plus what the session holds for it until the client's stream window opens). NaN when the stream says nothing.
+ */
+function sentOnStream(s: StreamState, h2: object): number {
+  const buffered = (h2 as { bufferSize?: unknown }).bufferSize;
+  return typeof buffered === 'number' ? s.bytes - buffered : NaN;
 }
 
 function inodeOf(h: Handle | null): number {
@@ -199,10 +223,26 @@ let rotate = 0;
 let procBusy = false;
 let nextProcAt = 0;
 let nextDueAt = 0;
+/** How long the last proc read took (ms, issue to result). */
+let lastReadMs = 0;
 
 /** Called by the sweep for each open stream: is it blocked long enough to be sampled? */
 export function considerForSampling(s: StreamState, now: number): void {
   if (s.blockedSince >= 0 && now - s.blockedSince >= s.config.stallAfterMs * SAMPLE_FROM) candidates.push(s);
+}
+
+/** The detectors' sweep period (SWEEP_MS of index.ts). */
+const SWEEP_PERIOD_MS = 250;
+
+/**
+ * The most of the time before a blocked episode's baseline that counts as "no progress": the baseline's normal
+ * delay, as it was always counted: SAMPLE_FROM × stallAfterMs, the sweep that takes it, and the wait for a read
+ * and the read (DUE_COST_FACTOR + 1 times the last read's duration). A baseline later than that (the reads'
+ * regular spacing, up to MAX_PROC_INTERVAL_MS, made it so before issue 20) shortens the claim instead: the time
+ * nothing measured is not counted.
+ */
+export function unmeasuredLeadMs(stallAfterMs: number, readMs = lastReadMs): number {
+  return SAMPLE_FROM * stallAfterMs + SWEEP_PERIOD_MS + (DUE_COST_FACTOR + 1) * readMs;
 }
 
 function startEpisode(p: Progress, s: StreamState): void {
@@ -215,16 +255,25 @@ function startEpisode(p: Progress, s: StreamState): void {
   p.kernel = p.inode > 0;
 }
 
-/** Records one sample of `delivered` bytes taken at `at` (exported for the unit test of the rule). */
-export function record(p: Progress, delivered: number, at: number): void {
+/**
+ * Records one sample of `delivered` bytes, taken at some moment between `at` and `seenBy` (a kernel sample: the
+ * read was issued at `at` and its result was in at `seenBy`). Each bound is used where it claims less: a sample
+ * without progress counts as of `at`, and the baseline and progress as of `seenBy` (the client may have taken the
+ * bytes that late): the no-progress span the samples show is then never longer than the one that happened.
+ * Exported for the unit test of the rule.
+ */
+export function record(p: Progress, delivered: number, at: number, seenBy = at): void {
   if (p.sampledAt >= 0) {
     if (delivered > p.delivered) {
-      p.progressAt = Math.max(p.progressAt, at);
-      if (p.stepAt >= 0 && at > p.stepAt) p.stepGap = at - p.stepAt;
-      if (at > p.stepAt) p.stepAt = at;
+      p.progressAt = Math.max(p.progressAt, seenBy);
+      // the longest interval between steps seen: a receiver's updates come in bursts (two ~30 ms apart, then
+      // ~0.5-1 s of nothing, measured on loopback at ~430 KB/s), so the last interval says little
+      if (p.stepAt >= 0 && seenBy > p.stepAt) p.stepGap = Math.max(p.stepGap, seenBy - p.stepAt);
+      if (seenBy > p.stepAt) p.stepAt = seenBy;
     }
   } else {
-    p.firstAt = at;
+    // the baseline: a span without progress starts at the latest moment it can describe
+    p.firstAt = seenBy;
     p.firstDelivered = delivered;
   }
   if (at > p.sampledAt) p.sampledAt = at;
@@ -243,7 +292,7 @@ export function sampleCandidates(now: number): void {
   const start = n > take ? rotate % n : 0;
   rotate += take;
   const useProc = procAvailable();
-  let wanted: Map<number, [Progress, number, StreamState]> | null = null;
+  let wanted: Map<number, Wanted> | null = null;
   let due = false;
   for (let k = 0; k < take; k++) {
     const s = candidates[(start + k) % n] as StreamState;
@@ -252,11 +301,16 @@ export function sampleCandidates(now: number): void {
       p = new Progress();
       s.setSlot(kSlot, p);
     }
-    const h = osHandle(s.res?.socket as Socket | null | undefined);
-    if (p.inode < 0) p.inode = useProc ? inodeOf(h) : 0;
+    // HTTP/2: the session's socket is every stream's; the stream's own sent bytes instead
+    const h2 = s.h2;
+    const h = h2 === null ? osHandle(s.res?.socket as Socket | null | undefined) : null;
+    if (p.inode < 0) {
+      p.inode = useProc && h2 === null ? inodeOf(h) : 0;
+      p.h2 = h2 !== null;
+    }
     if (p.episode !== s.blockedSince) startEpisode(p, s);
     samplingStats.sampled++;
-    const acc = accepted(h);
+    const acc = h2 === null ? accepted(h) : sentOnStream(s, h2);
     const res = s.res;
     const queued = res !== null && !res.destroyed ? res.writableLength : 0;
     // The kernel took bytes from the socket, or the response's own queue shrank: progress, on any platform.
@@ -265,7 +319,7 @@ export function sampleCandidates(now: number): void {
     p.queued = queued;
     if (p.kernel) {
       if (wanted === null) wanted = new Map();
-      wanted.set(p.inode, [p, acc, s]);
+      wanted.set(p.inode, [p, acc, s, p.episode]);
       if (!due) due = dueForSample(p, s, now);
     } else {
       record(p, Number.isNaN(acc) ? 0 : acc, now);
@@ -275,8 +329,15 @@ export function sampleCandidates(now: number): void {
   if (wanted !== null && !procBusy && (now >= nextProcAt || (due && now >= nextDueAt))) readQueues(wanted, now);
 }
 
-/** One asynchronous read of the proc tables for the wanted sockets; the result is recorded as of `issuedAt`. */
-function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issuedAt: number): void {
+/** A stream whose kernel sample is wanted: its record, the handle's accepted bytes at the sweep, the stream, its episode then. */
+type Wanted = [Progress, number, StreamState, number];
+
+/**
+ * One asynchronous read of the proc tables for the wanted sockets. A sample pairs the send queue, printed by the
+ * kernel at some moment of the read, with the handle's accepted bytes taken at the sweep (`issuedAt`): it is
+ * recorded only when both describe the same moment and the same blocked episode (see `done`).
+ */
+function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
   procBusy = true;
   samplingStats.issued++;
   const queues = new Map<number, number>();
@@ -303,10 +364,15 @@ function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issued
     samplingStats.procMs += took;
     nextProcAt = issuedAt + Math.min(took * PROC_COST_FACTOR, MAX_PROC_INTERVAL_MS);
     nextDueAt = issuedAt + took * DUE_COST_FACTOR;
+    lastReadMs = Math.max(0, took);
     procBusy = false;
+    const seenBy = performance.now();
     const sampled: StreamState[] = [];
-    for (const [inode, [p, acc, s]] of wanted) {
+    for (const [inode, [p, acc, s, episode]] of wanted) {
       if (p.inode !== inode || !p.kernel) continue;
+      // The write drained (and maybe blocked again) while the table was read: the sample belongs to an episode
+      // that is over, and says nothing about the new one.
+      if (s.blockedSince !== episode || p.episode !== episode) continue;
       const q = queues.get(inode);
       if (q === undefined || Number.isNaN(acc)) {
         // Not in the tables (closed meanwhile, or not TCP): the handle's counters alone from now on.
@@ -316,7 +382,14 @@ function readQueues(wanted: Map<number, [Progress, number, StreamState]>, issued
         p.sampledAt = -1;
         continue;
       }
-      record(p, acc - q, issuedAt);
+      const accNow = accepted(osHandle(s.res?.socket as Socket | null | undefined));
+      if (accNow !== acc) {
+        // The kernel accepted bytes from the socket during the read (it had room: the client took some), so the
+        // send queue may be from after that and `acc - q` from no single moment: progress, but no sample.
+        if (accNow > acc) p.progressAt = Math.max(p.progressAt, seenBy);
+        continue;
+      }
+      record(p, acc - q, issuedAt, seenBy);
       sampled.push(s);
     }
     if (onSampled !== null && sampled.length > 0) onSampled(sampled);
@@ -333,7 +406,7 @@ export function isStalled(s: StreamState, now: number): boolean {
   void now;
   if (s.blockedSince < 0) return false;
   const p = progressOf(s);
-  if (p === null || p.episode !== s.blockedSince || p.sampledAt < 0) return false;
+  if (p === null || p.episode !== s.blockedSince || p.sampledAt <= p.firstAt) return false;
   return p.sampledAt - sinceOf(p, s) > limitOf(p, s);
 }
 
@@ -342,15 +415,28 @@ export function isStalled(s: StreamState, now: number): boolean {
  * sample, which did not show a stall yet.
  */
 export function dueForSample(p: Progress, s: StreamState, now: number): boolean {
-  if (p.sampledAt < 0 || p.episode !== s.blockedSince) return false;
+  if (p.episode !== s.blockedSince) return false;
+  // no baseline yet: the span that can show a stall starts only with it
+  if (p.sampledAt < 0) return true;
   const since = sinceOf(p, s);
   const limit = limitOf(p, s);
   return now - since > limit && p.sampledAt - since <= limit;
 }
 
-/** Since when the stream has shown no progress: it blocked, or its samples last saw progress. */
+/**
+ * Since when the stream has shown no progress: the last sample that saw progress, else the block, but never
+ * more than `unmeasuredLeadMs` before the baseline (the first sample of the episode, as of when its value was
+ * known). A stall is claimed only from at least two samples.
+ */
 function sinceOf(p: Progress, s: StreamState): number {
-  return p.progressAt > s.blockedSince ? p.progressAt : s.blockedSince;
+  return Math.max(p.progressAt, s.blockedSince, p.firstAt - unmeasuredLeadMs(s.config.stallAfterMs));
+}
+
+/** How long the samples of the stream's current blocked episode have shown no progress (0 without two samples). */
+export function noProgressMs(s: StreamState): number {
+  const p = progressOf(s);
+  if (p === null || p.episode !== s.blockedSince || p.sampledAt <= p.firstAt) return 0;
+  return Math.max(0, p.sampledAt - sinceOf(p, s));
 }
 
 /** How long without progress is a stall: stallAfterMs, or more for a client seen taking bytes in steps. */
@@ -360,9 +446,9 @@ function limitOf(p: Progress, s: StreamState): number {
 }
 
 /** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
-export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean } {
+export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean; h2: boolean } {
   const p = progressOf(s);
-  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false };
+  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false, h2: p?.h2 ?? false };
   const ms = p.sampledAt - p.firstAt;
-  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel };
+  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel, h2: p.h2 };
 }
