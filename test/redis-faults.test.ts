@@ -1,32 +1,16 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { compareIds, createHub, redisStore, type Hub, type RedisLike, type SubscribeOptions } from '../src/index.js';
 import { get, newRegistry, scrape, startServer, sum, until, type TestServer } from './helpers/http.js';
 import { hubApp, openSse } from './helpers/sse.js';
-import { startRedis, type RedisServer } from './helpers/redis.js';
+import { redisFaultHarness, type RedisServer } from './helpers/redis.js';
 
 // A redis-server of its own: these tests flush, kill, restart and freeze it.
 let redis: RedisServer;
 let admin: Redis;
-const unhandled: unknown[] = [];
-const onUnhandled = (err: unknown): void => void unhandled.push(err);
-beforeAll(async () => {
-  redis = await startRedis();
-  admin = new Redis(redis.url, { maxRetriesPerRequest: null });
-  admin.on('error', () => {});
-  process.on('unhandledRejection', onUnhandled);
-});
-afterAll(async () => {
-  process.off('unhandledRejection', onUnhandled);
-  admin?.disconnect();
-  await redis?.stop();
-});
-
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  redis.thaw();
-  while (cleanups.length) await cleanups.pop()!();
-  expect(unhandled).toEqual([]);
+const cleanups = redisFaultHarness([], (r, a) => {
+  redis = r;
+  admin = a;
 });
 
 let prefixN = 0;

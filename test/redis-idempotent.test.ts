@@ -1,11 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createHub, redisStore, type Hub } from '../src/index.js';
 import { connect, type ClientEvent, type SseClient } from '../src/client/index.js';
 import { startServer, until, type TestServer } from './helpers/http.js';
 import { hubApp } from './helpers/sse.js';
 import { faultProxy } from './helpers/fault-proxy.js';
-import { startRedis, type RedisServer } from './helpers/redis.js';
+import { redisFaultHarness, type RedisServer } from './helpers/redis.js';
 
 /**
  * Idempotent publish under the faults of test/redis-faults.test.ts: a real redis-server (AOF, fsync always, so
@@ -19,25 +19,9 @@ import { startRedis, type RedisServer } from './helpers/redis.js';
 
 let redis: RedisServer;
 let admin: Redis;
-const unhandled: unknown[] = [];
-const onUnhandled = (err: unknown): void => void unhandled.push(err);
-beforeAll(async () => {
-  redis = await startRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
-  admin = new Redis(redis.url, { maxRetriesPerRequest: null });
-  admin.on('error', () => {});
-  process.on('unhandledRejection', onUnhandled);
-});
-afterAll(async () => {
-  process.off('unhandledRejection', onUnhandled);
-  admin?.disconnect();
-  await redis?.stop();
-});
-
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  redis.thaw();
-  while (cleanups.length) await cleanups.pop()!();
-  expect(unhandled).toEqual([]);
+const cleanups = redisFaultHarness(['--appendonly', 'yes', '--appendfsync', 'always'], (r, a) => {
+  redis = r;
+  admin = a;
 });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

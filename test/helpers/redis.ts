@@ -1,3 +1,5 @@
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { Redis } from 'ioredis';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -111,4 +113,36 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
     };
     return server;
   }
+}
+
+/**
+ * The harness of the Redis fault tests: a redis-server of the file's own (they flush, kill, restart and freeze
+ * it; `extraArgs` as for startRedis) and an admin client, handed to `ready` once started. After each test Redis
+ * is thawed, the test's cleanups run (last pushed first), and no promise was left rejected unhandled. Returns the
+ * cleanups list.
+ */
+export function redisFaultHarness(extraArgs: string[], ready: (redis: RedisServer, admin: Redis) => void): Array<() => Promise<void> | void> {
+  let redis: RedisServer | undefined;
+  let admin: Redis | undefined;
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown): void => void unhandled.push(err);
+  beforeAll(async () => {
+    redis = await startRedis(extraArgs);
+    admin = new Redis(redis.url, { maxRetriesPerRequest: null });
+    admin.on('error', () => {});
+    process.on('unhandledRejection', onUnhandled);
+    ready(redis, admin);
+  });
+  afterAll(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    admin?.disconnect();
+    await redis?.stop();
+  });
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    redis?.thaw();
+    while (cleanups.length) await cleanups.pop()!();
+    expect(unhandled).toEqual([]);
+  });
+  return cleanups;
 }
