@@ -260,17 +260,25 @@ describe.runIf(netns)('a large socket table (about 12,000 TCP sockets in the nam
  * was alone enough ("0 B/s over the last 0.0 s"). Now a stall needs two samples, the baseline is read at once,
  * the time before it counts only up to its normal delay, and a sample pairs the handle's counters and the
  * kernel's queue of one moment and one blocked episode. On loopback such a reader's TCP opens its window in steps
- * up to ~0.9 s apart (measured on Node 20).
+ * up to ~0.9 s apart (measured on Node 20) and ~1.0 s apart (Node 24). On Node 22 and later (a response's 64 KiB
+ * highWaterMark) its blocked episodes last about a second, end in a drain and block again at once, and the first
+ * step interval of an episode was not known yet: both readers were flagged at ~530 ms in every run on Node 24. A
+ * drain now counts as a step of the blocked stretch.
  */
 describe('slow readers beside stuck ones, stallAfterMs 500 (one process)', () => {
   const stall = 500;
   const RUN_MS = 5000;
+  type F = { kind: string; detail: string; route: string; at: number };
 
-  async function run(stuckClients: number): Promise<{ findings: Array<{ kind: string; detail: string; route: string }>; readers: Array<{ got(): number }>; longest: number; ms: number }> {
+  /**
+   * Runs the scenario; polls every 100 ms: each reader's blocked time (an episode ends when it drops), and the
+   * `stream_stalled` gauge of each reader's route (isStalled(), the rule the detector raises on).
+   */
+  async function run(stuckClients: number): Promise<{ findings: F[]; readers: Array<{ got(): number }>; longest: number; ms: number; settledAt: number; settledAtEpoch: number; stalledAfter: string[] }> {
     const route = `/mixed-${stuckClients}`;
     const registry = new Registry();
-    const findings: Array<{ kind: string; detail: string; route: string }> = [];
-    cleanup.push(ss.onFinding((f) => f.route.startsWith(`${route}/`) && findings.push(f)));
+    const findings: F[] = [];
+    cleanup.push(ss.onFinding((f) => f.route.startsWith(`${route}/`) && findings.push({ ...f, at: Date.now() })));
     const handler = ss.instrument(
       (_req: http.IncomingMessage, res: http.ServerResponse) => {
         res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
@@ -285,13 +293,30 @@ describe('slow readers beside stuck ones, stallAfterMs 500 (one process)', () =>
       cleanup.push(() => sock.destroy());
     }
     const readers = [await slowReader(srv.port, '/read0', 64 * 1024, 150), await slowReader(srv.port, '/read1', 64 * 1024, 150)];
+    const names = ['read0', 'read1'];
     const t0 = Date.now();
     let longest = 0;
+    // a reader's first blocked episode ended (its blocked time dropped): from then on its step interval is known
+    const lastBlocked = new Map<string, number>();
+    const drained = new Set<string>();
+    let settledAt = Infinity;
+    const stalledAfter: string[] = [];
     while (Date.now() - t0 < RUN_MS) {
       await sleep(100);
-      for (const s of ss.streams()) if (s.route.startsWith(`${route}/read`)) longest = Math.max(longest, s.blockedForMs);
+      for (const s of ss.streams()) {
+        const name = s.route.split('/').at(-1)!;
+        if (!s.route.startsWith(`${route}/read`)) continue;
+        longest = Math.max(longest, s.blockedForMs);
+        if ((lastBlocked.get(name) ?? 0) > s.blockedForMs) drained.add(name);
+        lastBlocked.set(name, s.blockedForMs);
+      }
+      if (settledAt === Infinity && names.every((n) => drained.has(n))) settledAt = Date.now();
+      if (Date.now() > settledAt) {
+        const samples = await scrape(registry);
+        for (const n of names) if (sum(samples, 'stream_stalled', { route: `${route}/${n}` }) > 0) stalledAfter.push(`${n} at ${Date.now() - t0} ms`);
+      }
     }
-    return { findings, readers, longest, ms: Date.now() - t0 };
+    return { findings, readers, longest, ms: Date.now() - t0, settledAt: settledAt - t0, settledAtEpoch: settledAt, stalledAfter };
   }
 
   /** Every stalled_write states a read rate over a window its samples measured (two samples at least). */
@@ -301,18 +326,35 @@ describe('slow readers beside stuck ones, stallAfterMs 500 (one process)', () =>
     expect(Number(m![2]) * 1000, f.detail).toBeGreaterThan(0);
   }
 
-  it('the two stuck clients are found, and every finding states a rate measured for its own stream', async () => {
-    const { findings, readers, longest, ms } = await run(2);
-    for (const f of findings) expectMeasured(f);
-    const stalled = findings.filter((f) => f.kind === 'stalled_write').map((f) => f.route.split('/').at(-1));
-    expect(stalled.filter((r) => r!.startsWith('stuck')).sort()).toEqual(['stuck0', 'stuck1']);
+  /**
+   * What a reader may not get: a stall once its first blocked episode has ended. Within the first one (the
+   * connection's first window, before any step interval is known) such a reader is not told from a stopped client
+   * at this threshold on Node 22 and later, and a finding there is the documented limit (docs/detectors.md).
+   */
+  function expectReadersNotStalledOnceKnown(r: Awaited<ReturnType<typeof run>>): void {
+    expect(r.settledAt, 'both readers ended a blocked episode within the run').toBeLessThan(RUN_MS - 1500);
+    expect(r.stalledAfter).toEqual([]);
+    const late = r.findings.filter((f) => f.route.includes('/read') && f.at > r.settledAtEpoch);
+    expect(late).toEqual([]);
+  }
+
+  it('the two stuck clients are found, the readers are not stalled, and every finding states a rate measured for its own stream', async () => {
+    const r = await run(2);
+    for (const f of r.findings) expectMeasured(f);
+    const stalled = r.findings.filter((f) => f.kind === 'stalled_write').map((f) => f.route.split('/').at(-1)!);
+    expect(stalled.filter((n) => n.startsWith('stuck')).sort()).toEqual(['stuck0', 'stuck1']);
+    expectReadersNotStalledOnceKnown(r);
     // the scenario: the readers kept reading fast while their writes stayed blocked past the threshold
-    for (const r of readers) expect((r.got() * 1000) / ms).toBeGreaterThan(200_000);
-    expect(longest).toBeGreaterThan(stall);
+    for (const reader of r.readers) expect((reader.got() * 1000) / r.ms).toBeGreaterThan(200_000);
+    expect(r.longest).toBeGreaterThan(stall);
   }, 30_000);
 
-  // Not asserted yet: that the two reading clients raise nothing at this threshold. On Node 20 they do not; on
-  // Node 24 (clients and server) a reader was flagged in every run here, after ~500 ms with 0 B/s measured over
-  // only 0.2 s of kernel samples (the rest counted as the baseline's lead). The cause is open (issue 20, item 4);
-  // docs/detectors.md says so.
+  it('the two readers alone: not stalled once their first episode ended, and any finding states a measured rate', async () => {
+    const r = await run(0);
+    for (const f of r.findings) expectMeasured(f);
+    expectReadersNotStalledOnceKnown(r);
+    for (const reader of r.readers) expect((reader.got() * 1000) / r.ms).toBeGreaterThan(200_000);
+    expect(r.longest).toBeGreaterThan(stall);
+  }, 30_000);
 });
+

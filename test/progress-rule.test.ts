@@ -4,12 +4,16 @@ import {
   DUE_COST_FACTOR,
   MAX_PROC_INTERVAL_MS,
   MAX_STEP_STALL,
+  CONTINUOUS_MS,
   Progress,
   SAMPLE_FROM,
   STEP_ALLOWANCE,
   considerForSampling,
+  drained,
   dueForSample,
   isStalled,
+  onEpisodeEnd,
+  startEpisode,
   noProgressMs,
   record,
   sampleCandidates,
@@ -154,6 +158,72 @@ describe('the step allowance follows the longest interval between steps', () => 
     expect(isStalled(s, 0)).toBe(false);
     record(p, 640_000, at + Math.min(STEP_ALLOWANCE * gap, MAX_STEP_STALL * STALL) + 1);
     expect(isStalled(s, 0)).toBe(true);
+  });
+});
+
+/**
+ * Issue 20 item 4, from a trace on Node 24 (one process, stallAfterMs 500, a client reading 64 KiB every 150 ms):
+ * the response's 64 KiB highWaterMark makes each blocked episode last about a second; it ends in a drain and the
+ * producer's next write blocks again at once. Within one episode the samples saw at most one step, so the step
+ * interval was never learnt, and 533 ms without a step in the second episode was a stall ("0 B/s over the last
+ * 0.2 s"). A drain is a step of the blocked stretch: the interval up to it is learnt.
+ */
+describe('a drain is a step of the blocked stretch', () => {
+  const STALL500 = 500;
+  function stream(blockedSince: number): { s: StreamState & { blockedSince: number }; p: Progress } {
+    const p = new Progress();
+    const s = { blockedSince, closedAt: -1, clientClosed: false, config: { stallAfterMs: STALL500 }, slot: () => p } as unknown as StreamState & { blockedSince: number };
+    startEpisode(p, s);
+    return { s, p };
+  }
+
+  it('the trace: a step, a drain 464 ms later, then 533 ms without a step is not a stall; past the learnt allowance it is', () => {
+    const { s, p } = stream(117);
+    record(p, 194_211, 332, 341); // the baseline
+    record(p, 935_139, 582, 586); // a step
+    record(p, 935_139, 832, 845);
+    drained(p, 1050);
+    s.blockedSince = 1050.1; // the next write blocked at once
+    startEpisode(p, s);
+    record(p, 1_242_339, 1332, 1341); // the new episode's baseline
+    record(p, 1_242_339, 1583, 1593);
+    expect(isStalled(s, 0), 'between two steps of a reader').toBe(false);
+    // the interval up to the drain, as long as it can have been: from the sample before the step (332)
+    expect(p.stepGap).toBeCloseTo(1050 - 332, 6);
+    const limit = Math.min(STEP_ALLOWANCE * p.stepGap, MAX_STEP_STALL * STALL500);
+    record(p, 1_242_339, 1050.1 + limit - 1);
+    expect(isStalled(s, 0)).toBe(false);
+    record(p, 1_242_339, 1050.1 + limit + 1);
+    expect(isStalled(s, 0), 'no step for longer than the learnt allowance').toBe(true);
+  });
+
+  it('time the stream spent unblocked is no step interval: an episode that starts later than CONTINUOUS_MS after the drain measures afresh', () => {
+    const { s, p } = stream(100);
+    record(p, 0, 300);
+    record(p, 100_000, 500); // a step
+    drained(p, 600);
+    expect(p.stepGap).toBe(600 - 300);
+    s.blockedSince = 600 + CONTINUOUS_MS + 10_000; // ten seconds of writes that did not block
+    startEpisode(p, s);
+    record(p, 100_000, s.blockedSince + 50);
+    record(p, 200_000, s.blockedSince + 300); // the first step of the new stretch
+    expect(p.stepGap, 'not the 10 s between the two stretches').toBe(300);
+    // the drain 100 ms after that step: the interval as long as it can have been (from the sample before it)
+    drained(p, s.blockedSince + 400);
+    expect(p.stepGap).toBe(350);
+  });
+
+  it("a close ends an episode too, and is no step of the client's", () => {
+    const { s, p } = stream(100);
+    record(p, 0, 300);
+    record(p, 100_000, 500);
+    (s as unknown as { closedAt: number }).closedAt = 5000;
+    onEpisodeEnd(s);
+    expect(p.drainAt).toBe(-1);
+    expect(p.stepGap).toBe(0);
+    (s as unknown as { closedAt: number }).closedAt = -1;
+    onEpisodeEnd(s);
+    expect(p.drainAt).toBeGreaterThan(0);
   });
 });
 

@@ -5,7 +5,7 @@ import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracki
 import { userFrames } from '../../core/stacks.js';
 import { installWire, sweepWire } from './buffered.js';
 import { installGaps, sweepGaps } from './gaps.js';
-import { considerForSampling, isStalled, noProgressMs, observedReadRate, sampleCandidates, setOnSampled } from './progress.js';
+import { considerForSampling, isStalled, noProgressMs, observedReadRate, onEpisodeEnd, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
  * Leak detectors (docs/detectors.md). The tracker's sweep (one unref'd timer it owns, running while any stream
@@ -130,5 +130,6 @@ function checkSampled(list: readonly StreamState[]): void {
 
 export const detectorsListener: TrackerListener = {
   component: 'detectors',
+  drain: onEpisodeEnd,
   sweep,
 };

@@ -69,9 +69,18 @@ export class Progress {
   queued = -1;
   /** performance.now() of the last sample that showed progress (-1: none in this episode). */
   progressAt = -1;
-  /** When the samples last saw delivered bytes grow (kept across episodes), and the interval before that. */
+  /**
+   * When the client was last seen taking bytes (a sample that saw delivered bytes grow, or a drain), and the
+   * longest interval between two such moments of one blocked stretch: episodes that follow each other within
+   * CONTINUOUS_MS (a drain, and the producer's next write blocks at once) are one stretch; a stream that was not
+   * blocked for longer starts measuring afresh, so time spent unblocked is never counted as a step interval.
+   */
   stepAt = -1;
   stepGap = 0;
+  /** The earliest moment the step at `stepAt` can have happened (the sample before it saw none). */
+  stepFrom = -1;
+  /** performance.now() of the last drain that ended a blocked episode while the client was there (-1: none). */
+  drainAt = -1;
 }
 
 /** This module's slot on each stream: its Progress record (StreamState.slot). */
@@ -89,6 +98,15 @@ export function progressOf(s: StreamState): Progress | null {
  */
 export const STEP_ALLOWANCE = 1.5;
 export const MAX_STEP_STALL = 2;
+
+/**
+ * A blocked episode that starts within this long after the previous one drained continues its blocked stretch:
+ * the drain was a step (the client took a third of the send buffer, or the response's queue), and the interval
+ * from the stretch's last step to it counts as a step interval (issue 20, item 4: on Node 22 and later a response's
+ * 64 KiB highWaterMark makes a steady reader's episodes long, and its first step interval was only ever measured
+ * across a drain).
+ */
+export const CONTINUOUS_MS = 50;
 
 type Handle = { fd?: number; bytesWritten?: number; writeQueueSize?: number; _parent?: Handle };
 
@@ -245,7 +263,10 @@ export function unmeasuredLeadMs(stallAfterMs: number, readMs = lastReadMs): num
   return SAMPLE_FROM * stallAfterMs + SWEEP_PERIOD_MS + (DUE_COST_FACTOR + 1) * readMs;
 }
 
-function startEpisode(p: Progress, s: StreamState): void {
+/** A new blocked episode of the stream (its first sample). Exported for the unit test of the rule. */
+export function startEpisode(p: Progress, s: StreamState): void {
+  // not blocked for a while before this episode: no step interval spans the time in between
+  if (p.drainAt < 0 || s.blockedSince - p.drainAt > CONTINUOUS_MS) p.stepAt = -1;
   p.episode = s.blockedSince;
   p.firstAt = -1;
   p.sampledAt = -1;
@@ -269,7 +290,10 @@ export function record(p: Progress, delivered: number, at: number, seenBy = at):
       // the longest interval between steps seen: a receiver's updates come in bursts (two ~30 ms apart, then
       // ~0.5-1 s of nothing, measured on loopback at ~430 KB/s), so the last interval says little
       if (p.stepAt >= 0 && seenBy > p.stepAt) p.stepGap = Math.max(p.stepGap, seenBy - p.stepAt);
-      if (seenBy > p.stepAt) p.stepAt = seenBy;
+      if (seenBy > p.stepAt) {
+        p.stepAt = seenBy;
+        p.stepFrom = p.sampledAt;
+      }
     }
   } else {
     // the baseline: a span without progress starts at the latest moment it can describe
@@ -278,6 +302,29 @@ export function record(p: Progress, delivered: number, at: number, seenBy = at):
   }
   if (at > p.sampledAt) p.sampledAt = at;
   p.delivered = delivered;
+}
+
+/**
+ * A blocked episode ended with `drain` while the client was there: the client took bytes then. It is a step of the
+ * stretch (see `Progress.stepAt`). Exported for the unit test of the rule.
+ */
+export function drained(p: Progress, at: number): void {
+  // the drain's moment is exact; the step before it happened after `stepFrom` at the earliest: the interval is taken
+  // as long as it can have been (the rule claims less)
+  if (p.stepAt >= 0 && at > p.stepAt) p.stepGap = Math.max(p.stepGap, at - Math.max(0, Math.min(p.stepFrom, p.stepAt)));
+  if (at > p.stepAt) {
+    p.stepAt = at;
+    p.stepFrom = at;
+  }
+  p.drainAt = at;
+}
+
+/** The detectors' `drain` handler: a blocked episode ended (`drain`, or close). */
+export function onEpisodeEnd(s: StreamState): void {
+  // a close ends the episode too: that is no step of the client's
+  if (s.closedAt >= 0 || s.clientClosed) return;
+  const p = progressOf(s);
+  if (p !== null) drained(p, performance.now());
 }
 
 /**
