@@ -4,7 +4,7 @@ import type { StreamConfig } from './core/stream-state.js';
 import { resolveCoreConfig } from './core/config.js';
 import { getTracker } from './core/tracker.js';
 import { markLive } from './core/switch.js';
-import { getMetricsSet, install as installMetrics, installFold as installMetricsFold, type MetricsSet } from './consumers/metrics.js';
+import { getMetricsSet, install as installMetrics, type MetricsSet } from './consumers/metrics.js';
 import { install as installTracing } from './consumers/tracing.js';
 import { install as installDetectors } from './consumers/detectors/index.js';
 import { install as installChannels } from './consumers/channels.js';
@@ -31,13 +31,12 @@ const tracker = getTracker();
 /**
  * Registers the consumers with the tracker once, even across copies of the package. The order is the
  * order of their listeners: metrics first (the others read a stream's route metrics), channels after
- * the detectors, guards after metrics, the metrics' gauge fold after the detectors (its sweep sees theirs).
+ * the detectors, guards after metrics.
  */
 export function installConsumers(): void {
   installMetrics();
   installTracing();
   installDetectors();
-  installMetricsFold();
   installChannels();
   installGuards();
   installOtelMetrics();

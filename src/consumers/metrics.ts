@@ -53,10 +53,13 @@ export function routeMetricsOf(s: StreamState): RouteMetrics | null {
 }
 
 /**
- * The sweep's fold of the gauges (`foldGauges`): its generation, shared by every copy of the package (only one
- * copy's listener folds; each copy's scrape reads it). A route's folded figures count when they are of the last fold.
+ * The sweep's fold of the gauges (`foldBegin` … `foldStream` … `foldEnd`): the pass under way (`gen`) and the last
+ * one completed (`done`), shared by every copy of the package: one copy's detectors fold, every copy's scrape reads.
  */
-const fold: { gen: number } = ((globalThis as unknown as Record<symbol, { gen: number } | undefined>)[kMetricsFold] ??= { gen: 0 });
+const fold: { gen: number; done: number } = ((globalThis as unknown as Record<symbol, { gen: number; done: number } | undefined>)[kMetricsFold] ??= {
+  gen: 0,
+  done: 0,
+});
 
 /** The metric set of a stream's config (src/setup.ts puts it there). */
 function metricsSetOf(s: StreamState): MetricsSet | null {
@@ -88,10 +91,14 @@ export class RouteMetrics {
   private pubWrites = 0;
   private pubBlocked = 0;
   private pubAfterClose = 0;
-  /** The sweep's fold: the generation it is of, the open streams' queued bytes and how many are stalled. */
+  /** The fold under way (`foldStream`): the pass it is of, the open streams' queued bytes and how many are stalled. */
   foldGen = -1;
   foldBuffered = 0;
   foldStalled = 0;
+  /** The last completed fold that saw any of the route's streams open (`foldEnd`): its pass and figures. */
+  doneGen = -1;
+  buffered = 0;
+  stalled = 0;
   private readonly set: MetricsSet;
   private readonly labelSet: { route: string };
   private readonly startedBy = new Map<string, number>();
@@ -180,9 +187,10 @@ export class RouteMetrics {
     this.pubBlocked = t.blocked;
     this.pubAfterClose = t.afterClose;
     set.active.set(labels, this.active);
-    const folded = this.foldGen === fold.gen;
-    set.buffered.set(labels, folded ? this.foldBuffered : 0);
-    set.stalled.set(labels, folded ? this.foldStalled : 0);
+    // a route the last completed fold did not see (none of its streams open then) has nothing queued or stalled
+    const folded = this.doneGen === fold.done;
+    set.buffered.set(labels, folded ? this.buffered : 0);
+    set.stalled.set(labels, folded ? this.stalled : 0);
   }
 
   leak(kind: string): CounterChild {
@@ -419,25 +427,48 @@ export class MetricsSet {
   }
 }
 
-/**
- * The sweep's part for the gauges (after the detectors', so `stream_stalled` agrees with the findings of the same
- * sweep): each open stream's queued bytes and whether it is stalled, added into its route. A route none of whose
- * streams is open reads 0 (its fold is of an older generation).
+/*
+ * The gauges' fold. `stream_buffered_bytes` and `stream_stalled` need every open stream's queue and progress; the
+ * detectors' sweep (src/consumers/detectors/index.ts) already walks every open stream and reads its response and
+ * socket, so it folds them per route on the way (`foldStream`, after its stall checks, so the gauge agrees with
+ * the findings of the same sweep); a scrape publishes the last completed fold. A separate pass cost ~40 % of the
+ * sweep (its own cache misses on every stream, response and socket); inside the sweep's pass, next to nothing.
  */
-function foldGauges(now: number): void {
-  const gen = ++fold.gen;
-  tracker.open.each((s) => {
-    const rm = s.slot<RouteMetrics>(kSlot);
-    if (rm === undefined) return;
-    if (rm.foldGen !== gen) {
-      rm.foldGen = gen;
-      rm.foldBuffered = 0;
-      rm.foldStalled = 0;
-    }
-    const res = s.res;
-    if (res !== null && !res.destroyed) rm.foldBuffered += res.writableLength;
-    if (s.blockedSince >= 0 && isStalled(s, now)) rm.foldStalled++;
-  });
+
+/** Routes the fold under way has touched (their figures are published at its end). */
+const touched: RouteMetrics[] = [];
+
+/** A sweep's pass over the open streams starts: returns its generation. */
+export function foldBegin(): number {
+  touched.length = 0;
+  return ++fold.gen;
+}
+
+/** One open stream, in the pass `gen`: its queued bytes and whether it is stalled, added to its route's figures. */
+export function foldStream(s: StreamState, now: number, gen: number): void {
+  const rm = s.slot<RouteMetrics>(kSlot);
+  if (rm === undefined) return;
+  if (rm.foldGen !== gen) {
+    rm.foldGen = gen;
+    rm.foldBuffered = 0;
+    rm.foldStalled = 0;
+    touched.push(rm);
+  }
+  const res = s.res;
+  if (res !== null && !res.destroyed) rm.foldBuffered += res.writableLength;
+  if (s.blockedSince >= 0 && isStalled(s, now)) rm.foldStalled++;
+}
+
+/** The pass `gen` went over every open stream: its figures are what a scrape reads from now on. */
+export function foldEnd(gen: number): void {
+  if (gen !== fold.gen) return;
+  for (const rm of touched) {
+    rm.doneGen = gen;
+    rm.buffered = rm.foldBuffered;
+    rm.stalled = rm.foldStalled;
+  }
+  touched.length = 0;
+  fold.done = gen;
 }
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
@@ -503,7 +534,7 @@ export const metricsListener: TrackerListener = {
     if (rm === null) return;
     rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
     // the route's last open stream closed: nothing of it is queued or stalled, whatever the last fold saw
-    if (--rm.active === 0) rm.foldBuffered = rm.foldStalled = 0;
+    if (--rm.active === 0) rm.buffered = rm.stalled = 0;
   },
   finding(s, f) {
     // A guard's action is counted in stream_guard_actions_total, not as a leak.
@@ -511,27 +542,7 @@ export const metricsListener: TrackerListener = {
   },
 };
 
-/**
- * The gauges' fold, a listener of its own so that it runs after the detectors' sweep (src/setup.ts installs it
- * after them). Its faults count under `metrics`.
- */
-export const metricsFoldListener: TrackerListener = {
-  component: 'metrics-fold',
-  sweep(now) {
-    try {
-      foldGauges(now);
-    } catch (err) {
-      tracker.fault('metrics', err);
-    }
-  },
-};
-
 /** Registers the metrics with the tracker (once per process). */
 export function install(): void {
   tracker.register(metricsListener);
-}
-
-/** Registers the gauges' fold with the tracker (once per process), after the detectors. */
-export function installFold(): void {
-  tracker.register(metricsFoldListener);
 }
