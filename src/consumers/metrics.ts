@@ -432,7 +432,8 @@ export class MetricsSet {
  * detectors' sweep (src/consumers/detectors/index.ts) already walks every open stream and reads its response and
  * socket, so it folds them per route on the way (`foldStream`, after its stall checks, so the gauge agrees with
  * the findings of the same sweep); a scrape publishes the last completed fold. A separate pass cost ~40 % of the
- * sweep (its own cache misses on every stream, response and socket); inside the sweep's pass, next to nothing.
+ * sweep (its own cache misses on every stream, response and socket); inside the sweep's pass, under 0.1 µs per
+ * stream (in-process: ~0.8 ms on a ~4.5 ms sweep of 10,000 streams).
  */
 
 /** Routes the fold under way has touched (their figures are published at its end). */
