@@ -9,6 +9,8 @@
 //                                              bare and this checkout's dist); each is a child process, run
 //                                              3 times in turn; prints the median µs of CPU per stream.
 //                                              `path#{"writeGaps":true}` adds options to instrument();
+//                                              `path+otelMetrics` registers an OpenTelemetry MeterProvider first
+//                                              (variant ours+otelMetrics: a reader collecting every second);
 //                                              INPROC_WRITES=200 writes per stream instead of 9.
 // The socket counts what it is given in `bytesWritten`, as a net.Socket does (the wire checks read it).
 import { execFileSync } from 'node:child_process';
@@ -34,6 +36,18 @@ if (process.env.INPROC_CHILD) {
     res.end(EVENT);
   }
   let handler = short;
+  if (process.env.INPROC_OTEL_METRICS) {
+    // as bench/core/server.mjs's ours+otelMetrics: a MeterProvider whose reader collects every second into nothing
+    const { metrics } = await import('@opentelemetry/api');
+    const { MeterProvider, PeriodicExportingMetricReader, AggregationTemporality } = await import('@opentelemetry/sdk-metrics');
+    const exporter = {
+      export: (_batch, done) => done({ code: 0 }),
+      selectAggregationTemporality: () => AggregationTemporality.CUMULATIVE,
+      forceFlush: () => Promise.resolve(),
+      shutdown: () => Promise.resolve(),
+    };
+    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1000 })] }));
+  }
   if (process.env.INPROC_CHILD !== 'bare') {
     const opts = JSON.parse(process.env.INPROC_OPTS || '{}');
     handler = (await import(process.env.INPROC_CHILD)).instrument(short, { route: '/short', ...opts });
@@ -78,9 +92,11 @@ if (process.env.INPROC_CHILD) {
   const runs = new Map(libs.map((l) => [l, []]));
   for (let k = 0; k < 3; k++) {
     for (const l of libs) {
-      const [file, opts = ''] = l.split('#');
+      const [spec, opts = ''] = l.split('#');
+      const otelMetrics = spec.endsWith('+otelMetrics');
+      const file = otelMetrics ? spec.slice(0, -'+otelMetrics'.length) : spec;
       const lib = file === 'bare' ? 'bare' : path.resolve(file);
-      const env = { ...process.env, INPROC_CHILD: lib, INPROC_N: String(N), INPROC_OPTS: opts };
+      const env = { ...process.env, INPROC_CHILD: lib, INPROC_N: String(N), INPROC_OPTS: opts, INPROC_OTEL_METRICS: otelMetrics ? '1' : '' };
       const out = execFileSync(process.execPath, [self], { env, encoding: 'utf8' });
       runs.get(l).push(Number(out));
     }

@@ -1,11 +1,10 @@
-import { performance } from 'node:perf_hooks';
 import cluster from 'node:cluster';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { clusterRegistryClass, promClient, promClientFor } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
-import type { StreamState } from '../core/stream-state.js';
-import { getTracker, type TrackerListener } from '../core/tracker.js';
-import { kMetricsSets } from '../core/symbols.js';
+import { WriteTotals, type StreamState } from '../core/stream-state.js';
+import { getTracker, SWEEP_MS, type TrackerListener } from '../core/tracker.js';
+import { kMetricsFold, kMetricsSets } from '../core/symbols.js';
 import { isStalled } from './detectors/progress.js';
 import { GUARD_NAMES } from './guards.js';
 
@@ -45,25 +44,22 @@ export const COMPONENTS = [
 
 const tracker = getTracker();
 
-/** A stream's route metrics, and its tallies already moved into them (at scrape time and at close). */
-class StreamTally {
-  readonly rm: RouteMetrics;
-  bytes = 0;
-  writes = 0;
-  blocked = 0;
-  afterClose = 0;
-  constructor(rm: RouteMetrics) {
-    this.rm = rm;
-  }
-}
-
-/** This consumer's slot on each stream: its StreamTally (StreamState.slot), from open. */
+/** This consumer's slot on each stream: its RouteMetrics (StreamState.slot), from open. */
 const kSlot = tracker.slot('metrics');
 
 /** The route metrics of a stream (null: not opened, or no metric set). */
 export function routeMetricsOf(s: StreamState): RouteMetrics | null {
-  return s.slot<StreamTally>(kSlot)?.rm ?? null;
+  return s.slot<RouteMetrics>(kSlot) ?? null;
 }
+
+/**
+ * The sweep's fold of the gauges (`foldBegin` … `foldStream` … `foldEnd`): the pass under way (`gen`) and the last
+ * one completed (`done`), shared by every copy of the package: one copy's detectors fold, every copy's scrape reads.
+ */
+const fold: { gen: number; done: number } = ((globalThis as unknown as Record<symbol, { gen: number; done: number } | undefined>)[kMetricsFold] ??= {
+  gen: 0,
+  done: 0,
+});
 
 /** The metric set of a stream's config (src/setup.ts puts it there). */
 function metricsSetOf(s: StreamState): MetricsSet | null {
@@ -73,9 +69,10 @@ function metricsSetOf(s: StreamState): MetricsSet | null {
 type CounterChild = { inc(v?: number): void };
 
 /**
- * One route's metrics. Counters and gauges are plain-number tallies here and move into prom-client at
- * scrape time (prom-client hashes the label set on every call, even through `labels()` children); only
- * the histograms are observed per stream, once at its first write and once at close.
+ * One route's metrics. Counters are plain-number running totals here (the write path adds to `totals`, the
+ * stream's pointer to them) and move into prom-client at scrape time; the gauges are folded by the sweep
+ * (`foldGauges`); only the histograms are observed per stream, once at its first write and once at close. A
+ * scrape reads the routes, never the streams.
  */
 export class RouteMetrics {
   readonly route: string;
@@ -87,12 +84,23 @@ export class RouteMetrics {
   private gapChild: HistogramChild | null = null;
   /** Streams open now. */
   active = 0;
-  // tallies not yet moved into the counters
-  bytes = 0;
-  writes = 0;
-  blocked = 0;
-  afterClose = 0;
+  /** Every write, byte, blocked write and write after close of the route's streams so far (the write path adds). */
+  readonly totals = new WriteTotals();
+  // what of `totals` the counters have (moved at scrape time)
+  private pubBytes = 0;
+  private pubWrites = 0;
+  private pubBlocked = 0;
+  private pubAfterClose = 0;
+  /** The fold under way (`foldStream`): the pass it is of, the open streams' queued bytes and how many are stalled. */
+  foldGen = -1;
+  foldBuffered = 0;
+  foldStalled = 0;
+  /** The last completed fold that saw any of the route's streams open (`foldEnd`): its pass and figures. */
+  doneGen = -1;
+  buffered = 0;
+  stalled = 0;
   private readonly set: MetricsSet;
+  private readonly labelSet: { route: string };
   private readonly startedBy = new Map<string, number>();
   private readonly durationBy = new Map<string, Map<string, HistogramChild>>();
   private readonly leaksBy = new Map<string, CounterChild>();
@@ -104,6 +112,7 @@ export class RouteMetrics {
     this.set = set;
     this.route = route;
     const labels = { route };
+    this.labelSet = labels;
     this.firstWrite = set.firstWrite.labels(labels);
     this.firstByte = set.firstByte.labels(labels);
     this.longestGap = set.longestGap.labels(labels);
@@ -157,20 +166,31 @@ export class RouteMetrics {
     return c;
   }
 
-  /** Moves the tallies into the counters and the active gauge (scrape time). */
+  /**
+   * Scrape time: moves what the running totals gained into the counters, and sets the gauges (active now; queued
+   * bytes and stalled streams as of the last fold, 0 when the fold found none of the route's streams open).
+   */
   publish(): void {
     const set = this.set;
-    const labels = { route: this.route };
+    const labels = this.labelSet;
     for (const [method, n] of this.startedBy) {
       if (n > 0) set.started.inc({ route: this.route, method }, n);
       this.startedBy.set(method, 0);
     }
-    if (this.bytes > 0) set.bytes.inc(labels, this.bytes);
-    if (this.writes > 0) set.writes.inc(labels, this.writes);
-    if (this.blocked > 0) set.blocked.inc(labels, this.blocked);
-    if (this.afterClose > 0) set.afterClose.inc(labels, this.afterClose);
-    this.bytes = this.writes = this.blocked = this.afterClose = 0;
+    const t = this.totals;
+    if (t.bytes > this.pubBytes) set.bytes.inc(labels, t.bytes - this.pubBytes);
+    if (t.writes > this.pubWrites) set.writes.inc(labels, t.writes - this.pubWrites);
+    if (t.blocked > this.pubBlocked) set.blocked.inc(labels, t.blocked - this.pubBlocked);
+    if (t.afterClose > this.pubAfterClose) set.afterClose.inc(labels, t.afterClose - this.pubAfterClose);
+    this.pubBytes = t.bytes;
+    this.pubWrites = t.writes;
+    this.pubBlocked = t.blocked;
+    this.pubAfterClose = t.afterClose;
     set.active.set(labels, this.active);
+    // a route the last completed fold did not see (none of its streams open then) has nothing queued or stalled
+    const folded = this.doneGen === fold.done;
+    set.buffered.set(labels, folded ? this.buffered : 0);
+    set.stalled.set(labels, folded ? this.stalled : 0);
   }
 
   leak(kind: string): CounterChild {
@@ -318,14 +338,14 @@ export class MetricsSet {
     });
     this.buffered = new Gauge({
       name: n('stream_buffered_bytes'),
-      help: 'Bytes queued in user space for open streams (writableLength), read at scrape time.',
+      help: `Bytes queued in user space for open streams (writableLength), as of the last sweep (every ${SWEEP_MS} ms).`,
       labelNames: ['route'],
       registers,
       collect: sync,
     });
     this.stalled = new Gauge({
       name: n('stream_stalled'),
-      help: 'Open streams whose blocked write has made no progress for stallAfterMs, read at scrape time.',
+      help: `Open streams whose blocked write has made no progress for stallAfterMs, as of the last sweep (every ${SWEEP_MS} ms).`,
       labelNames: ['route'],
       registers,
       collect: sync,
@@ -375,9 +395,9 @@ export class MetricsSet {
   private syncing = false;
 
   /**
-   * Scrape time: moves the tallies of open and lingering streams into their routes, publishes every
-   * route, and computes the buffered-bytes and stalled gauges, in one pass. Every collect() calls it;
-   * registry.metrics() starts them all in one synchronous loop, so a microtask flag makes it run once.
+   * Scrape time: publishes every route (its running totals into the counters, the sweep's last fold into the
+   * gauges): work per route, none per stream. Every collect() calls it; registry.metrics() starts them all in one
+   * synchronous loop, so a microtask flag makes it run once.
    */
   sync(): void {
     if (this.syncing) return;
@@ -386,27 +406,7 @@ export class MetricsSet {
       this.syncing = false;
     });
     try {
-      const buffered = new Map<RouteMetrics, number>();
-      const stalled = new Map<RouteMetrics, number>();
-      for (const rm of this.routes.values()) {
-        buffered.set(rm, 0);
-        stalled.set(rm, 0);
-      }
-      const now = performance.now();
-      tracker.open.each((s) => {
-        const rm = routeMetricsOf(s);
-        if (rm === null || metricsSetOf(s) !== this) return;
-        flushStream(s);
-        const res = s.res;
-        if (res !== null && !res.destroyed) buffered.set(rm, (buffered.get(rm) ?? 0) + res.writableLength);
-        if (isStalled(s, now)) stalled.set(rm, (stalled.get(rm) ?? 0) + 1);
-      });
-      tracker.lingering.each((s) => {
-        if (routeMetricsOf(s) !== null && metricsSetOf(s) === this) flushStream(s);
-      });
       for (const rm of this.routes.values()) rm.publish();
-      for (const [rm, v] of buffered) this.buffered.set({ route: rm.route }, v);
-      for (const [rm, v] of stalled) this.stalled.set({ route: rm.route }, v);
     } catch (err) {
       tracker.fault('metrics', err);
     }
@@ -427,18 +427,49 @@ export class MetricsSet {
   }
 }
 
-/** Moves a stream's tallies into its route's (plain numbers; no prom-client call). */
-function flushStream(s: StreamState): void {
-  const t = s.slot<StreamTally>(kSlot) as StreamTally;
-  const rm = t.rm;
-  rm.bytes += s.bytes - t.bytes;
-  t.bytes = s.bytes;
-  rm.writes += s.writes - t.writes;
-  t.writes = s.writes;
-  rm.blocked += s.blockedWrites - t.blocked;
-  t.blocked = s.blockedWrites;
-  rm.afterClose += s.writesAfterClose - t.afterClose;
-  t.afterClose = s.writesAfterClose;
+/*
+ * The gauges' fold. `stream_buffered_bytes` and `stream_stalled` need every open stream's queue and progress; the
+ * detectors' sweep (src/consumers/detectors/index.ts) already walks every open stream and reads its response and
+ * socket, so it folds them per route on the way (`foldStream`, after its stall checks, so the gauge agrees with
+ * the findings of the same sweep); a scrape publishes the last completed fold. A separate pass cost ~40 % of the
+ * sweep (its own cache misses on every stream, response and socket); inside the sweep's pass, under 0.1 µs per
+ * stream (in-process: ~0.8 ms on a ~4.5 ms sweep of 10,000 streams).
+ */
+
+/** Routes the fold under way has touched (their figures are published at its end). */
+const touched: RouteMetrics[] = [];
+
+/** A sweep's pass over the open streams starts: returns its generation. */
+export function foldBegin(): number {
+  touched.length = 0;
+  return ++fold.gen;
+}
+
+/** One open stream, in the pass `gen`: its queued bytes and whether it is stalled, added to its route's figures. */
+export function foldStream(s: StreamState, now: number, gen: number): void {
+  const rm = s.slot<RouteMetrics>(kSlot);
+  if (rm === undefined) return;
+  if (rm.foldGen !== gen) {
+    rm.foldGen = gen;
+    rm.foldBuffered = 0;
+    rm.foldStalled = 0;
+    touched.push(rm);
+  }
+  const res = s.res;
+  if (res !== null && !res.destroyed) rm.foldBuffered += res.writableLength;
+  if (s.blockedSince >= 0 && isStalled(s, now)) rm.foldStalled++;
+}
+
+/** The pass `gen` went over every open stream: its figures are what a scrape reads from now on. */
+export function foldEnd(gen: number): void {
+  if (gen !== fold.gen) return;
+  for (const rm of touched) {
+    rm.doneGen = gen;
+    rm.buffered = rm.foldBuffered;
+    rm.stalled = rm.foldStalled;
+  }
+  touched.length = 0;
+  fold.done = gen;
 }
 
 type WithSets = Registry & { [kMetricsSets]?: Map<string, MetricsSet> };
@@ -487,7 +518,9 @@ export const metricsListener: TrackerListener = {
     const set = metricsSetOf(s);
     if (set === null) return;
     const rm = set.route(s.route);
-    s.setSlot(kSlot, new StreamTally(rm));
+    s.setSlot(kSlot, rm);
+    // its writes (and those it made while pending) go to the route's running totals from now on
+    tracker.countInto(s, rm.totals);
     rm.started(s.method);
     rm.active++;
   },
@@ -500,16 +533,9 @@ export const metricsListener: TrackerListener = {
   close(s) {
     const rm = routeMetricsOf(s);
     if (rm === null) return;
-    flushStream(s);
     rm.duration(s.method, s.outcome as string).observe((s.closedAt - s.t0) / 1000);
-    rm.active--;
-  },
-  // After its release, each write after close comes here: its tally is moved now (no later event would).
-  writeAfterClose(s) {
-    if (routeMetricsOf(s) !== null) flushStream(s);
-  },
-  release(s) {
-    if (routeMetricsOf(s) !== null) flushStream(s);
+    // the route's last open stream closed: nothing of it is queued or stalled, whatever the last fold saw
+    if (--rm.active === 0) rm.buffered = rm.stalled = 0;
   },
   finding(s, f) {
     // A guard's action is counted in stream_guard_actions_total, not as a leak.

@@ -1,4 +1,4 @@
-import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter, type UpDownCounter } from '@opentelemetry/api';
+import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter } from '@opentelemetry/api';
 import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS, routeMetricsOf } from './metrics.js';
 import { Phase, type StreamState } from '../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../core/tracker.js';
@@ -8,8 +8,9 @@ import { getTracker, type TrackerListener } from '../core/tracker.js';
  * (`metrics.setGlobalMeterProvider()`, or the Node SDK with a metric reader): same names and units as the
  * Prometheus ones, exported by whatever exporter the app configured. Off — one provider check per stream
  * open, nothing else — until a provider is registered. Nothing here runs on the per-write path: bytes and
- * writes are read from the tracker's tallies when the SDK collects (observable counters), the histograms
- * are recorded once per stream (first write, close) and once per blocked episode.
+ * writes are read from the tracker's tallies when the SDK collects (observable counters); streams started and
+ * open are per-route numbers here, observed at collection too (the SDK hashes the attributes on every call, the
+ * cost of this consumer); only the histograms are recorded per stream (first write, close) and per blocked episode.
  */
 
 const tracker = getTracker();
@@ -24,21 +25,24 @@ interface Instruments {
   duration: Histogram;
   firstWrite: Histogram;
   blockedSeconds: Histogram;
-  started: Counter;
-  active: UpDownCounter;
   leaks: Counter;
 }
 
-/** Per route: totals of closed streams (open ones are added at collection time). */
+/**
+ * Per route: totals of closed streams (open ones are added at collection time), streams open now, and streams
+ * started by method (observed at collection: no SDK call per stream for them).
+ */
 interface RouteTotals {
   bytes: number;
   writes: number;
   blocked: number;
   afterClose: number;
+  active: number;
+  started: Map<string, number>;
 }
 
 let instruments: Instruments | null = null;
-const closed = new Map<string, RouteTotals>();
+const byRoute = new Map<string, RouteTotals>();
 
 let lastProvider: unknown = null;
 let lastIsNoop = true;
@@ -58,10 +62,10 @@ function routeOf(s: StreamState): string {
 }
 
 function totals(route: string): RouteTotals {
-  let t = closed.get(route);
+  let t = byRoute.get(route);
   if (t === undefined) {
-    t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0 };
-    closed.set(route, t);
+    t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0, active: 0, started: new Map() };
+    byRoute.set(route, t);
   }
   return t;
 }
@@ -83,10 +87,10 @@ function setUp(meter: Meter): Instruments {
       unit: 's',
       advice: { explicitBucketBoundaries: BLOCKED_BUCKETS },
     }),
-    started: meter.createCounter('stream_started_total', { description: 'Streams opened.' }),
-    active: meter.createUpDownCounter('stream_active_connections', { description: 'Streams open now.' }),
     leaks: meter.createCounter('stream_leaks_total', { description: 'Leak-detector findings by kind.' }),
   };
+  const started = meter.createObservableCounter('stream_started_total', { description: 'Streams opened.' });
+  const active = meter.createObservableUpDownCounter('stream_active_connections', { description: 'Streams open now.' });
   const bytes = meter.createObservableCounter('stream_bytes_written_total', { description: 'Stream body bytes handed to the socket.', unit: 'By' });
   const writes = meter.createObservableCounter('stream_writes_total', { description: 'Stream body writes (chunks or events).' });
   const blocked = meter.createObservableCounter('write_blocked_total', { description: 'Stream writes that met backpressure (write() returned false).' });
@@ -96,8 +100,13 @@ function setUp(meter: Meter): Instruments {
   meter.addBatchObservableCallback(
     (r) => {
       try {
-        const now = new Map<string, RouteTotals & { buffered: number }>();
-        for (const [route, t] of closed) now.set(route, { ...t, buffered: 0 });
+        type Now = { bytes: number; writes: number; blocked: number; afterClose: number; buffered: number };
+        const now = new Map<string, Now>();
+        for (const [route, t] of byRoute) {
+          now.set(route, { bytes: t.bytes, writes: t.writes, blocked: t.blocked, afterClose: t.afterClose, buffered: 0 });
+          r.observe(active, t.active, { route });
+          for (const [method, n] of t.started) r.observe(started, n, { route, method });
+        }
         tracker.open.each((s) => {
           // a stream muted at open (no provider then) is never counted: not while open, not at close
           if (s.phase !== Phase.Open || s.slot(kSlot) === undefined) return;
@@ -139,7 +148,7 @@ function setUp(meter: Meter): Instruments {
         tracker.fault('metrics', err);
       }
     },
-    [bytes, writes, blocked, afterClose, buffered, internal],
+    [started, active, bytes, writes, blocked, afterClose, buffered, internal],
   );
   return ins;
 }
@@ -153,9 +162,9 @@ export const otelMetricsListener: TrackerListener = {
       instruments = setUp(otelMetrics.getMeter('streamscope', '0.1.0'));
     }
     s.setSlot(kSlot, 0);
-    const a = { route: routeOf(s), method: s.method };
-    instruments.started.add(1, a);
-    instruments.active.add(1, { route: a.route });
+    const t = totals(routeOf(s));
+    t.started.set(s.method, (t.started.get(s.method) ?? 0) + 1);
+    t.active++;
   },
   firstWrite(s) {
     if (instruments === null || s.slot(kSlot) === undefined) return;
@@ -173,8 +182,8 @@ export const otelMetricsListener: TrackerListener = {
     if (instruments === null || s.slot(kSlot) === undefined) return;
     const route = routeOf(s);
     instruments.duration.record((s.closedAt - s.t0) / 1000, { route, method: s.method, outcome: s.outcome as string });
-    instruments.active.add(-1, { route });
     const t = totals(route);
+    t.active--;
     t.bytes += s.bytes;
     t.writes += s.writes;
     t.blocked += s.blockedWrites;

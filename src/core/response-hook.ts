@@ -86,8 +86,12 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
     tracker.wroteAfterClose(s, performance.now());
     return;
   }
+  const n = byteLength(chunk, encoding);
+  const t = s.totals;
   s.writes++;
-  s.bytes += byteLength(chunk, encoding);
+  s.bytes += n;
+  t.writes++;
+  t.bytes += n;
   if (s.firstWriteAt < 0) {
     s.firstWriteAt = performance.now();
     if (s.phase === Phase.Open) tracker.emit('firstWrite', s);
@@ -102,8 +106,8 @@ function gone(s: StreamState, res: Res): boolean {
 /**
  * `res.write` of a tracked response. Kept small on purpose: V8 inlines a caller's whole write path within one
  * budget, and every byte of this function takes from what it can inline of Node's own `write()` below it. The
- * common case (an open stream already written to, its client there) is two additions; everything else is in
- * `writeSlow` and `writeBlocked`.
+ * common case (an open stream already written to, its client there) is four additions, the stream's counts and its
+ * route's running totals (`s.totals`, which a scrape reads); everything else is in `writeSlow` and `writeBlocked`.
  */
 function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unknown): boolean {
   const s = this[kState];
@@ -111,8 +115,12 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
   if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (s.phase === Phase.Open && s.writes !== 0 && !s.clientClosed && !gone(s, this)) {
+    const n = byteLength(chunk, encoding);
+    const t = s.totals;
     s.writes++;
-    s.bytes += byteLength(chunk, encoding);
+    s.bytes += n;
+    t.writes++;
+    t.bytes += n;
   } else if (s.phase !== Phase.Discarded) {
     writeSlow(s, this, chunk, encoding);
   }
@@ -152,6 +160,7 @@ function writeBlocked(s: StreamState, res: Res): void {
   if (s.clientClosed || gone(s, res)) return;
   try {
     s.blockedWrites++;
+    s.totals.blocked++;
     if (s.blockedSince < 0) {
       s.blockedSince = performance.now();
       if (!s.drainListening) {

@@ -73,6 +73,20 @@ export const slotCount = { n: 0 };
 export const NO_FINDINGS: FindingKind[] = Object.freeze([]) as unknown as FindingKind[];
 
 /**
+ * Running totals that a stream's counts also go to: a consumer's per-route figures (the metrics point a stream's
+ * `totals` at its route's at open, `Tracker.countInto`), so that a scrape reads its routes, never every stream.
+ */
+export class WriteTotals {
+  writes = 0;
+  bytes = 0;
+  blocked = 0;
+  afterClose = 0;
+}
+
+/** Where a stream's counts go until a consumer gives it its own totals (and for good when none does): read by nobody. */
+export const NO_TOTALS = new WriteTotals();
+
+/**
  * Everything the tracker knows about one response. Built once with every field initialised so its
  * shape is fixed; the per-write path only bumps numbers on it.
  */
@@ -83,6 +97,8 @@ export class StreamState {
   phase: Phase = Phase.Pending;
   writes = 0;
   bytes = 0;
+  /** What the counts (writes, bytes, blocked writes, writes after close) also go to: one pointer, no lookup. */
+  totals: WriteTotals = NO_TOTALS;
   clientClosed = false;
   /** Original methods of the response, restored never (we only forward to them). */
   origWrite: ServerResponse['write'] | null = null;

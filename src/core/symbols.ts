@@ -6,6 +6,8 @@ export const kState = Symbol.for('streamscope.state');
 export const kInstrumented = Symbol.for('streamscope.instrumented');
 export const kTracker = Symbol.for('streamscope.tracker');
 export const kMetricsSets = Symbol.for('streamscope.metrics');
+/** The metrics' gauge fold generation (src/consumers/metrics.ts), shared: one copy folds, every copy's scrape reads. */
+export const kMetricsFold = Symbol.for('streamscope.metricsFold');
 export const kObserver = Symbol.for('streamscope.observer');
 export const kAgent = Symbol.for('streamscope.agent');
 export const kStreamIds = Symbol.for('streamscope.streamIds');

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
-import { NO_FINDINGS, Phase, slotCount, type StreamState } from './stream-state.js';
+import { NO_FINDINGS, Phase, slotCount, type StreamState, type WriteTotals } from './stream-state.js';
 import { LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
 import { kState, kTracker } from './symbols.js';
 import * as outcome from './outcome.js';
@@ -271,6 +271,18 @@ export class Tracker {
     return true;
   }
 
+  /**
+   * From now on the stream's counts also go to `totals` (a consumer's per-route running totals, given at open), with
+   * what it counted before (while pending). Once per stream.
+   */
+  countInto(s: StreamState, totals: WriteTotals): void {
+    totals.writes += s.writes;
+    totals.bytes += s.bytes;
+    totals.blocked += s.blockedWrites;
+    totals.afterClose += s.writesAfterClose;
+    s.totals = totals;
+  }
+
   /** An Open stream is listed and announced to the consumers, with what happened while it was pending. */
   opened(s: StreamState): void {
     this.open.add(s);
@@ -394,6 +406,7 @@ export class Tracker {
     if (prev >= 0 && now - prev > s.afterCloseGap) s.afterCloseGap = now - prev;
     s.lastWriteAt = now;
     s.writesAfterClose++;
+    s.totals.afterClose++;
     if (s.phase === Phase.Released) {
       s.phase = Phase.Closed;
       this.lingering.add(s);

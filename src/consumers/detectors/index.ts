@@ -5,6 +5,7 @@ import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracki
 import { userFrames } from '../../core/stacks.js';
 import { installWire, sweepWire } from './buffered.js';
 import { installGaps, sweepGaps } from './gaps.js';
+import { foldBegin, foldEnd, foldStream } from '../metrics.js';
 import { considerForSampling, isStalled, noProgressMs, observedReadRate, onEpisodeEnd, sampleCandidates, setOnSampled } from './progress.js';
 
 /**
@@ -99,10 +100,14 @@ export function sweep(now = performance.now()): void {
     tracker.open.each((s) => considerForSampling(s, now));
     sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
+    // the metrics' gauges ride on this pass (src/consumers/metrics.ts foldStream): its streams' cache lines are hot
+    const gen = foldBegin();
     tracker.open.each((s) => {
       sweepGaps(s, now);
       if (budget > 0) sweepWire(s, now);
+      foldStream(s, now, gen);
     });
+    foldEnd(gen);
     tracker.lingering.each((s) => checkClosed(s, now));
   } catch (err) {
     tracker.fault('detectors', err);
