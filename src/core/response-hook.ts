@@ -299,9 +299,11 @@ function patchedDestroy(this: Res, err?: Error): Res {
 }
 
 /**
- * `res.emit` of an open HTTP/1.1 stream: the stream's close (after the app's own listeners have run, and even when
- * one of them threw), a drain (before the app's, whose drain handler may block again at once), and the socket's
- * timeout, which node:http's server emits on the response before it decides to destroy the socket.
+ * `res.emit` of an open HTTP/1.1 stream, before the app's listeners (as a listener added first would be): the
+ * stream's close, a drain (the app's drain handler may block again at once), and the socket's timeout, which
+ * node:http's server emits on the response before it decides to destroy the socket. node:http's own 'finish'
+ * listener arms the keep-alive socket's timer: what a 'finish' creates is not the handler's (trackAsync), as
+ * what Node creates inside a write is not (see patchedWrite).
  */
 function patchedEmit(this: Res, type: string | symbol): boolean {
   const s = this[kState];
@@ -309,13 +311,15 @@ function patchedEmit(this: Res, type: string | symbol): boolean {
   const args = arguments as unknown as Parameters<ServerResponse['emit']>;
   const orig = s?.orig?.emit;
   if (s === undefined || orig == null) return Object.getPrototypeOf(this).emit.apply(this, args);
-  if (type === 'drain') onDrain.call(this);
+  if (type === 'close') onClose.call(this);
+  else if (type === 'drain') onDrain.call(this);
   else if (type === 'timeout') socketTimedOut(s);
-  else if (type === 'close') {
+  else if (type === 'finish') {
+    tracker.internalDepth++;
     try {
       return orig.apply(this, args);
     } finally {
-      onClose.call(this);
+      tracker.internalDepth--;
     }
   }
   return orig.apply(this, args);
