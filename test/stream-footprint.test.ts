@@ -86,7 +86,7 @@ describe('StreamState: packed fields read back what was written', () => {
 
   it('booleans, outcome, muted, the rare fields and the slots are independent of each other (random writes against a plain model)', () => {
     const bools = ['clientClosed', 'promoteScheduled', 'drainListening', 'ended', 'errored', 'timedOut', 'serverDestroyed', 'handlerSettled', 'released'] as const;
-    const nums = ['blockedWrites', 'blockedSince', 'writesAfterClose', 'lastWriteAt', 'afterCloseGap', 'firstWriteAt', 'closedAt', 'writes', 'bytes', 'listSlot'] as const;
+    const nums = ['blockedWrites', 'blockedSince', 'writesAfterClose', 'lastWriteAt', 'afterCloseGap', 'closedAt', 'writes', 'bytes', 'listSlot'] as const;
     const outcomes = [null, 'completed', 'client_aborted', 'error', 'timeout'] as const;
     let seed = 7;
     const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
@@ -95,13 +95,14 @@ describe('StreamState: packed fields read back what was written', () => {
       const s = new StreamState(req, { req } as unknown as http.ServerResponse, config, performance.now());
       const model: Record<string, unknown> = {
         ...Object.fromEntries(bools.map((b) => [b, b === 'handlerSettled'])),
-        blockedWrites: 0, blockedSince: -1, writesAfterClose: 0, lastWriteAt: -1, afterCloseGap: 0, firstWriteAt: -1, closedAt: -1, writes: 0, bytes: 0, listSlot: -1,
+        blockedWrites: 0, blockedSince: -1, writesAfterClose: 0, lastWriteAt: -1, afterCloseGap: 0, closedAt: -1, writes: 0, bytes: 0, listSlot: -1,
         outcome: null, muted: 0, traceId: '', parentContext: undefined, req,
       };
       const slots: unknown[] = [];
+      let firstWriteAt = -1;
       const st = s as unknown as Record<string, unknown>;
       for (let k = 0; k < 40; k++) {
-        const what = rnd(9);
+        const what = rnd(10);
         if (what === 0) { const b = bools[rnd(bools.length)]!; const v = rnd(2) === 1; st[b] = v; model[b] = v; }
         else if (what === 1) { const f = nums[rnd(nums.length)]!; const v = rnd(3) === 0 ? -1 : rnd(1e6) + (rnd(2) ? 0.5 : 0); st[f] = v; model[f] = v; }
         else if (what === 2) { const v = outcomes[rnd(outcomes.length)]!; s.outcome = v; model.outcome = v; }
@@ -110,8 +111,12 @@ describe('StreamState: packed fields read back what was written', () => {
         else if (what === 5) { const v = [undefined, ROOT_CONTEXT, ROOT_CONTEXT.setValue(Symbol('k'), 1)][rnd(3)]; s.parentContext = v; model.parentContext = v; }
         else if (what === 6) { const i = rnd(10); const v = rnd(2) ? { i } : undefined; s.setSlot(i, v); slots[i] = v; }
         else if (what === 7) { const v = rnd(2) ? null : ({ method: 'POST' } as http.IncomingMessage); s.req = v; model.req = v; }
-        else { const p = [Phase.Pending, Phase.Open, Phase.Closed][rnd(3)]!; s.phase = p; model.phase = p; }
+        else if (what === 8) { const p = [Phase.Pending, Phase.Open, Phase.Closed][rnd(3)]!; s.phase = p; model.phase = p; }
+        else { const v = rnd(3) === 0 ? -1 : s.t0 + rnd(1e9) / 1e3 + 0.0004; s.firstWriteAt = v; firstWriteAt = v; }
         for (const [f, v] of Object.entries(model)) expect(st[f], `${f} after write ${k} of round ${round}`).toBe(v);
+        // kept to the microsecond (an integer in the object, not a boxed double)
+        if (firstWriteAt < 0) expect(s.firstWriteAt).toBe(-1);
+        else expect(Math.abs(s.firstWriteAt - firstWriteAt)).toBeLessThan(0.0006);
         for (let i = 0; i < 10; i++) expect(s.slot(i)).toBe(slots[i]);
       }
     }

@@ -112,7 +112,11 @@ async function measure(lib, n, dir) {
       byKey.set(k, d);
       total += d.bytes;
     }
-    for (const [k, x] of a) if (!b.has(k)) byKey.set(k, { bytes: -x.bytes / open, count: -x.count / open }), (total -= x.bytes / open);
+    for (const [k, x] of a) {
+      if (b.has(k)) continue;
+      byKey.set(k, { bytes: -x.bytes / open, count: -x.count / open });
+      total -= x.bytes / open;
+    }
     const rows = [...byKey].map(([key, d]) => ({ key, ...d })).filter((r) => Math.abs(r.bytes) >= 1);
     rows.sort((p, q) => q.bytes - p.bytes);
     return { open, heapPerStream: (after.heapUsed - before.heapUsed) / open, total, rows, byKey };

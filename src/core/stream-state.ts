@@ -136,6 +136,8 @@ export function originals(
  * on the first change from its defaults (a stream that met none of these has none).
  */
 class Cold {
+  /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events. */
+  h2: H2StreamLike | null = null;
   /** The request when it is not `res.req` (an HTTP/2 `stream` event's, a framework's own), until promotion. */
   req: IncomingMessage | null = null;
   /** The span's parent when it is not ROOT_CONTEXT. */
@@ -173,8 +175,6 @@ export class StreamState {
   private flags = 0;
   /** Original methods of the response (shared, see `Originals`), restored never (we only forward to them). */
   orig: Originals | null = null;
-  /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/core/http2.ts). */
-  h2: H2StreamLike | null = null;
   config: StreamConfig;
   readonly id: number;
   /** performance.now() when the response was seen (request start). */
@@ -205,7 +205,11 @@ export class StreamState {
    * most (it leaves `open` before it joins `lingering`), and each list checks that the item at the index is it.
    */
   listSlot = -1;
-  firstWriteAt = -1;
+  /**
+   * The first write, in whole microseconds after `t0` (-1: none yet): a small integer in the object, where a time
+   * would be a boxed double (16 B more per stream). Read and written as `firstWriteAt` (performance.now()).
+   */
+  private firstWriteUs = -1;
   closedAt = -1;
   /** Rarely used fields (see `Cold`); null until one of them changes. */
   private cold: Cold | null = null;
@@ -222,6 +226,23 @@ export class StreamState {
   /** Epoch ms of t0. */
   get startedAt(): number {
     return TIME_ORIGIN + this.t0;
+  }
+
+  /** performance.now() of the first write, to the microsecond (-1: none yet). */
+  get firstWriteAt(): number {
+    const us = this.firstWriteUs;
+    return us < 0 ? -1 : this.t0 + us / 1000;
+  }
+  set firstWriteAt(v: number) {
+    this.firstWriteUs = v < 0 ? -1 : Math.max(0, Math.round((v - this.t0) * 1000));
+  }
+
+  /** HTTP/2: the `ServerHttp2Stream` under the response, or the stream itself for `stream` events (src/core/http2.ts). */
+  get h2(): H2StreamLike | null {
+    return this.cold === null ? null : this.cold.h2;
+  }
+  set h2(v: H2StreamLike | null) {
+    if (this.cold !== null || v !== null) this.c.h2 = v;
   }
 
   // ---- the booleans (bits of `flags`) ----
