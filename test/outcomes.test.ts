@@ -109,6 +109,34 @@ const cases: Case[] = [
     serverTimeoutMs: 200,
     handler: (_req, res) => openSse(res), // never writes again
   },
+  {
+    // nothing wraps the socket's destroy(): the cut is read from the socket when the response closes
+    name: 'error when the app destroys the socket under an open stream',
+    outcome: 'error',
+    handler: async (req, res) => {
+      openSse(res);
+      await sleep(10);
+      req.socket.destroy();
+    },
+  },
+  {
+    name: 'error when the app destroys the socket with an error',
+    outcome: 'error',
+    handler: async (req, res) => {
+      openSse(res);
+      await sleep(5);
+      req.socket.destroy(new Error('upstream failed'));
+    },
+  },
+  {
+    // node:http emits the socket's timeout on the response: the app's own handler ends the stream
+    name: "timeout when the response's own timeout fires and the app ends the stream",
+    outcome: 'timeout',
+    handler: (_req, res) => {
+      openSse(res);
+      res.setTimeout(150, () => res.end('data: bye\n\n'));
+    },
+  },
 ];
 
 describe('outcomes: exactly one per stream', () => {

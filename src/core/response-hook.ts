@@ -4,21 +4,19 @@ import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Phase, StreamState, type StreamConfig } from './stream-state.js';
+import { originals, Phase, StreamState, type StreamConfig } from './stream-state.js';
 import { getTracker } from './tracker.js';
 import { resolveRoute } from './routes.js';
 import { kState } from './symbols.js';
 import { captureStack } from './stacks.js';
 import { h2Finished, h2StreamOf, isServerStream, watchH2 } from './http2.js';
 import { closeOutcome, serverCut, socketTimedOut } from './outcome.js';
-import { kSocketDestroy, kWatched } from './symbols.js';
-import { atShutdown, isLive } from './switch.js';
 import { wrapAbove } from './above.js';
 
 /**
  * Attaches the tracker to one response. Shared functions (not closures) replace `write`, `end`,
  * `writeHead` on the instance and forward to the originals; a short buffered response pays one
- * small object and four property stores. Nothing on the prototype is touched.
+ * small object and four property stores. Nothing on the prototype is touched, nothing on the socket.
  */
 
 type Res = ServerResponse & { [kState]?: StreamState };
@@ -26,12 +24,7 @@ type Res = ServerResponse & { [kState]?: StreamState };
 const tracker = getTracker();
 
 
-type WatchedSocket = Socket & {
-  [kWatched]?: true;
-  [kSocketDestroy]?: Socket['destroy'];
-  _httpMessage?: Res | null;
-  _readableState?: { ended?: boolean };
-};
+type PeerSocket = Socket & { _readableState?: { ended?: boolean } };
 
 /** Errors that say the peer closed or reset the connection (or the network between us failed). */
 const PEER_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EHOSTDOWN']);
@@ -53,15 +46,14 @@ export function attach(req: IncomingMessage, res: ServerResponse, config: Stream
     }
     const s = new StreamState(req, res, config, performance.now());
     r[kState] = s;
-    s.origWrite = res.write;
-    s.origEnd = res.end;
+    const stream = isServerStream(res);
+    s.orig = originals(res.write, res.end, stream ? null : res.writeHead, res.destroy, res.emit);
     res.write = patchedWrite as ServerResponse['write'];
     res.end = patchedEnd as ServerResponse['end'];
-    if (isServerStream(res)) {
+    if (stream) {
       // HTTP/2 `stream` event: the stream itself is the response (its `respond()` is patched in http2-hook.ts).
       s.h2 = res;
     } else {
-      s.origWriteHead = res.writeHead;
       res.writeHead = patchedWriteHead as ServerResponse['writeHead'];
       s.h2 = h2StreamOf(res);
     }
@@ -113,7 +105,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   const s = this[kState];
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
-  if (s === undefined || s.origWrite === null) return Object.getPrototypeOf(this).write.apply(this, args);
+  if (s === undefined || s.orig === null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (s.phase === Phase.Open && s.writes !== 0 && !s.clientClosed && !gone(s, this)) {
     const n = byteLength(chunk, encoding);
     const t = s.totals;
@@ -129,7 +121,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   tracker.internalDepth++;
   let ret: boolean;
   try {
-    ret = s.origWrite.apply(this, args);
+    ret = s.orig.write.apply(this, args);
   } finally {
     tracker.internalDepth--;
   }
@@ -163,9 +155,9 @@ function writeBlocked(s: StreamState, res: Res): void {
     s.totals.blocked++;
     if (s.blockedSince < 0) {
       s.blockedSince = performance.now();
-      if (!s.drainListening) {
-        // Only streams that meet backpressure pay for a 'drain' listener; it goes before the app's
-        // own, whose drain handler may block again at once.
+      if (!s.drainListening && s.h2 !== null) {
+        // HTTP/2: only streams that meet backpressure pay for a 'drain' listener; it goes before the app's
+        // own, whose drain handler may block again at once. (HTTP/1.1: our `emit` sees it, see patchedEmit.)
         s.drainListening = true;
         res.prependListener('drain', onDrain);
       }
@@ -184,7 +176,7 @@ function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknow
   const s = this[kState];
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as Parameters<ServerResponse['end']>;
-  if (s === undefined || s.origEnd === null) return Object.getPrototypeOf(this).end.apply(this, args);
+  if (s === undefined || s.orig === null) return Object.getPrototypeOf(this).end.apply(this, args);
   if (s.phase !== Phase.Discarded && !s.ended) {
     try {
       s.ended = true;
@@ -197,7 +189,7 @@ function patchedEnd(this: Res, chunk?: unknown, encoding?: unknown, _cb?: unknow
   }
   tracker.internalDepth++;
   try {
-    return s.origEnd.apply(this, args) as Res;
+    return s.orig.end.apply(this, args) as Res;
   } finally {
     tracker.internalDepth--;
   }
@@ -208,11 +200,12 @@ function patchedWriteHead(this: Res, _statusCode?: unknown, reason?: unknown, he
   const s = this[kState];
   // eslint-disable-next-line prefer-rest-params
   const args = arguments as unknown as unknown[];
-  if (s === undefined || s.origWriteHead === null) return Object.getPrototypeOf(this).writeHead.apply(this, args);
+  const orig = s?.orig?.writeHead;
+  if (s === undefined || orig == null) return Object.getPrototypeOf(this).writeHead.apply(this, args);
   let ret: Res;
   tracker.internalDepth++;
   try {
-    ret = (s.origWriteHead as (...a: unknown[]) => Res).apply(this, args);
+    ret = (orig as (...a: unknown[]) => Res).apply(this, args);
   } finally {
     tracker.internalDepth--;
   }
@@ -286,27 +279,22 @@ export function promote(s: StreamState): void {
     tracker.fault('route', err);
     s.route = '__unknown__';
   }
-  if ((s.h2 as unknown) !== res) {
-    s.origDestroy = res.destroy;
-    res.destroy = patchedDestroy as ServerResponse['destroy'];
+  // the methods as they are now (a framework may have replaced one since attach)
+  const o = s.orig;
+  if (o !== null && (o.destroy !== res.destroy || o.emit !== res.emit)) s.orig = originals(o.write, o.end, o.writeHead, res.destroy, res.emit);
+  if ((s.h2 as unknown) !== res) res.destroy = patchedDestroy as ServerResponse['destroy'];
+  if (s.h2 === null) {
+    // HTTP/1.1: one `emit` of our own sees the response's close, drain and timeout (the server emits its socket's
+    // timeout on the response), instead of a listener on the response and two on its socket: no listener array,
+    // and the app's listener counts stay its own. Nothing of the socket is touched.
+    res.emit = patchedEmit as ServerResponse['emit'];
+  } else {
+    res.on('close', onClose);
   }
-  res.on('close', onClose);
   // A middleware that replaced res.write after streamscope attached (compression): count the writes it is given.
   if (res.write !== (patchedWrite as unknown)) wrapAbove(s, res, patchedWrite);
   // HTTP/2: the stream's own destroy/close/timeout tell who cut it (the session's socket is shared).
-  const socket = s.h2 !== null ? null : (res.socket as WatchedSocket | null);
   if (s.h2 !== null) watchH2(s, s.h2);
-  if (socket && socket[kWatched] === undefined) {
-    // One listener for the socket's life, shared by every response a keep-alive socket carries, and
-    // its destroy() wrapped once: a destroy the peer did not cause (an error handler's
-    // `req.socket.destroy()` after the headers went out) is the server's doing, outcome `error`.
-    socket[kWatched] = true;
-    socket.on('timeout', onSocketTimeout);
-    socket[kSocketDestroy] = socket.destroy;
-    socket.destroy = socketDestroy as Socket['destroy'];
-    watchedSockets.add(socket);
-    socket.once('close', forgetSocket);
-  }
   s.req = null; // the route is resolved: the request is no longer needed
   tracker.opened(s);
   if (gone(s, res) || res.closed) onClose.call(res);
@@ -315,65 +303,54 @@ export function promote(s: StreamState): void {
 function patchedDestroy(this: Res, err?: Error): Res {
   const s = this[kState];
   if (s !== undefined) serverCut(s, Boolean(err));
-  const orig = s?.origDestroy ?? Object.getPrototypeOf(this).destroy;
+  const orig = s?.orig?.destroy ?? Object.getPrototypeOf(this).destroy;
   return orig.call(this, err) as Res;
 }
 
-/** The peer ended its side (EOF) or reset the connection: a destroy now follows from the peer. */
-function peerClosed(socket: WatchedSocket, err: unknown): boolean {
+/**
+ * `res.emit` of an open HTTP/1.1 stream, before the app's listeners (as a listener added first would be): the
+ * stream's close, a drain (the app's drain handler may block again at once), and the socket's timeout, which
+ * node:http's server emits on the response before it decides to destroy the socket. node:http's own 'finish'
+ * listener arms the keep-alive socket's timer: what a 'finish' creates is not the handler's (trackAsync), as
+ * what Node creates inside a write is not (see patchedWrite).
+ */
+function patchedEmit(this: Res, type: string | symbol): boolean {
+  const s = this[kState];
+  // eslint-disable-next-line prefer-rest-params
+  const args = arguments as unknown as Parameters<ServerResponse['emit']>;
+  const orig = s?.orig?.emit;
+  if (s === undefined || orig == null) return Object.getPrototypeOf(this).emit.apply(this, args);
+  if (type === 'close') onClose.call(this);
+  else if (type === 'drain') onDrain.call(this);
+  else if (type === 'timeout') socketTimedOut(s);
+  else if (type === 'finish') {
+    tracker.internalDepth++;
+    try {
+      return orig.apply(this, args);
+    } finally {
+      tracker.internalDepth--;
+    }
+  }
+  return orig.apply(this, args);
+}
+
+/** The peer ended its side (EOF) or reset the connection: a destroy then followed from the peer. */
+function peerClosed(socket: PeerSocket): boolean {
   if (socket._readableState?.ended === true) return true;
-  const code = (err as { code?: unknown } | null | undefined)?.code ?? (socket.errored as { code?: unknown } | null)?.code;
+  const code = (socket.errored as { code?: unknown } | null)?.code;
   return typeof code === 'string' && PEER_ERRORS.has(code);
 }
 
-function socketDestroy(this: WatchedSocket, err?: Error): WatchedSocket {
-  try {
-    const s = this._httpMessage?.[kState];
-    if (s !== undefined && s.phase === Phase.Open && !s.clientClosed && !peerClosed(this, err)) serverCut(s, Boolean(err));
-  } catch (e) {
-    tracker.fault('tracker', e);
-  }
-  const orig = this[kSocketDestroy] ?? Object.getPrototypeOf(this).destroy;
-  // eslint-disable-next-line prefer-rest-params
-  return orig.apply(this, arguments as unknown as [Error?]) as WatchedSocket;
-}
-
-// ---- the off switch (shutdown(), src/core/switch.ts) ----
-
-/** Sockets whose destroy() is wrapped (until they close): shutdown() gives them their own back. */
-const watchedSockets = new Set<WatchedSocket>();
-
-function forgetSocket(this: WatchedSocket): void {
-  watchedSockets.delete(this);
-}
-
 /**
- * Undoes the socket watch: its own `destroy` back and our listeners gone. Unwrapping checks identity first: when
- * something wrapped `destroy` over ours, ours stays in its chain (it only reads) and so does the mark.
+ * HTTP/1.1, at close: the socket was destroyed before the response finished, and not by the peer (no EOF from it,
+ * no reset): the server cut it (an error handler's `req.socket.destroy()` after the headers went out, a server
+ * closing its connections), outcome `error`. Read from the socket's state at close, so nothing wraps its destroy().
  */
-function unwatchSocket(socket: WatchedSocket): void {
-  watchedSockets.delete(socket);
-  socket.removeListener('close', forgetSocket);
-  if (socket.destroy !== (socketDestroy as Socket['destroy'])) return;
-  socket.removeListener('timeout', onSocketTimeout);
-  const orig = socket[kSocketDestroy];
-  if (orig === undefined || orig === Object.getPrototypeOf(socket).destroy) delete (socket as Partial<WatchedSocket>).destroy;
-  else socket.destroy = orig;
-  delete socket[kSocketDestroy];
-  delete socket[kWatched];
+function socketCut(s: StreamState, res: Res): void {
+  const socket = res.socket as PeerSocket | null;
+  if (socket == null || socket.destroyed !== true || peerClosed(socket)) return;
+  serverCut(s, socket.errored != null);
 }
-
-/**
- * shutdown(): every watched socket is unwatched now, except one carrying a stream still open (its outcome
- * needs the watch): that one is unwatched when the stream closes (`onClose`).
- */
-function unwatchSockets(): void {
-  for (const socket of [...watchedSockets]) {
-    const s = socket._httpMessage?.[kState];
-    if (s === undefined || s.phase !== Phase.Open) unwatchSocket(socket);
-  }
-}
-atShutdown(unwatchSockets, 10);
 
 function onDrain(this: Res): void {
   const s = this[kState];
@@ -387,16 +364,14 @@ function onDrain(this: Res): void {
   }
 }
 
-function onSocketTimeout(this: WatchedSocket): void {
-  const res = this._httpMessage;
-  const s = res?.[kState];
-  if (s !== undefined) socketTimedOut(s);
-}
-
 function onClose(this: Res): void {
   const s = this[kState];
   if (s === undefined || s.phase !== Phase.Open) return;
   try {
+    const h2 = s.h2;
+    // HTTP/2: `writableFinished` is true after a peer's RST_STREAM (Node 20); the stream says how it ended.
+    const finished = h2 !== null ? h2Finished(h2) : this.writableFinished;
+    if (h2 === null && !finished && !s.clientClosed) socketCut(s, this);
     const now = performance.now();
     tracker.markClosed(s, now);
     if (s.drainListening) this.removeListener('drain', onDrain);
@@ -405,9 +380,6 @@ function onClose(this: Res): void {
       s.blockedSince = -1;
       tracker.emit('drain', s, waited);
     }
-    // HTTP/2: `writableFinished` is true after a peer's RST_STREAM (Node 20); the stream says how it ended.
-    const h2 = s.h2;
-    const finished = h2 !== null ? h2Finished(h2) : this.writableFinished;
     // An error the server side set (destroy(err), a failed pipe into the response) while the client was there.
     // (An HTTP/2 stream is also `errored` by a peer's RST_STREAM with an error code: server-side cuts are seen by watchH2.)
     const resErrored = h2 === null && Boolean((this as { errored?: unknown }).errored);
@@ -415,9 +387,6 @@ function onClose(this: Res): void {
     if (closeOutcome(s, finished, resErrored)) tracker.emit('clientClosed', s);
     tracker.emit('close', s);
     tracker.settle(s);
-    // Tracked before a shutdown(): the socket's watch ends with the last stream it was kept for (the response
-    // has let go of its socket by now, so the sockets left are looked over).
-    if (!isLive(s.config) && watchedSockets.size > 0) unwatchSockets();
   } catch (err) {
     tracker.fault('tracker', err);
   }

@@ -56,22 +56,25 @@ export abstract class StreamList {
   }
 }
 
-/** Streams whose response has not closed (`StreamState.openSlot`). */
+/**
+ * Streams whose response has not closed. The index is `StreamState.listSlot`, which the lingering list shares: a
+ * stream is in one of them at most, and `has()` checks the item at the index.
+ */
 export class OpenStreams extends StreamList {
   protected index(s: StreamState): number {
-    return s.openSlot;
+    return s.listSlot;
   }
   protected setIndex(s: StreamState, i: number): void {
-    s.openSlot = i;
+    s.listSlot = i;
   }
 }
 
-/** Closed streams their producer still holds (`StreamState.lingerSlot`). */
+/** Closed streams their producer still holds (`StreamState.listSlot`, see OpenStreams). */
 export class LingeringStreams extends StreamList {
   protected index(s: StreamState): number {
-    return s.lingerSlot;
+    return s.listSlot;
   }
   protected setIndex(s: StreamState, i: number): void {
-    s.lingerSlot = i;
+    s.listSlot = i;
   }
 }

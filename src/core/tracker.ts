@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
-import { NO_FINDINGS, Phase, slotCount, type StreamState, type WriteTotals } from './stream-state.js';
+import { MUTABLE_LISTENERS, NO_FINDINGS, Phase, slotCount, type StreamState, type WriteTotals } from './stream-state.js';
 import { LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
 import { kState, kTracker } from './symbols.js';
 import * as outcome from './outcome.js';
@@ -66,7 +66,7 @@ const EVENTS: readonly EventName[] = ['open', 'firstWrite', 'writeBlocked', 'dra
 
 /**
  * Each event's handlers and their listeners, in registration order (parallel arrays), with each listener's
- * bit in `StreamState.muted` (0 for a listener past the 30th: never muted).
+ * bit in `StreamState.muted` (0 for a listener past the MUTABLE_LISTENERS-th, 16th: never muted).
  */
 type Hooks = Record<EventName, { fns: Hook[]; owners: TrackerListener[]; bits: number[] }>;
 
@@ -106,7 +106,7 @@ export class Tracker {
   private readonly bitOf = (l: TrackerListener): number => {
     let b = this.bits.get(l);
     if (b === undefined) {
-      b = this.bits.size < 30 ? 1 << this.bits.size : 0;
+      b = this.bits.size < MUTABLE_LISTENERS ? 1 << this.bits.size : 0;
       this.bits.set(l, b);
     }
     return b;
