@@ -53,7 +53,10 @@ async function open({ port, paths, n, localAddress, h2, perSession }) {
         jobs.push(openH1(port, path, localAddress));
       }
     }
-    for (const ok of await Promise.all(jobs)) ok ? opened++ : failed++;
+    for (const ok of await Promise.all(jobs)) {
+      if (ok) opened++;
+      else failed++;
+    }
   }
   return { opened, failed };
 }

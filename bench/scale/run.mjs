@@ -20,7 +20,7 @@
 // streams on /burst whose clients leave, three writes to each after that in one tick, and the loop watched
 // while the next sweep's B zombie_producer findings are raised; (4) a node:cluster primary with
 // clusterMetricsHandler() and W workers with the same routes, scraped every second.
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
