@@ -220,7 +220,7 @@ if (N > 0) {
   const heapPlain = await getJson(ctl, '/ctl/heap');
   plain.heapPerStream = (heapPlain.heapUsed - base0.heapUsed) / plain.opened;
   plain.rss = heapPlain.rss;
-  Object.assign(plain, await scrapes(ctl, port));
+  Object.assign(plain, await scrapes(ctl, ctl));
   results.plain = plain;
   console.log('plain', JSON.stringify(plain));
   await closeStreams(clients);
@@ -239,13 +239,13 @@ if (N > 0) {
   inst.heapPerStream = (heapInst.heapUsed - base1.heapUsed) / inst.opened;
   inst.rss = heapInst.rss;
   Object.assign(inst, await getJson(ctl, '/ctl/sweep'));
-  Object.assign(inst, await scrapes(ctl, port));
+  Object.assign(inst, await scrapes(ctl, ctl));
   results.inst = inst;
   console.log('inst', JSON.stringify(inst));
   await closeStreams(clients);
   await settle(ctl);
 } else {
-  results.routesOnly = await scrapes(ctl, port);
+  results.routesOnly = await scrapes(ctl, ctl);
 }
 
 if (BURST > 0) {
