@@ -4,7 +4,7 @@ import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../co
 import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
 import { installWire, sweepWire } from './buffered.js';
-import { beginTick, has, raise, RAISE_BUDGET_MS } from './raising.js';
+import { beginTick, DECIDE_BUDGET_MS, deciding, has, raise, RAISE_BUDGET_MS } from './raising.js';
 import { installGaps, sweepGaps } from './gaps.js';
 import { considerForSampling, isStalled, noProgressMs, observedReadRate, sampleCandidates, setOnSampled } from './progress.js';
 
@@ -20,8 +20,8 @@ const tracker = getTracker();
 export { SWEEP_MS };
 /** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
 export const ZOMBIE_WRITES = 3;
-/** Time the detectors spend raising findings in one tick, at most (src/consumers/detectors/raising.ts). */
-export { RAISE_BUDGET_MS };
+/** Time the detectors spend raising findings in one tick, and a sweep deciding them, at most (src/consumers/detectors/raising.ts). */
+export { DECIDE_BUDGET_MS, RAISE_BUDGET_MS };
 
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -34,6 +34,7 @@ function fmtRate(bytesPerSec: number): string {
 }
 
 function checkOpen(s: StreamState, now: number): void {
+  if (!deciding()) return;
   if (!has(s, 'stalled_write') && isStalled(s, now)) {
     const waited = now - s.blockedSince;
     const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
@@ -51,6 +52,7 @@ function checkOpen(s: StreamState, now: number): void {
 }
 
 function checkClosed(s: StreamState, now: number): void {
+  if (!deciding()) return;
   if (s.writesAfterClose >= ZOMBIE_WRITES && !has(s, 'zombie_producer')) {
     raise(
       s,

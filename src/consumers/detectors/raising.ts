@@ -20,6 +20,14 @@ const tracker = getTracker();
  * order found; a stream that closes or is released before its turn still gets it (docs/detectors.md).
  */
 export const RAISE_BUDGET_MS = 5;
+/**
+ * Time from a sweep's start during which its checks decide findings, at most (deciding one — its detail, its place
+ * in the queue — costs about a µs): past it, the checks stop deciding and the streams left are decided by the
+ * next sweep, so a burst of 10,000 does not hold the sweep's own tick either.
+ */
+export const DECIDE_BUDGET_MS = 8;
+/** Findings every tick may decide whatever the clock says (on a loaded machine a sweep's wall time can pass its budget before its first check): the checks always move. */
+const MIN_DECISIONS = 100;
 
 type Severity = Finding['severity'];
 /** A finding decided by a check, waiting for its turn; `detail` and `stack` may be formatted only then. */
@@ -40,6 +48,15 @@ const BIT: Record<FindingKind, number> = { stalled_write: 1, dangling_stream: 2,
 /** Until when the current tick may raise (performance.now()); past it, findings wait for the next tick. */
 let deadline = 0;
 let drainScheduled = false;
+/** Until when the current tick may decide findings; once past, `closedForTick` until the next tick begins. */
+let decideUntil = 0;
+let closedForTick = false;
+let decidedInTick = 0;
+
+/** May the checks of this tick still decide findings? (false once its decide budget is spent) */
+export function deciding(): boolean {
+  return !closedForTick;
+}
 
 /** Has the stream this kind, raised or waiting to be? (Checks ask this, not `s.hasFinding`.) */
 export function has(s: StreamState, kind: FindingKind): boolean {
@@ -48,16 +65,26 @@ export function has(s: StreamState, kind: FindingKind): boolean {
   return ((waiting.get(s) ?? 0) & BIT[kind]) !== 0;
 }
 
-/** Decides a finding: raised now if the tick's budget lasts and none waits, else queued behind those that do. */
-export function raise(s: StreamState, kind: FindingKind, severity: Severity, detail: string | (() => string), stack?: () => string | undefined): void {
+/**
+ * Decides a finding: raised now if the tick's raise budget lasts and none waits, else queued behind those that do.
+ * Returns false, deciding nothing, once the tick's decide budget is spent (the next sweep's checks see it again).
+ */
+export function raise(s: StreamState, kind: FindingKind, severity: Severity, detail: string | (() => string), stack?: () => string | undefined): boolean {
+  if (closedForTick) return false;
+  const now = performance.now();
+  if (++decidedInTick > MIN_DECISIONS && now >= decideUntil) {
+    closedForTick = true;
+    return false;
+  }
   const p: Pending = { s, kind, severity, detail, stack };
-  if (head === queue.length && performance.now() < deadline) {
+  if (head === queue.length && now < deadline) {
     deliver(p);
-    return;
+    return true;
   }
   queue.push(p);
   waiting.set(s, (waiting.get(s) ?? 0) | BIT[kind]);
   scheduleDrain();
+  return true;
 }
 
 function deliver(p: Pending): void {
@@ -101,9 +128,13 @@ function scheduleDrain(): void {
   setImmediate(drain);
 }
 
-/** A tick that checks streams starts (the sweep, a kernel sample's arrival): it may raise for RAISE_BUDGET_MS, unless findings already wait. */
+/** A tick that checks streams starts (the sweep, a kernel sample's arrival): it may decide for DECIDE_BUDGET_MS and raise for RAISE_BUDGET_MS, unless findings already wait. */
 export function beginTick(): void {
-  if (head === queue.length) deadline = performance.now() + RAISE_BUDGET_MS;
+  const now = performance.now();
+  if (head === queue.length) deadline = now + RAISE_BUDGET_MS;
+  decideUntil = now + DECIDE_BUDGET_MS;
+  closedForTick = false;
+  decidedInTick = 0;
 }
 
 /** shutdown(): what was decided before it is raised now (nothing is lost; no check runs after it). */
