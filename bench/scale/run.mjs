@@ -12,6 +12,7 @@
 //     --burst N         streams whose findings are raised in the same sweep (default 10000; 0 skips)
 //     --workers N       cluster workers (default 8; 0 skips)
 //     --no-doc          print the table, do not write docs/reliability.md
+//     --dist DIR        measure another build (an older commit's dist/, for an A/B)
 //
 // Phases, one server process (bench/scale/app.mjs, `node --expose-gc`, the built package), clients in other
 // processes: (1) N streams on /plain (no streamscope): heap after GC, then a scrape of /metrics every second
@@ -30,7 +31,6 @@ import { replaceSection } from '../core/doc.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const HERE = join(ROOT, 'bench/scale');
-const DIST = join(ROOT, 'dist/esm/index.js');
 const argv = process.argv.slice(2);
 const opt = (name, def) => {
   const i = argv.indexOf(`--${name}`);
@@ -38,6 +38,8 @@ const opt = (name, def) => {
   const eq = argv.find((a) => a.startsWith(`--${name}=`));
   return eq ? eq.slice(name.length + 3) : def;
 };
+// --dist DIR: another build of the package (an A/B against an older commit's dist/)
+const DIST = resolve(opt('dist', join(ROOT, 'dist')), 'esm/index.js');
 const N = Number(opt('streams', 100_000));
 const ROUTES = Number(opt('routes', 200));
 const SCRAPES = Number(opt('scrapes', 20));
@@ -335,7 +337,7 @@ function render(r) {
       `| findings raised (zombie_producer, one per stream) | ${int(b.raised)} of ${int(b.streams)} (${int(b.raisedBefore)} before the deciding sweep) |`,
       `| over | ${int(b.turns)} turn(s) of the event loop, at most ${int(b.maxPerTurn)} in one, ${ms(b.raisingMs)} from first to last |`,
       `| longest single hold of the loop while they were raised: wall time between two turns / CPU this process used in it | ${ms(b.longestTurnMs)} / ${mark(b.longestTurnCpuMs, 10)} |`,
-      `| the sweep that decided them (its checks over every stream, and the findings raised within its budget) | ${ms(b.decidingSweepMs)} (CPU ${ms(b.decidingSweepCpuMs)}), ${int(b.raisedInSweep)} raised in it |`,
+      `| the sweeps that decided them (every 250 ms, their checks over every stream and the findings raised within their budget): longest | ${ms(b.decidingSweepMs)} (CPU ${ms(b.decidingSweepCpuMs)}); ${int(b.sweeps)} sweep(s), ${int(b.raisedInSweep)} raised in the first |`,
       `| event-loop delay max meanwhile (1 ms timer) | ${ms(b.loopDelayMaxMs)} |`,
       '',
     );
