@@ -13,6 +13,7 @@
 //     --workers N       cluster workers (default 8; 0 skips)
 //     --no-doc          print the table, do not write docs/reliability.md
 //     --dist DIR        measure another build (an older commit's dist/, for an A/B)
+//     --from FILE       re-render the section from a saved raw result (no measuring)
 //
 // Phases, one server process (bench/scale/app.mjs, `node --expose-gc`, the built package), clients in other
 // processes: (1) N streams on /plain (no streamscope): heap after GC, then a scrape of /metrics every second
@@ -51,6 +52,15 @@ if (!fs.existsSync(DIST)) {
   process.exit(2);
 }
 
+const FROM = opt('from', undefined);
+let results;
+if (FROM !== undefined) {
+  results = JSON.parse(fs.readFileSync(FROM, 'utf8'));
+} else {
+  results = await measure();
+}
+
+async function measure() {
 const hardLimit = (() => {
   const v = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
   return v === 'unlimited' ? Infinity : Number(v);
@@ -294,6 +304,9 @@ if (WORKERS > 0) {
   console.log('cluster', JSON.stringify(results.cluster));
 }
 
+  return results;
+}
+
 // ── the table ──
 const ms = (x) => (x === undefined ? '–' : `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`);
 const kib = (x) => `${(x / 1024).toFixed(2)} KiB`;
@@ -332,7 +345,7 @@ function render(r) {
   if (r.burst) {
     const b = r.burst;
     out.push(
-      `| burst: ${int(b.streams)} streams' findings decided in one sweep | |`,
+      `| burst: ${int(b.streams)} streams crossing a threshold in the same tick | |`,
       '| --- | --- |',
       `| findings raised (zombie_producer, one per stream) | ${int(b.raised)} of ${int(b.streams)} (${int(b.raisedBefore)} before the deciding sweep) |`,
       `| over | ${int(b.turns)} turn(s) of the event loop, at most ${int(b.maxPerTurn)} in one, ${ms(b.raisingMs)} from first to last |`,
@@ -355,12 +368,12 @@ function render(r) {
   return out.join('\n');
 }
 const section = render(results);
-fs.writeFileSync(join(os.tmpdir(), 'streamscope-bench-scale.json'), JSON.stringify(results, null, 2));
+if (FROM === undefined) fs.writeFileSync(join(os.tmpdir(), 'streamscope-bench-scale.json'), JSON.stringify(results, null, 2));
 console.log('\n' + section);
 if (writeDoc) {
   const doc = join(ROOT, 'docs/reliability.md');
   fs.writeFileSync(doc, replaceSection(fs.readFileSync(doc, 'utf8'), 'scale', section));
   console.log('wrote docs/reliability.md (scale section)');
 }
-killAll();
+// (measuring: the clients, the app and the cluster are killed on exit)
 process.exit(0);
