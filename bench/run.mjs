@@ -6,6 +6,7 @@
 //   node bench/run.mjs --only=flood,idle  some scenarios: flood, short, idle, sweep
 //   node bench/run.mjs --no-doc           print, do not touch docs/benchmarks.md
 //   node bench/run.mjs --from=FILE        re-render the section from a saved raw result (no measuring)
+//   node bench/run.mjs --scale [opts]     the scale bench instead (bench/scale/run.mjs; docs/reliability.md)
 //   BENCH_CYCLES=12 node bench/run.mjs    more cycles (also BENCH_SLICE_MS, BENCH_SLICE_S, BENCH_IDLE_CONNS,
 //                                         BENCH_IDLE_ROUNDS)
 // Every run saves its raw results to $TMPDIR/streamscope-bench-core.json; a full run also to
@@ -20,6 +21,12 @@ import { root } from './core/harness.mjs';
 import { replaceSection } from './core/doc.mjs';
 
 const args = process.argv.slice(2);
+// `npm run bench -- --scale [options]`: the scale bench instead (bench/scale/run.mjs, docs/reliability.md)
+if (args.includes('--scale')) {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [new URL('./scale/run.mjs', import.meta.url).pathname, ...args.filter((a) => a !== '--scale')], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 const onlyArg = args.find((a) => a.startsWith('--only='));
 const only = onlyArg ? onlyArg.slice('--only='.length).split(',') : undefined;
 const writeDoc = !args.includes('--no-doc') && only === undefined;

@@ -6,6 +6,7 @@ import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { DEFAULTS } from '../../core/config.js';
 import { aboveOf } from '../../core/above.js';
 import { routeMetricsOf } from '../metrics.js';
+import { has, raise } from './raising.js';
 
 /**
  * What reached the wire (docs/detectors.md `buffered_stream`, docs/metrics.md `stream_first_byte_seconds`).
@@ -158,8 +159,8 @@ export function sweepWire(s: StreamState, now: number): void {
   } else if (given > w.givenAtSend && !s.clientClosed) {
     const at = msOf(s, now);
     if (w.heldSince < 0) w.heldSince = at;
-    else if (at - w.heldSince >= (s.config.bufferedAfterMs ?? DEFAULTS.bufferedAfterMs) && !s.hasFinding('buffered_stream')) {
-      tracker.raise(s, 'buffered_stream', 'warning', detail(s, w, given - w.givenAtSend, at - w.heldSince, sent));
+    else if (at - w.heldSince >= (s.config.bufferedAfterMs ?? DEFAULTS.bufferedAfterMs) && !has(s, 'buffered_stream')) {
+      raise(s, 'buffered_stream', 'warning', detail(s, w, given - w.givenAtSend, at - w.heldSince, sent));
     }
   }
 }

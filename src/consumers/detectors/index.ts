@@ -4,6 +4,7 @@ import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../co
 import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
 import { installWire, sweepWire } from './buffered.js';
+import { beginTick, DECIDE_BUDGET_MS, deciding, has, raise, RAISE_BUDGET_MS } from './raising.js';
 import { installGaps, sweepGaps } from './gaps.js';
 import { foldBegin, foldEnd, foldStream } from '../metrics.js';
 import { considerForSampling, isStalled, noProgressMs, observedReadRate, onEpisodeEnd, sampleCandidates, setOnSampled } from './progress.js';
@@ -20,19 +21,8 @@ const tracker = getTracker();
 export { SWEEP_MS };
 /** Writes after close that make a producer a zombie (one or two are a producer learning of the close). */
 export const ZOMBIE_WRITES = 3;
-
-/**
- * Findings raised per sweep at most (each costs a few µs for its listeners, metric and span event): a
- * burst of thousands, say every stream of a dead proxy stalling at once, is spread over several sweeps
- * instead of blocking the event loop once.
- */
-export const MAX_FINDINGS_PER_SWEEP = 500;
-
-let budget = MAX_FINDINGS_PER_SWEEP;
-
-function raise(...args: Parameters<typeof tracker.raise>): void {
-  if (tracker.raise(...args)) budget--;
-}
+/** Time the detectors spend raising findings in one tick, and a sweep deciding them, at most (src/consumers/detectors/raising.ts). */
+export { DECIDE_BUDGET_MS, RAISE_BUDGET_MS };
 
 function fmtBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -45,8 +35,8 @@ function fmtRate(bytesPerSec: number): string {
 }
 
 function checkOpen(s: StreamState, now: number): void {
-  if (budget <= 0) return;
-  if (!s.hasFinding('stalled_write') && isStalled(s, now)) {
+  if (!deciding()) return;
+  if (!has(s, 'stalled_write') && isStalled(s, now)) {
     const waited = now - s.blockedSince;
     const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
     const rate = observedReadRate(s);
@@ -63,8 +53,8 @@ function checkOpen(s: StreamState, now: number): void {
 }
 
 function checkClosed(s: StreamState, now: number): void {
-  if (budget <= 0) return;
-  if (s.writesAfterClose >= ZOMBIE_WRITES && !s.hasFinding('zombie_producer')) {
+  if (!deciding()) return;
+  if (s.writesAfterClose >= ZOMBIE_WRITES && !has(s, 'zombie_producer')) {
     raise(
       s,
       'zombie_producer',
@@ -74,7 +64,7 @@ function checkClosed(s: StreamState, now: number): void {
   }
   const gone = now - s.closedAt;
   const asyncAlive = liveAsync(s);
-  if (s.clientClosed && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_stream')) {
+  if (s.clientClosed && gone > s.config.danglingAfterMs && !has(s, 'dangling_stream')) {
     const why: string[] = [];
     if (!s.handlerSettled) why.push('its handler has not settled');
     if (writesHold(s, now)) why.push('writes keep arriving');
@@ -83,20 +73,26 @@ function checkClosed(s: StreamState, now: number): void {
       raise(s, 'dangling_stream', 'error', `the client left ${Math.round(gone)} ms ago and the producer still holds the stream: ${why.join(', ')}`);
     }
   }
-  if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !s.hasFinding('dangling_async')) {
-    const res = [...asyncResourcesOf(s)].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
-    const types = new Map<string, number>();
-    for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
-    const list = [...types].map(([t, n]) => `${n} ${t}`).join(', ');
-    const first = res.find((r) => r.stack !== undefined)?.stack;
-    raise(s, 'dangling_async', 'warning', `${list} created by the stream's handler still alive ${Math.round(gone)} ms after it closed`, first);
+  if (asyncAlive > 0 && gone > s.config.danglingAfterMs && !has(s, 'dangling_async')) {
+    // the resources are listed and their stacks formatted when the finding's turn comes (a burst formats nothing at once)
+    let first: string | undefined;
+    const detail = (): string => {
+      const res = [...asyncResourcesOf(s)].map((r) => ({ type: r.type, stack: userFrames(r.holder) }));
+      const types = new Map<string, number>();
+      for (const r of res) types.set(r.type, (types.get(r.type) ?? 0) + 1);
+      const list = types.size > 0 ? [...types].map(([t, n]) => `${n} ${t}`).join(', ') : `${asyncAlive} async resource(s)`;
+      first = res.find((r) => r.stack !== undefined)?.stack;
+      return `${list} created by the stream's handler still alive ${Math.round(gone)} ms after it closed`;
+    };
+    raise(s, 'dangling_async', 'warning', detail, () => first);
   }
 }
 
 /** The detectors' part of the tracker's sweep (the tracker then releases what its producer let go). */
 export function sweep(now = performance.now()): void {
   try {
-    budget = MAX_FINDINGS_PER_SWEEP;
+    // the sweep's tick may raise for RAISE_BUDGET_MS from its start; what is found after that waits its turn
+    beginTick();
     tracker.open.each((s) => considerForSampling(s, now));
     sampleCandidates(now);
     tracker.open.each((s) => checkOpen(s, now));
@@ -104,7 +100,7 @@ export function sweep(now = performance.now()): void {
     const gen = foldBegin();
     tracker.open.each((s) => {
       sweepGaps(s, now);
-      if (budget > 0) sweepWire(s, now);
+      sweepWire(s, now);
       foldStream(s, now, gen);
     });
     foldEnd(gen);
@@ -127,6 +123,7 @@ export function install(): void {
 function checkSampled(list: readonly StreamState[]): void {
   try {
     const now = performance.now();
+    beginTick();
     for (const s of list) if (s.closedAt < 0) checkOpen(s, now);
   } catch (err) {
     tracker.fault('detectors', err);

@@ -1,0 +1,208 @@
+// The scale bench's server (bench/scale/run.mjs starts it with `node --expose-gc`, on the built package, dist/):
+// one process that holds open SSE streams for clients in other processes, over HTTP/1.1 (one socket each) or
+// HTTP/2 (h2c, many streams per connection), and answers the runner's control requests:
+//   /plain/<k>       a stream held open, no streamscope (bare)
+//   /inst/<k>        the same under instrument({ route: '/inst/<k>' }), k < ROUTES: one instrument() per route
+//   /burst           instrument({ route: '/burst' }): held open; /ctl/burst writes 3 times to every one of them
+//                    after their clients left, in one tick, so the next sweep finds as many zombie_producer
+//                    findings at once
+//   /metrics         metricsHandler() (the global prom-client register)
+//   /ctl/heap        heap used after GC
+//   /ctl/sweep       the tracker's sweep (detectors, then releases) timed directly, 20 runs
+//   /ctl/eld/start, /ctl/eld/stop   event-loop delay (monitorEventLoopDelay, 1 ms resolution) over a window
+//   /ctl/burst       see above; answers when every finding is raised, with the longest loop hold meanwhile
+import http from 'node:http';
+import http2 from 'node:http2';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+
+const DIST = process.env.STREAMSCOPE_DIST;
+const ROUTES = Number(process.env.ROUTES ?? 200);
+const H2 = process.env.TRANSPORT === 'h2';
+const { instrument, metricsHandler, onFinding } = await import(pathToFileURL(DIST).href);
+const tracker = globalThis[Symbol.for('streamscope.tracker')];
+
+let plainOpen = 0;
+function hold(res) {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+  res.write(': open\n\n');
+}
+const insts = [];
+for (let k = 0; k < ROUTES; k++) {
+  insts.push(instrument((_req, res) => hold(res), { route: `/inst/${k}`, stallAfterMs: 60_000, danglingAfterMs: 60_000 }));
+}
+const burstOpen = new Set();
+let burstClosed = 0;
+const burst = instrument(
+  (_req, res) => {
+    hold(res);
+    burstOpen.add(res);
+    res.on('close', () => burstClosed++);
+  },
+  { route: '/burst', stallAfterMs: 60_000, danglingAfterMs: 60_000 },
+);
+const metrics = metricsHandler();
+
+function heapAfterGc() {
+  for (let i = 0; i < 4; i++) globalThis.gc?.();
+  return process.memoryUsage().heapUsed;
+}
+
+const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+
+async function timeSweeps() {
+  const t = [];
+  for (let i = 0; i < 20; i++) {
+    const a = performance.now();
+    tracker.sweep();
+    t.push(performance.now() - a);
+    await new Promise((r) => setImmediate(r));
+  }
+  t.sort((a, b) => a - b);
+  return { sweepMedianMs: pct(t, 50), sweepP95Ms: pct(t, 95), sweepMaxMs: t[t.length - 1], open: tracker.open.size };
+}
+
+let eld = null;
+function eldStart() {
+  eld = monitorEventLoopDelay({ resolution: 1 });
+  eld.enable();
+  return {};
+}
+function eldStop() {
+  eld.disable();
+  const r = { loopDelayP99Ms: eld.percentile(99) / 1e6, loopDelayMaxMs: eld.max / 1e6, loopDelayMeanMs: eld.mean / 1e6 };
+  eld = null;
+  return r;
+}
+
+/**
+ * Every /burst stream's client has gone (the runner closed them and waits for `closed`); three writes to each in
+ * one tick (the app's own hold, not measured), then the loop is watched until every zombie_producer finding is
+ * raised: the longest hold of the loop meanwhile (1 ms timer), and how many turns of the loop the raising took.
+ */
+async function runBurst() {
+  const list = [...burstOpen];
+  const want = list.length;
+  let raised = 0;
+  let turn = 0;
+  const perTurn = new Map();
+  let firstAt = -1;
+  let lastAt = -1;
+  const off = onFinding((f) => {
+    if (f.route !== '/burst' || f.kind !== 'zombie_producer') return;
+    raised++;
+    perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+    if (firstAt < 0) firstAt = performance.now();
+    lastAt = performance.now();
+  });
+  // the app's writes (its own work, however long they hold the loop: not measured), then the tracker's timer is
+  // stopped and, once the loop is quiet, its sweep is run from a timer as the tracker's own would: that sweep
+  // decides every finding at once
+  for (const res of list) for (let i = 0; i < 3; i++) res.write('data: late\n\n', () => {});
+  tracker.stopSweep();
+  await new Promise((r) => setTimeout(r, 100));
+  const raisedBefore = raised;
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  h.enable();
+  // the longest gap between two turns of the loop, measured by an immediate that re-arms itself
+  let last = performance.now();
+  let longest = 0;
+  // and the CPU this process used between two turns (what it held the loop for, whatever the machine's load)
+  let lastCpu = process.cpuUsage();
+  let longestCpu = 0;
+  let spinning = true;
+  const turnsLog = [];
+  const spin = () => {
+    const now = performance.now();
+    if (now - last > longest) longest = now - last;
+    if (process.env.SCALE_DEBUG && now - last > 3) turnsLog.push([turn, Math.round(now - last), perTurn.get(turn) ?? 0]);
+    last = now;
+    const cu = process.cpuUsage(lastCpu);
+    const cpu = (cu.user + cu.system) / 1000;
+    if (cpu > longestCpu) longestCpu = cpu;
+    lastCpu = process.cpuUsage();
+    turn++;
+    if (spinning) setImmediate(spin);
+  };
+  setImmediate(spin);
+  // the sweeps, from a timer every 250 ms as the tracker's own: the first decides what it can, the next the rest
+  const deciding = { ms: 0, cpuMs: 0, raised: 0, sweeps: 0 };
+  const sweepNow = () => {
+    const t = performance.now();
+    const c = process.cpuUsage();
+    const before = raised;
+    tracker.sweep();
+    const ms = performance.now() - t;
+    const cu = process.cpuUsage(c);
+    deciding.sweeps++;
+    if (ms > deciding.ms) deciding.ms = ms;
+    if ((cu.user + cu.system) / 1000 > deciding.cpuMs) deciding.cpuMs = (cu.user + cu.system) / 1000;
+    if (deciding.sweeps === 1) deciding.raised = raised - before;
+  };
+  setTimeout(sweepNow, 20);
+  const sweeping = setInterval(sweepNow, 250);
+  const t0 = performance.now();
+  while (raised < want && performance.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 20));
+  spinning = false;
+  clearInterval(sweeping);
+  h.disable();
+  off();
+
+  for (const res of list) res.destroy?.();
+  burstOpen.clear();
+  burstClosed = 0;
+  return {
+    streams: want,
+    raised,
+    turns: perTurn.size,
+    maxPerTurn: Math.max(0, ...perTurn.values()),
+    longestTurnMs: longest,
+    longestTurnCpuMs: longestCpu,
+    loopDelayMaxMs: h.max / 1e6,
+    raisingMs: lastAt - firstAt,
+    decidingSweepMs: deciding.ms,
+    raisedBefore,
+    turnsLog: process.env.SCALE_DEBUG ? turnsLog : undefined,
+    raisedInSweep: deciding.raised,
+    decidingSweepCpuMs: deciding.cpuMs,
+    sweeps: deciding.sweeps,
+  };
+}
+
+function json(res, body) {
+  const s = JSON.stringify(body);
+  res.writeHead(200, { 'Content-Type': 'application/json' });
+  res.end(s);
+}
+
+function route(req, res) {
+  const p = (req.url ?? '/').split('?')[0];
+  if (p.startsWith('/plain/')) {
+    plainOpen++;
+    res.on('close', () => plainOpen--);
+    return hold(res);
+  }
+  if (p.startsWith('/inst/')) {
+    const k = Number(p.slice(6)) % ROUTES;
+    return void insts[k](req, res);
+  }
+  if (p === '/burst') return void burst(req, res);
+  if (p === '/metrics') return void metrics(req, res);
+  if (p === '/ctl/heap') return json(res, { heapUsed: heapAfterGc(), rss: process.memoryUsage().rss, plainOpen, open: tracker.open.size });
+  if (p === '/ctl/sweep') return void timeSweeps().then((m) => json(res, m));
+  if (p === '/ctl/eld/start') return json(res, eldStart());
+  if (p === '/ctl/eld/stop') return json(res, eldStop());
+  if (p === '/ctl/burst') return void runBurst().then((m) => json(res, m));
+  if (p === '/ctl/burst/closed') return json(res, { closed: burstClosed, total: burstOpen.size });
+  res.statusCode = 404;
+  res.end();
+}
+
+const server = H2 ? http2.createServer({ settings: { maxConcurrentStreams: 1_000_000 }, maxSessionMemory: 4096 }, route) : http.createServer(route);
+// the control requests come over HTTP/1.1 in both cases
+const ctl = H2 ? http.createServer(route) : server;
+server.listen(0, '127.0.0.1', 8192, () => {
+  const ready = () => process.stdout.write(`READY ${server.address().port} ${ctl.address().port}\n`);
+  if (ctl === server) ready();
+  else ctl.listen(0, '127.0.0.1', ready);
+});

@@ -1,0 +1,144 @@
+import { performance } from 'node:perf_hooks';
+import type { StreamState } from '../../core/stream-state.js';
+import { atShutdown } from '../../core/switch.js';
+import { getTracker } from '../../core/tracker.js';
+import type { Finding, FindingKind } from '../../types.js';
+
+/**
+ * How the detectors raise findings: a bounded amount of work per tick. A check decides a finding; it is raised
+ * (the tracker's `raise`: the ring, the consumers, `onFinding`) at once while the tick's time budget lasts, and
+ * otherwise in the following ticks, in the order decided.
+ */
+
+const tracker = getTracker();
+
+/**
+ * Time the detectors spend raising findings in one tick, at most (each finding costs its consumers a few µs —
+ * the ring, the metric, the span event — and an app's `onFinding` listener what it costs): a burst of thousands,
+ * say every stream of a dead proxy stalling at once, is raised over several ticks (`setImmediate`) instead of
+ * holding the event loop once. Each finding is decided once, when its check sees it, and raised once, in the
+ * order found; a stream that closes or is released before its turn still gets it (docs/detectors.md).
+ */
+export const RAISE_BUDGET_MS = 5;
+/**
+ * Time from a sweep's start during which its checks decide findings, at most (deciding one — its detail, its place
+ * in the queue — costs about a µs): past it, the checks stop deciding and the streams left are decided by the
+ * next sweep, so a burst of 10,000 does not hold the sweep's own tick either.
+ */
+export const DECIDE_BUDGET_MS = 8;
+/** Findings every tick may decide whatever the clock says (on a loaded machine a sweep's wall time can pass its budget before its first check): the checks always move. */
+const MIN_DECISIONS = 100;
+
+type Severity = Finding['severity'];
+/** A finding decided by a check, waiting for its turn; `detail` and `stack` may be formatted only then. */
+interface Pending {
+  s: StreamState;
+  kind: FindingKind;
+  severity: Severity;
+  detail: string | (() => string);
+  stack: (() => string | undefined) | undefined;
+}
+
+/** Findings decided but not raised yet, in order (`head` is the next). */
+let queue: (Pending | undefined)[] = [];
+let head = 0;
+/** The kinds waiting in `queue`, by stream (a bit per kind): a check that runs again before they are raised does not decide them twice. */
+const waiting = new Map<StreamState, number>();
+const BIT: Record<FindingKind, number> = { stalled_write: 1, dangling_stream: 2, zombie_producer: 4, dangling_async: 8, buffered_stream: 16, guard_action: 32 };
+/** Until when the current tick may raise (performance.now()); past it, findings wait for the next tick. */
+let deadline = 0;
+let drainScheduled = false;
+/** Until when the current tick may decide findings; once past, `closedForTick` until the next tick begins. */
+let decideUntil = 0;
+let closedForTick = false;
+let decidedInTick = 0;
+
+/** May the checks of this tick still decide findings? (false once its decide budget is spent) */
+export function deciding(): boolean {
+  return !closedForTick;
+}
+
+/** Has the stream this kind, raised or waiting to be? (Checks ask this, not `s.hasFinding`.) */
+export function has(s: StreamState, kind: FindingKind): boolean {
+  if (s.hasFinding(kind)) return true;
+  if (waiting.size === 0) return false;
+  return ((waiting.get(s) ?? 0) & BIT[kind]) !== 0;
+}
+
+/**
+ * Decides a finding: raised now if the tick's raise budget lasts and none waits, else queued behind those that do.
+ * Returns false, deciding nothing, once the tick's decide budget is spent (the next sweep's checks see it again).
+ */
+export function raise(s: StreamState, kind: FindingKind, severity: Severity, detail: string | (() => string), stack?: () => string | undefined): boolean {
+  if (closedForTick) return false;
+  const now = performance.now();
+  if (++decidedInTick > MIN_DECISIONS && now >= decideUntil) {
+    closedForTick = true;
+    return false;
+  }
+  const p: Pending = { s, kind, severity, detail, stack };
+  if (head === queue.length && now < deadline) {
+    deliver(p);
+    return true;
+  }
+  queue.push(p);
+  waiting.set(s, (waiting.get(s) ?? 0) | BIT[kind]);
+  scheduleDrain();
+  return true;
+}
+
+function deliver(p: Pending): void {
+  try {
+    const detail = typeof p.detail === 'function' ? p.detail() : p.detail;
+    tracker.raise(p.s, p.kind, p.severity, detail, p.stack === undefined ? undefined : p.stack());
+  } catch (err) {
+    tracker.fault('detectors', err);
+  }
+}
+
+/** Raises waiting findings, in order, until `until` (at least one per call, so that the queue always moves). */
+function flush(until: number): void {
+  while (head < queue.length) {
+    const p = queue[head] as Pending;
+    queue[head++] = undefined;
+    const w = (waiting.get(p.s) ?? 0) & ~BIT[p.kind];
+    if (w === 0) waiting.delete(p.s);
+    else waiting.set(p.s, w);
+    deliver(p);
+    // the clock is read every 8 findings (a finding costs a few µs; the read is not free either)
+    if ((head & 7) === 0 && head < queue.length && performance.now() >= until) {
+      scheduleDrain();
+      return;
+    }
+  }
+  queue = [];
+  head = 0;
+}
+
+function drain(): void {
+  drainScheduled = false;
+  deadline = performance.now() + RAISE_BUDGET_MS;
+  flush(deadline);
+}
+
+function scheduleDrain(): void {
+  if (drainScheduled) return;
+  drainScheduled = true;
+  // made in the sweep's context or the drain's own, never in an open stream's (trackAsync records none)
+  setImmediate(drain);
+}
+
+/** A tick that checks streams starts (the sweep, a kernel sample's arrival): it may decide for DECIDE_BUDGET_MS and raise for RAISE_BUDGET_MS, unless findings already wait. */
+export function beginTick(): void {
+  const now = performance.now();
+  if (head === queue.length) deadline = now + RAISE_BUDGET_MS;
+  decideUntil = now + DECIDE_BUDGET_MS;
+  closedForTick = false;
+  decidedInTick = 0;
+}
+
+/** shutdown(): what was decided before it is raised now (nothing is lost; no check runs after it). */
+function flushAtShutdown(): void {
+  flush(Infinity);
+}
+atShutdown(flushAtShutdown, 19);
