@@ -10,6 +10,9 @@
 //                                              3 times in turn; prints the median µs of CPU per stream.
 //                                              `path#{"writeGaps":true}` adds options to instrument();
 //                                              INPROC_WRITES=200 writes per stream instead of 9.
+//                                              Named variants of this checkout's dist, as in bench/core/server.mjs:
+//                                              `ours`, `ours+trackAsync`, `ours+captureStacks` (e.g.
+//                                              `node bench/core/inproc.mjs 10000 bare ours ours+trackAsync`).
 // The socket counts what it is given in `bytesWritten`, as a net.Socket does (the wire checks read it).
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
@@ -74,11 +77,13 @@ if (process.env.INPROC_CHILD) {
 } else {
   const [nArg, ...libArgs] = process.argv.slice(2);
   const N = Number(nArg ?? 10000);
-  const libs = libArgs.length > 0 ? libArgs : ['bare', path.join(path.dirname(self), '..', '..', 'dist', 'esm', 'index.js')];
+  const ours = path.join(path.dirname(self), '..', '..', 'dist', 'esm', 'index.js');
+  const NAMED = { ours, 'ours+trackAsync': `${ours}#{"trackAsync":true}`, 'ours+captureStacks': `${ours}#{"captureStacks":true}` };
+  const libs = libArgs.length > 0 ? libArgs : ['bare', ours];
   const runs = new Map(libs.map((l) => [l, []]));
   for (let k = 0; k < 3; k++) {
     for (const l of libs) {
-      const [file, opts = ''] = l.split('#');
+      const [file, opts = ''] = (NAMED[l] ?? l).split('#');
       const lib = file === 'bare' ? 'bare' : path.resolve(file);
       const env = { ...process.env, INPROC_CHILD: lib, INPROC_N: String(N), INPROC_OPTS: opts };
       const out = execFileSync(process.execPath, [self], { env, encoding: 'utf8' });
