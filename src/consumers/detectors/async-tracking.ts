@@ -2,7 +2,7 @@ import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
-import { captureStack, userFrames, type StackHolder } from '../../core/stacks.js';
+import { captureStack, STACK_FRAMES, userFrames, type StackHolder } from '../../core/stacks.js';
 import { cpuLabeler } from '../cpu-labels.js';
 import { warn } from '../../errors.js';
 import { atShutdown } from '../../core/switch.js';
@@ -62,8 +62,8 @@ const TRACKED = new Set([
   'Worker',
 ]);
 
-/** Frames kept for a Timeout, captured from below its constructor: setTimeout/setInterval (or timers/promises' two) and the user's. */
-const TIMEOUT_FRAMES = 12;
+/** Frames kept for a Timeout, captured from below its constructor: setTimeout/setInterval (or timers/promises' two) and the user's (STACK_FRAMES). */
+const TIMEOUT_FRAMES = STACK_FRAMES;
 /** Other resources are rare, and Node's frames above the user's are more (http.get: ClientRequest, Agent, net). */
 const OTHER_FRAMES = 24;
 
