@@ -12,6 +12,9 @@
 //                                              `path+otelMetrics` registers an OpenTelemetry MeterProvider first
 //                                              (variant ours+otelMetrics: a reader collecting every second);
 //                                              INPROC_WRITES=200 writes per stream instead of 9.
+//                                              Named variants of this checkout's dist, as in bench/core/server.mjs:
+//                                              `ours`, `ours+trackAsync`, `ours+captureStacks` (e.g.
+//                                              `node bench/core/inproc.mjs 10000 bare ours ours+trackAsync`).
 // The socket counts what it is given in `bytesWritten`, as a net.Socket does (the wire checks read it).
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
@@ -88,13 +91,16 @@ if (process.env.INPROC_CHILD) {
 } else {
   const [nArg, ...libArgs] = process.argv.slice(2);
   const N = Number(nArg ?? 10000);
-  const libs = libArgs.length > 0 ? libArgs : ['bare', path.join(path.dirname(self), '..', '..', 'dist', 'esm', 'index.js')];
+  const ours = path.join(path.dirname(self), '..', '..', 'dist', 'esm', 'index.js');
+  const NAMED = { ours, 'ours+trackAsync': `${ours}#{"trackAsync":true}`, 'ours+captureStacks': `${ours}#{"captureStacks":true}` };
+  const libs = libArgs.length > 0 ? libArgs : ['bare', ours];
   const runs = new Map(libs.map((l) => [l, []]));
   for (let k = 0; k < 3; k++) {
     for (const l of libs) {
-      const [spec, opts = ''] = l.split('#');
-      const otelMetrics = spec.endsWith('+otelMetrics');
-      const file = otelMetrics ? spec.slice(0, -'+otelMetrics'.length) : spec;
+      const [named, opts = ''] = (NAMED[l] ?? l).split('#');
+      const otelMetrics = named.endsWith('+otelMetrics');
+      const spec = otelMetrics ? named.slice(0, -'+otelMetrics'.length) : named;
+      const file = NAMED[spec]?.split('#')[0] ?? spec;
       const lib = file === 'bare' ? 'bare' : path.resolve(file);
       const env = { ...process.env, INPROC_CHILD: lib, INPROC_N: String(N), INPROC_OPTS: opts, INPROC_OTEL_METRICS: otelMetrics ? '1' : '' };
       const out = execFileSync(process.execPath, [self], { env, encoding: 'utf8' });

@@ -2,29 +2,48 @@ import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
-import { captureStack, userFrames, type StackHolder } from '../../core/stacks.js';
+import { captureStack, STACK_FRAMES, userFrames, type StackHolder } from '../../core/stacks.js';
 import { cpuLabeler } from '../cpu-labels.js';
 import { warn } from '../../errors.js';
 import { atShutdown } from '../../core/switch.js';
 
 /**
  * `trackAsync`: async resources created while a stream's handler runs are tied to the stream
- * through AsyncLocalStorage; an async_hooks hook records them at init and forgets them at destroy.
- * What is still recorded after the stream closed is `dangling_async`.
- * Promises are not tracked (too many, and their destroy only comes with GC).
+ * through AsyncLocalStorage, and recorded by an async_hooks `init` hook with the resource itself. What is
+ * still alive after the stream closed is `dangling_async`.
+ *
+ * Cost (docs/detectors.md, bench/core/notes.md): there is no `destroy` hook. Any destroy hook makes Node
+ * register a destroy callback for every promise of the process; liveness is read from the resource
+ * instead, when it is asked for (`_destroyed` of a Timeout or Immediate, `getAsyncId()` of a handle or
+ * request, which Node resets when it destroys one). A creation stack is captured (not formatted) only for
+ * what can outlive a stream long enough to be named by a finding: an Immediate runs at the next turn of
+ * the loop, so it holds its stream until then but carries no stack and is never named. Timeouts that
+ * Node creates unreferenced (its socket and keep-alive timers, `setUnrefTimeout`) are not the handler's
+ * and are not recorded; the public timers always create referenced ones.
+ * Promises are not tracked (too many, and their end is only seen with GC).
  */
 
 const tracker = getTracker();
 const als = new AsyncLocalStorage<StreamState>();
 
-/** An async resource created in a stream's context: its type, and where (formatted only if it outlives the stream). */
+/** An async resource created in a stream's context: its type, and where (formatted only if a finding names it). */
 export interface AsyncResourceRecord {
   type: string;
   holder: StackHolder;
 }
 
-/** This consumer's slot on each stream: its live async resources by async id (a Map, once the first is created). */
+/**
+ * This consumer's slot on each stream: its async resources, flat, four entries each (resource, async id,
+ * type, stack holder or null): no object per resource. Dead ones are dropped when the list is read and
+ * when it doubles.
+ */
 const kSlot = tracker.slot('trackAsync');
+const STRIDE = 4;
+interface Records {
+  a: unknown[];
+  /** Compact when `a` reaches this length. */
+  next: number;
+}
 
 /** Types worth reporting: things that keep work going or keep the process alive. */
 const TRACKED = new Set([
@@ -43,37 +62,82 @@ const TRACKED = new Set([
   'Worker',
 ]);
 
-const owner = new Map<number, StreamState>();
+/** Frames kept for a Timeout, captured from below its constructor: setTimeout/setInterval (or timers/promises' two) and the user's (STACK_FRAMES). */
+const TIMEOUT_FRAMES = STACK_FRAMES;
+/** Other resources are rare, and Node's frames above the user's are more (http.get: ClientRequest, Agent, net). */
+const OTHER_FRAMES = 24;
+
 let state: 'off' | 'on' | 'unavailable' = 'off';
 let hook: asyncHooks.AsyncHook | null = null;
 
+interface TimerLike {
+  _destroyed?: boolean;
+  hasRef?: () => boolean;
+}
+interface WrapLike {
+  getAsyncId?: () => number;
+  req?: { parser?: WrapLike | null } | null;
+}
+
+/** Whether a recorded resource is still alive: read from the resource itself (see the module's comment). */
+function alive(r: unknown, id: number, type: string): boolean {
+  if (type === 'Timeout' || type === 'Immediate') return (r as TimerLike)._destroyed !== true;
+  const w = r as WrapLike;
+  // A handle or request wrap: Node sets its async id to -1 when it emits its destroy.
+  if (typeof w.getAsyncId === 'function') return w.getAsyncId() === id;
+  // HTTPCLIENTREQUEST's resource is a plain object over the request: its response parser is the wrap
+  // (freed, and the request's `parser` cleared, when the response ends or the socket closes).
+  if (type === 'HTTPCLIENTREQUEST') {
+    const p = w.req?.parser;
+    return p !== null && p !== undefined && typeof p.getAsyncId === 'function' && p.getAsyncId() === id;
+  }
+  return true;
+}
+
 /**
- * The hook's init. Its creation stack is captured from below this very function (by identity, not
- * by file name: bundling renames files), so what remains is Node's frames and the user's.
+ * The hook's init (called for every async resource of the process while on, promises included: the first
+ * test returns at once for those). A stack is captured from below the resource's constructor (a Timeout) or
+ * this very function (by identity, not by file name: bundling renames files), so what remains is Node's
+ * frames and the user's.
  */
-function onInit(asyncId: number, type: string): void {
-  if (!TRACKED.has(type) || tracker.internalDepth > 0) return;
+function onInit(asyncId: number, type: string, _trigger: number, resource: object): void {
+  if (type === 'PROMISE' || !TRACKED.has(type) || tracker.internalDepth > 0) return;
   const s = als.getStore();
   if (s === undefined || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
   try {
-    let map = s.slot<Map<number, AsyncResourceRecord>>(kSlot);
-    if (map === undefined) {
-      map = new Map();
-      s.setSlot(kSlot, map);
+    let holder: StackHolder | null = null;
+    if (type === 'Timeout') {
+      const hasRef = (resource as TimerLike).hasRef;
+      if (typeof hasRef === 'function' && !hasRef.call(resource)) return; // Node's own (setUnrefTimeout)
+      holder = captureStack(resource.constructor, TIMEOUT_FRAMES);
+    } else if (type !== 'Immediate') {
+      holder = captureStack(onInit, OTHER_FRAMES);
     }
-    // Formatted (and Node's own resources told apart) only if it outlives the stream.
-    map.set(asyncId, { type, holder: captureStack(onInit) });
-    owner.set(asyncId, s);
+    let rec = s.slot<Records>(kSlot);
+    if (rec === undefined) {
+      rec = { a: [], next: 16 * STRIDE };
+      s.setSlot(kSlot, rec);
+    }
+    const a = rec.a;
+    a.push(resource, asyncId, type, holder);
+    if (a.length >= rec.next) {
+      compact(a);
+      rec.next = Math.max(16 * STRIDE, 2 * a.length);
+    }
   } catch (err) {
     tracker.fault('detectors', err);
   }
 }
 
-function onDestroy(asyncId: number): void {
-  const s = owner.get(asyncId);
-  if (s === undefined) return;
-  owner.delete(asyncId);
-  s.slot<Map<number, AsyncResourceRecord>>(kSlot)?.delete(asyncId);
+/** Drops the dead resources of a list, in place. */
+function compact(a: unknown[]): void {
+  let w = 0;
+  for (let i = 0; i < a.length; i += STRIDE) {
+    if (!alive(a[i], a[i + 1] as number, a[i + 2] as string)) continue;
+    if (w !== i) for (let k = 0; k < STRIDE; k++) a[w + k] = a[i + k];
+    w += STRIDE;
+  }
+  a.length = w;
 }
 
 /** Turns the hook on (once). Returns false where async_hooks.createHook does not exist. */
@@ -87,7 +151,7 @@ export function enableAsyncTracking(): boolean {
     return false;
   }
   try {
-    hook ??= createHook({ init: onInit, destroy: onDestroy });
+    hook ??= createHook({ init: onInit as (asyncId: number, type: string, trigger: number, resource: object) => void });
     hook.enable();
     state = 'on';
     return true;
@@ -101,20 +165,23 @@ export function enableAsyncTracking(): boolean {
 
 /**
  * shutdown(): the hook is disabled (a later trackAsync stream enables it again), and what it recorded is
- * forgotten: with no destroy seen from now on, a stream still open would otherwise count its resources alive forever.
+ * forgotten (the streams' lists hold the resources themselves).
  */
 function disableAsyncTracking(): void {
   if (state !== 'on' || hook === null) return;
   hook.disable();
   state = 'off';
-  for (const s of new Set(owner.values())) s.setSlot(kSlot, undefined);
-  owner.clear();
+  const forget = (s: StreamState): void => {
+    if (s.slot(kSlot) !== undefined) s.setSlot(kSlot, undefined);
+  };
+  tracker.open.each(forget);
+  tracker.lingering.each(forget);
 }
 atShutdown(disableAsyncTracking, 20);
 
 /** Registers trackAsync's context with the tracker: track()'s inStream/enterInStream run through it (one per process). */
 export function installAsyncContext(): void {
-  tracker.useAsyncContext({ run: runInStream, enter: enterStream, live: liveAsync });
+  tracker.useAsyncContext({ run: runInStream, enter: enterStream, live: heldAsync });
 }
 
 /**
@@ -140,19 +207,54 @@ export function enterStream(s: StreamState): void {
 }
 
 /**
- * Async resources created by the stream's user code and still alive. Resources that Node's own bookkeeping
- * created in the stream's context (a keep-alive socket's timer, set when a response finishes) have no user frame
- * on their creation stack: they are dropped here, when it matters, not at creation. Those created inside the
- * response's own write/end/writeHead (the Date header cache) are never recorded (tracker.internalDepth).
+ * Live resources of the stream: dead ones dropped, and those that Node's own bookkeeping created in the stream's
+ * context (they have no user frame on their creation stack) too: told apart here, when one outlives the stream,
+ * not at creation. Those created inside the response's own write/end/writeHead (the Date header cache) are never
+ * recorded (tracker.internalDepth). Returns the list, or undefined when nothing is left.
  */
-export function liveAsync(s: StreamState): number {
-  const map = s.slot<Map<number, AsyncResourceRecord>>(kSlot);
-  if (map === undefined) return 0;
-  for (const [id, r] of map) if (userFrames(r.holder) === undefined) map.delete(id);
-  return map.size;
+function liveList(s: StreamState): unknown[] | undefined {
+  const rec = s.slot<Records>(kSlot);
+  if (rec === undefined) return undefined;
+  const a = rec.a;
+  let w = 0;
+  for (let i = 0; i < a.length; i += STRIDE) {
+    if (!alive(a[i], a[i + 1] as number, a[i + 2] as string)) continue;
+    const holder = a[i + 3] as StackHolder | null;
+    if (holder !== null && userFrames(holder) === undefined) continue;
+    if (w !== i) for (let k = 0; k < STRIDE; k++) a[w + k] = a[i + k];
+    w += STRIDE;
+  }
+  a.length = w;
+  if (w === 0) {
+    s.setSlot(kSlot, undefined);
+    return undefined;
+  }
+  return a;
 }
 
-/** The stream's live async resources (for the `dangling_async` finding's detail). */
-export function asyncResourcesOf(s: StreamState): Iterable<AsyncResourceRecord> {
-  return s.slot<Map<number, AsyncResourceRecord>>(kSlot)?.values() ?? [];
+/** What holds a closed stream (the tracker's producerHolds): every live resource, an Immediate until it ran included. */
+function heldAsync(s: StreamState): number {
+  const a = liveList(s);
+  return a === undefined ? 0 : a.length / STRIDE;
+}
+
+/** Live resources that a `dangling_async` finding names: those with a creation stack (all but Immediates). */
+export function liveAsync(s: StreamState): number {
+  const a = liveList(s);
+  if (a === undefined) return 0;
+  let n = 0;
+  for (let i = 3; i < a.length; i += STRIDE) if (a[i] !== null) n++;
+  return n;
+}
+
+/** The stream's live async resources that a finding names (for the `dangling_async` finding's detail). */
+export function asyncResourcesOf(s: StreamState): AsyncResourceRecord[] {
+  const a = liveList(s);
+  const out: AsyncResourceRecord[] = [];
+  if (a === undefined) return out;
+  for (let i = 0; i < a.length; i += STRIDE) {
+    const holder = a[i + 3] as StackHolder | null;
+    if (holder !== null) out.push({ type: a[i + 2] as string, holder });
+  }
+  return out;
 }
