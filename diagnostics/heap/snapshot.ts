@@ -355,14 +355,17 @@ export class HeapSnapshot {
     let name = 0;
     let self = 0;
     let edges = 0;
-    this.scanNumbers(this.nodesOffset, (v) => {
-      if (field === fName) name = v;
-      else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
-      else if (field === fEdges) edges = v;
-      if (++field === F) {
-        if (node >= this.nodeCount) this.changed();
-        onNode(node++, name, self, edges);
-        field = 0;
+    this.scanNumbers(this.nodesOffset, (vals, count) => {
+      for (let i = 0; i < count; i++) {
+        const v = vals[i];
+        if (field === fName) name = v;
+        else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
+        else if (field === fEdges) edges = v;
+        if (++field === F) {
+          if (node >= this.nodeCount) this.changed();
+          onNode(node++, name, self, edges);
+          field = 0;
+        }
       }
     });
     if (node !== this.nodeCount || field !== 0) this.changed();
@@ -403,21 +406,24 @@ export class HeapSnapshot {
       let field = 0;
       let type = 0;
       let to = 0;
-      this.scanNumbers(this.edgesOffset, (v) => {
-        if (field === fType) {
-          if (v >= types) this.changed();
-          type = v;
-        } else if (field === fTo) {
-          to = v / F;
-          if (to !== Math.floor(to) || to >= N) this.changed();
-        } else if (field === fName && edgeName) {
-          edgeName[e] = v > 0xffffffff ? 0xffffffff : v;
-        }
-        if (++field === W) {
-          if (e >= M) this.changed();
-          if (edgeTo) edgeTo[e] = ((type << 29) | to) >>> 0;
-          e++;
-          field = 0;
+      this.scanNumbers(this.edgesOffset, (vals, count) => {
+        for (let i = 0; i < count; i++) {
+          const v = vals[i];
+          if (field === fType) {
+            if (v >= types) this.changed();
+            type = v;
+          } else if (field === fTo) {
+            to = v / F;
+            if (to !== Math.floor(to) || to >= N) this.changed();
+          } else if (field === fName && edgeName) {
+            edgeName[e] = v > 0xffffffff ? 0xffffffff : v;
+          }
+          if (++field === W) {
+            if (e >= M) this.changed();
+            if (edgeTo) edgeTo[e] = ((type << 29) | to) >>> 0;
+            e++;
+            field = 0;
+          }
         }
       });
       if (e !== M || field !== 0) this.changed();
@@ -430,10 +436,12 @@ export class HeapSnapshot {
     throw new InputError(`${this.path} changed while it was being analyzed`);
   }
 
-  /** Calls `onValue` for every number of the array that starts at `offset`, up to its `]`. */
-  private scanNumbers(offset: number, onValue: (v: number) => void): void {
+  /** Calls `onValues` with the numbers of the array that starts at `offset`, up to its `]`, a batch at a time. */
+  private scanNumbers(offset: number, onValues: (values: Float64Array, count: number) => void): void {
     if (this.fd < 0 || offset < 0) this.changed();
     const buf = Buffer.allocUnsafe(1 << 20);
+    const vals = new Float64Array(1 << 16);
+    let k = 0;
     let pos = offset;
     let num = 0;
     let has = false;
@@ -454,11 +462,18 @@ export class HeapSnapshot {
           continue;
         }
         if (has) {
-          onValue(num);
+          vals[k++] = num;
+          if (k === vals.length) {
+            onValues(vals, k);
+            k = 0;
+          }
           num = 0;
           has = false;
         }
-        if (c === 0x5d) return;
+        if (c === 0x5d) {
+          if (k > 0) onValues(vals, k);
+          return;
+        }
       }
     }
   }
