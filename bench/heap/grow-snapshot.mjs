@@ -97,7 +97,7 @@ const edgesStart = find('"edges":[', scan(nodesAt, (v, k) => {
   if (k % F === fId && v > maxId) maxId = v;
   if (k === fEc) rootEdges = v;
 }));
-const shift = (maxId + 2) & ~1; // ids keep their parity (V8: odd for heap objects)
+const shift = maxId + 2 + (maxId % 2); // even (not `& ~1`: ids pass 2^31), so ids keep their parity (V8: odd for heap objects)
 const node = (idx, c) => (idx === 0 ? 0 : idx + c * (N - 1));
 
 header.node_count = 1 + K * (N - 1);
