@@ -5,6 +5,8 @@
  * `firstEdge[n] … firstEdge[n + 1] - 1`. Edge `e`: target node `edgeTo[e] & TO_MASK`, type `edgeTo[e] >>> 29`,
  * name `edgeName[e]` (a string index, or an element/slot number for `element` and `hidden` edges).
  * Node 0 is V8's synthetic root; its children are `(GC roots)` and the other root categories.
+ * After a lean parse (`readHeapSnapshot(path, { lean: true })`) `nodeName`, `nodeSelf` and `edgeName` are empty
+ * until `loadColumns` reads them back from the file (analyze.ts does, once the graph work is done).
  */
 import fs from 'node:fs';
 import { InputError } from './input-error.js';
