@@ -117,7 +117,6 @@ function analyzeLean(snap: HeapSnapshot, options: HeapAnalyzeOptions): HeapAnaly
     }
     if (whole) for (const w of walked) complete.add(w);
   }
-  progress?.('paths', 1, 5);
 
   // 2. dominators
   const { count } = dominatorsInPostorder(snap, root, A, C, W, progress);
