@@ -666,8 +666,9 @@ export class SnapshotParser {
       edgeTo: this.edgeTo,
       edgeName: this.edgeName,
       strBase: Math.max(0, this.strings.base),
-      strStart: this.strings.start.subarray(0, S_),
-      strLen: this.strings.len.subarray(0, S_),
+      // exact-size copies: the doubled capacity would stay live through the dominator tree's peak
+      strStart: this.strings.start.slice(0, S_),
+      strLen: this.strings.len.slice(0, S_),
       found: this.found,
     });
   }
