@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readHeapSnapshot } from '../diagnostics/heap/parse.js';
 import { analyzeGraph, type Graph } from '../diagnostics/heap/dominators.js';
-import { analyzeHeap, QUEUED_BYTES_THRESHOLD, type HeapAnalysis } from '../diagnostics/heap/analyze.js';
+import { analyzeHeap, analyzeHeapFile, QUEUED_BYTES_THRESHOLD, type HeapAnalysis } from '../diagnostics/heap/analyze.js';
 import { WANTED_STRINGS } from '../diagnostics/heap/connections.js';
 import { HeapSnapshot, NONE } from '../diagnostics/heap/snapshot.js';
 
@@ -196,5 +196,120 @@ describe('findings on a leaky server that never loaded streamscope', () => {
     expect(c.length).toBeGreaterThan(5);
     for (let i = 1; i < c.length; i++) expect(c[i - 1].retainedSize).toBeGreaterThanOrEqual(c[i].retainedSize);
     expect(c[0].retainedSize).toBeLessThanOrEqual(result.summary.totalSize);
+  });
+});
+
+/**
+ * Immediate dominators by Lengauer & Tarjan (1979, the simple version: path compression, no balancing) over
+ * DFS preorder numbers: an algorithm independent of the analyzer's (Cooper–Harvey–Kennedy over postorder).
+ * Same graph rule: weak edges and shortcut edges other than the root's retain nothing. -1: no dominator.
+ */
+function referenceIdom(s: HeapSnapshot): Int32Array {
+  const n = s.nodeCount;
+  const weak = s.E.weak;
+  const shortcut = s.E.shortcut;
+  const succ = (v: number): number[] => {
+    const out: number[] = [];
+    for (let e = s.firstEdge[v]; e < s.firstEdge[v + 1]; e++) {
+      const t = s.edgeType(e);
+      if (t === weak || (t === shortcut && v !== 0)) continue;
+      out.push(s.edgeTarget(e));
+    }
+    return out;
+  };
+  const dfnum = new Int32Array(n).fill(-1);
+  const vertex: number[] = [];
+  const parent = new Int32Array(n).fill(-1);
+  const preds: number[][] = Array.from({ length: n }, () => []);
+  const stack: Array<[number, number[], number]> = [[0, succ(0), 0]];
+  dfnum[0] = 0;
+  vertex.push(0);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    if (top[2] === top[1].length) {
+      stack.pop();
+      continue;
+    }
+    const w = top[1][top[2]++];
+    preds[w].push(top[0]);
+    if (dfnum[w] >= 0) continue;
+    dfnum[w] = vertex.length;
+    vertex.push(w);
+    parent[w] = top[0];
+    stack.push([w, succ(w), 0]);
+  }
+  const semi = Int32Array.from(dfnum);
+  const idom = new Int32Array(n).fill(-1);
+  const ancestor = new Int32Array(n).fill(-1);
+  const label = Int32Array.from({ length: n }, (_, i) => i);
+  const bucket: number[][] = Array.from({ length: n }, () => []);
+  const evaluate = (v: number): number => {
+    if (ancestor[v] === -1) return v;
+    const path: number[] = [];
+    for (let x = v; ancestor[ancestor[x]] !== -1; x = ancestor[x]) path.push(x);
+    for (let i = path.length - 1; i >= 0; i--) {
+      const y = path[i];
+      const a = ancestor[y];
+      if (semi[label[a]] < semi[label[y]]) label[y] = label[a];
+      ancestor[y] = ancestor[a];
+    }
+    return label[v];
+  };
+  for (let i = vertex.length - 1; i >= 1; i--) {
+    const w = vertex[i];
+    for (const v of preds[w]) {
+      const u = evaluate(v);
+      if (semi[u] < semi[w]) semi[w] = semi[u];
+    }
+    bucket[vertex[semi[w]]].push(w);
+    const p = parent[w];
+    ancestor[w] = p;
+    for (const v of bucket[p]) {
+      const u = evaluate(v);
+      idom[v] = semi[u] < semi[v] ? u : p;
+    }
+    bucket[p] = [];
+  }
+  for (let i = 1; i < vertex.length; i++) {
+    const w = vertex[i];
+    if (idom[w] !== vertex[semi[w]]) idom[w] = idom[idom[w]];
+  }
+  return idom;
+}
+
+describe('the results against an independent computation (what a memory optimization must not change)', () => {
+  it('every node has the immediate dominator and the retained size of an independent Lengauer–Tarjan', () => {
+    const ref = referenceIdom(snap);
+    // retained sizes over the reference tree: descendants come later in DFS preorder, so add from the end
+    const order = [...Array(snap.nodeCount).keys()].filter((v) => v === 0 || ref[v] >= 0);
+    const pre = new Int32Array(snap.nodeCount).fill(-1);
+    // a dominator is a DFS ancestor: sorting by depth in the reference tree puts it first
+    const depth = (v: number): number => {
+      let d = 0;
+      for (let x = v; x !== 0; x = ref[x]) d++;
+      return d;
+    };
+    order.forEach((v) => (pre[v] = depth(v)));
+    order.sort((a, b) => pre[b] - pre[a]);
+    const retained = Float64Array.from(snap.nodeSelf);
+    for (const v of order) if (v !== 0) retained[ref[v]] += retained[v];
+    let mismatches = 0;
+    const first: unknown[] = [];
+    for (let v = 0; v < snap.nodeCount; v++) {
+      const want = { idom: ref[v] < 0 ? NONE : ref[v], retained: retained[v] };
+      const got = { idom: dom.idom[v], retained: dom.retained[v] };
+      if (want.idom !== got.idom || want.retained !== got.retained) {
+        mismatches++;
+        if (first.length < 3) first.push({ node: v, want, got });
+      }
+    }
+    expect({ mismatches, first }).toEqual({ mismatches: 0, first: [] });
+    expect(order.length).toBe(dom.reachable);
+  });
+
+  it("the CLI's lean analysis (graph only in memory, columns read back from the file) gives exactly the whole-snapshot analysis", () => {
+    const lean = analyzeHeapFile(file);
+    expect(lean.findings.length).toBeGreaterThan(2);
+    expect(lean).toEqual(result);
   });
 });

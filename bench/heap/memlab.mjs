@@ -1,4 +1,4 @@
-// @memlab/heap-analysis on one file (parse + dominators + retained sizes); prints time and peak RSS as JSON.
+// @memlab/heap-analysis on one file (parse + dominators + retained sizes); prints wall time, CPU time and peak RSS as JSON.
 import { getFullHeapFromFile } from '@memlab/heap-analysis';
 
 const file = process.argv[2];
@@ -9,4 +9,5 @@ heap.nodes.forEach((n) => {
   if (n.name === 'ServerResponse' && n.type === 'object') responses++;
 });
 const ms = performance.now() - t0;
-process.stdout.write(`${JSON.stringify({ tool: '@memlab/heap-analysis', ms, maxRssKB: process.resourceUsage().maxRSS, nodes: heap.nodes.length, responses })}\n`);
+const cpu = process.cpuUsage();
+process.stdout.write(`${JSON.stringify({ tool: '@memlab/heap-analysis', ms, cpuMs: (cpu.user + cpu.system) / 1000, maxRssKB: process.resourceUsage().maxRSS, nodes: heap.nodes.length, responses })}\n`);

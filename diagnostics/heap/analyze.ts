@@ -4,7 +4,7 @@
  * and responses with bytes queued, grouped by the place in the program that holds them (holder.ts).
  */
 import { readHeapSnapshot } from './parse.js';
-import { analyzeGraph, isReachable, type Graph } from './dominators.js';
+import { analyzeGraph, dominatorsInPostorder, isReachable, postorder, retainedAndIdom, shortestParents, treeOf, workWords, type Tree } from './dominators.js';
 import { closureLabel, readablePath, retainerChain, retainerPath, scriptOf, type Step } from './paths.js';
 import { holderOf, type Holder } from './holder.js';
 import { Connections, WANTED_STRINGS } from './connections.js';
@@ -43,17 +43,144 @@ export interface HeapAnalyzeOptions {
 export function analyzeHeapFile(path: string, options: HeapAnalyzeOptions = {}): HeapAnalysis {
   const snap = readHeapSnapshot(path, {
     wanted: WANTED_STRINGS,
+    lean: true,
     onProgress: options.onProgress ? (r, t) => options.onProgress!('reading', r, t) : undefined,
   });
   try {
-    return analyzeHeap(snap, options);
+    return analyzeLean(snap, options);
   } finally {
     snap.close();
   }
 }
 
+/** String indices of the constructors whose objects can become findings. */
+function candidateNames(snap: HeapSnapshot): Set<number> {
+  const out = new Set<number>();
+  for (const s of ['ServerResponse', 'IncomingMessage', 'Socket', 'TLSSocket']) {
+    const i = snap.stringIndex(s);
+    if (i !== NONE) out.add(i);
+  }
+  return out;
+}
+
+/**
+ * The analysis of a snapshot read with `lean: true` (the CLI's way), in the least memory: the graph (edge
+ * targets, first edges, node types) stays, node names, self sizes and edge names are read back from the file
+ * only when needed, and three work arrays sized once (A and C: one word per node; W: one per edge or two per
+ * node, whichever is more) carry everything else in turn:
+ *   1. shortest paths: A parents, C queue; kept only for the objects that can become findings (and the
+ *      objects on their paths);
+ *   2. dominators: A postorder then dominators, C + W predecessor lists (dominators.ts);
+ *   3. retained sizes (W, as Float64) and immediate dominators (A, in place), from a second postorder in C and
+ *      the self sizes read back; kept for the findings' objects;
+ *   4. retained size by constructor: node names read back into C, the dominator tree's child lists in the
+ *      edge targets' array, the constructor keys in the first edges' array;
+ *   5. the columns read back into the arrays now free (self sizes into A, edge names into W, edge targets and
+ *      first edges into their own), and the findings built as from a whole snapshot.
+ * The results are the same as analyzeHeap's on a whole snapshot (test/heap-analyze.test.ts checks it).
+ */
+function analyzeLean(snap: HeapSnapshot, options: HeapAnalyzeOptions): HeapAnalysis {
+  const N = snap.nodeCount;
+  const root = 0;
+  const progress = options.onProgress;
+  const A = new Uint32Array(N);
+  const C = new Uint32Array(N + 1);
+  const W = new Uint32Array(workWords(snap));
+
+  // 1. shortest paths, for the candidates only
+  shortestParents(snap, root, A, C);
+  const want = candidateNames(snap);
+  const objectType = snap.T.object;
+  const candidates: number[] = [];
+  snap.scanNodes((n, name) => {
+    if (snap.nodeType[n] === objectType && (n === root || A[n] !== NONE) && want.has(name)) candidates.push(n);
+  });
+  const parents = new Map<number, number>();
+  const complete = new Set<number>(); // nodes whose whole way up is kept
+  for (const c of candidates) {
+    const walked: number[] = [];
+    let v = c;
+    let whole = false;
+    for (let hops = 0; hops <= 100_001; hops++) {
+      if (v === NONE) {
+        whole = true;
+        break;
+      }
+      if (complete.has(v)) {
+        whole = true;
+        break;
+      }
+      const p = A[v];
+      parents.set(v, p);
+      walked.push(v);
+      v = p;
+    }
+    if (whole) for (const w of walked) complete.add(w);
+  }
+
+  // 2. dominators
+  const { count } = dominatorsInPostorder(snap, root, A, C, W, progress);
+
+  // 3. retained sizes and immediate dominators
+  postorder(snap, root, null, C);
+  const retained = new Float64Array(W.buffer, 0, N);
+  snap.scanNodes((n, _name, self) => {
+    retained[n] = self;
+  });
+  retainedAndIdom(A, C, count, retained);
+  const keptRetained = new Map<number, number>();
+  const keptIdom = new Map<number, number>();
+  for (const c of candidates) {
+    keptRetained.set(c, retained[c]);
+    const d = A[c];
+    keptIdom.set(c, d);
+    if (d !== NONE) keptIdom.set(d, A[d]);
+  }
+  const totalSize = retained[root];
+  progress?.('paths', 4, 5);
+
+  // 4. by constructor
+  const S = snap.stringCount;
+  const stats = new ConstructorStats(snap, snap.firstEdge.length >= S ? snap.firstEdge.subarray(0, S) : new Uint32Array(S));
+  snap.scanNodes((n, name, self) => {
+    C[n] = name;
+    stats.visit(n, name, self, n === root || A[n] !== NONE);
+  });
+  const lists = snap.edgeTo.length >= 2 * N ? snap.edgeTo : new Uint32Array(2 * N);
+  const byCtor = stats.finish(A, retained, lists.subarray(0, N), lists.subarray(N, 2 * N), C, options.topConstructors ?? 25);
+
+  // 5. the columns back, then the findings
+  snap.nodeName = C.subarray(0, N);
+  snap.loadColumns({ nodeSelf: A, firstEdge: snap.firstEdge, edgeTo: snap.edgeTo, edgeName: W });
+  progress?.('paths', 5, 5);
+  const tree: Tree = {
+    parentOf: (n) => parents.get(n) ?? NONE,
+    idomOf: (n) => keptIdom.get(n) ?? NONE,
+    retainedOf: (n) => keptRetained.get(n) ?? 0,
+  };
+  return findingsOf(snap, tree, candidates, totalSize, byCtor);
+}
+
+/** The analysis of a whole snapshot in memory (readHeapSnapshot without `lean`). */
 export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}): HeapAnalysis {
   const graph = analyzeGraph(snap, { onProgress: options.onProgress });
+  const want = candidateNames(snap);
+  const candidates: number[] = [];
+  for (let n = 0; n < snap.nodeCount; n++) {
+    if (snap.nodeType[n] === snap.T.object && isReachable(graph, n) && want.has(snap.nodeName[n])) candidates.push(n);
+  }
+  // the findings first: the dominator-tree walk reuses the search's arrays
+  const tree = treeOf(graph);
+  const S = snap.stringCount;
+  const result = findingsOf(snap, tree, candidates, graph.retained[0], []);
+  const stats = new ConstructorStats(snap, graph.spare.length >= S ? graph.spare.subarray(0, S) : new Uint32Array(S));
+  for (let n = 0; n < snap.nodeCount; n++) stats.visit(n, snap.nodeName[n], snap.nodeSelf[n], n === 0 || graph.idom[n] !== NONE);
+  result.summary.byConstructor = stats.finish(graph.idom, graph.retained, graph.parent, graph.scratch, snap.nodeName, options.topConstructors ?? 25);
+  return result;
+}
+
+/** Findings about the candidates (reachable objects named as one of candidateNames, in node order). */
+function findingsOf(snap: HeapSnapshot, graph: Tree, candidates: number[], totalSize: number, byCtor: ConstructorStat[]): HeapAnalysis {
   const conn = new Connections(snap);
 
   const groups = new Map<string, Group>();
@@ -87,7 +214,7 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     v.count++;
     const f = g.finding;
     f.count++;
-    f.retainedSize += graph.retained[node];
+    f.retainedSize += graph.retainedOf(node);
     if (queued !== undefined) f.queuedBytes = (f.queuedBytes ?? 0) + queued;
     if (severity === 'error') f.severity = 'error';
     if (f.ids.length < 5) f.ids.push(node); // node indices until the ids are read back below
@@ -104,10 +231,9 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
   const sReq = conn.str('IncomingMessage');
   const sSock = conn.str('Socket');
   const sTls = conn.str('TLSSocket');
-  for (let n = 0; n < snap.nodeCount; n++) {
-    if (snap.nodeType[n] !== objectType || !isReachable(graph, n)) continue;
+  for (const n of candidates) {
+    if (snap.nodeType[n] !== objectType) continue;
     const name = snap.nodeName[n];
-    if (name === NONE) continue;
     if (name === sRes) {
       counts.responses.total++;
       const closed = conn.responseClosed(n);
@@ -165,14 +291,12 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
     (a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1) || order[a.kind] - order[b.kind] || b.retainedSize - a.retainedSize,
   );
 
-  // last: the dominator-tree walk reuses the search's arrays, the paths are done
-  const byCtor = byConstructor(snap, graph, options.topConstructors ?? 25);
   const summary: HeapSummary = {
     file: snap.path,
     fileSize: snap.size,
     nodes: snap.nodeCount,
     edges: snap.edgeCount,
-    totalSize: graph.retained[0],
+    totalSize,
     ...counts,
     queuedBytes: queuedTotal,
     byConstructor: byCtor,
@@ -184,11 +308,11 @@ export function analyzeHeap(snap: HeapSnapshot, options: HeapAnalyzeOptions = {}
  * A closed socket whose only retainer is its own native handle (`Node / TCPSocketWrap` → `TCP` →
  * `owner_symbol` → `Socket`): the handle is closed and both go at the next GC.
  */
-function heldOnlyByHandle(snap: HeapSnapshot, graph: Graph, conn: Connections, sock: number): boolean {
-  const d = graph.idom[sock];
+function heldOnlyByHandle(snap: HeapSnapshot, graph: Tree, conn: Connections, sock: number): boolean {
+  const d = graph.idomOf(sock);
   if (d === NONE) return false;
   if (!conn.isClass(d, 'TCP') && !conn.isClass(d, 'Pipe') && !conn.isClass(d, 'TLSWrap')) return false;
-  const dd = graph.idom[d];
+  const dd = graph.idomOf(d);
   return dd !== NONE && snap.nodeType[dd] === snap.T.native && /^Node \/ \w*Wrap$/.test(snap.name(dd));
 }
 
@@ -240,118 +364,135 @@ function nameSteps(snap: HeapSnapshot, conn: Connections, steps: Step[][]): stri
 /**
  * Self and retained size per constructor (DevTools' "Summary" view). A node's retained size counts for its
  * constructor only when no node above it in the dominator tree has the same constructor (DevTools' rule), so
- * that nested objects of one class count once and no total exceeds the heap. A depth-first walk of the
- * dominator tree keeps, per constructor, how many nodes of it are on the current branch; the walk's arrays
- * reuse the breadth-first search's (`parent`, `scratch`), which the paths no longer need.
+ * that nested objects of one class count once and no total exceeds the heap. `visit` is called for every
+ * node in order (from arrays or from a pass over the file); `finish` walks the dominator tree depth first,
+ * keeping per constructor how many nodes of it are on the current branch. Its arrays are lent by the caller
+ * (arrays that are free by then), so the walk costs no memory on top of the peak.
  */
-function byConstructor(snap: HeapSnapshot, graph: Graph, top: number): ConstructorStat[] {
-  const T = snap.T;
-  const typeKey = new Map<number, string>([
-    [T.array, '(array)'],
-    [T.string, '(string)'],
-    [T.consString, '(concatenated string)'],
-    [T.slicedString, '(sliced string)'],
-    [T.code, '(compiled code)'],
-    [T.closure, '(closure)'],
-    [T.regexp, 'RegExp'],
-    [T.number, '(number)'],
-    [T.hidden, '(system)'],
-    [T.symbol, 'Symbol'],
-    [T.bigint, 'BigInt'],
-    [T.objectShape, '(object shape)'],
-  ]);
-  // a dense key per constructor: objects and natives by name (string index → key through `dense`), the others by type
-  const N = snap.nodeCount;
-  const idom = graph.idom;
-  // (in the dominator search's leftover words when there are enough: no memory on top of the peak)
-  const dense = graph.spare.length >= snap.stringCount ? graph.spare.subarray(0, snap.stringCount) : new Uint32Array(snap.stringCount);
-  dense.fill(NONE);
-  const keyName: number[] = []; // key → string index, or -1 - type
-  const typeKeys = new Uint32Array(256).fill(NONE);
-  const objectType = T.object;
-  const nativeType = T.native;
-  for (let n = 0; n < N; n++) {
-    const t = snap.nodeType[n];
+class ConstructorStats {
+  /** key → string index, or -1 - type */
+  private readonly keyName: number[] = [];
+  private readonly typeKeys = new Uint32Array(256).fill(NONE);
+  private readonly count: number[] = [];
+  private readonly self: number[] = [];
+
+  /** `dense`: one word per string (string index → key), overwritten. */
+  constructor(
+    private readonly snap: HeapSnapshot,
+    private readonly dense: Uint32Array,
+  ) {
+    dense.fill(NONE);
+  }
+
+  private key(t: number, name: number): number {
+    const T = this.snap.T;
     let k: number;
     if (t === T.object || t === T.native) {
-      const s = snap.nodeName[n];
-      k = dense[s];
+      k = this.dense[name];
       if (k === NONE) {
-        k = dense[s] = keyName.length;
-        keyName.push(s);
+        k = this.dense[name] = this.keyName.length;
+        this.keyName.push(name);
+        this.count.push(0);
+        this.self.push(0);
       }
     } else {
-      k = typeKeys[t];
+      k = this.typeKeys[t];
       if (k === NONE) {
-        k = typeKeys[t] = keyName.length;
-        keyName.push(-1 - t);
+        k = this.typeKeys[t] = this.keyName.length;
+        this.keyName.push(-1 - t);
+        this.count.push(0);
+        this.self.push(0);
       }
     }
+    return k;
   }
-  const nodeType = snap.nodeType;
-  const nodeName = snap.nodeName;
-  const keyAt = (n: number): number => {
-    const t = nodeType[n];
-    return t === objectType || t === nativeType ? dense[nodeName[n]] : typeKeys[t];
-  };
-  const K = keyName.length;
-  const count = new Float64Array(K);
-  const self = new Float64Array(K);
-  const retained = new Float64Array(K);
-  const synthetic = T.synthetic;
-  for (let n = 0; n < N; n++) {
-    if (snap.nodeType[n] === synthetic || (n !== 0 && idom[n] === NONE)) continue;
-    const k = keyAt(n);
-    count[k]++;
-    self[k] += snap.nodeSelf[n];
+
+  /** Every node, in order; `reachable`: the root or a node with an immediate dominator. */
+  visit(n: number, name: number, selfSize: number, reachable: boolean): void {
+    const t = this.snap.nodeType[n];
+    const k = this.key(t, name);
+    if (t === this.snap.T.synthetic || !reachable) return;
+    this.count[k]++;
+    this.self[k] += selfSize;
   }
-  // children lists of the dominator tree: first child in `parent`, next sibling in `scratch`
-  const firstChild = graph.parent;
-  const next = graph.scratch;
-  firstChild.fill(NONE);
-  for (let n = N - 1; n >= 0; n--) {
-    const d = idom[n];
-    if (d === NONE) continue;
-    next[n] = firstChild[d];
-    firstChild[d] = n;
-  }
-  const onBranch = new Uint32Array(K);
-  const EXIT = 0x80000000;
-  let stack = new Uint32Array(1 << 16);
-  let sp = 0;
-  stack[sp++] = 0;
-  while (sp > 0) {
-    const item = stack[--sp];
-    if (item & EXIT) {
-      const v = item & 0x7fffffff;
-      if (nodeType[v] !== synthetic) onBranch[keyAt(v)]--;
-      continue;
+
+  /** `firstChild`, `next`: free arrays of one word per node; `nodeName`: every node's name. */
+  finish(idom: Uint32Array, nodeRetained: Float64Array, firstChild: Uint32Array, next: Uint32Array, nodeName: Uint32Array, top: number): ConstructorStat[] {
+    const snap = this.snap;
+    const T = snap.T;
+    const typeKey = new Map<number, string>([
+      [T.array, '(array)'],
+      [T.string, '(string)'],
+      [T.consString, '(concatenated string)'],
+      [T.slicedString, '(sliced string)'],
+      [T.code, '(compiled code)'],
+      [T.closure, '(closure)'],
+      [T.regexp, 'RegExp'],
+      [T.number, '(number)'],
+      [T.hidden, '(system)'],
+      [T.symbol, 'Symbol'],
+      [T.bigint, 'BigInt'],
+      [T.objectShape, '(object shape)'],
+    ]);
+    const N = snap.nodeCount;
+    const nodeType = snap.nodeType;
+    const objectType = T.object;
+    const nativeType = T.native;
+    const dense = this.dense;
+    const typeKeys = this.typeKeys;
+    const keyAt = (n: number): number => {
+      const t = nodeType[n];
+      return t === objectType || t === nativeType ? dense[nodeName[n]] : typeKeys[t];
+    };
+    const K = this.keyName.length;
+    const retained = new Float64Array(K);
+    const synthetic = T.synthetic;
+    // children lists of the dominator tree: first child in `firstChild`, next sibling in `next`
+    firstChild.fill(NONE, 0, N);
+    for (let n = N - 1; n >= 0; n--) {
+      const d = idom[n];
+      if (d === NONE) continue;
+      next[n] = firstChild[d];
+      firstChild[d] = n;
     }
-    const v = item;
-    if (nodeType[v] !== synthetic) {
-      const k = keyAt(v);
-      if (onBranch[k] === 0) retained[k] += graph.retained[v];
-      onBranch[k]++;
+    const onBranch = new Uint32Array(K);
+    const EXIT = 0x80000000;
+    let stack = new Uint32Array(1 << 16);
+    let sp = 0;
+    stack[sp++] = 0;
+    while (sp > 0) {
+      const item = stack[--sp];
+      if (item & EXIT) {
+        const v = item & 0x7fffffff;
+        if (nodeType[v] !== synthetic) onBranch[keyAt(v)]--;
+        continue;
+      }
+      const v = item;
+      if (nodeType[v] !== synthetic) {
+        const k = keyAt(v);
+        if (onBranch[k] === 0) retained[k] += nodeRetained[v];
+        onBranch[k]++;
+      }
+      let need = sp + 1;
+      for (let c = firstChild[v]; c !== NONE; c = next[c]) need++;
+      if (need > stack.length) {
+        const bigger = new Uint32Array(Math.max(need, stack.length * 2));
+        bigger.set(stack.subarray(0, sp));
+        stack = bigger;
+      }
+      stack[sp++] = (v | EXIT) >>> 0;
+      for (let c = firstChild[v]; c !== NONE; c = next[c]) stack[sp++] = c;
     }
-    let need = sp + 1;
-    for (let c = firstChild[v]; c !== NONE; c = next[c]) need++;
-    if (need > stack.length) {
-      const bigger = new Uint32Array(Math.max(need, stack.length * 2));
-      bigger.set(stack.subarray(0, sp));
-      stack = bigger;
-    }
-    stack[sp++] = (v | EXIT) >>> 0;
-    for (let c = firstChild[v]; c !== NONE; c = next[c]) stack[sp++] = c;
+    const agg = new Map<number, { count: number; self: number; retained: number }>();
+    for (let k = 0; k < K; k++) if (this.count[k] > 0) agg.set(this.keyName[k], { count: this.count[k], self: this.self[k], retained: retained[k] });
+    return [...agg.entries()]
+      .sort((x, y) => y[1].retained - x[1].retained)
+      .slice(0, top)
+      .map(([k, a]) => ({
+        name: k >= 0 ? snap.string(k) || '(anonymous)' : (typeKey.get(-1 - k) ?? `(${snap.meta.nodeTypes[-1 - k] ?? 'unknown'})`),
+        count: a.count,
+        selfSize: a.self,
+        retainedSize: a.retained,
+      }));
   }
-  const agg = new Map<number, { count: number; self: number; retained: number }>();
-  for (let k = 0; k < K; k++) if (count[k] > 0) agg.set(keyName[k], { count: count[k], self: self[k], retained: retained[k] });
-  return [...agg.entries()]
-    .sort((x, y) => y[1].retained - x[1].retained)
-    .slice(0, top)
-    .map(([k, a]) => ({
-      name: k >= 0 ? snap.string(k) || '(anonymous)' : (typeKey.get(-1 - k) ?? `(${snap.meta.nodeTypes[-1 - k] ?? 'unknown'})`),
-      count: a.count,
-      selfSize: a.self,
-      retainedSize: a.retained,
-    }));
 }

@@ -11,9 +11,10 @@
  * Shortest paths: a breadth-first search from the root over non-weak edges records the node each node was
  * first reached from.
  *
- * Memory: four arrays of one word per node and one of one word per edge, reused from phase to phase
- * (postorder → predecessors → dominators → retained sizes → search queue), so that a 1 GB snapshot is
- * analyzed in less memory than its size.
+ * Memory: the functions below work in arrays their caller owns, so that analyze.ts can lend them the
+ * buffers of columns it reads back later (see analyzeHeapFile): two arrays of one word per node and one of
+ * at least one word per edge carry the postorder, the predecessor lists, the dominators, the retained sizes
+ * and the immediate dominators one after the other.
  */
 import { InputError } from './input-error.js';
 import { HeapSnapshot, NONE, TO_MASK } from './snapshot.js';
@@ -54,81 +55,103 @@ class Stack {
   }
 }
 
-export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Graph {
-  const root = options.root ?? 0;
+/** Whether an edge word counts: weak edges retain nothing, nor do shortcut edges other than the root's. */
+function skip(word: number, v: number, root: number, weak: number, shortcut: number): boolean {
+  const t = word >>> 29;
+  return t === weak || (t === shortcut && v !== root);
+}
+
+/**
+ * Iterative depth-first search from the root over the edges that retain. Numbers the nodes in postorder:
+ * `poOf[node]` (NONE when unreachable) and/or `order[po]`, whichever is given. Returns the number reached.
+ * The order depends on the graph only, so a second search gives the same numbers as the first.
+ */
+export function postorder(snap: HeapSnapshot, root: number, poOf: Uint32Array | null, order: Uint32Array | null): number {
   const N = snap.nodeCount;
-  const { firstEdge, edgeTo, nodeSelf } = snap;
+  const { firstEdge, edgeTo } = snap;
   const weak = snap.E.weak;
-  // DevTools' rule (HeapSnapshot.isEssentialEdge): shortcut edges (a bound function's `bound_argument_N`, which
-  // repeats what its `bindings` array holds) retain nothing, except the root's (they mark the global objects)
   const shortcut = snap.E.shortcut;
-  const progress = options.onProgress;
-
-  // A: node → postorder (later: dominators in postorder space, then BFS parents)
-  // B: postorder → node (later: BFS queue)
-  const A = new Uint32Array(N).fill(NONE);
-  const B = new Uint32Array(N);
-  const ON_STACK = NONE - 1;
-
-  // 1. iterative depth-first search from the root: postorder numbering
+  const seen = new Uint8Array((N + 7) >>> 3);
+  if (poOf) poOf.fill(NONE, 0, N);
   let count = 0;
-  {
-    const nodes = new Stack();
-    const edges = new Stack();
-    nodes.push(root);
-    edges.push(firstEdge[root]);
-    A[root] = ON_STACK;
-    while (nodes.size > 0) {
-      const top = nodes.size - 1;
-      const v = nodes.data[top];
-      let e = edges.data[top];
-      const end = firstEdge[v + 1];
-      let pushed = false;
-      for (; e < end; e++) {
-        const word = edgeTo[e];
-        if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
-        const w = word & TO_MASK;
-        if (A[w] !== NONE) continue;
-        A[w] = ON_STACK;
-        edges.data[top] = e + 1;
-        nodes.push(w);
-        edges.push(firstEdge[w]);
-        pushed = true;
-        break;
-      }
-      if (!pushed) {
-        nodes.size--;
-        edges.size--;
-        A[v] = count;
-        B[count++] = v;
-      }
+  const nodes = new Stack();
+  const edges = new Stack();
+  nodes.push(root);
+  edges.push(firstEdge[root]);
+  seen[root >>> 3] |= 1 << (root & 7);
+  while (nodes.size > 0) {
+    const top = nodes.size - 1;
+    const v = nodes.data[top];
+    let e = edges.data[top];
+    const end = firstEdge[v + 1];
+    let pushed = false;
+    for (; e < end; e++) {
+      const word = edgeTo[e];
+      if (skip(word, v, root, weak, shortcut)) continue;
+      const w = word & TO_MASK;
+      if (seen[w >>> 3] & (1 << (w & 7))) continue;
+      seen[w >>> 3] |= 1 << (w & 7);
+      edges.data[top] = e + 1;
+      nodes.push(w);
+      edges.push(firstEdge[w]);
+      pushed = true;
+      break;
+    }
+    if (!pushed) {
+      nodes.size--;
+      edges.size--;
+      if (poOf) poOf[v] = count;
+      if (order) order[count] = v;
+      count++;
     }
   }
+  return count;
+}
+
+/**
+ * Immediate dominators in postorder space (Cooper–Harvey–Kennedy), in three arrays the caller owns: `A` (one
+ * word per node) holds each node's postorder number and then the dominators (`A[po]` = postorder number of
+ * the immediate dominator, NONE for the root's slot and past the reachable ones); `C` (one word per node and
+ * one more) and `W` (at least one word per edge) hold the predecessor lists, free again afterwards.
+ */
+export function dominatorsInPostorder(
+  snap: HeapSnapshot,
+  root: number,
+  A: Uint32Array,
+  C: Uint32Array,
+  W: Uint32Array,
+  progress?: (phase: string, done: number, total: number) => void,
+): { count: number; rootPo: number; passes: number } {
+  const N = snap.nodeCount;
+  const { firstEdge, edgeTo } = snap;
+  const weak = snap.E.weak;
+  const shortcut = snap.E.shortcut;
+  // 1. postorder numbers
+  const count = postorder(snap, root, A, null);
   const rootPo = count - 1;
   progress?.('dominators', 1, 5);
 
-  // 2. predecessors in postorder space. C: first predecessor of each postorder index (later: idom by node)
-  const C = new Uint32Array(N + 1);
-  for (let po = 0; po < count; po++) {
-    const v = B[po];
+  // 2. predecessors in postorder space: C[t] … C[t + 1] - 1 index t's list in W. C[t + 1] is the end of t's
+  // list; filling backwards from it leaves C[t + 1] at the start, and one shift puts the lists in place.
+  C.fill(0, 0, count + 1);
+  for (let v = 0; v < N; v++) {
+    if (A[v] === NONE) continue;
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
-      if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
+      if (skip(word, v, root, weak, shortcut)) continue;
       C[A[word & TO_MASK] + 1]++;
     }
   }
   for (let i = 0; i < count; i++) C[i + 1] += C[i];
   const predCount = C[count];
-  // D: predecessor lists (later: retained sizes, when big enough). C[t + 1] is the end of t's list; filling
-  // backwards from it leaves C[t + 1] at the start of t's list, and one shift puts the lists in place
-  // (no second cursor array at the moment memory peaks).
-  const D = new Uint32Array(Math.max(predCount, 1));
-  for (let po = 0; po < count; po++) {
-    const v = B[po];
+  if (W.length < predCount) throw new Error('dominators: predecessor array too small');
+  for (let v = 0; v < N; v++) {
+    const po = A[v];
+    if (po === NONE) continue;
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
-      if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
-      D[--C[A[word & TO_MASK] + 1]] = po;
+      if (skip(word, v, root, weak, shortcut)) continue;
+      W[--C[A[word & TO_MASK] + 1]] = po;
     }
   }
   for (let i = 0; i < count; i++) C[i] = C[i + 1];
@@ -137,7 +160,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
 
   // 3. Cooper–Harvey–Kennedy, in postorder space; A is free again and holds the dominators
   const doms = A;
-  doms.fill(NONE);
+  doms.fill(NONE, 0, N);
   doms[rootPo] = rootPo;
   let changed = true;
   let passes = 0;
@@ -149,7 +172,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
     for (let po = rootPo - 1; po >= 0; po--) {
       let newIdom = NONE;
       for (let p = C[po], end = C[po + 1]; p < end; p++) {
-        let a = D[p];
+        let a = W[p];
         if (doms[a] === NONE) continue;
         if (newIdom === NONE) {
           newIdom = a;
@@ -169,25 +192,52 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
       }
     }
   }
+  doms[rootPo] = NONE;
   progress?.('dominators', 3, 5);
+  return { count, rootPo, passes };
+}
 
-  // 4. retained sizes (a dominator has a higher postorder number than what it dominates) and idom by node
-  const retained = D.byteLength >= N * 8 ? new Float64Array(D.buffer, 0, N) : new Float64Array(N);
-  for (let v = 0; v < N; v++) retained[v] = nodeSelf[v];
-  const idom = new Uint32Array(C.buffer, 0, N);
-  idom.fill(NONE);
-  for (let po = 0; po < rootPo; po++) {
-    const v = B[po];
-    const dv = B[doms[po]];
-    idom[v] = dv;
-    retained[dv] += retained[v];
+/**
+ * Retained sizes and immediate dominators by node, from the dominators in postorder space (`A`) and the
+ * postorder (`order`, which this destroys). `retained` holds each node's self size on entry and its retained
+ * size on return (a dominator has a higher postorder number than what it dominates, so one pass adds each
+ * node into its dominator). `A` is rewritten in place to hold the immediate dominator of each node (NONE for
+ * the root and unreachable nodes): the values are moved along the cycles of the permutation, `order` marking
+ * what has moved, so that no third array is needed.
+ */
+export function retainedAndIdom(A: Uint32Array, order: Uint32Array, count: number, retained: Float64Array): void {
+  const rootPo = count - 1;
+  for (let po = 0; po < rootPo; po++) retained[order[A[po]]] += retained[order[po]];
+  for (let po = 0; po < rootPo; po++) A[po] = order[A[po]];
+  const DONE = NONE;
+  for (let start = 0; start < count; start++) {
+    let t = order[start];
+    if (t === DONE) continue;
+    let val = A[start];
+    A[start] = NONE;
+    order[start] = DONE;
+    for (;;) {
+      if (t < count && order[t] !== DONE) {
+        const next = A[t];
+        A[t] = val;
+        val = next;
+        const nt = order[t];
+        order[t] = DONE;
+        t = nt;
+      } else {
+        A[t] = val;
+        break;
+      }
+    }
   }
-  progress?.('paths', 4, 5);
+}
 
-  // 5. breadth-first search from the root: A holds the parents, B the queue
-  const parent = A;
-  parent.fill(NONE);
-  const queue = B;
+/** Breadth-first search from the root over the edges that retain: `parent[node]` (NONE for the root and unreachable nodes). */
+export function shortestParents(snap: HeapSnapshot, root: number, parent: Uint32Array, queue: Uint32Array): void {
+  const { firstEdge, edgeTo } = snap;
+  const weak = snap.E.weak;
+  const shortcut = snap.E.shortcut;
+  parent.fill(NONE, 0, snap.nodeCount);
   let head = 0;
   let tail = 0;
   queue[tail++] = root;
@@ -196,7 +246,7 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
     const v = queue[head++];
     for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
       const word = edgeTo[e];
-      if (word >>> 29 === weak || (word >>> 29 === shortcut && v !== root)) continue;
+      if (skip(word, v, root, weak, shortcut)) continue;
       const w = word & TO_MASK;
       if (parent[w] !== NONE) continue;
       parent[w] = v;
@@ -204,9 +254,43 @@ export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Gr
     }
   }
   parent[root] = NONE;
-  progress?.('paths', 5, 5);
-  const spare = retained.buffer === D.buffer ? new Uint32Array(D.buffer, N * 8, (D.byteLength - N * 8) >>> 2) : new Uint32Array(D.buffer);
-  return { idom, retained, parent, reachable: count, passes, scratch: queue, spare };
+}
+
+/** Words for the predecessor lists and, later, the retained sizes (Float64, two words per node). */
+export function workWords(snap: HeapSnapshot): number {
+  return Math.max(snap.edgeCount, 2 * snap.nodeCount, 1);
+}
+
+export function analyzeGraph(snap: HeapSnapshot, options: GraphOptions = {}): Graph {
+  const root = options.root ?? 0;
+  const N = snap.nodeCount;
+  const A = new Uint32Array(N);
+  const C = new Uint32Array(N + 1);
+  const W = new Uint32Array(workWords(snap));
+  const { count, passes } = dominatorsInPostorder(snap, root, A, C, W, options.onProgress);
+  // the postorder again (cheaper in memory than keeping it through the dominators), into C
+  postorder(snap, root, null, C);
+  const retained = new Float64Array(W.buffer, 0, N);
+  for (let v = 0; v < N; v++) retained[v] = snap.nodeSelf[v];
+  retainedAndIdom(A, C, count, retained);
+  options.onProgress?.('paths', 4, 5);
+  const parent = new Uint32Array(N);
+  shortestParents(snap, root, parent, C);
+  options.onProgress?.('paths', 5, 5);
+  const spare = new Uint32Array(W.buffer, N * 8, W.length - 2 * N);
+  return { idom: A, retained, parent, reachable: count, passes, scratch: C.subarray(0, N), spare };
+}
+
+/** What the findings read of the graph, for a few nodes: from whole arrays (Graph) or kept for those nodes only (analyze.ts). */
+export interface Tree {
+  /** The node `node` was first reached from in the breadth-first search, NONE for the root and unreachable nodes. */
+  parentOf(node: number): number;
+  idomOf(node: number): number;
+  retainedOf(node: number): number;
+}
+
+export function treeOf(g: Graph): Tree {
+  return { parentOf: (n) => g.parent[n], idomOf: (n) => g.idom[n], retainedOf: (n) => g.retained[n] };
 }
 
 /** Whether a node is reachable from the root (through non-weak edges). */

@@ -23,6 +23,8 @@ export interface ParseOptions {
   onProgress?: (read: number, total: number) => void;
   /** Strings the caller wants to find by value (their index is recorded while streaming). */
   wanted?: Iterable<string>;
+  /** Keep the graph only; node names, self sizes and edge names are read back later (HeapSnapshot.loadColumns). */
+  lean?: boolean;
   /** Bytes read at a time (default 1 MiB); tests use odd sizes to cross every token boundary. */
   chunkSize?: number;
 }

@@ -3,7 +3,7 @@
  * back from an object gives a shortest path from a GC root to it.
  */
 import { HeapSnapshot, NONE, TO_MASK } from './snapshot.js';
-import type { Graph } from './dominators.js';
+import type { Tree } from './dominators.js';
 
 /** The edge from `from` to `to` (first non-weak one), or NONE. */
 export function edgeBetween(snap: HeapSnapshot, from: number, to: number): number {
@@ -41,10 +41,10 @@ export function nodeLabel(snap: HeapSnapshot, node: number): string {
  * The path from a GC root to `node`, nodes and edges alternating: `[node, edge, node, …, node]`, without
  * V8's synthetic root. Element indices are written `[]` so that paths through the same array compare equal.
  */
-export function retainerPath(snap: HeapSnapshot, graph: Graph, node: number, maxHops = 40): string[] {
-  if (node !== 0 && graph.parent[node] === NONE) return [];
+export function retainerPath(snap: HeapSnapshot, graph: Pick<Tree, 'parentOf'>, node: number, maxHops = 40): string[] {
+  if (node !== 0 && graph.parentOf(node) === NONE) return [];
   const chain: number[] = [];
-  for (let v = node; v !== NONE && chain.length <= maxHops * 4; v = graph.parent[v]) chain.push(v);
+  for (let v = node; v !== NONE && chain.length <= maxHops * 4; v = graph.parentOf(v)) chain.push(v);
   chain.reverse();
   if (chain.length > 1 && chain[0] === 0) chain.shift(); // V8's synthetic root ""
   const out: string[] = [];
@@ -72,10 +72,10 @@ function normalizeEdge(snap: HeapSnapshot, e: number): string {
 }
 
 /** The nodes from a GC root to `node` (V8's synthetic root left out), or [] when unreachable. */
-export function retainerChain(graph: Graph, node: number): number[] {
-  if (node !== 0 && graph.parent[node] === NONE) return [];
+export function retainerChain(graph: Pick<Tree, 'parentOf'>, node: number): number[] {
+  if (node !== 0 && graph.parentOf(node) === NONE) return [];
   const chain: number[] = [];
-  for (let v = node; v !== NONE && chain.length < 100_000; v = graph.parent[v]) chain.push(v);
+  for (let v = node; v !== NONE && chain.length < 100_000; v = graph.parentOf(v)) chain.push(v);
   chain.reverse();
   if (chain.length > 1 && chain[0] === 0) chain.shift();
   return chain;

@@ -5,8 +5,11 @@
  * `firstEdge[n] … firstEdge[n + 1] - 1`. Edge `e`: target node `edgeTo[e] & TO_MASK`, type `edgeTo[e] >>> 29`,
  * name `edgeName[e]` (a string index, or an element/slot number for `element` and `hidden` edges).
  * Node 0 is V8's synthetic root; its children are `(GC roots)` and the other root categories.
+ * After a lean parse (`readHeapSnapshot(path, { lean: true })`) `nodeName`, `nodeSelf` and `edgeName` are empty
+ * until `loadColumns` reads them back from the file (analyze.ts does, once the graph work is done).
  */
 import fs from 'node:fs';
+import { InputError } from './input-error.js';
 
 export const TO_MASK = 0x1fffffff;
 export const NONE = 0xffffffff;
@@ -31,6 +34,8 @@ export interface SnapshotData {
   nodeName: Uint32Array;
   /** File offset of the first byte after the `[` of `nodes`. */
   nodesOffset: number;
+  /** File offset of the first byte after the `[` of `edges`. */
+  edgesOffset?: number;
   /** File offset of the first byte after the `[` of `locations`, or -1 (older V8 writes none). */
   locationsOffset?: number;
   nodeSelf: Uint32Array;
@@ -59,13 +64,17 @@ export class HeapSnapshot {
   readonly nodeCount: number;
   readonly edgeCount: number;
   readonly nodeType: Uint8Array;
-  readonly nodeName: Uint32Array;
+  /** Empty after a lean parse until loadColumns fills it. */
+  nodeName: Uint32Array;
   private readonly nodesOffset: number;
+  private readonly edgesOffset: number;
   private readonly locationsOffset: number;
-  readonly nodeSelf: Uint32Array;
-  readonly firstEdge: Uint32Array;
-  readonly edgeTo: Uint32Array;
-  readonly edgeName: Uint32Array;
+  /** Empty after a lean parse until loadColumns fills it. */
+  nodeSelf: Uint32Array;
+  firstEdge: Uint32Array;
+  edgeTo: Uint32Array;
+  /** Empty after a lean parse until loadColumns fills it. */
+  edgeName: Uint32Array;
   readonly stringCount: number;
   private readonly strBase: number;
   private readonly strStart: Uint32Array;
@@ -109,6 +118,7 @@ export class HeapSnapshot {
     this.nodeType = d.nodeType;
     this.nodeName = d.nodeName;
     this.nodesOffset = d.nodesOffset;
+    this.edgesOffset = d.edgesOffset ?? -1;
     this.locationsOffset = d.locationsOffset ?? -1;
     this.nodeSelf = d.nodeSelf;
     this.firstEdge = d.firstEdge;
@@ -328,6 +338,144 @@ export class HeapSnapshot {
           has = false;
         }
         if (c === 0x5d) return out;
+      }
+    }
+  }
+
+  /**
+   * One sequential pass over the file's `nodes` array: `onNode(node, name, selfSize, edgeCount)` for every
+   * node, in order. The file was checked whole when parsed; a file changed since then is an InputError.
+   */
+  scanNodes(onNode: (node: number, name: number, self: number, edgeCount: number) => void): void {
+    const fields = this.meta.nodeFields;
+    const F = fields.length;
+    const fName = fields.indexOf('name');
+    const fSelf = fields.indexOf('self_size');
+    const fEdges = fields.indexOf('edge_count');
+    let node = 0;
+    let field = 0;
+    let name = 0;
+    let self = 0;
+    let edges = 0;
+    this.scanNumbers(this.nodesOffset, (vals, count) => {
+      for (let i = 0; i < count; i++) {
+        const v = vals[i];
+        if (field === fName) name = v;
+        else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
+        else if (field === fEdges) edges = v;
+        if (++field === F) {
+          if (node >= this.nodeCount) this.changed();
+          onNode(node++, name, self, edges);
+          field = 0;
+        }
+      }
+    });
+    if (node !== this.nodeCount || field !== 0) this.changed();
+  }
+
+  /**
+   * Read the columns a lean parse left out back from the file (one pass over `nodes`, one over `edges`), into
+   * the arrays given (each at least as long as its column; a caller reuses arrays that are free by then).
+   * `firstEdge` and `edgeTo` are read again too when given (their arrays were lent out).
+   */
+  loadColumns(into: { nodeName?: Uint32Array; nodeSelf?: Uint32Array; firstEdge?: Uint32Array; edgeTo?: Uint32Array; edgeName?: Uint32Array }): void {
+    const N = this.nodeCount;
+    const { nodeName, nodeSelf, firstEdge } = into;
+    if (nodeName || nodeSelf || firstEdge) {
+      let sum = 0;
+      if (firstEdge) firstEdge[0] = 0;
+      this.scanNodes((n, name, self, edges) => {
+        if (nodeName) nodeName[n] = name;
+        if (nodeSelf) nodeSelf[n] = self;
+        if (firstEdge) firstEdge[n + 1] = sum += edges;
+      });
+      if (firstEdge && sum !== this.edgeCount) this.changed();
+      if (nodeName) this.nodeName = nodeName.length === N ? nodeName : nodeName.subarray(0, N);
+      if (nodeSelf) this.nodeSelf = nodeSelf.length === N ? nodeSelf : nodeSelf.subarray(0, N);
+      if (firstEdge) this.firstEdge = firstEdge.length === N + 1 ? firstEdge : firstEdge.subarray(0, N + 1);
+    }
+    const { edgeTo, edgeName } = into;
+    if (edgeTo || edgeName) {
+      const fields = this.meta.edgeFields;
+      const W = fields.length;
+      const fType = fields.indexOf('type');
+      const fName = fields.indexOf('name_or_index');
+      const fTo = fields.indexOf('to_node');
+      const F = this.meta.nodeFields.length;
+      const M = this.edgeCount;
+      const types = this.meta.edgeTypes.length;
+      let e = 0;
+      let field = 0;
+      let type = 0;
+      let to = 0;
+      this.scanNumbers(this.edgesOffset, (vals, count) => {
+        for (let i = 0; i < count; i++) {
+          const v = vals[i];
+          if (field === fType) {
+            if (v >= types) this.changed();
+            type = v;
+          } else if (field === fTo) {
+            to = v / F;
+            if (to !== Math.floor(to) || to >= N) this.changed();
+          } else if (field === fName && edgeName) {
+            edgeName[e] = v > 0xffffffff ? 0xffffffff : v;
+          }
+          if (++field === W) {
+            if (e >= M) this.changed();
+            if (edgeTo) edgeTo[e] = ((type << 29) | to) >>> 0;
+            e++;
+            field = 0;
+          }
+        }
+      });
+      if (e !== M || field !== 0) this.changed();
+      if (edgeTo) this.edgeTo = edgeTo.length === M ? edgeTo : edgeTo.subarray(0, M);
+      if (edgeName) this.edgeName = edgeName.length === M ? edgeName : edgeName.subarray(0, M);
+    }
+  }
+
+  private changed(): never {
+    throw new InputError(`${this.path} changed while it was being analyzed`);
+  }
+
+  /** Calls `onValues` with the numbers of the array that starts at `offset`, up to its `]`, a batch at a time. */
+  private scanNumbers(offset: number, onValues: (values: Float64Array, count: number) => void): void {
+    if (this.fd < 0 || offset < 0) this.changed();
+    const buf = Buffer.allocUnsafe(1 << 20);
+    const vals = new Float64Array(1 << 16);
+    let k = 0;
+    let pos = offset;
+    let num = 0;
+    let has = false;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      } catch (err) {
+        throw new InputError(`cannot read ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      if (n === 0) this.changed();
+      pos += n;
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (c >= 0x30 && c <= 0x39) {
+          num = num * 10 + (c - 0x30);
+          has = true;
+          continue;
+        }
+        if (has) {
+          vals[k++] = num;
+          if (k === vals.length) {
+            onValues(vals, k);
+            k = 0;
+          }
+          num = 0;
+          has = false;
+        }
+        if (c === 0x5d) {
+          if (k > 0) onValues(vals, k);
+          return;
+        }
       }
     }
   }

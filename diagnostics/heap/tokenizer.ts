@@ -57,6 +57,12 @@ const enum ER {
 
 export interface TokenizerOptions {
   wanted?: Iterable<string>;
+  /**
+   * Keep only the graph (edge targets and types, first edges, node types) and the strings' positions: node
+   * names, self sizes and edge names are checked but not stored, for HeapSnapshot.loadColumns to read back
+   * when the analysis needs them (analyze.ts: a third less memory at the dominator tree's peak).
+   */
+  lean?: boolean;
 }
 
 function isWs(c: number): boolean {
@@ -147,12 +153,21 @@ export class SnapshotParser {
   private edgeName!: Uint32Array;
   private nodeTypeCount = 0;
   private edgeTypeCount = 0;
+  private edgesOffset = -1;
+  private readonly lean: boolean;
+  /** Largest node name and largest string-valued edge name seen (checked against the string count at the end). */
+  private maxNodeName = -1;
+  private maxEdgeName = -1;
+  private indexTypes = new Uint8Array(8);
+  private typeBeforeName = true;
+  private edgeTypeNow = 0;
 
   constructor(
     private readonly path: string,
     private readonly size: number,
     options: TokenizerOptions,
   ) {
+    this.lean = options.lean === true;
     this.wanted = new Set(options.wanted ?? []);
     this.wantedLens = new Set([...this.wanted].map((s) => Buffer.byteLength(s)));
   }
@@ -232,6 +247,7 @@ export class SnapshotParser {
         if (isWs(c)) return;
         if (c !== 0x5b) this.fail(`"${this.key}" must be an array (offset ${at})`);
         if (this.section === Section.Nodes) this.nodesOffset = at + 1;
+        else if (this.section === Section.Edges) this.edgesOffset = at + 1;
         this.state = S.IntArr;
         return;
       case S.StrArrStart:
@@ -421,12 +437,13 @@ export class SnapshotParser {
         break;
       case NR.Name:
         if (v > U32_MAX) this.fail(`node ${n} has an out-of-range name`);
-        this.nodeName[n] = v;
+        if (v > this.maxNodeName) this.maxNodeName = v;
+        if (!this.lean) this.nodeName[n] = v;
         break;
       case NR.Id:
         break; // read back on demand (HeapSnapshot.nodeIds): one word per node saved
       case NR.Self:
-        this.nodeSelf[n] = v > U32_MAX ? U32_MAX : v;
+        if (!this.lean) this.nodeSelf[n] = v > U32_MAX ? U32_MAX : v;
         break;
       case NR.EdgeCount:
         this.edgeSum += v;
@@ -443,10 +460,14 @@ export class SnapshotParser {
       case ER.Type:
         if (v >= this.edgeTypeCount) this.fail(`edge ${e} has unknown type ${v}`);
         this.edgeTo[e] = (this.edgeTo[e] & 0x1fffffff) | (v << 29);
+        this.edgeTypeNow = v;
         break;
       case ER.Name:
         if (v > U32_MAX) this.fail(`edge ${e} has an out-of-range name`);
-        this.edgeName[e] = v;
+        if (this.lean) {
+          // the type comes first in every V8 snapshot (else names are checked when read back: string() is bounds-safe)
+          if (this.typeBeforeName && !this.indexTypes[this.edgeTypeNow] && v > this.maxEdgeName) this.maxEdgeName = v;
+        } else this.edgeName[e] = v;
         break;
       case ER.To: {
         const w = this.meta!.nodeFields.length;
@@ -591,11 +612,16 @@ export class SnapshotParser {
     this.edgeTypeCount = meta.edgeTypes.length;
     if (this.edgeTypeCount > 8) this.fail('more than 8 edge types');
     this.nodeType = new Uint8Array(nodeCount);
-    this.nodeName = new Uint32Array(nodeCount);
-    this.nodeSelf = new Uint32Array(nodeCount);
+    this.nodeName = new Uint32Array(this.lean ? 0 : nodeCount);
+    this.nodeSelf = new Uint32Array(this.lean ? 0 : nodeCount);
     this.firstEdge = new Uint32Array(nodeCount + 1);
     this.edgeTo = new Uint32Array(edgeCount);
-    this.edgeName = new Uint32Array(edgeCount);
+    this.edgeName = new Uint32Array(this.lean ? 0 : edgeCount);
+    meta.edgeTypes.forEach((t, i) => {
+      if (t === 'element' || t === 'hidden') this.indexTypes[i] = 1;
+    });
+    const ef = meta.edgeFields;
+    this.typeBeforeName = ef.indexOf('type') >= 0 && ef.indexOf('type') < ef.indexOf('name_or_index');
   }
 
   finish(fd: number): HeapSnapshot {
@@ -609,17 +635,19 @@ export class SnapshotParser {
     if (!this.sawStrings) this.fail('no "strings" array');
     if (this.edgeSum !== this.edgeCount) this.fail(`the nodes' edge counts add up to ${this.edgeSum}, the header says ${this.edgeCount}`);
     const S_ = this.strings.count;
-    const nodeName = this.nodeName;
-    for (let n = 0; n < this.nodeCount; n++) if (nodeName[n] >= S_) this.fail(`node ${n} names string ${nodeName[n]}, there are ${S_}`);
     const meta = this.meta;
-    const indexTypes = new Uint8Array(8);
-    meta.edgeTypes.forEach((t, i) => {
-      if (t === 'element' || t === 'hidden') indexTypes[i] = 1;
-    });
-    const edgeTo = this.edgeTo;
-    const edgeName = this.edgeName;
-    for (let e = 0; e < this.edgeCount; e++) {
-      if (!indexTypes[edgeTo[e] >>> 29] && edgeName[e] >= S_) this.fail(`edge ${e} names string ${edgeName[e]}, there are ${S_}`);
+    const indexTypes = this.indexTypes;
+    if (this.lean) {
+      if (this.maxNodeName >= S_) this.fail(`a node names string ${this.maxNodeName}, there are ${S_}`);
+      if (this.maxEdgeName >= S_) this.fail(`an edge names string ${this.maxEdgeName}, there are ${S_}`);
+    } else {
+      const nodeName = this.nodeName;
+      for (let n = 0; n < this.nodeCount; n++) if (nodeName[n] >= S_) this.fail(`node ${n} names string ${nodeName[n]}, there are ${S_}`);
+      const edgeTo = this.edgeTo;
+      const edgeName = this.edgeName;
+      for (let e = 0; e < this.edgeCount; e++) {
+        if (!indexTypes[edgeTo[e] >>> 29] && edgeName[e] >= S_) this.fail(`edge ${e} names string ${edgeName[e]}, there are ${S_}`);
+      }
     }
     return new HeapSnapshot({
       path: this.path,
@@ -631,14 +659,16 @@ export class SnapshotParser {
       nodeType: this.nodeType,
       nodeName: this.nodeName,
       nodesOffset: this.nodesOffset,
+      edgesOffset: this.edgesOffset,
       locationsOffset: this.locationsOffset,
       nodeSelf: this.nodeSelf,
       firstEdge: this.firstEdge,
       edgeTo: this.edgeTo,
       edgeName: this.edgeName,
       strBase: Math.max(0, this.strings.base),
-      strStart: this.strings.start.subarray(0, S_),
-      strLen: this.strings.len.subarray(0, S_),
+      // exact-size copies: the doubled capacity would stay live through the dominator tree's peak
+      strStart: this.strings.start.slice(0, S_),
+      strLen: this.strings.len.slice(0, S_),
       found: this.found,
     });
   }
