@@ -413,3 +413,6 @@ function onClose(this: Res): void {
     tracker.fault('tracker', err);
   }
 }
+
+/** The tracker's own `res.write` (the SSE runtime's direct broadcast path checks that nothing else wraps a response). */
+export { patchedWrite as trackedWrite };

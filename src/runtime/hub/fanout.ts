@@ -1,7 +1,7 @@
 import { getTracker } from '../../core/tracker.js';
 import { StreamscopeError } from '../../errors.js';
 import { encodeEvent, type EncodeOptions } from '../sse/encoder.js';
-import { kNeedsDrain, kPush, type SseStream } from '../sse/stream.js';
+import { kNeedsDrain, kPush, kPushShared, SharedFrame, type SseStream } from '../sse/stream.js';
 import { compareIds } from './ids.js';
 import type { HubStore, StoredEvent } from './store.js';
 
@@ -41,7 +41,7 @@ export class Sub {
         if (compareIds(ev.id, this.floor) <= 0) return;
         this.floor = null;
       }
-      this.stream[kPush](frames.get(this.encode), ev.id);
+      this.stream[kPushShared](frames.get(this.encode), ev.id);
       return;
     }
     const p = this.pending;
@@ -55,14 +55,19 @@ export class Sub {
   }
 }
 
-/** One event's frames, encoded at most once per form (plain, with checksum) whatever the number of subscribers. */
+/**
+ * One event's frames, encoded at most once per form (plain, with checksum) whatever the number of
+ * subscribers: the text and its bytes (raw and as an HTTP/1.1 chunk), shared by every subscriber's socket.
+ * The id line is the event's own, the same for everyone; a subscriber that must not get this event (its
+ * replay already sent it, another epoch) is skipped before its frame is asked for.
+ */
 class Frames {
-  private plain: string | null = null;
-  private crc: string | null = null;
+  private plain: SharedFrame | null = null;
+  private crc: SharedFrame | null = null;
   constructor(private readonly ev: StoredEvent) {}
-  get(encode: EncodeOptions | undefined): string {
-    if (encode === undefined) return (this.plain ??= frameOf(this.ev, undefined));
-    return (this.crc ??= frameOf(this.ev, encode));
+  get(encode: EncodeOptions | undefined): SharedFrame {
+    if (encode === undefined) return (this.plain ??= new SharedFrame(frameOf(this.ev, undefined)));
+    return (this.crc ??= new SharedFrame(frameOf(this.ev, encode)));
   }
 }
 

@@ -1,6 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../../errors.js';
-import { promote } from '../../core/response-hook.js';
+import { promote, trackedWrite } from '../../core/response-hook.js';
+import { Phase } from '../../core/stream-state.js';
 import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
@@ -16,6 +18,43 @@ const tracker = getTracker();
 /** Internal entry points shared with the hub (not public API). */
 import { kSseNeedsDrain as kNeedsDrain, kSseOnClose as kOnClose, kSseOpen as kOpen, kSsePush as kPush, kSseState as kState } from '../../core/symbols.js';
 export { kPush, kOpen, kOnClose, kState, kNeedsDrain };
+/** The hub's live fan-out: one event's bytes, built once and shared by every subscriber (see SharedFrame). */
+export const kPushShared = Symbol('streamscope.sse.pushShared');
+
+/**
+ * One event's frame in every form a subscriber may need, built once per event for all of them: the text,
+ * its UTF-8 bytes, and the same bytes as one HTTP/1.1 chunk (`<hex length>\r\n<bytes>\r\n`). Written
+ * Buffers are never changed, so one is shared by every socket it is written to.
+ */
+export class SharedFrame {
+  readonly bytes: Buffer;
+  readonly chunk: Buffer;
+  constructor(readonly text: string) {
+    const len = Buffer.byteLength(text, 'utf8');
+    const head = len.toString(16) + '\r\n';
+    const chunk = Buffer.allocUnsafe(head.length + len + 2);
+    chunk.write(head, 0, 'latin1');
+    chunk.write(text, head.length, 'utf8');
+    chunk[head.length + len] = 13;
+    chunk[head.length + len + 1] = 10;
+    this.chunk = chunk;
+    this.bytes = chunk.subarray(head.length, head.length + len);
+  }
+}
+
+/** What Node's own ServerResponse writes with: a response whose `write` is this (or the tracker's over it) is plain. */
+const nodeWrite = ServerResponse.prototype.write;
+
+/** The parts of Node's OutgoingMessage the direct path reads (stable since Node 0.x; checked at every write). */
+type Outgoing = ServerResponse & {
+  chunkedEncoding?: boolean;
+  _hasBody?: boolean;
+  _headerSent?: boolean;
+  outputData?: unknown[];
+  strictContentLength?: boolean;
+  finished?: boolean;
+};
+type HttpSocket = Socket & { _httpMessage?: unknown };
 
 const HEARTBEAT = encodeComment();
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -63,6 +102,13 @@ export class SseStream {
   private closeHook: (() => void) | null = null;
   /** The shedder this open stream counts in (its route's), until it closes. */
   private shedder: Shedder | null = null;
+  /**
+   * HTTP/1 and nothing but Node (and the tracker) writes this response: the hub's live events may go
+   * straight to this socket (kPushShared), else null. `direct` is the `res.write` seen then: a wrapper
+   * installed later (compression) turns the direct path off.
+   */
+  private sock: HttpSocket | null = null;
+  private direct: unknown = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, o: ResolvedSse, rejected: RejectReason | null) {
     this.req = req;
@@ -188,7 +234,16 @@ export class SseStream {
       if (!res.headersSent) res.writeHead(200, h2 ? o.h2Headers : o.headers);
       res.flushHeaders();
       const sock = h2 ? null : res.socket;
-      if (sock != null) sock.setNoDelay(true);
+      if (sock != null) {
+        sock.setNoDelay(true);
+        const own = this.state;
+        const w = res.write as unknown;
+        // the direct path writes what Node's write would, and counts what the tracker's would
+        if (own === undefined ? w === nodeWrite : w === trackedWrite && own.origWrite === nodeWrite) {
+          this.sock = sock;
+          this.direct = w;
+        }
+      }
     } catch (err) {
       tracker.fault('sse', err);
     }
@@ -224,12 +279,12 @@ export class SseStream {
    * when the stream is closed, or when the frame would take the queue past maxBufferedBytes: then the
    * stuck consumer is cut so that it can resume later.
    */
-  [kPush](frame: string, id: string | undefined): boolean {
+  [kPush](frame: string, id: string | undefined, encoded?: Buffer): boolean {
     if (this.done) return false;
     const res = this.res;
     // Frames go out as UTF-8 Buffers, so Node's queue (writableLength) counts bytes, as maxBufferedBytes does
     // everywhere (it counts a queued string by its UTF-16 length).
-    const bytes = utf8(frame);
+    const bytes = encoded ?? utf8(frame);
     const queued = res.writableLength;
     if (queued > 0 && queued + bytes.length > this.o.maxBufferedBytes) {
       this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
@@ -243,6 +298,59 @@ export class SseStream {
       tracker.fault('sse', err);
     }
     return true;
+  }
+
+  /**
+   * The hub's live path: one event's shared bytes, written straight to the socket when that is exactly what
+   * `res.write` would do — one `socket.write` of a pre-built chunk instead of Node's four writes, its cork
+   * and its nextTick, per subscriber and event. Same checks as kPush (closed, maxBufferedBytes) and the same
+   * counts as the tracker's `res.write` (writes, bytes); only a write that cannot meet backpressure goes
+   * this way (the socket's queue stays under its high-water mark), so `res.write` alone ever returns false
+   * and Node's `drain` bookkeeping stays whole. Anything else goes through kPush.
+   */
+  [kPushShared](f: SharedFrame, id: string | undefined): boolean {
+    if (this.done) return false;
+    const sock = this.sock;
+    const res = this.res as Outgoing;
+    if (
+      sock !== null &&
+      res.write === this.direct &&
+      sock._httpMessage === res &&
+      sock.writable &&
+      res._headerSent === true &&
+      res._hasBody === true &&
+      res.finished !== true &&
+      res.destroyed !== true &&
+      res.strictContentLength !== true &&
+      res.outputData !== undefined &&
+      res.outputData.length === 0
+    ) {
+      const out = res.chunkedEncoding === true ? f.chunk : f.bytes;
+      const queued = sock.writableLength;
+      if (queued > 0 && queued + f.bytes.length > this.o.maxBufferedBytes) {
+        this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
+        return false;
+      }
+      const s = this.state;
+      if (queued + out.length < sock.writableHighWaterMark && (s === undefined || (s.phase === Phase.Open && s.writes !== 0 && !s.clientClosed))) {
+        if (s !== undefined) {
+          s.writes++;
+          s.bytes += f.bytes.length;
+        }
+        if (id !== undefined) this.lastSentId = id;
+        this.wrote = true;
+        tracker.internalDepth++;
+        try {
+          sock.write(out);
+        } catch (err) {
+          tracker.fault('sse', err);
+        } finally {
+          tracker.internalDepth--;
+        }
+        return true;
+      }
+    }
+    return this[kPush](f.text, id, f.bytes);
   }
 
   [kOnClose](fn: () => void): void {
