@@ -76,6 +76,12 @@ function child(script, args, execArgv = []) {
   const c = fork(path.join(here, script), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const queue = [];
   const waiters = [];
+  c.on('exit', (code) => {
+    if (code !== 0) {
+      console.error(`bench: ${script} ${args[0] ?? ''} exited with ${code}`);
+      process.exit(1);
+    }
+  });
   c.on('message', (m) => {
     const i = waiters.findIndex((w) => w.type === m.type);
     if (i >= 0) waiters.splice(i, 1)[0].resolve(m);

@@ -6,10 +6,10 @@
 import http from 'node:http';
 import { setImmediate as tick } from 'node:timers/promises';
 
-const impl = process.argv[2];
+// `streamscope@/path/to/dist/esm/index.js`: the hub of another build (an A/B of two commits in one run)
+const [impl, distOverride] = process.argv[2].split('@');
 const redisUrl = process.argv[3];
-// BENCH_DIST: another build's dist/esm/index.js (an A/B of two commits in the same run)
-const dist = process.env.BENCH_DIST ? new URL('file://' + process.env.BENCH_DIST).href : new URL('../../dist/esm/index.js', import.meta.url).href;
+const dist = distOverride ? new URL('file://' + distOverride).href : new URL('../../dist/esm/index.js', import.meta.url).href;
 
 const responses = new Set();
 let broadcast; // (k) => void: one event to every subscriber

@@ -30,6 +30,18 @@ export class Sub {
   floor: string | null = null;
   /** The store epoch this subscriber's ids belong to (set once its start is settled). */
   epoch = '';
+  /** Where it leaves when its stream closes (set when the stream opens): fields, not a closure per subscriber. */
+  hub: { leave(channel: string, fan: Fanout, sub: Sub): void } | null = null;
+  channel = '';
+  fan: Fanout | null = null;
+
+  /** Its stream closed: it leaves the channel (the stream's close hook). */
+  onStreamClose(): void {
+    const hub = this.hub;
+    const fan = this.fan;
+    this.hub = null;
+    if (hub !== null && fan !== null) hub.leave(this.channel, fan, this);
+  }
 
   deliver(ev: StoredEvent, frames: Frames): void {
     if (this.live) {

@@ -56,6 +56,11 @@ type Outgoing = ServerResponse & {
 };
 type HttpSocket = Socket & { _httpMessage?: unknown };
 
+/** Told once when a stream closes (the hub's subscriber: an object it has anyway, not a closure per stream). */
+export interface CloseHook {
+  onStreamClose(): void;
+}
+
 const HEARTBEAT = encodeComment();
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
@@ -99,7 +104,9 @@ export class SseStream {
   private timeout: NodeJS.Timeout | null = null;
   /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
   private wrote = false;
-  private closeHook: (() => void) | null = null;
+  private closeHook: CloseHook | null = null;
+  /** The `drain` listener of a wait in progress (whenWritable), else null. */
+  private drainListener: (() => void) | null = null;
   /** The shedder this open stream counts in (its route's), until it closes. */
   private shedder: Shedder | null = null;
   /**
@@ -265,11 +272,11 @@ export class SseStream {
     if (o.retryFrame !== '') this[kPush](o.retryFrame, undefined);
     this.wrote = true;
     if (o.heartbeatMs > 0) {
-      this.heartbeat = setInterval(this.beat, o.heartbeatMs);
+      this.heartbeat = setInterval(() => this.beat(), o.heartbeatMs);
       this.heartbeat.unref();
     }
     if (o.timeoutMs > 0) {
-      this.timeout = setTimeout(this.onTimeout, o.timeoutMs);
+      this.timeout = setTimeout(() => this.onTimeout(), o.timeoutMs);
       this.timeout.unref();
     }
   }
@@ -353,8 +360,8 @@ export class SseStream {
     return this[kPush](f.text, id, f.bytes);
   }
 
-  [kOnClose](fn: () => void): void {
-    this.closeHook = fn;
+  [kOnClose](hook: CloseHook): void {
+    this.closeHook = hook;
   }
 
   get [kState](): StreamState | undefined {
@@ -372,8 +379,11 @@ export class SseStream {
     return new Promise<void>((resolve, reject) => {
       if (this.waiters === null) {
         this.waiters = [];
-        this.res.once('drain', this.onDrain);
-        this.drainTimer = setTimeout(this.onDrainTimeout, this.o.drainTimeoutMs);
+        // made while a wait lasts only: an idle subscriber carries no closure for it
+        const onDrain = (): void => this.onDrain();
+        this.drainListener = onDrain;
+        this.res.once('drain', onDrain);
+        this.drainTimer = setTimeout(() => this.onDrainTimeout(), this.o.drainTimeoutMs);
         this.drainTimer.unref();
       }
       this.waiters.push({ resolve, reject });
@@ -431,7 +441,8 @@ export class SseStream {
     this.shedder = null;
     const waiters = this.waiters;
     this.waiters = null;
-    this.res.removeListener('drain', this.onDrain);
+    if (this.drainListener !== null) this.res.removeListener('drain', this.drainListener);
+    this.drainListener = null;
     if (waiters !== null) {
       const err = this.closedError();
       for (const w of waiters) w.reject(err);
@@ -447,7 +458,7 @@ export class SseStream {
     this.closeHook = null;
     if (hook !== null) {
       try {
-        hook();
+        hook.onStreamClose();
       } catch (err) {
         tracker.fault('sse', err);
       }
@@ -458,34 +469,35 @@ export class SseStream {
     this.finish(this.cause);
   };
 
-  private readonly onDrain = (): void => {
+  private onDrain(): void {
+    this.drainListener = null;
     const waiters = this.waiters;
     this.waiters = null;
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.drainTimer = null;
     if (waiters !== null) for (const w of waiters) w.resolve();
-  };
+  }
 
-  private readonly onDrainTimeout = (): void => {
+  private onDrainTimeout(): void {
     this.drainTimer = null;
     this.cut('STREAMSCOPE_ERR_DRAIN_TIMEOUT');
-  };
+  }
 
-  private readonly beat = (): void => {
+  private beat(): void {
     if (this.done) return;
     if (this.wrote || this.res.writableLength > 0) {
       this.wrote = false;
       return;
     }
     this[kPush](HEARTBEAT, undefined);
-  };
+  }
 
-  private readonly onTimeout = (): void => {
+  private onTimeout(): void {
     this.timeout = null;
     if (this.done) return;
     const s = this.state;
     if (s !== undefined) tracker.markTimeout(s);
     this.finish(new StreamscopeError('STREAMSCOPE_ERR_STREAM_CLOSED', 'stream timed out (timeoutMs)'));
     this.end();
-  };
+  }
 }
