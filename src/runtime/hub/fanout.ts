@@ -1,7 +1,8 @@
 import { getTracker } from '../../core/tracker.js';
 import { StreamscopeError } from '../../errors.js';
 import { encodeEvent, type EncodeOptions } from '../sse/encoder.js';
-import { kNeedsDrain, kPush, kPushShared, SharedFrame, type SseStream } from '../sse/stream.js';
+import type { Socket } from 'node:net';
+import { kCork, kNeedsDrain, kPush, kPushShared, SharedFrame, type SseStream } from '../sse/stream.js';
 import { compareIds } from './ids.js';
 import type { HubStore, StoredEvent } from './store.js';
 
@@ -89,7 +90,13 @@ export class Fanout {
   unfollow: (() => void) | null = null;
   ready: Promise<void> | null = null;
 
+  /** Events fanned out in this tick; from the second one on, the subscribers' sockets are corked until the tick ends. */
+  private inTick = 0;
+  private corked: Socket[] | null = null;
+
   readonly onEvent = (ev: StoredEvent): void => {
+    if (this.inTick++ === 0) process.nextTick(endTick, this);
+    else if (this.inTick === 2) this.cork();
     const frames = new Frames(ev);
     for (const sub of this.subs) {
       try {
@@ -100,6 +107,36 @@ export class Fanout {
       }
     }
   };
+
+  /** A burst: one event went out alone, the rest of the tick's go out in one write per socket. */
+  private cork(): void {
+    const corked: Socket[] = [];
+    for (const sub of this.subs) {
+      if (!sub.live) continue;
+      const sock = sub.stream[kCork]();
+      if (sock !== null) corked.push(sock);
+    }
+    this.corked = corked;
+  }
+
+  /** @internal The tick is over: its events are written. */
+  endTick(): void {
+    this.inTick = 0;
+    const corked = this.corked;
+    if (corked === null) return;
+    this.corked = null;
+    for (const sock of corked) {
+      try {
+        sock.uncork();
+      } catch (err) {
+        tracker.fault('hub', err);
+      }
+    }
+  }
+}
+
+function endTick(fan: Fanout): void {
+  fan.endTick();
 }
 
 /**

@@ -20,6 +20,7 @@ import { kSseNeedsDrain as kNeedsDrain, kSseOnClose as kOnClose, kSseOpen as kOp
 export { kPush, kOpen, kOnClose, kState, kNeedsDrain };
 /** The hub's live fan-out: one event's bytes, built once and shared by every subscriber (see SharedFrame). */
 export const kPushShared = Symbol('streamscope.sse.pushShared');
+export const kCork = Symbol('streamscope.sse.cork');
 
 /**
  * One event's frame in every form a subscriber may need, built once per event for all of them: the text,
@@ -358,6 +359,18 @@ export class SseStream {
       }
     }
     return this[kPush](f.text, id, f.bytes);
+  }
+
+  /**
+   * Corks the socket of a direct-path stream and returns it (the caller uncorks it once, at the end of the
+   * tick), else null. A burst of events in one tick then leaves in one writev per socket, as Node's own
+   * res.write batches a tick's writes.
+   */
+  [kCork](): Socket | null {
+    const sock = this.sock;
+    if (this.done || sock === null || !sock.writable) return null;
+    sock.cork();
+    return sock;
   }
 
   [kOnClose](hook: CloseHook): void {
