@@ -307,6 +307,32 @@ const ratioLines = ['better-sse', 'bare', 'ceiling', 'fastify-sse', 'ws']
   .filter(([, v]) => v !== null)
   .map(([name, v]) => `| streamscope / ${name} | ${v.delivered}× | ${v.cpu}× | ${v.heap}× |`);
 const ceiling = by.ceiling;
+/** Issue 19's targets, each against this run's figures: met, or missed by how much. */
+function targetLines() {
+  const b = by['better-sse'];
+  if (ss === undefined || b === undefined || by.bare === undefined) return '';
+  const line = (what, value, target, more) => {
+    if (!Number.isFinite(value)) return `- ${what}: not measured in this run`;
+    const ok = more ? value >= target : value <= target;
+    const by_ = more ? (1 - value / target) * 100 : (value / target - 1) * 100;
+    return `- ${what}: ${value.toFixed(2)}× (target ${more ? '>=' : '<='} ${target}×): ${ok ? 'met' : `missed by ${by_.toFixed(0)} %`}`;
+  };
+  const out = [
+    'Targets (issue 19), from this run:',
+    '',
+    line('delivered/s, streamscope / better-sse', ss.deliveredPerSec / b.deliveredPerSec, 2, true),
+    line('events per server CPU-second, streamscope / better-sse', b.serverCpuNsPerEvent / ss.serverCpuNsPerEvent, 2, true),
+    line('delivered/s, streamscope / bare', ss.deliveredPerSec / by.bare.deliveredPerSec, 1, true),
+    line('events per server CPU-second, streamscope / bare', by.bare.serverCpuNsPerEvent / ss.serverCpuNsPerEvent, 1, true),
+    line('heap per subscriber, streamscope / better-sse', ss.heapPerSubscriberBytes / b.heapPerSubscriberBytes, 0.5, false),
+  ];
+  if (ceiling !== undefined) {
+    out.push(
+      `- the ceiling itself (one \`socket.write\` of pre-built bytes per subscriber and event) is ${(b.serverCpuNsPerEvent / ceiling.serverCpuNsPerEvent).toFixed(2)}× better-sse's events per server CPU-second and streamscope is at ${(ceiling.serverCpuNsPerEvent / ss.serverCpuNsPerEvent).toFixed(2)}× the ceiling's: with one write per subscriber and event (each event in its own event-loop turn, as here), the write system call is the floor, and a ratio to better-sse above the ceiling's is out of reach without holding events back to batch them.`,
+    );
+  }
+  return out.join('\n');
+}
 const replayBlock =
   results.replay === undefined
     ? ''
@@ -342,6 +368,8 @@ ${results.broadcast.map((r) => `| ${LABEL[r.impl] ?? r.impl} | ${fmt(r.delivered
 | ratio | delivered/s | events per server CPU-second | heap/subscriber |
 | --- | ---: | ---: | ---: |
 ${ratioLines.join('\n')}
+
+${targetLines()}
 
 streamscope's numbers include its tracker (metrics, span hooks, detectors) on every stream.${ss && by.bare ? `
 Heap per subscriber above bare: streamscope ${fmt(ss.heapPerSubscriberBytes - by.bare.heapPerSubscriberBytes)} B${by['better-sse'] ? `, better-sse ${fmt(by['better-sse'].heapPerSubscriberBytes - by.bare.heapPerSubscriberBytes)} B` : ''}.` : ''}
