@@ -6,6 +6,7 @@
 //   node bench/run.mjs --only=flood,idle  some scenarios: flood, short, idle, sweep
 //   node bench/run.mjs --no-doc           print, do not touch docs/benchmarks.md
 //   node bench/run.mjs --from=FILE        re-render the section from a saved raw result (no measuring)
+//   node bench/run.mjs --no-broadcast     without the broadcast benchmark (bench/broadcast/run.mjs), which a full run ends with
 //   BENCH_CYCLES=12 node bench/run.mjs    more cycles (also BENCH_SLICE_MS, BENCH_SLICE_S, BENCH_IDLE_CONNS,
 //                                         BENCH_IDLE_ROUNDS)
 // Every run saves its raw results to $TMPDIR/streamscope-bench-core.json; a full run also to
@@ -63,4 +64,12 @@ if (writeDoc) {
   console.log(`wrote ${path.relative(root, doc)} (core section)`);
 } else {
   console.log(section);
+}
+
+// Issue 19: the broadcast benchmark (bench/broadcast, its own package so that its peers never reach users)
+// regenerates its own section, `<!-- broadcast:start -->`; `--no-broadcast` skips it.
+if (!fromArg && only === undefined && !args.includes('--no-broadcast')) {
+  const dir = path.join(root, 'bench', 'broadcast');
+  if (!fs.existsSync(path.join(dir, 'node_modules'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(dir, 'run.mjs'), ...(writeDoc ? [] : ['--no-doc'])], { cwd: root, stdio: 'inherit' });
 }
