@@ -307,6 +307,17 @@ const ratioLines = ['better-sse', 'bare', 'ceiling', 'fastify-sse', 'ws']
   .filter(([, v]) => v !== null)
   .map(([name, v]) => `| streamscope / ${name} | ${v.delivered}× | ${v.cpu}× | ${v.heap}× |`);
 const ceiling = by.ceiling;
+/** Whether any row may have been set by the clients rather than by its server. */
+function clientBound() {
+  const rows = results.broadcast.filter((r) => typeof r.clientBusy === 'number');
+  if (rows.length === 0) return '';
+  const top = rows.reduce((a, r) => (r.clientBusy > a.clientBusy ? r : a));
+  const pct = Math.round(top.clientBusy * 100);
+  return top.clientBusy < 0.8
+    ? `No row is client-bound: the client processes were at most ${pct} % busy (${top.impl}); where a row's delivered/s is below another's, its server (or the machine's other load) set the pace.`
+    : `The clients were ${pct} % busy on the ${top.impl} row: that row may be client-bound (more client processes: BENCH_CLIENT_PROCS).`;
+}
+
 /** Issue 19's targets, each against this run's figures: met, or missed by how much. */
 function targetLines() {
   const b = by['better-sse'];
@@ -360,6 +371,7 @@ clients, not the server, set the pace); *heap/subscriber* is the server's heap g
 subscribers (it includes Node's own socket, request and response objects, which the bare row shows alone).
 The *ceiling* row is no implementation: it writes one pre-built chunk straight to every socket, the least a server can
 do per event, so its delivered/s is what this harness can receive${ceiling ? ` (${fmt(ceiling.deliveredPerSec)}/s, clients ${Math.round(ceiling.clientBusy * 100)} % busy)` : ''}.
+${clientBound()}
 
 | implementation | delivered/s | handed off/s | server CPU/event | clients busy | heap/subscriber |
 | --- | ---: | ---: | ---: | ---: | ---: |
