@@ -1,8 +1,7 @@
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../../errors.js';
-import { promote, trackedWrite } from '../../core/response-hook.js';
-import { Phase } from '../../core/stream-state.js';
+import { directWrite, plainWrite, promote } from '../../core/response-hook.js';
 import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
@@ -16,11 +15,17 @@ import { h2StreamOf, needsDrain } from '../../core/http2.js';
 const tracker = getTracker();
 
 /** Internal entry points shared with the hub (not public API). */
-import { kSseNeedsDrain as kNeedsDrain, kSseOnClose as kOnClose, kSseOpen as kOpen, kSsePush as kPush, kSseState as kState } from '../../core/symbols.js';
-export { kPush, kOpen, kOnClose, kState, kNeedsDrain };
-/** The hub's live fan-out: one event's bytes, built once and shared by every subscriber (see SharedFrame). */
-export const kPushShared = Symbol('streamscope.sse.pushShared');
-export const kCork = Symbol('streamscope.sse.cork');
+import {
+  kSseCork as kCork,
+  kSseNeedsDrain as kNeedsDrain,
+  kSseOnClose as kOnClose,
+  kSseOpen as kOpen,
+  kSsePush as kPush,
+  kSsePushShared as kPushShared,
+  kSseState as kState,
+} from '../../core/symbols.js';
+/** kPushShared: the hub's live fan-out, one event's bytes built once and shared by every subscriber (see SharedFrame). */
+export { kPush, kOpen, kOnClose, kState, kNeedsDrain, kPushShared, kCork };
 
 /**
  * One event's frame in every form a subscriber may need, built once per event for all of them: the text,
@@ -42,9 +47,6 @@ export class SharedFrame {
     this.bytes = chunk.subarray(head.length, head.length + len);
   }
 }
-
-/** What Node's own ServerResponse writes with: a response whose `write` is this (or the tracker's over it) is plain. */
-const nodeWrite = ServerResponse.prototype.write;
 
 /** The parts of Node's OutgoingMessage the direct path reads (stable since Node 0.x; checked at every write). */
 type Outgoing = ServerResponse & {
@@ -244,12 +246,10 @@ export class SseStream {
       const sock = h2 ? null : res.socket;
       if (sock != null) {
         sock.setNoDelay(true);
-        const own = this.state;
-        const w = res.write as unknown;
         // the direct path writes what Node's write would, and counts what the tracker's would
-        if (own === undefined ? w === nodeWrite : w === trackedWrite && own.origWrite === nodeWrite) {
+        if (plainWrite(res)) {
           this.sock = sock;
-          this.direct = w;
+          this.direct = res.write;
         }
       }
     } catch (err) {
@@ -339,23 +339,19 @@ export class SseStream {
         this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
         return false;
       }
-      const s = this.state;
-      if (queued + out.length < sock.writableHighWaterMark && (s === undefined || (s.phase === Phase.Open && s.writes !== 0 && !s.clientClosed))) {
-        if (s !== undefined) {
-          s.writes++;
-          s.bytes += f.bytes.length;
-        }
-        if (id !== undefined) this.lastSentId = id;
-        this.wrote = true;
-        tracker.internalDepth++;
+      if (queued + out.length < sock.writableHighWaterMark) {
+        let wrote: boolean;
         try {
-          sock.write(out);
+          wrote = directWrite(res, sock, out, f.bytes.length);
         } catch (err) {
           tracker.fault('sse', err);
-        } finally {
-          tracker.internalDepth--;
+          wrote = true;
         }
-        return true;
+        if (wrote) {
+          if (id !== undefined) this.lastSentId = id;
+          this.wrote = true;
+          return true;
+        }
       }
     }
     return this[kPush](f.text, id, f.bytes);
