@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-// `npm run bench` (after `npm run build`): runs the core benchmark of issues 2 and 3 and regenerates
-// its section of docs/benchmarks.md. Sections owned by other benchmarks are preserved as they are.
+// The core benchmark of issues 2 and 3 (after `npm run build`), then the broadcast one; regenerates their sections
+// of docs/benchmarks.md. `npm run bench` runs this once per Node.js line through bench/lines.mjs (sections
+// `core-node20`, `core-node24`, …); run alone, it writes the sections of the running line the same way when
+// BENCH_SECTION_SUFFIX is set, else the unsuffixed ones.
 //
 //   node bench/run.mjs                   everything (about 6 minutes)
 //   node bench/run.mjs --only=flood,idle  some scenarios: flood, short, idle, sweep
 //   node bench/run.mjs --no-doc           print, do not touch docs/benchmarks.md
 //   node bench/run.mjs --from=FILE        re-render the section from a saved raw result (no measuring)
 //   node bench/run.mjs --scale [opts]     the scale bench instead (bench/scale/run.mjs; docs/reliability.md)
+//   node bench/run.mjs --no-broadcast     without the broadcast benchmark (bench/broadcast/run.mjs), which a full run ends with
 //   BENCH_CYCLES=12 node bench/run.mjs    more cycles (also BENCH_SLICE_MS, BENCH_SLICE_S, BENCH_IDLE_CONNS,
 //                                         BENCH_IDLE_ROUNDS)
 // Every run saves its raw results to $TMPDIR/streamscope-bench-core.json; a full run also to
@@ -70,4 +73,12 @@ if (writeDoc) {
   console.log(`wrote ${path.relative(root, doc)} (core section)`);
 } else {
   console.log(section);
+}
+
+// Issue 19: the broadcast benchmark (bench/broadcast, its own package so that its peers never reach users)
+// regenerates its own section, `<!-- broadcast:start -->`; `--no-broadcast` skips it.
+if (!fromArg && only === undefined && !args.includes('--no-broadcast')) {
+  const dir = path.join(root, 'bench', 'broadcast');
+  if (!fs.existsSync(path.join(dir, 'node_modules'))) execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'inherit' });
+  execFileSync(process.execPath, [path.join(dir, 'run.mjs'), ...(writeDoc ? [] : ['--no-doc'])], { cwd: root, stdio: 'inherit' });
 }

@@ -1,14 +1,23 @@
-// N raw SSE clients in their own process: `node clients.mjs <port> <n> <path>`. Counts the
-// occurrences of the marker BCAST across all sockets (handles a marker split across reads).
+// N raw clients in their own process: `node clients.mjs <port> <n> <path> [sse|ws]`. Counts the
+// occurrences of the marker BCAST across all sockets (handles a marker split across reads). `ws` opens
+// each socket with a WebSocket upgrade instead of an SSE GET; a server's WebSocket frames are not masked,
+// so the marker is counted in the raw bytes the same way. run.mjs starts several of these processes so
+// that the clients can take more than any server sends (the `ceiling` row says what they can take).
 import net from 'node:net';
 
-const [port, n, path] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4] ?? '/events'];
+const [port, n, path, mode] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4] ?? '/events', process.argv[5] ?? 'sse'];
 const MARK = 'BCAST';
 let total = 0;
 let ready = 0;
 let expect = Infinity;
 let t0 = 0;
+let cpu0 = null;
 const sockets = [];
+
+const request =
+  mode === 'ws'
+    ? `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`
+    : `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`;
 
 function open() {
   return new Promise((resolve, reject) => {
@@ -16,7 +25,7 @@ function open() {
     let carry = '';
     let headers = false;
     s.setNoDelay(true);
-    s.on('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`));
+    s.on('connect', () => s.write(request));
     s.on('data', (buf) => {
       const text = carry + buf.toString('latin1');
       if (!headers && text.includes('\r\n\r\n')) {
@@ -31,7 +40,8 @@ function open() {
       }
       carry = text.slice(-(MARK.length - 1));
       if (total >= expect) {
-        process.send({ type: 'done', total, ms: performance.now() - t0 });
+        const cpu = process.cpuUsage(cpu0);
+        process.send({ type: 'done', total, ms: performance.now() - t0, cpuUs: cpu.user + cpu.system });
         expect = Infinity;
       }
     });
@@ -47,6 +57,7 @@ process.send({ type: 'connected', ready });
 process.on('message', (m) => {
   if (m.cmd === 'expect') {
     t0 = performance.now();
+    cpu0 = process.cpuUsage();
     expect = total + m.more;
     process.send({ type: 'armed' });
   } else if (m.cmd === 'exit') {

@@ -1,14 +1,20 @@
 #!/usr/bin/env node
 // Broadcast and replay benchmark (issue 6). `npm run build` at the root first, then:
 //
+//   (cd bench/broadcast && npm ci)         once: better-sse, fastify + @fastify/sse, ws (this folder only)
 //   node bench/broadcast/run.mjs            10,000 subscribers, writes its section of docs/benchmarks.md
-//   BENCH_SUBSCRIBERS=2000 node bench/broadcast/run.mjs --no-doc
+//   node bench/broadcast/run.mjs --quick    2,000 subscribers, 1 pass, no replay, prints (never writes the doc)
+//   BENCH_SUBSCRIBERS=2000 BENCH_IMPLS=bare,streamscope node bench/broadcast/run.mjs --no-doc
 //   node bench/broadcast/run.mjs --from-results   re-render the doc section from results.json
 //
-// Broadcast: one server process per implementation (a bare res.write loop, streamscope's hub on the
-// memory store, better-sse's channel), N subscribers in a separate client process, K events broadcast
-// to all of them, R rounds. Reported: events delivered per second (end to end, counted by the
-// clients), events handed to the kernel per second (server side), and heap per subscriber (after GC).
+// Broadcast: one server process per implementation (the ceiling, a bare res.write loop, streamscope's hub
+// on the memory store, better-sse's channel, @fastify/sse, a ws broadcast), N subscribers spread over
+// BENCH_CLIENT_PROCS client processes (default 2), K events broadcast to all of them, R rounds. Reported:
+// events delivered per second (end to end, counted by the clients), events handed to the kernel per second
+// (server side), server CPU per delivered event (process.cpuUsage() over the round: the figure that holds
+// on a shared machine), the clients' CPU busy share (near 100 % per process = client-bound), and heap per
+// subscriber (after GC). `ceiling` writes pre-built bytes straight to the sockets: its delivered/s is the
+// most the harness can see, so a row near it would be client-bound.
 // Replay: 10,000 events in the store, one client resumes from before the first; time until the
 // client has them all, memory store and Redis store (a redis-server started here).
 import { fork, spawn } from 'node:child_process';
@@ -39,11 +45,27 @@ function replaceSection(doc, name, body) {
   return doc.replace(/\n*$/, '\n\n') + block + '\n';
 }
 const root = path.resolve(here, '../..');
-const N = Number(process.env.BENCH_SUBSCRIBERS ?? 10000);
+const quick = process.argv.includes('--quick');
+const N = Number(process.env.BENCH_SUBSCRIBERS ?? (quick ? 2000 : 10000));
 const K = Number(process.env.BENCH_EVENTS ?? 20);
 const R = Number(process.env.BENCH_ROUNDS ?? 5);
 const REPLAY = Number(process.env.BENCH_REPLAY ?? 10000);
-const writeDoc = !process.argv.includes('--no-doc');
+const P = Math.max(1, Number(process.env.BENCH_CLIENT_PROCS ?? 2));
+const IMPLS = ['ceiling', 'bare', 'streamscope', 'better-sse', 'fastify-sse', 'ws'];
+const LABEL = {
+  ceiling: 'ceiling: pre-built bytes, one `socket.write` per subscriber',
+  bare: 'bare `res.write` loop',
+  streamscope: 'streamscope `createHub()` + memoryStore',
+  'better-sse': 'better-sse 0.16.1 channel',
+  'fastify-sse': '@fastify/sse 0.6.0 (fastify 5.12.8), `reply.sse.send()` loop',
+  ws: 'ws 8.23.1, hand-written `send()` loop (WebSocket, not SSE)',
+};
+const writeDoc = !process.argv.includes('--no-doc') && !quick;
+
+if (!fs.existsSync(path.join(here, 'node_modules', 'better-sse'))) {
+  console.error('bench: run `npm ci` in bench/broadcast first (its peers are installed there only)');
+  process.exit(1);
+}
 
 if (!fs.existsSync(path.join(root, 'dist/esm/index.js'))) {
   console.error('bench: run `npm run build` at the repository root first');
@@ -54,6 +76,12 @@ function child(script, args, execArgv = []) {
   const c = fork(path.join(here, script), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const queue = [];
   const waiters = [];
+  c.on('exit', (code) => {
+    if (code !== 0) {
+      console.error(`bench: ${script} ${args[0] ?? ''} exited with ${code}`);
+      process.exit(1);
+    }
+  });
   c.on('message', (m) => {
     const i = waiters.findIndex((w) => w.type === m.type);
     if (i >= 0) waiters.splice(i, 1)[0].resolve(m);
@@ -82,8 +110,10 @@ async function broadcastBench(impl) {
   const { port } = await server.next('listening');
   server.send({ cmd: 'heap' });
   const before = (await server.next('heap')).heapUsed;
-  const clients = child('clients.mjs', [String(port), String(N), '/events']);
-  await clients.next('connected');
+  const mode = impl === 'ws' ? 'ws' : 'sse';
+  const per = Array.from({ length: P }, (_, i) => Math.floor(N / P) + (i < N % P ? 1 : 0)).filter((n) => n > 0);
+  const procs = per.map((n) => child('clients.mjs', [String(port), String(n), '/events', mode]));
+  await Promise.all(procs.map((c) => c.next('connected')));
   for (;;) {
     server.send({ cmd: 'count' });
     if ((await server.next('count')).subscribers >= N) break;
@@ -93,15 +123,18 @@ async function broadcastBench(impl) {
   const after = (await server.next('heap')).heapUsed;
   const rounds = [];
   for (let r = 0; r < R + 1; r++) {
-    clients.send({ cmd: 'expect', more: N * K });
-    await clients.next('armed');
+    procs.forEach((c, i) => c.send({ cmd: 'expect', more: per[i] * K }));
+    await Promise.all(procs.map((c) => c.next('armed')));
     server.send({ cmd: 'broadcast', events: K, base: r * K });
-    const [srv, cli] = await Promise.all([server.next('broadcast'), clients.next('done')]);
-    if (r > 0) rounds.push({ e2eMs: cli.ms, flushedMs: srv.flushedMs }); // round 0 warms up
+    const [srv, ...cli] = await Promise.all([server.next('broadcast'), ...procs.map((c) => c.next('done'))]);
+    const e2eMs = Math.max(...cli.map((c) => c.ms));
+    // the clients' CPU over the round, as a share of what the client processes could have had
+    const clientBusy = cli.reduce((a, c) => a + c.cpuUs, 0) / 1000 / (e2eMs * procs.length);
+    if (r > 0) rounds.push({ e2eMs, flushedMs: srv.flushedMs, serverCpuUs: srv.cpuUs, clientBusy }); // round 0 warms up
   }
-  clients.send({ cmd: 'exit' });
+  for (const c of procs) c.send({ cmd: 'exit' });
   server.send({ cmd: 'exit' });
-  await Promise.all([clients.exited, server.exited]);
+  await Promise.all([...procs.map((c) => c.exited), server.exited]);
   const e2e = median(rounds.map((x) => x.e2eMs));
   const flushed = median(rounds.map((x) => x.flushedMs));
   return {
@@ -109,8 +142,12 @@ async function broadcastBench(impl) {
     subscribers: N,
     events: K,
     rounds: R,
+    clientProcs: procs.length,
     deliveredPerSec: Math.round((N * K) / (e2e / 1000)),
     handedOffPerSec: Math.round((N * K) / (flushed / 1000)),
+    // server CPU (user + system) per delivered event, ns: the least disturbed figure on a shared machine
+    serverCpuNsPerEvent: Math.round((median(rounds.map((x) => x.serverCpuUs)) * 1000) / (N * K)),
+    clientBusy: Math.round(median(rounds.map((x) => x.clientBusy)) * 100) / 100,
     heapPerSubscriberBytes: Math.round((after - before) / N),
   };
 }
@@ -212,9 +249,10 @@ if (fromResults) {
   }
   // The machine may be shared: implementations run in interleaved passes (order reversed every other
   // pass) and each keeps its best pass, so that a burst of someone else's load does not pick the winner.
-  const PASSES = Number(process.env.BENCH_PASSES ?? 3);
+  const PASSES = Number(process.env.BENCH_PASSES ?? (quick ? 1 : 3));
   results.passes = PASSES;
-  const impls = (process.env.BENCH_IMPLS ?? 'bare,streamscope,better-sse').split(',');
+  results.clientProcs = P;
+  const impls = (process.env.BENCH_IMPLS ?? IMPLS.join(',')).split(',');
   const runs = Object.fromEntries(impls.map((i) => [i, []]));
   for (let p = 0; p < PASSES; p++) {
     for (const impl of p % 2 ? [...impls].reverse() : impls) {
@@ -229,57 +267,125 @@ if (fromResults) {
     return {
       ...best,
       handedOffPerSec: Math.max(...rs.map((r) => r.handedOffPerSec)),
+      serverCpuNsPerEvent: Math.min(...rs.map((r) => r.serverCpuNsPerEvent)),
       heapPerSubscriberBytes: Math.round(median(rs.map((r) => r.heapPerSubscriberBytes))),
       passes: rs.map((r) => r.deliveredPerSec),
+      cpuPasses: rs.map((r) => r.serverCpuNsPerEvent),
     };
   });
-  const redis = await startRedis();
-  try {
-    results.replay = [await replayBench('memory'), await replayBench('redis', redis.url)];
-    for (const r of results.replay) console.log(JSON.stringify(r));
-  } finally {
-    await redis.stop();
+  if (!quick) {
+    const redis = await startRedis();
+    try {
+      results.replay = [await replayBench('memory'), await replayBench('redis', redis.url)];
+      for (const r of results.replay) console.log(JSON.stringify(r));
+    } finally {
+      await redis.stop();
+    }
   }
-  fs.writeFileSync(path.join(here, 'results.json'), JSON.stringify(results, null, 2) + '\n');
+  const out = quick ? path.join(os.tmpdir(), 'streamscope-bench-broadcast.json') : path.join(here, 'results.json');
+  fs.writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+  console.log(`raw results: ${out}`);
 
 }
 const PASSES_ = results.passes;
 const by = Object.fromEntries(results.broadcast.map((r) => [r.impl, r]));
-const [mem, red] = results.replay;
 const fmt = (n) => n.toLocaleString('en-US');
 const ratio = (a, b) => (a / b).toFixed(2);
-const body = `## Broadcast and replay
+const ss = by.streamscope;
+// `x` ratios: streamscope's figure over another row's (delivered/s, CPU per event inverted, heap)
+const vs = (name) => {
+  const o = by[name];
+  if (ss === undefined || o === undefined) return null;
+  return {
+    delivered: ratio(ss.deliveredPerSec, o.deliveredPerSec),
+    cpu: ratio(o.serverCpuNsPerEvent, ss.serverCpuNsPerEvent),
+    heap: ratio(ss.heapPerSubscriberBytes, o.heapPerSubscriberBytes),
+  };
+};
+const ratioLines = ['better-sse', 'bare', 'ceiling', 'fastify-sse', 'ws']
+  .map((name) => [name, vs(name)])
+  .filter(([, v]) => v !== null)
+  .map(([name, v]) => `| streamscope / ${name} | ${v.delivered}× | ${v.cpu}× | ${v.heap}× |`);
+const ceiling = by.ceiling;
+/** Whether any row may have been set by the clients rather than by its server. */
+function clientBound() {
+  const rows = results.broadcast.filter((r) => typeof r.clientBusy === 'number');
+  if (rows.length === 0) return '';
+  const top = rows.reduce((a, r) => (r.clientBusy > a.clientBusy ? r : a));
+  const pct = Math.round(top.clientBusy * 100);
+  return top.clientBusy < 0.8
+    ? `No row is client-bound: the client processes were at most ${pct} % busy (${top.impl}); where a row's delivered/s is below another's, its server (or the machine's other load) set the pace.`
+    : `The clients were ${pct} % busy on the ${top.impl} row: that row may be client-bound (more client processes: BENCH_CLIENT_PROCS).`;
+}
 
-Generated by \`node bench/broadcast/run.mjs\` (issue 6) on ${results.date.slice(0, 10)}, commit ${results.commit ?? '?'}, Node ${results.node}, ${results.cpus} × ${results.cpuModel}.
-One server process per implementation, ${fmt(results.subscribers)} SSE subscribers in a separate client process on the same machine,
-${results.events} events broadcast to all of them per round, median of ${results.rounds} rounds after a warm-up round; the implementations
-run in ${PASSES_} interleaved passes and each row shows its best pass (heap: median of the passes), because the machine
-is shared (other jobs ran during the measurement; the delivered/s of every pass is in \`results.json\`).
-*Delivered/s* is counted by the clients (end to end); *handed off/s* is the server's time until every event
-was written and every socket's user-space buffer was empty; *heap/subscriber* is the server's heap growth
-after GC divided by the subscribers (it includes Node's own socket, request and response objects, which
-the bare row shows alone).
-
-| implementation | delivered/s | handed off/s | heap/subscriber |
-| --- | ---: | ---: | ---: |
-${results.broadcast.map((r) => `| ${r.impl === 'bare' ? 'bare `res.write` loop (floor)' : r.impl === 'streamscope' ? 'streamscope `createHub()` + memoryStore' : 'better-sse 0.16.1 channel'} | ${fmt(r.deliveredPerSec)} | ${fmt(r.handedOffPerSec)} | ${fmt(r.heapPerSubscriberBytes)} B |`).join('\n')}
-
-Ratios: streamscope / better-sse delivered ${ratio(by.streamscope.deliveredPerSec, by['better-sse'].deliveredPerSec)}×,
-handed off ${ratio(by.streamscope.handedOffPerSec, by['better-sse'].handedOffPerSec)}×, heap per subscriber
-${ratio(by.streamscope.heapPerSubscriberBytes, by['better-sse'].heapPerSubscriberBytes)}×;
-streamscope / bare delivered ${ratio(by.streamscope.deliveredPerSec, by.bare.deliveredPerSec)}×,
-heap per subscriber above bare: streamscope ${fmt(by.streamscope.heapPerSubscriberBytes - by.bare.heapPerSubscriberBytes)} B,
-better-sse ${fmt(by['better-sse'].heapPerSubscriberBytes - by.bare.heapPerSubscriberBytes)} B.
-streamscope's numbers include its tracker (metrics, span hooks, detectors) on every stream.
-
-Replay of ${fmt(REPLAY)} missed events on resume (one client, \`Last-Event-ID: 0-0\`, 64-byte payloads, median of ${R}):
+/** Issue 19's targets, each against this run's figures: met, or missed by how much. */
+function targetLines() {
+  const b = by['better-sse'];
+  if (ss === undefined || b === undefined || by.bare === undefined) return '';
+  const line = (what, value, target, more) => {
+    if (!Number.isFinite(value)) return `- ${what}: not measured in this run`;
+    const ok = more ? value >= target : value <= target;
+    const by_ = more ? (1 - value / target) * 100 : (value / target - 1) * 100;
+    return `- ${what}: ${value.toFixed(2)}× (target ${more ? '>=' : '<='} ${target}×): ${ok ? 'met' : `missed by ${by_.toFixed(0)} %`}`;
+  };
+  const out = [
+    'Targets (issue 19), from this run:',
+    '',
+    line('delivered/s, streamscope / better-sse', ss.deliveredPerSec / b.deliveredPerSec, 2, true),
+    line('events per server CPU-second, streamscope / better-sse', b.serverCpuNsPerEvent / ss.serverCpuNsPerEvent, 2, true),
+    line('delivered/s, streamscope / bare', ss.deliveredPerSec / by.bare.deliveredPerSec, 1, true),
+    line('events per server CPU-second, streamscope / bare', by.bare.serverCpuNsPerEvent / ss.serverCpuNsPerEvent, 1, true),
+    line('heap per subscriber, streamscope / better-sse', ss.heapPerSubscriberBytes / b.heapPerSubscriberBytes, 0.5, false),
+  ];
+  if (ceiling !== undefined) {
+    out.push(
+      `- the ceiling itself (one \`socket.write\` of pre-built bytes per subscriber and event) is ${(b.serverCpuNsPerEvent / ceiling.serverCpuNsPerEvent).toFixed(2)}× better-sse's events per server CPU-second and streamscope is at ${(ceiling.serverCpuNsPerEvent / ss.serverCpuNsPerEvent).toFixed(2)}× the ceiling's: with one write per subscriber and event (each event in its own event-loop turn, as here), the write system call is the floor, and a ratio to better-sse above the ceiling's is out of reach without holding events back to batch them.`,
+    );
+  }
+  return out.join('\n');
+}
+const replayBlock =
+  results.replay === undefined
+    ? ''
+    : `
+Replay of ${fmt(results.replay[0].events)} missed events on resume (one client, \`Last-Event-ID: 0-0\`, 64-byte payloads, median of ${results.rounds}):
 
 | store | replay time | events/s | store heap/event |
 | --- | ---: | ---: | ---: |
-| memoryStore | ${mem.replayMs} ms | ${fmt(mem.eventsPerSec)} | ${mem.storeHeapPerEventBytes ?? '–'} B |
-| redisStore (local redis-server, XRANGE pages of 1,000) | ${red.replayMs} ms | ${fmt(red.eventsPerSec)} | in Redis |
+| memoryStore | ${results.replay[0].replayMs} ms | ${fmt(results.replay[0].eventsPerSec)} | ${results.replay[0].storeHeapPerEventBytes ?? '–'} B |
+| redisStore (local redis-server, XRANGE pages of 1,000) | ${results.replay[1].replayMs} ms | ${fmt(results.replay[1].eventsPerSec)} | in Redis |
 
-Ratio: Redis replay takes ${ratio(red.replayMs, mem.replayMs)}× the memory store's time. better-sse keeps no history, so it has no replay to compare.
+Ratio: Redis replay takes ${ratio(results.replay[1].replayMs, results.replay[0].replayMs)}× the memory store's time. better-sse keeps no history, so it has no replay to compare.`;
+const body = `## Broadcast and replay
+
+Generated by \`node bench/broadcast/run.mjs\` (issues 6 and 19) on ${results.date.slice(0, 10)}, commit ${results.commit ?? '?'}, Node ${results.node}, ${results.cpus} × ${results.cpuModel}.
+One server process per implementation, ${fmt(results.subscribers)} subscribers spread over ${results.clientProcs ?? 1} client processes on the same machine,
+${results.events} events broadcast to all of them per round (one event per event-loop turn), median of ${results.rounds} rounds after a warm-up round;
+the implementations run in ${PASSES_} interleaved passes and each row shows its best pass (heap: median of the passes), because the machine
+may be shared (the delivered/s and CPU of every pass are in \`results.json\`).
+*Delivered/s* is counted by the clients (end to end); *handed off/s* is the server's time until every event
+was written and every socket's user-space buffer was empty; *server CPU/event* is the server process's CPU time
+(user + system) over the round divided by the events delivered — the figure least moved by other load;
+*clients busy* is the client processes' CPU over the round as a share of their wall time (near 100 % means the
+clients, not the server, set the pace); *heap/subscriber* is the server's heap growth after GC divided by the
+subscribers (it includes Node's own socket, request and response objects, which the bare row shows alone).
+The *ceiling* row is no implementation: it writes one pre-built chunk straight to every socket, the least a server can
+do per event, so its delivered/s is what this harness can receive${ceiling ? ` (${fmt(ceiling.deliveredPerSec)}/s, clients ${Math.round(ceiling.clientBusy * 100)} % busy)` : ''}.
+${clientBound()}
+
+| implementation | delivered/s | handed off/s | server CPU/event | clients busy | heap/subscriber |
+| --- | ---: | ---: | ---: | ---: | ---: |
+${results.broadcast.map((r) => `| ${LABEL[r.impl] ?? r.impl} | ${fmt(r.deliveredPerSec)} | ${fmt(r.handedOffPerSec)} | ${r.serverCpuNsPerEvent === undefined ? '–' : fmt(r.serverCpuNsPerEvent) + ' ns'} | ${r.clientBusy === undefined ? '–' : Math.round(r.clientBusy * 100) + ' %'} | ${fmt(r.heapPerSubscriberBytes)} B |`).join('\n')}
+
+| ratio | delivered/s | events per server CPU-second | heap/subscriber |
+| --- | ---: | ---: | ---: |
+${ratioLines.join('\n')}
+
+${targetLines()}
+
+streamscope's numbers include its tracker (metrics, span hooks, detectors) on every stream.${ss && by.bare ? `
+Heap per subscriber above bare: streamscope ${fmt(ss.heapPerSubscriberBytes - by.bare.heapPerSubscriberBytes)} B${by['better-sse'] ? `, better-sse ${fmt(by['better-sse'].heapPerSubscriberBytes - by.bare.heapPerSubscriberBytes)} B` : ''}.` : ''}
+${replayBlock}
 Raw numbers: \`bench/broadcast/results.json\`.`;
 
 if (writeDoc) {

@@ -1,12 +1,15 @@
 // One benchmark server process: `node --expose-gc server.mjs <impl> [redisUrl]`.
-// impl: bare | streamscope | better-sse (broadcast), replay-memory | replay-redis (replay).
+// impl: ceiling | bare | streamscope | better-sse | fastify-sse | ws (broadcast), replay-memory | replay-redis (replay).
+// `ceiling` is no implementation: it writes one pre-built chunk (the bare loop's bytes on the wire) straight to
+// every socket, the least a server can do per event, so its delivered/s is what the harness can measure at all.
 // Talks to run.mjs over IPC; the HTTP port is sent once listening.
 import http from 'node:http';
 import { setImmediate as tick } from 'node:timers/promises';
 
-const impl = process.argv[2];
+// `streamscope@/path/to/dist/esm/index.js`: the hub of another build (an A/B of two commits in one run)
+const [impl, distOverride] = process.argv[2].split('@');
 const redisUrl = process.argv[3];
-const dist = new URL('../../dist/esm/index.js', import.meta.url).href;
+const dist = distOverride ? new URL('file://' + distOverride).href : new URL('../../dist/esm/index.js', import.meta.url).href;
 
 const responses = new Set();
 let broadcast; // (k) => void: one event to every subscriber
@@ -14,7 +17,27 @@ let count = () => responses.size;
 let handler;
 let hub;
 
-if (impl === 'bare') {
+let server = http.createServer((req, res) => handler(req, res));
+
+if (impl === 'ceiling') {
+  const sockets = new Set();
+  handler = (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+    res.flushHeaders();
+    const sock = res.socket;
+    sockets.add(sock);
+    responses.add(res);
+    res.on('close', () => {
+      responses.delete(res);
+      sockets.delete(sock);
+    });
+  };
+  broadcast = (k) => {
+    const frame = Buffer.from(`id: ${k}\ndata: BCAST ${k}\n\n`);
+    const chunk = Buffer.concat([Buffer.from(frame.length.toString(16) + '\r\n'), frame, Buffer.from('\r\n')]);
+    for (const sock of sockets) sock.write(chunk);
+  };
+} else if (impl === 'bare') {
   handler = (req, res) => {
     res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
     res.flushHeaders();
@@ -51,6 +74,47 @@ if (impl === 'bare') {
   broadcast = (k) => {
     channel.broadcast(`BCAST ${k}`, 'message');
   };
+} else if (impl === 'fastify-sse') {
+  const { default: Fastify } = await import('fastify');
+  const { default: fastifySse } = await import('@fastify/sse');
+  const app = Fastify({ logger: false });
+  await app.register(fastifySse, { heartbeatInterval: 0 });
+  const replies = new Set();
+  app.get('/events', { sse: { kind: 'only', heartbeat: false } }, async (req, reply) => {
+    reply.sse.keepAlive();
+    reply.sse.sendHeaders();
+    reply.raw.flushHeaders();
+    replies.add(reply);
+    responses.add(reply.raw);
+    reply.sse.onClose(() => {
+      replies.delete(reply);
+      responses.delete(reply.raw);
+    });
+  });
+  await app.ready();
+  server = app.server;
+  count = () => replies.size;
+  broadcast = (k) => {
+    const message = { id: String(k), data: `BCAST ${k}` };
+    for (const reply of replies) reply.sse.send(message).catch(() => {});
+  };
+} else if (impl === 'ws') {
+  // A hand-written broadcast over ws: one send() per client per event, as its README shows.
+  const { WebSocketServer } = await import('ws');
+  const wss = new WebSocketServer({ server, perMessageDeflate: false });
+  handler = (req, res) => {
+    res.writeHead(426);
+    res.end();
+  };
+  wss.on('connection', (ws) => {
+    responses.add(ws._socket);
+    ws.on('close', () => responses.delete(ws._socket));
+  });
+  count = () => wss.clients.size;
+  broadcast = (k) => {
+    const data = `BCAST ${k}`;
+    for (const ws of wss.clients) ws.send(data);
+  };
 } else {
   throw new Error(`unknown impl ${impl}`);
 }
@@ -69,7 +133,6 @@ async function flushed() {
   }
 }
 
-const server = http.createServer(handler);
 server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => {
   process.send({ type: 'listening', port: server.address().port });
 });
@@ -79,19 +142,23 @@ process.on('message', async (m) => {
   else if (m.cmd === 'count') process.send({ type: 'count', subscribers: count() });
   else if (m.cmd === 'broadcast') {
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     for (let k = 0; k < m.events; k++) {
       broadcast(m.base + k);
       await tick(); // let the event loop breathe between events, as a real service would
     }
     const handedOff = performance.now() - t0;
     await flushed();
-    process.send({ type: 'broadcast', handedOffMs: handedOff, flushedMs: performance.now() - t0 });
+    const cpu = process.cpuUsage(cpu0);
+    process.send({ type: 'broadcast', handedOffMs: handedOff, flushedMs: performance.now() - t0, cpuUs: cpu.user + cpu.system });
   } else if (m.cmd === 'fill') {
     const t0 = performance.now();
     const ids = [];
     for (let i = 0; i < m.events; i++) ids.push(await hub.publish('b', { data: `BCAST ${i} ${'x'.repeat(m.size ?? 64)}` }));
     process.send({ type: 'filled', first: ids[0], last: ids[ids.length - 1], ms: performance.now() - t0, heapUsed: heap() });
   } else if (m.cmd === 'exit') {
+    setTimeout(() => process.exit(0), 2000); // upgraded (ws) sockets are not the HTTP server's to close
+    for (const r of responses) r.destroy?.();
     server.closeAllConnections();
     if (hub) await hub.close();
     server.close(() => process.exit(0));

@@ -2,7 +2,7 @@
 // a getter call on every use on the per-write path.
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { OutgoingMessage, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { originals, Phase, StreamState, type StreamConfig } from './stream-state.js';
 import { getTracker } from './tracker.js';
@@ -390,4 +390,40 @@ function onClose(this: Res): void {
   } catch (err) {
     tracker.fault('tracker', err);
   }
+}
+
+// ---- the SSE runtime's direct write (the hub's live fan-out, src/runtime/sse/stream.ts kPushShared) ----
+
+const nodeWrite = OutgoingMessage.prototype.write;
+
+/**
+ * True when nothing but Node and the tracker writes `res`: its `write` is Node's own (untracked) or the tracker's
+ * over Node's own. Only then may a shared chunk go straight to its socket (a wrapper — compression — must see it).
+ */
+export function plainWrite(res: ServerResponse): boolean {
+  const s = (res as Res)[kState];
+  const w = res.write as unknown;
+  return s === undefined ? w === nodeWrite : w === patchedWrite && s.origWrite === nodeWrite;
+}
+
+/**
+ * Writes `chunk` straight to `socket` for a response that `plainWrite()` accepted, counting `bytes` (the frame's,
+ * without chunk framing) as the tracker's `res.write` counts its common case. Returns false and writes nothing when
+ * the tracker's own write must see this one (not open yet, the first write, after the client left): the caller
+ * then goes through `res.write`.
+ */
+export function directWrite(res: ServerResponse, socket: Socket, chunk: Uint8Array, bytes: number): boolean {
+  const s = (res as Res)[kState];
+  if (s !== undefined) {
+    if (s.phase !== Phase.Open || s.writes === 0 || s.clientClosed || gone(s, res as Res)) return false;
+    s.writes++;
+    s.bytes += bytes;
+  }
+  tracker.internalDepth++;
+  try {
+    socket.write(chunk);
+  } finally {
+    tracker.internalDepth--;
+  }
+  return true;
 }

@@ -1,7 +1,8 @@
 import { getTracker } from '../../core/tracker.js';
 import { StreamscopeError } from '../../errors.js';
 import { encodeEvent, type EncodeOptions } from '../sse/encoder.js';
-import { kNeedsDrain, kPush, type SseStream } from '../sse/stream.js';
+import type { Socket } from 'node:net';
+import { kCork, kNeedsDrain, kPush, kPushShared, SharedFrame, type SseStream } from '../sse/stream.js';
 import { compareIds } from './ids.js';
 import type { HubStore, StoredEvent } from './store.js';
 
@@ -30,6 +31,18 @@ export class Sub {
   floor: string | null = null;
   /** The store epoch this subscriber's ids belong to (set once its start is settled). */
   epoch = '';
+  /** Where it leaves when its stream closes (set when the stream opens): fields, not a closure per subscriber. */
+  hub: { leave(channel: string, fan: Fanout, sub: Sub): void } | null = null;
+  channel = '';
+  fan: Fanout | null = null;
+
+  /** Its stream closed: it leaves the channel (the stream's close hook). */
+  onStreamClose(): void {
+    const hub = this.hub;
+    const fan = this.fan;
+    this.hub = null;
+    if (hub !== null && fan !== null) hub.leave(this.channel, fan, this);
+  }
 
   deliver(ev: StoredEvent, frames: Frames): void {
     if (this.live) {
@@ -41,7 +54,7 @@ export class Sub {
         if (compareIds(ev.id, this.floor) <= 0) return;
         this.floor = null;
       }
-      this.stream[kPush](frames.get(this.encode), ev.id);
+      this.stream[kPushShared](frames.get(this.encode), ev.id);
       return;
     }
     const p = this.pending;
@@ -55,14 +68,19 @@ export class Sub {
   }
 }
 
-/** One event's frames, encoded at most once per form (plain, with checksum) whatever the number of subscribers. */
+/**
+ * One event's frames, encoded at most once per form (plain, with checksum) whatever the number of
+ * subscribers: the text and its bytes (raw and as an HTTP/1.1 chunk), shared by every subscriber's socket.
+ * The id line is the event's own, the same for everyone; a subscriber that must not get this event (its
+ * replay already sent it, another epoch) is skipped before its frame is asked for.
+ */
 class Frames {
-  private plain: string | null = null;
-  private crc: string | null = null;
+  private plain: SharedFrame | null = null;
+  private crc: SharedFrame | null = null;
   constructor(private readonly ev: StoredEvent) {}
-  get(encode: EncodeOptions | undefined): string {
-    if (encode === undefined) return (this.plain ??= frameOf(this.ev, undefined));
-    return (this.crc ??= frameOf(this.ev, encode));
+  get(encode: EncodeOptions | undefined): SharedFrame {
+    if (encode === undefined) return (this.plain ??= new SharedFrame(frameOf(this.ev, undefined)));
+    return (this.crc ??= new SharedFrame(frameOf(this.ev, encode)));
   }
 }
 
@@ -72,7 +90,13 @@ export class Fanout {
   unfollow: (() => void) | null = null;
   ready: Promise<void> | null = null;
 
+  /** Events fanned out in this tick; from the second one on, the subscribers' sockets are corked until the tick ends. */
+  private inTick = 0;
+  private corked: Socket[] | null = null;
+
   readonly onEvent = (ev: StoredEvent): void => {
+    if (this.inTick++ === 0) process.nextTick(endTick, this);
+    else if (this.inTick === 2) this.cork();
     const frames = new Frames(ev);
     for (const sub of this.subs) {
       try {
@@ -83,6 +107,36 @@ export class Fanout {
       }
     }
   };
+
+  /** A burst: one event went out alone, the rest of the tick's go out in one write per socket. */
+  private cork(): void {
+    const corked: Socket[] = [];
+    for (const sub of this.subs) {
+      if (!sub.live) continue;
+      const sock = sub.stream[kCork]();
+      if (sock !== null) corked.push(sock);
+    }
+    this.corked = corked;
+  }
+
+  /** @internal The tick is over: its events are written. */
+  endTick(): void {
+    this.inTick = 0;
+    const corked = this.corked;
+    if (corked === null) return;
+    this.corked = null;
+    for (const sock of corked) {
+      try {
+        sock.uncork();
+      } catch (err) {
+        tracker.fault('hub', err);
+      }
+    }
+  }
+}
+
+function endTick(fan: Fanout): void {
+  fan.endTick();
 }
 
 /**

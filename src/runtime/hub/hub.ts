@@ -247,7 +247,10 @@ export class Hub {
     }
     sub.epoch = epoch;
     sub.opened = true;
-    stream[kOnClose](leave);
+    sub.hub = this;
+    sub.channel = channel;
+    sub.fan = fan;
+    stream[kOnClose](sub);
     stream[kOpen]();
     if (stream.closed) return stream;
     const s = stream[kState];
@@ -291,7 +294,8 @@ export class Hub {
     return fan;
   }
 
-  private leave(channel: string, fan: Fanout, sub: Sub): void {
+  /** @internal A subscriber's stream closed (or its subscribe gave up): it leaves the channel's fan-out. */
+  leave(channel: string, fan: Fanout, sub: Sub): void {
     fan.subs.delete(sub);
     sub.pending = null;
     if (fan.subs.size === 0 && this.channels.get(channel) === fan) {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { codes, StreamClosedError, StreamscopeError, type ErrorCode } from '../../errors.js';
-import { promote } from '../../core/response-hook.js';
+import { directWrite, plainWrite, promote } from '../../core/response-hook.js';
 import { inStream, track } from '../../core/track.js';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
@@ -14,8 +15,54 @@ import { h2StreamOf, needsDrain } from '../../core/http2.js';
 const tracker = getTracker();
 
 /** Internal entry points shared with the hub (not public API). */
-import { kSseNeedsDrain as kNeedsDrain, kSseOnClose as kOnClose, kSseOpen as kOpen, kSsePush as kPush, kSseState as kState } from '../../core/symbols.js';
-export { kPush, kOpen, kOnClose, kState, kNeedsDrain };
+import {
+  kSseCork as kCork,
+  kSseNeedsDrain as kNeedsDrain,
+  kSseOnClose as kOnClose,
+  kSseOpen as kOpen,
+  kSsePush as kPush,
+  kSsePushShared as kPushShared,
+  kSseState as kState,
+} from '../../core/symbols.js';
+/** kPushShared: the hub's live fan-out, one event's bytes built once and shared by every subscriber (see SharedFrame). */
+export { kPush, kOpen, kOnClose, kState, kNeedsDrain, kPushShared, kCork };
+
+/**
+ * One event's frame in every form a subscriber may need, built once per event for all of them: the text,
+ * its UTF-8 bytes, and the same bytes as one HTTP/1.1 chunk (`<hex length>\r\n<bytes>\r\n`). Written
+ * Buffers are never changed, so one is shared by every socket it is written to.
+ */
+export class SharedFrame {
+  readonly bytes: Buffer;
+  readonly chunk: Buffer;
+  constructor(readonly text: string) {
+    const len = Buffer.byteLength(text, 'utf8');
+    const head = len.toString(16) + '\r\n';
+    const chunk = Buffer.allocUnsafe(head.length + len + 2);
+    chunk.write(head, 0, 'latin1');
+    chunk.write(text, head.length, 'utf8');
+    chunk[head.length + len] = 13;
+    chunk[head.length + len + 1] = 10;
+    this.chunk = chunk;
+    this.bytes = chunk.subarray(head.length, head.length + len);
+  }
+}
+
+/** The parts of Node's OutgoingMessage the direct path reads (stable since Node 0.x; checked at every write). */
+type Outgoing = ServerResponse & {
+  chunkedEncoding?: boolean;
+  _hasBody?: boolean;
+  _headerSent?: boolean;
+  outputData?: unknown[];
+  strictContentLength?: boolean;
+  finished?: boolean;
+};
+type HttpSocket = Socket & { _httpMessage?: unknown };
+
+/** Told once when a stream closes (the hub's subscriber: an object it has anyway, not a closure per stream). */
+export interface CloseHook {
+  onStreamClose(): void;
+}
 
 const HEARTBEAT = encodeComment();
 const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
@@ -60,9 +107,18 @@ export class SseStream {
   private timeout: NodeJS.Timeout | null = null;
   /** Set by every write, cleared by the heartbeat: a beat is sent only after a quiet interval. */
   private wrote = false;
-  private closeHook: (() => void) | null = null;
+  private closeHook: CloseHook | null = null;
+  /** The `drain` listener of a wait in progress (whenWritable), else null. */
+  private drainListener: (() => void) | null = null;
   /** The shedder this open stream counts in (its route's), until it closes. */
   private shedder: Shedder | null = null;
+  /**
+   * HTTP/1 and nothing but Node (and the tracker) writes this response: the hub's live events may go
+   * straight to this socket (kPushShared), else null. `direct` is the `res.write` seen then: a wrapper
+   * installed later (compression) turns the direct path off.
+   */
+  private sock: HttpSocket | null = null;
+  private direct: unknown = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, o: ResolvedSse, rejected: RejectReason | null) {
     this.req = req;
@@ -188,7 +244,14 @@ export class SseStream {
       if (!res.headersSent) res.writeHead(200, h2 ? o.h2Headers : o.headers);
       res.flushHeaders();
       const sock = h2 ? null : res.socket;
-      if (sock != null) sock.setNoDelay(true);
+      if (sock != null) {
+        sock.setNoDelay(true);
+        // the direct path writes what Node's write would, and counts what the tracker's would
+        if (plainWrite(res)) {
+          this.sock = sock;
+          this.direct = res.write;
+        }
+      }
     } catch (err) {
       tracker.fault('sse', err);
     }
@@ -210,11 +273,11 @@ export class SseStream {
     if (o.retryFrame !== '') this[kPush](o.retryFrame, undefined);
     this.wrote = true;
     if (o.heartbeatMs > 0) {
-      this.heartbeat = setInterval(this.beat, o.heartbeatMs);
+      this.heartbeat = setInterval(() => this.beat(), o.heartbeatMs);
       this.heartbeat.unref();
     }
     if (o.timeoutMs > 0) {
-      this.timeout = setTimeout(this.onTimeout, o.timeoutMs);
+      this.timeout = setTimeout(() => this.onTimeout(), o.timeoutMs);
       this.timeout.unref();
     }
   }
@@ -224,12 +287,12 @@ export class SseStream {
    * when the stream is closed, or when the frame would take the queue past maxBufferedBytes: then the
    * stuck consumer is cut so that it can resume later.
    */
-  [kPush](frame: string, id: string | undefined): boolean {
+  [kPush](frame: string, id: string | undefined, encoded?: Buffer): boolean {
     if (this.done) return false;
     const res = this.res;
     // Frames go out as UTF-8 Buffers, so Node's queue (writableLength) counts bytes, as maxBufferedBytes does
     // everywhere (it counts a queued string by its UTF-16 length).
-    const bytes = utf8(frame);
+    const bytes = encoded ?? utf8(frame);
     const queued = res.writableLength;
     if (queued > 0 && queued + bytes.length > this.o.maxBufferedBytes) {
       this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
@@ -245,8 +308,69 @@ export class SseStream {
     return true;
   }
 
-  [kOnClose](fn: () => void): void {
-    this.closeHook = fn;
+  /**
+   * The hub's live path: one event's shared bytes, written straight to the socket when that is exactly what
+   * `res.write` would do — one `socket.write` of a pre-built chunk instead of Node's four writes, its cork
+   * and its nextTick, per subscriber and event. Same checks as kPush (closed, maxBufferedBytes) and the same
+   * counts as the tracker's `res.write` (writes, bytes); only a write that cannot meet backpressure goes
+   * this way (the socket's queue stays under its high-water mark), so `res.write` alone ever returns false
+   * and Node's `drain` bookkeeping stays whole. Anything else goes through kPush.
+   */
+  [kPushShared](f: SharedFrame, id: string | undefined): boolean {
+    if (this.done) return false;
+    const sock = this.sock;
+    const res = this.res as Outgoing;
+    if (
+      sock !== null &&
+      res.write === this.direct &&
+      sock._httpMessage === res &&
+      sock.writable &&
+      res._headerSent === true &&
+      res._hasBody === true &&
+      res.finished !== true &&
+      res.destroyed !== true &&
+      res.strictContentLength !== true &&
+      res.outputData !== undefined &&
+      res.outputData.length === 0
+    ) {
+      const out = res.chunkedEncoding === true ? f.chunk : f.bytes;
+      const queued = sock.writableLength;
+      if (queued > 0 && queued + f.bytes.length > this.o.maxBufferedBytes) {
+        this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
+        return false;
+      }
+      if (queued + out.length < sock.writableHighWaterMark) {
+        let wrote: boolean;
+        try {
+          wrote = directWrite(res, sock, out, f.bytes.length);
+        } catch (err) {
+          tracker.fault('sse', err);
+          wrote = true;
+        }
+        if (wrote) {
+          if (id !== undefined) this.lastSentId = id;
+          this.wrote = true;
+          return true;
+        }
+      }
+    }
+    return this[kPush](f.text, id, f.bytes);
+  }
+
+  /**
+   * Corks the socket of a direct-path stream and returns it (the caller uncorks it once, at the end of the
+   * tick), else null. A burst of events in one tick then leaves in one writev per socket, as Node's own
+   * res.write batches a tick's writes.
+   */
+  [kCork](): Socket | null {
+    const sock = this.sock;
+    if (this.done || sock === null || !sock.writable) return null;
+    sock.cork();
+    return sock;
+  }
+
+  [kOnClose](hook: CloseHook): void {
+    this.closeHook = hook;
   }
 
   get [kState](): StreamState | undefined {
@@ -264,8 +388,11 @@ export class SseStream {
     return new Promise<void>((resolve, reject) => {
       if (this.waiters === null) {
         this.waiters = [];
-        this.res.once('drain', this.onDrain);
-        this.drainTimer = setTimeout(this.onDrainTimeout, this.o.drainTimeoutMs);
+        // made while a wait lasts only: an idle subscriber carries no closure for it
+        const onDrain = (): void => this.onDrain();
+        this.drainListener = onDrain;
+        this.res.once('drain', onDrain);
+        this.drainTimer = setTimeout(() => this.onDrainTimeout(), this.o.drainTimeoutMs);
         this.drainTimer.unref();
       }
       this.waiters.push({ resolve, reject });
@@ -323,7 +450,8 @@ export class SseStream {
     this.shedder = null;
     const waiters = this.waiters;
     this.waiters = null;
-    this.res.removeListener('drain', this.onDrain);
+    if (this.drainListener !== null) this.res.removeListener('drain', this.drainListener);
+    this.drainListener = null;
     if (waiters !== null) {
       const err = this.closedError();
       for (const w of waiters) w.reject(err);
@@ -339,7 +467,7 @@ export class SseStream {
     this.closeHook = null;
     if (hook !== null) {
       try {
-        hook();
+        hook.onStreamClose();
       } catch (err) {
         tracker.fault('sse', err);
       }
@@ -350,34 +478,35 @@ export class SseStream {
     this.finish(this.cause);
   };
 
-  private readonly onDrain = (): void => {
+  private onDrain(): void {
+    this.drainListener = null;
     const waiters = this.waiters;
     this.waiters = null;
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.drainTimer = null;
     if (waiters !== null) for (const w of waiters) w.resolve();
-  };
+  }
 
-  private readonly onDrainTimeout = (): void => {
+  private onDrainTimeout(): void {
     this.drainTimer = null;
     this.cut('STREAMSCOPE_ERR_DRAIN_TIMEOUT');
-  };
+  }
 
-  private readonly beat = (): void => {
+  private beat(): void {
     if (this.done) return;
     if (this.wrote || this.res.writableLength > 0) {
       this.wrote = false;
       return;
     }
     this[kPush](HEARTBEAT, undefined);
-  };
+  }
 
-  private readonly onTimeout = (): void => {
+  private onTimeout(): void {
     this.timeout = null;
     if (this.done) return;
     const s = this.state;
     if (s !== undefined) tracker.markTimeout(s);
     this.finish(new StreamscopeError('STREAMSCOPE_ERR_STREAM_CLOSED', 'stream timed out (timeoutMs)'));
     this.end();
-  };
+  }
 }
