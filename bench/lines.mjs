@@ -71,7 +71,7 @@ function measure(line) {
   }
   if (!skip.has('scrape')) {
     // the issue-19 row: /metrics with 10,000 open streams on one route, beside the bare app's, same process
-    steps.scrape = step(line, 'scrape at 10,000 open streams', bin, [path.join(here, 'scale', 'run.mjs'), '--streams', '10000', '--routes', '1', '--transport', 'h1', '--burst', '0', '--workers', '0', '--scrapes', '15', '--no-doc'], env);
+    steps.scrape = step(line, 'scrape at 10,000 open streams', bin, [path.join(here, 'scale', 'run.mjs'), '--streams', process.env.BENCH_SCRAPE_STREAMS ?? '10000', '--routes', '1', '--transport', 'h1', '--burst', '0', '--workers', '0', '--scrapes', '15', '--no-doc'], env);
     copyIf(path.join(tmp, 'streamscope-bench-scale.json'), path.join(out, 'scrape.json'));
   }
   if (!skip.has('broadcast')) {
@@ -117,7 +117,21 @@ function rows() {
     const idle = core?.idle?.summary?.ours?.extraHeapPerStream;
     const sc = scrape?.inst && scrape?.plain ? [scrape.inst.scrapeMedianMs, scrape.plain.scrapeMedianMs] : null;
     const an = heap?.a ? (heap.a.maxRssKB * 1024) / heap.size : undefined;
-    const t = bc?.targets;
+    const impl = (name) => bc?.broadcast?.find((b) => b.impl === name);
+    const [ours, bsse, bare] = [impl('streamscope'), impl('better-sse'), impl('bare')];
+    const t =
+      ours && bsse && bare
+        ? (() => {
+            const vsPeer = ours.deliveredPerSec / bsse.deliveredPerSec;
+            const vsBare = ours.deliveredPerSec / bare.deliveredPerSec;
+            const heapRatio = ours.heapPerSubscriberBytes / bsse.heapPerSubscriberBytes;
+            const cpuPeer = bsse.serverCpuNsPerEvent / ours.serverCpuNsPerEvent;
+            return {
+              text: `**${vsPeer.toFixed(2)}×** / **${vsBare.toFixed(2)}×**; heap **${heapRatio.toFixed(2)}×** (per server CPU-second ${cpuPeer.toFixed(2)}× better-sse)`,
+              met: vsPeer >= 2 && vsBare >= 1 && heapRatio <= 0.5,
+            };
+          })()
+        : undefined;
     return [
       cell(cpuRatio(short, 'ours', 'reqPerCpuSRatio'), 0.98),
       cell(cpuRatio(short, 'ours+trackAsync', 'reqPerCpuSRatio'), 0.9),

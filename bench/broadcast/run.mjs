@@ -22,28 +22,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { replaceSection } from '../core/doc.mjs';
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/**
- * Replaces this benchmark's section of docs/benchmarks.md, between `<!-- broadcast:start -->` and
- * `<!-- broadcast:end -->`, leaving every other byte as it was; without markers, appends it at the end
- * (never inside another benchmark's markers).
- */
-function replaceSection(doc, name, body) {
-  const start = `<!-- ${name}:start -->`;
-  const end = `<!-- ${name}:end -->`;
-  const block = `${start}\n${body.trim()}\n${end}`;
-  if (doc.trim() === '') return `# Benchmarks\n\n${block}\n`;
-  const i = doc.indexOf(start);
-  const j = doc.indexOf(end);
-  if (i >= 0 && j > i) return doc.slice(0, i) + block + doc.slice(j + end.length);
-  if (i >= 0 || j >= 0) throw new Error(`docs/benchmarks.md: unbalanced ${name} markers; fix them by hand`);
-  return doc.replace(/\n*$/, '\n\n') + block + '\n';
-}
 const root = path.resolve(here, '../..');
 const quick = process.argv.includes('--quick');
 const N = Number(process.env.BENCH_SUBSCRIBERS ?? (quick ? 2000 : 10000));
