@@ -93,7 +93,16 @@ function checkClosed(s: StreamState, now: number): void {
  * can have something to do, not every open stream: blocked streams (stall sampling, checks and the gauges' fold,
  * each pass counted), the wire checks' streams, the streams written to since the sweep before, lingering streams.
  */
-export const sweepStats = { sweeps: 0, visits: 0, blocked: 0, wired: 0, written: 0, lingering: 0 };
+export const sweepStats = {
+  sweeps: 0,
+  /** Stream visits of the last sweep, all passes counted. */
+  visits: 0,
+  /** Blocked streams, wire-watched streams, visits of the streams written to since the sweep before (gauges' fold and gaps), lingering streams. */
+  blocked: 0,
+  wired: 0,
+  written: 0,
+  lingering: 0,
+};
 
 /**
  * The detectors' part of the tracker's sweep (the tracker then releases what its producer let go). It visits only
@@ -118,23 +127,33 @@ export function sweep(now = performance.now()): void {
       checkOpen(s, now);
     });
     const nBlocked = blocked.size;
-    // the metrics' gauges ride on this pass (src/consumers/metrics.ts foldStream): only blocked streams queue
-    // bytes past their highWaterMark or can be stalled
+    // the metrics' gauges (src/consumers/metrics.ts foldStream): the blocked streams (the only ones that can be
+    // stalled, or queue past their highWaterMark), and those written to since the last sweep (a write's bytes may
+    // wait in their queue); a stream neither blocked nor written to for a sweep queues less than its highWaterMark,
+    // normally nothing (docs/metrics.md, stream_buffered_bytes)
     const gen = foldBegin();
     blocked.each((s) => {
       visits++;
       foldStream(s, now, gen);
     });
+    const written = tracker.written;
+    let folded = 0;
+    for (let i = 0, n = tracker.writtenCount; i < n; i++) {
+      const s = written[i];
+      if (s === undefined || s.phase !== Phase.Open || s.blockedSince >= 0) continue;
+      folded++;
+      foldStream(s, now, gen);
+    }
     foldEnd(gen);
     const wired = sweepWires(now);
-    const written = sweepGaps(now);
+    const looked = sweepGaps(now);
     const lingering = tracker.lingering.size;
     tracker.lingering.each((s) => checkClosed(s, now));
     sweepStats.sweeps++;
-    sweepStats.visits = visits + wired + written + lingering;
+    sweepStats.visits = visits + folded + wired + looked + lingering;
     sweepStats.blocked = nBlocked;
     sweepStats.wired = wired;
-    sweepStats.written = written;
+    sweepStats.written = folded + looked;
     sweepStats.lingering = lingering;
   } catch (err) {
     tracker.fault('detectors', err);
