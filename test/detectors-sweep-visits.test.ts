@@ -113,5 +113,10 @@ describe('the sweep visits what can have something to do', () => {
     await sleep(600);
     // still only that one: the 2,000 others raised nothing
     expect(idleFindings).toHaveLength(1);
+    // the blocked list lets go of its streams when they close (a close ends the blocked episode)
+    expect(tracker.blocked.size).toBeGreaterThanOrEqual(4);
+    for (const s of socks) s.destroy();
+    await until(() => tracker.open.size === 0, 'every stream closed', 20_000);
+    expect(tracker.blocked.size).toBe(0);
   }, 90_000);
 });
