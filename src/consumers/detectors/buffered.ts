@@ -50,8 +50,6 @@ export class Watch {
   spacing = 0;
   prevLookAt = 0;
   longestMs = -1;
-  /** Its index in the wire checks' list (`wired`; -1: not in it). */
-  wiredSlot = -1;
   constructor(socket: Socket | null, bw0: number, hdr0: boolean) {
     this.socket = socket;
     this.bw0 = bw0;
@@ -64,6 +62,9 @@ const FIRST_BYTE = 2;
 /** Whether a layer sits between the handler and the socket (LAYERED), once known (LAYER_KNOWN). */
 const LAYER_KNOWN = 4;
 const LAYERED = 8;
+/** The Watch's index in the wire checks' list, plus one (0: not in it), in the flags from this bit up. */
+const SLOT_SHIFT = 4;
+const OWN_BITS = (1 << SLOT_SHIFT) - 1;
 
 /** Milliseconds since the stream started, whole (a small integer field, never a boxed double). */
 export const msOf = (s: StreamState, at: number): number => Math.round(at - s.t0);
@@ -78,12 +79,14 @@ const kSlot = tracker.slot('watch');
  * there is nothing to hold once the first byte is out.
  */
 class Wired extends StreamList {
+  // the index, plus one, in the Watch's flags above its own bits (no field of its own: 8 B on every open stream)
   protected index(s: StreamState): number {
-    return s.slot<Watch>(kSlot)?.wiredSlot ?? -1;
+    const w = s.slot<Watch>(kSlot);
+    return w === undefined ? -1 : (w.flags >>> SLOT_SHIFT) - 1;
   }
   protected setIndex(s: StreamState, i: number): void {
     const w = s.slot<Watch>(kSlot);
-    if (w !== undefined) w.wiredSlot = i;
+    if (w !== undefined) w.flags = (w.flags & OWN_BITS) | ((i + 1) << SLOT_SHIFT);
   }
 }
 const wired = new Wired();
