@@ -32,6 +32,8 @@ describe('detector sweep', () => {
       s.route = '/burst';
       s.blockedSince = 0; // blocked since the process started (stallAfterMs is 10)
       tracker.open.add(s);
+      // the write path's writeBlocked event puts a blocked stream on the tracker's blocked list (what the sweep visits)
+      tracker.blocked.add(s);
       states.push(s);
     }
     // the loop's turns, counted by an immediate that re-arms itself: a finding raised in a later turn than the
@@ -109,7 +111,10 @@ describe('detector sweep', () => {
     } finally {
       off();
       spinning = false;
-      for (const s of states) tracker.open.delete(s);
+      for (const s of states) {
+        tracker.open.delete(s);
+        tracker.blocked.delete(s);
+      }
     }
   });
 });

@@ -338,7 +338,7 @@ export class MetricsSet {
     });
     this.buffered = new Gauge({
       name: n('stream_buffered_bytes'),
-      help: `Bytes queued in user space for open streams (writableLength), as of the last sweep (every ${SWEEP_MS} ms).`,
+      help: `Bytes queued in user space for open streams (writableLength), as of the last sweep (every ${SWEEP_MS} ms): streams blocked on drain or written to since the sweep before.`,
       labelNames: ['route'],
       registers,
       collect: sync,
@@ -428,12 +428,12 @@ export class MetricsSet {
 }
 
 /*
- * The gauges' fold. `stream_buffered_bytes` and `stream_stalled` need every open stream's queue and progress; the
- * detectors' sweep (src/consumers/detectors/index.ts) already walks every open stream and reads its response and
- * socket, so it folds them per route on the way (`foldStream`, after its stall checks, so the gauge agrees with
- * the findings of the same sweep); a scrape publishes the last completed fold. A separate pass cost ~40 % of the
- * sweep (its own cache misses on every stream, response and socket); inside the sweep's pass, under 0.1 µs per
- * stream (in-process: ~0.8 ms on a ~4.5 ms sweep of 10,000 streams).
+ * The gauges' fold. The detectors' sweep (src/consumers/detectors/index.ts) folds `stream_buffered_bytes` and
+ * `stream_stalled` per route (`foldStream`, after its stall checks, so the gauge agrees with the findings of the
+ * same sweep) over the streams that can count: the blocked ones (the only ones that can be stalled or queue past
+ * their highWaterMark) and those written to since the sweep before (a write's bytes may wait in their queue); a
+ * stream neither blocked nor written to queues less than its highWaterMark, normally nothing (docs/metrics.md,
+ * "Cost"). No pass walks every open stream; a scrape publishes the last completed fold.
  */
 
 /** Routes the fold under way has touched (their figures are published at its end). */

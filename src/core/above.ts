@@ -56,6 +56,7 @@ function outerWrite(this: Res): boolean {
   if (s === undefined || a === undefined || above == null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (!s.clientClosed && s.phase < Phase.Closed) {
     a.given++;
+    if (!s.written && s.phase === Phase.Open) tracker.wrote(s);
     if (s.firstWriteAt < 0) {
       try {
         firstGiven(s);
@@ -100,6 +101,7 @@ export function watchBody(s: StreamState, body: unknown): void {
   const onData = (): void => {
     if (s.clientClosed || s.phase >= Phase.Closed) return;
     a.given++;
+    if (!s.written && s.phase === Phase.Open) tracker.wrote(s);
     if (s.firstWriteAt < 0) firstGiven(s);
   };
   if (b.readableFlowing === true) b.on('data', onData);

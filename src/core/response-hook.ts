@@ -84,6 +84,7 @@ function countWrite(s: StreamState, res: Res, chunk: unknown, encoding: unknown)
   s.bytes += n;
   t.writes++;
   t.bytes += n;
+  if (!s.written && s.phase === Phase.Open) tracker.wrote(s);
   if (s.firstWriteAt < 0) {
     s.firstWriteAt = performance.now();
     if (s.phase === Phase.Open) tracker.emit('firstWrite', s);
@@ -113,6 +114,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
     s.bytes += n;
     t.writes++;
     t.bytes += n;
+    if (!s.written) tracker.wrote(s);
   } else if (s.phase !== Phase.Discarded) {
     writeSlow(s, this, chunk, encoding);
   }

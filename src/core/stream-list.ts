@@ -78,3 +78,17 @@ export class LingeringStreams extends StreamList {
     s.listSlot = i;
   }
 }
+
+/**
+ * Open streams in a blocked episode (`write()` returned false, no `drain` yet): the tracker adds one at `writeBlocked`
+ * and removes it at `drain` (or close, which ends the episode), so the sweep's stall checks visit these, not every
+ * open stream. The index is `StreamState.blockedSlot` (in the stream's rarely used fields: a blocked stream has them).
+ */
+export class BlockedStreams extends StreamList {
+  protected index(s: StreamState): number {
+    return s.blockedSlot;
+  }
+  protected setIndex(s: StreamState, i: number): void {
+    s.blockedSlot = i;
+  }
+}

@@ -96,8 +96,10 @@ const OUTCOMES: readonly Outcome[] = ['completed', 'client_aborted', 'error', 't
 const PARENT_ROOT = 1 << 13;
 /** `req` is the response's own `res.req` (node:http's), so the stream does not keep a pointer of its own to it. */
 const REQ_OF_RES = 1 << 14;
+/** Written to since the tracker's last sweep (it is in `Tracker.written`): the sweep looks at the streams that wrote, not at every open one. */
+const WRITTEN = 1 << 15;
 /** `muted` in the bits from MUTED_SHIFT up to bit 30 (a Smi holds 31 bits and a sign). */
-const MUTED_SHIFT = 15;
+const MUTED_SHIFT = 16;
 const LOW_MASK = (1 << MUTED_SHIFT) - 1;
 /** How many listeners can be muted per stream (`Tracker` gives the later ones no bit: never muted). */
 export const MUTABLE_LISTENERS = 31 - MUTED_SHIFT;
@@ -146,6 +148,8 @@ class Cold {
   moreSlots: unknown[] | null = null;
   blockedWrites = 0;
   blockedSince = -1;
+  /** The stream's index in `Tracker.blocked` (-1: not in it; see BlockedStreams). */
+  blockedSlot = -1;
   writesAfterClose = 0;
   lastWriteAt = -1;
   afterCloseGap = 0;
@@ -317,6 +321,13 @@ export class StreamState {
   set handlerSettled(v: boolean) {
     this.flag(HANDLER_RUNS, !v);
   }
+  /** Written to since the tracker's last sweep (the tracker sets and clears it: `Tracker.wrote`). */
+  get written(): boolean {
+    return (this.flags & WRITTEN) !== 0;
+  }
+  set written(v: boolean) {
+    this.flag(WRITTEN, v);
+  }
   /** The tracker emitted `release` for it (once per stream, even when a later write brings it back to be watched). */
   get released(): boolean {
     return (this.flags & RELEASED) !== 0;
@@ -391,6 +402,12 @@ export class StreamState {
   }
   set blockedSince(v: number) {
     if (this.cold !== null || v !== -1) this.c.blockedSince = v;
+  }
+  get blockedSlot(): number {
+    return this.cold === null ? -1 : this.cold.blockedSlot;
+  }
+  set blockedSlot(v: number) {
+    if (this.cold !== null || v !== -1) this.c.blockedSlot = v;
   }
   get writesAfterClose(): number {
     return this.cold === null ? 0 : this.cold.writesAfterClose;

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Finding, FindingKind, StreamSnapshot } from '../types.js';
 import { MUTABLE_LISTENERS, NO_FINDINGS, Phase, slotCount, type StreamState, type WriteTotals } from './stream-state.js';
-import { LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
+import { BlockedStreams, LingeringStreams, OpenStreams, type StreamList } from './stream-list.js';
 import { kState, kTracker } from './symbols.js';
 import * as outcome from './outcome.js';
 import { atShutdown, isLive } from './switch.js';
@@ -99,6 +99,18 @@ export class Tracker {
   readonly open: StreamList = new OpenStreams();
   /** Closed streams whose producer still holds them (handler unsettled, writes still arriving). */
   readonly lingering: StreamList = new LingeringStreams();
+  /**
+   * Open streams in a blocked episode (from `writeBlocked` to `drain` or close): what the sweep's stall checks and
+   * the `stream_stalled` / `stream_buffered_bytes` fold visit, instead of every open stream.
+   */
+  readonly blocked: StreamList = new BlockedStreams();
+  /**
+   * The streams written to since the last sweep (`wrote()`, from the write path: once per stream per sweep), in
+   * `written[0 .. writtenCount)`; the sweep's listeners read them, then the sweep clears them. A stream that did
+   * not write since the last sweep has nothing there for a look at its writes (src/consumers/detectors/gaps.ts).
+   */
+  readonly written: (StreamState | undefined)[] = [];
+  writtenCount = 0;
   /** The consumers, in registration order; their handlers are read when they are added (see `hooksOf`). */
   readonly listeners: TrackerListener[] = [];
   /** A listener's bit in `StreamState.muted`, for its life in this process (a removed one's is not reused). */
@@ -184,6 +196,9 @@ export class Tracker {
   }
 
   emit(event: EventName, s: StreamState, arg?: number | Finding): void {
+    // the blocked list follows the episodes whatever the listeners (a close ends an episode with a `drain`)
+    if (event === 'writeBlocked') this.blocked.add(s);
+    else if (event === 'drain') this.blocked.delete(s);
     // a listener added or removed by a handler changes `this.hooks`, not the arrays this loop reads
     const { fns, owners, bits } = this.hooks[event];
     const n = fns.length;
@@ -346,6 +361,28 @@ export class Tracker {
   }
 
   /**
+   * The write path: the stream was written to (counted), and is not in `written` yet. No allocation but the list's
+   * occasional growth (it keeps its length from sweep to sweep).
+   */
+  wrote(s: StreamState): void {
+    // no sweep runs (none to clear the list: after a shutdown, say): nothing to note
+    if (this.sweepTimer === undefined) return;
+    s.written = true;
+    this.written[this.writtenCount++] = s;
+  }
+
+  /** Empties `written` (the end of each sweep; and shutdown): its streams are looked at afresh from the next write. */
+  clearWritten(): void {
+    const w = this.written;
+    for (let i = 0; i < this.writtenCount; i++) {
+      const s = w[i];
+      if (s !== undefined) s.written = false;
+      w[i] = undefined;
+    }
+    this.writtenCount = 0;
+  }
+
+  /**
    * The sweep: every listener's `sweep` (the detectors), then the releases. It runs while any stream is open or
    * lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
    * when both are empty, so a zombie that writes once a minute is seen at each write.
@@ -363,6 +400,7 @@ export class Tracker {
           this.fault(l.component, err);
         }
       }
+      this.clearWritten();
       this.releaseLetGo(performance.now());
       if (this.open.size === 0 && this.lingering.size === 0) this.stopSweep();
     } catch (err) {
@@ -422,6 +460,7 @@ export class Tracker {
   release(s: StreamState): void {
     this.open.delete(s);
     this.lingering.delete(s);
+    this.blocked.delete(s);
     s.phase = Phase.Released;
     if (!s.released) {
       s.released = true;
@@ -525,5 +564,6 @@ function stopSweeping(): void {
   const t = getTracker();
   t.stopSweep();
   t.lingering.each((s) => t.release(s));
+  t.clearWritten();
 }
 atShutdown(stopSweeping, 20);

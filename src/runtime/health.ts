@@ -32,12 +32,12 @@ export function streamHealth(options: HealthOptions = {}, detail = true): Stream
   const stats = runtimeStats();
   const shedder = options.shed === undefined ? null : new Shedder(options.shed);
   const now = performance.now();
-  let active = 0;
+  const active = tracker.open.size;
+  // only a stream in a blocked episode can be stalled: the blocked list, not every open stream
   let stalled = 0;
-  for (const s of tracker.open.values()) {
-    active++;
-    if (isStalled(s, now)) stalled++;
-  }
+  tracker.blocked.each((s) => {
+    if (s.closedAt < 0 && isStalled(s, now)) stalled++;
+  });
   let dangling = 0;
   for (const s of tracker.lingering.values()) if (s.findings.includes('dangling_stream') || s.findings.includes('zombie_producer')) dangling++;
   const closed = stats.closed.total();

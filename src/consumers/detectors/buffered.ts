@@ -5,6 +5,7 @@ import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { DEFAULTS } from '../../core/config.js';
 import { aboveOf } from '../../core/above.js';
+import { StreamList } from '../../core/stream-list.js';
 import { routeMetricsOf } from '../metrics.js';
 import { has, raise } from './raising.js';
 
@@ -58,11 +59,47 @@ export class Watch {
 
 const HDR0 = 1;
 const FIRST_BYTE = 2;
+/** Whether a layer sits between the handler and the socket (LAYERED), once known (LAYER_KNOWN). */
+const LAYER_KNOWN = 4;
+const LAYERED = 8;
+/** The Watch's index in the wire checks' list, plus one (0: not in it), in the flags from this bit up. */
+const SLOT_SHIFT = 4;
+const OWN_BITS = (1 << SLOT_SHIFT) - 1;
 
 /** Milliseconds since the stream started, whole (a small integer field, never a boxed double). */
 export const msOf = (s: StreamState, at: number): number => Math.round(at - s.t0);
 
 const kSlot = tracker.slot('watch');
+
+/**
+ * The streams the wire checks look at (`sweepWires`), not every open stream: an HTTP/1.1 stream from its first
+ * write until its first byte reached the socket, and one with a layer that can hold its writes (a layer above
+ * streamscope's write, src/core/above.ts, or a Content-Encoding) for as long as it is open. Without such a layer,
+ * the writes streamscope counts go to the socket in the same call (its `bytesWritten` counts what it queues), so
+ * there is nothing to hold once the first byte is out.
+ */
+class Wired extends StreamList {
+  // the index, plus one, in the Watch's flags above its own bits (no field of its own: 8 B on every open stream)
+  protected index(s: StreamState): number {
+    const w = s.slot<Watch>(kSlot);
+    return w === undefined ? -1 : (w.flags >>> SLOT_SHIFT) - 1;
+  }
+  protected setIndex(s: StreamState, i: number): void {
+    const w = s.slot<Watch>(kSlot);
+    if (w !== undefined) w.flags = (w.flags & OWN_BITS) | ((i + 1) << SLOT_SHIFT);
+  }
+}
+const wired = new Wired();
+
+/** Whether a layer can hold the stream's writes (looked up once the response's headers are out). */
+function layered(s: StreamState, w: Watch): boolean {
+  if ((w.flags & LAYER_KNOWN) !== 0) return (w.flags & LAYERED) !== 0;
+  const res = s.res as Res | null;
+  if (res === null) return false;
+  const yes = aboveOf(res) !== undefined || encodingOf(res) !== null;
+  if (res._headerSent === true || aboveOf(res) !== undefined) w.flags |= LAYER_KNOWN | (yes ? LAYERED : 0);
+  return yes;
+}
 
 /** A stream's Watch (undefined before it opened). */
 export const watchOf = (s: StreamState): Watch | undefined => s.slot<Watch>(kSlot);
@@ -144,10 +181,24 @@ function detail(s: StreamState, w: Watch, held: number, heldMs: number, sent: nu
   );
 }
 
-/** The sweep, for one open stream: first byte, and writes held above the socket. */
-export function sweepWire(s: StreamState, now: number): void {
-  const w = s.slot<Watch>(kSlot);
-  if (w === undefined || w.socket === null) return;
+/** The sweep: the wire checks of the streams in `wired`. Returns how many it looked at. */
+export function sweepWires(now: number): number {
+  const n = wired.size;
+  wired.each((s) => {
+    const w = s.slot<Watch>(kSlot);
+    if (w === undefined || w.socket === null || s.phase !== Phase.Open) {
+      wired.delete(s);
+      return;
+    }
+    sweepWire(s, w, now);
+    // first byte out, nothing held, and no layer that could hold the next writes: nothing left to look at
+    if ((w.flags & FIRST_BYTE) !== 0 && w.heldSince < 0 && !layered(s, w)) wired.delete(s);
+  });
+  return n;
+}
+
+/** The sweep, for one stream: first byte, and writes held above the socket. */
+function sweepWire(s: StreamState, w: Watch, now: number): void {
   const sent = bodyOnSocket(s, w);
   if (sent < 0) return;
   const given = givenWrites(s);
@@ -184,14 +235,20 @@ export const wireListener: TrackerListener = {
     w.givenAtSend = hdr0 ? given : 0;
     s.setSlot(kSlot, w);
     if (hdr0 && s.firstWriteAt >= 0 && aboveOf(res) === undefined && encodingOf(res) === null) firstByte(s, w, s.firstWriteAt);
+    if (s.firstWriteAt >= 0 || aboveOf(res) !== undefined) wired.add(s);
   },
   firstWrite(s) {
     const w = s.slot<Watch>(kSlot);
-    if (w !== undefined && w.socket !== null && (w.flags & FIRST_BYTE) === 0) setImmediate(checkFirstByte, s, 0);
+    if (w !== undefined && w.socket !== null && (w.flags & FIRST_BYTE) === 0) {
+      wired.add(s);
+      setImmediate(checkFirstByte, s, 0);
+    }
   },
   close(s) {
     const w = s.slot<Watch>(kSlot);
-    if (w === undefined || w.socket === null) return;
+    if (w === undefined) return;
+    wired.delete(s);
+    if (w.socket === null) return;
     // the end may have flushed what a layer held
     if ((w.flags & FIRST_BYTE) === 0 && bodyOnSocket(s, w) > preamble(s.res as Res | null)) firstByte(s, w, s.closedAt);
     w.socket = null;

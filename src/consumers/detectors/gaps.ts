@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
-import type { StreamState } from '../../core/stream-state.js';
+import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../../core/tracker.js';
 import { routeMetricsOf } from '../metrics.js';
 import type { HistogramChild } from '../histogram.js';
@@ -59,10 +59,36 @@ function step(g: Watch, w: number, t: number): void {
   g.prevLookAt = t;
 }
 
-/** The sweep, for one open stream. */
-export function sweepGaps(s: StreamState, now: number): void {
-  const g = watchOf(s);
-  if (g !== undefined && !s.clientClosed) step(g, givenWrites(s), msOf(s, now));
+/**
+ * The last sweep's time (performance.now(); -Infinity before the first). The sweep looks only at the streams
+ * written to since the one before (`tracker.written`): for a stream that did not write, a look changes nothing but
+ * `prevLookAt`, so a stream's next look first takes the last sweep as its previous look (`catchUp`), as if that
+ * sweep had looked at it: the same figures as a look at every open stream at every sweep, for the writers' cost only.
+ */
+let lastSweepAt = -Infinity;
+
+function catchUp(s: StreamState, g: Watch): void {
+  if (lastSweepAt === -Infinity) return;
+  const t = msOf(s, lastSweepAt);
+  if (t > g.prevLookAt) g.prevLookAt = t;
+}
+
+/** The sweep: one look at each open stream written to since the last sweep. Returns how many it looked at. */
+export function sweepGaps(now: number): number {
+  const list = tracker.written;
+  const n = tracker.writtenCount;
+  let looked = 0;
+  for (let i = 0; i < n; i++) {
+    const s = list[i];
+    if (s === undefined || s.phase !== Phase.Open || s.clientClosed) continue;
+    const g = watchOf(s);
+    if (g === undefined) continue;
+    looked++;
+    catchUp(s, g);
+    step(g, givenWrites(s), msOf(s, now));
+  }
+  lastSweepAt = now;
+  return looked;
 }
 
 /** `res.write` of a `writeGaps` stream: the gap since the previous write, then the write below. */
@@ -108,6 +134,7 @@ export const gapsListener: TrackerListener = {
   close(s) {
     const g = watchOf(s);
     if (g === undefined) return;
+    catchUp(s, g);
     step(g, givenWrites(s), msOf(s, s.closedAt));
     if (g.longestMs >= 0) routeMetricsOf(s)?.longestGap.observe(g.longestMs / 1000);
   },

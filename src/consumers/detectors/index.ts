@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import type { StreamState } from '../../core/stream-state.js';
+import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../core/tracker.js';
 import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
-import { installWire, sweepWire } from './buffered.js';
+import { installWire, sweepWires } from './buffered.js';
 import { beginTick, DECIDE_BUDGET_MS, deciding, has, raise, RAISE_BUDGET_MS } from './raising.js';
 import { installGaps, sweepGaps } from './gaps.js';
 import { foldBegin, foldEnd, foldStream } from '../metrics.js';
@@ -11,8 +11,8 @@ import { considerForSampling, isStalled, noProgressMs, observedReadRate, onEpiso
 
 /**
  * Leak detectors (docs/detectors.md). The tracker's sweep (one unref'd timer it owns, running while any stream
- * is open or lingering) calls them on every open and lingering stream; nothing per stream keeps the process
- * alive. Each kind is raised once per stream.
+ * is open or lingering) calls them on the streams that can have something to do (blocked, watched on the wire,
+ * written to since the last sweep, lingering); nothing per stream keeps the process alive. Each kind is raised once per stream.
  */
 
 const tracker = getTracker();
@@ -88,23 +88,73 @@ function checkClosed(s: StreamState, now: number): void {
   }
 }
 
-/** The detectors' part of the tracker's sweep (the tracker then releases what its producer let go). */
+/**
+ * What the last sweep looked at, for the benchmark and the test that the sweep's work follows the streams that
+ * can have something to do, not every open stream: blocked streams (stall sampling, checks and the gauges' fold,
+ * each pass counted), the wire checks' streams, the streams written to since the sweep before, lingering streams.
+ */
+export const sweepStats = {
+  sweeps: 0,
+  /** Stream visits of the last sweep, all passes counted. */
+  visits: 0,
+  /** Blocked streams, wire-watched streams, visits of the streams written to since the sweep before (gauges' fold and gaps), lingering streams. */
+  blocked: 0,
+  wired: 0,
+  written: 0,
+  lingering: 0,
+};
+
+/**
+ * The detectors' part of the tracker's sweep (the tracker then releases what its producer let go). It visits only
+ * the streams that can have something to do (docs/detectors.md, "What the sweep visits"): no pass over every open
+ * stream.
+ */
 export function sweep(now = performance.now()): void {
   try {
     // the sweep's tick may raise for RAISE_BUDGET_MS from its start; what is found after that waits its turn
     beginTick();
-    tracker.open.each((s) => considerForSampling(s, now));
+    const blocked = tracker.blocked;
+    let visits = 0;
+    blocked.each((s) => {
+      visits++;
+      // an episode ends with `drain` (close emits one), which takes the stream off the list: this is a safety net
+      if (s.phase !== Phase.Open || s.blockedSince < 0) blocked.delete(s);
+      else considerForSampling(s, now);
+    });
     sampleCandidates(now);
-    tracker.open.each((s) => checkOpen(s, now));
-    // the metrics' gauges ride on this pass (src/consumers/metrics.ts foldStream): its streams' cache lines are hot
+    blocked.each((s) => {
+      visits++;
+      checkOpen(s, now);
+    });
+    const nBlocked = blocked.size;
+    // the metrics' gauges (src/consumers/metrics.ts foldStream): the blocked streams (the only ones that can be
+    // stalled, or queue past their highWaterMark), and those written to since the last sweep (a write's bytes may
+    // wait in their queue); a stream neither blocked nor written to for a sweep queues less than its highWaterMark,
+    // normally nothing (docs/metrics.md, stream_buffered_bytes)
     const gen = foldBegin();
-    tracker.open.each((s) => {
-      sweepGaps(s, now);
-      sweepWire(s, now);
+    blocked.each((s) => {
+      visits++;
       foldStream(s, now, gen);
     });
+    const written = tracker.written;
+    let folded = 0;
+    for (let i = 0, n = tracker.writtenCount; i < n; i++) {
+      const s = written[i];
+      if (s === undefined || s.phase !== Phase.Open || s.blockedSince >= 0) continue;
+      folded++;
+      foldStream(s, now, gen);
+    }
     foldEnd(gen);
+    const wired = sweepWires(now);
+    const looked = sweepGaps(now);
+    const lingering = tracker.lingering.size;
     tracker.lingering.each((s) => checkClosed(s, now));
+    sweepStats.sweeps++;
+    sweepStats.visits = visits + folded + wired + looked + lingering;
+    sweepStats.blocked = nBlocked;
+    sweepStats.wired = wired;
+    sweepStats.written = folded + looked;
+    sweepStats.lingering = lingering;
   } catch (err) {
     tracker.fault('detectors', err);
   }
