@@ -405,7 +405,7 @@ const nodeWrite = OutgoingMessage.prototype.write;
 export function plainWrite(res: ServerResponse): boolean {
   const s = (res as Res)[kState];
   const w = res.write as unknown;
-  return s === undefined ? w === nodeWrite : w === patchedWrite && s.origWrite === nodeWrite;
+  return s === undefined ? w === nodeWrite : w === patchedWrite && s.orig?.write === nodeWrite;
 }
 
 /**
@@ -418,8 +418,13 @@ export function directWrite(res: ServerResponse, socket: Socket, chunk: Uint8Arr
   const s = (res as Res)[kState];
   if (s !== undefined) {
     if (s.phase !== Phase.Open || s.writes === 0 || s.clientClosed || gone(s, res as Res)) return false;
+    // the common case of patchedWrite, exactly: the stream's counts, its route's totals, the sweep's written list
+    const t = s.totals;
     s.writes++;
     s.bytes += bytes;
+    t.writes++;
+    t.bytes += bytes;
+    if (!s.written) tracker.wrote(s);
   }
   tracker.internalDepth++;
   try {
