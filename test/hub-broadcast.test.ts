@@ -126,6 +126,29 @@ describe('hub live fan-out (shared bytes, direct writes)', () => {
     b.close();
   });
 
+  it('a tracked subscriber (hub with a route) gets each live event as one socket write: the direct path is taken', async () => {
+    const hub = createHub({ heartbeatMs: 0, registry: newRegistry(), route: '/events-direct' });
+    const { srv, opened } = await serve(hub);
+    const a = await openSse(`${srv.url}/events`);
+    await until(() => opened.length === 1 && hub.subscribers('c') === 1, 'one subscriber');
+    await hub.publish('c', { event: 'e', data: 'first' }); // the stream's first write goes through res.write
+    await until(() => a.events.length === 1, 'the first event');
+    const sock = opened[0]!.socket!;
+    const calls: number[] = [];
+    const own = sock.write.bind(sock) as (...args: unknown[]) => boolean;
+    (sock as unknown as { write: (...args: unknown[]) => boolean }).write = (...args: unknown[]) => {
+      calls.push(Buffer.byteLength(args[0] as Buffer | string));
+      return own(...args);
+    };
+    for (let i = 0; i < 5; i++) {
+      await hub.publish('c', { event: 'e', data: `live ${i}` });
+      await until(() => a.events.length === 2 + i, `event ${i}`);
+    }
+    // Node's chunked res.write is several socket writes per event (size line, data, CRLF); the shared chunk is one
+    expect(calls.length).toBe(5);
+    a.close();
+  });
+
   it('a wrapper put over res.write after the stream opened (compression) gets every live event', async () => {
     const hub = createHub({ heartbeatMs: 0 });
     const { srv, opened } = await serve(hub);
