@@ -47,6 +47,8 @@ const waiting = new Map<StreamState, number>();
 const BIT: Record<FindingKind, number> = { stalled_write: 1, dangling_stream: 2, zombie_producer: 4, dangling_async: 8, buffered_stream: 16, guard_action: 32 };
 /** Until when the current window may raise (performance.now()); past it, findings wait for the next window. */
 let deadline = -Infinity;
+/** Whether the current window raised anything (an unused one needs no rest: a lone finding is raised at once). */
+let raisedInWindow = false;
 let drainScheduled = false;
 /** Until when the current tick may decide findings; once past, `closedForTick` until the next tick begins. */
 let decideUntil = 0;
@@ -88,6 +90,7 @@ export function raise(s: StreamState, kind: FindingKind, severity: Severity, det
 }
 
 function deliver(p: Pending): void {
+  raisedInWindow = true;
   try {
     const detail = typeof p.detail === 'function' ? p.detail() : p.detail;
     tracker.raise(p.s, p.kind, p.severity, detail, p.stack === undefined ? undefined : p.stack());
@@ -116,13 +119,17 @@ function flush(until: number): void {
 }
 
 /**
- * A new raising window of RAISE_BUDGET_MS opens only once the last one ended and as long again has passed: the
+ * A new raising window of RAISE_BUDGET_MS opens once the last one ended, and, if that one raised anything, as long
+ * again has passed: the
  * sweep (a timer) and the drain (an immediate) of one turn of the event loop, or a kernel sample's arrival, then share
  * one window instead of taking one each, so no turn raises for more than the budget, and a burst takes at most half
  * of the time it spans (the other half is the app's).
  */
 function grant(now: number): void {
-  if (now >= deadline + RAISE_BUDGET_MS) deadline = now + RAISE_BUDGET_MS;
+  if (now < deadline) return; // the current window lasts
+  if (raisedInWindow && now < deadline + RAISE_BUDGET_MS) return; // it was used: rest first
+  deadline = now + RAISE_BUDGET_MS;
+  raisedInWindow = false;
 }
 
 function drain(): void {
