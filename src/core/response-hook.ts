@@ -108,13 +108,7 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   const args = arguments as unknown as Parameters<ServerResponse['write']>;
   if (s === undefined || s.orig === null) return Object.getPrototypeOf(this).write.apply(this, args);
   if (s.phase === Phase.Open && s.writes !== 0 && !s.clientClosed && !gone(s, this)) {
-    const n = byteLength(chunk, encoding);
-    const t = s.totals;
-    s.writes++;
-    s.bytes += n;
-    t.writes++;
-    t.bytes += n;
-    if (!s.written) tracker.wrote(s);
+    countCommon(s, byteLength(chunk, encoding));
   } else if (s.phase !== Phase.Discarded) {
     writeSlow(s, this, chunk, encoding);
   }
@@ -129,6 +123,20 @@ function patchedWrite(this: Res, chunk: unknown, encoding?: unknown, _cb?: unkno
   }
   if (ret === false && s.phase !== Phase.Discarded) writeBlocked(s, this);
   return ret;
+}
+
+/**
+ * The common case's bookkeeping, shared by `patchedWrite` and the hub's `directWrite` (one place, so the two cannot
+ * drift): the stream's counts, its route's running totals (`s.totals`, which a scrape reads), the sweep's written
+ * list. Small enough for V8 to inline into both.
+ */
+function countCommon(s: StreamState, n: number): void {
+  const t = s.totals;
+  s.writes++;
+  s.bytes += n;
+  t.writes++;
+  t.bytes += n;
+  if (!s.written) tracker.wrote(s);
 }
 
 /** A write that is not the common case: pending, first, after close, or under guards. */
@@ -418,13 +426,7 @@ export function directWrite(res: ServerResponse, socket: Socket, chunk: Uint8Arr
   const s = (res as Res)[kState];
   if (s !== undefined) {
     if (s.phase !== Phase.Open || s.writes === 0 || s.clientClosed || gone(s, res as Res)) return false;
-    // the common case of patchedWrite, exactly: the stream's counts, its route's totals, the sweep's written list
-    const t = s.totals;
-    s.writes++;
-    s.bytes += bytes;
-    t.writes++;
-    t.bytes += bytes;
-    if (!s.written) tracker.wrote(s);
+    countCommon(s, bytes);
   }
   tracker.internalDepth++;
   try {
