@@ -44,12 +44,17 @@ let res;
 if (fromArg) {
   res = JSON.parse(fs.readFileSync(fromArg.slice('--from='.length), 'utf8'));
 } else {
-  res = await runCore({ only });
+  // The commit is read before measuring (a commit made while the bench runs must not name this run), and marked
+  // `+dirty` when src/ differs from it, because the build measured is dist/ from the working tree.
+  let commit;
   try {
-    res.machine.commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    if (execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).trim() !== '') commit += '+dirty';
   } catch {
     /* not a checkout */
   }
+  res = await runCore({ only });
+  if (commit !== undefined) res.machine.commit = commit;
   try {
     res.machine.fdLimit = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
   } catch {
