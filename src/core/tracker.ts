@@ -345,12 +345,16 @@ export class Tracker {
     if (s.phase === Phase.Closed && this.lingering.has(s) && !this.producerHolds(s)) this.release(s);
   }
 
-  /** The producer holds a closed stream while its handler has not settled, async work it created lives, or it still writes. */
-  producerHolds(s: StreamState, now = performance.now()): boolean {
+  /**
+   * The producer holds a closed stream while its handler has not settled, async work it created lives, or it still
+   * writes. The clock is read (when `now` is not given) only for a stream written to after close.
+   */
+  producerHolds(s: StreamState, now = -1): boolean {
     if (!s.handlerSettled) return true;
     const a = this.asyncContext;
     if (a !== null && a.live(s) > 0) return true;
-    return writesHold(s, now);
+    if (s.writesAfterClose === 0) return false;
+    return writesHold(s, now < 0 ? performance.now() : now);
   }
 
   /** Releases every lingering stream whose producer let go (the sweep's last step). */
