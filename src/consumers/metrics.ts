@@ -103,6 +103,9 @@ export class RouteMetrics {
   private readonly labelSet: { route: string };
   private readonly startedBy = new Map<string, number>();
   private readonly durationBy = new Map<string, Map<string, HistogramChild>>();
+  private lastMethod = '';
+  private lastOutcome = '';
+  private lastDuration: HistogramChild | null = null;
   private readonly leaksBy = new Map<string, CounterChild>();
   private readonly resumesBy = new Map<string, CounterChild>();
   private readonly rejectedBy = new Map<string, CounterChild>();
@@ -153,6 +156,17 @@ export class RouteMetrics {
   }
 
   duration(method: string, outcome: string): HistogramChild {
+    // most streams of a route share one method and outcome: the last child asked for, without a lookup
+    const last = this.lastDuration;
+    if (last !== null && method === this.lastMethod && outcome === this.lastOutcome) return last;
+    const c = this.durationChild(method, outcome);
+    this.lastMethod = method;
+    this.lastOutcome = outcome;
+    this.lastDuration = c;
+    return c;
+  }
+
+  private durationChild(method: string, outcome: string): HistogramChild {
     let byOutcome = this.durationBy.get(method);
     if (byOutcome === undefined) {
       byOutcome = new Map();

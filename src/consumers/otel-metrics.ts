@@ -17,7 +17,8 @@ const tracker = getTracker();
 
 /**
  * This consumer's slot on each stream: undefined when the stream is not counted in the instruments
- * (opened with no MeterProvider registered), else the writes after close already in the route totals.
+ * (opened with no MeterProvider registered); while it is open, its route's totals (no lookup at its first write,
+ * blocked episodes and close); once closed, the writes after close already in the route totals (a number).
  */
 const kSlot = tracker.slot('otel-metrics');
 
@@ -32,13 +33,45 @@ interface Instruments {
  * Per route: totals of closed streams (open ones are added at collection time), streams open now, and streams
  * started by method (observed at collection: no SDK call per stream for them).
  */
-interface RouteTotals {
-  bytes: number;
-  writes: number;
-  blocked: number;
-  afterClose: number;
-  active: number;
-  started: Map<string, number>;
+class RouteTotals {
+  bytes = 0;
+  writes = 0;
+  blocked = 0;
+  afterClose = 0;
+  active = 0;
+  readonly started = new Map<string, number>();
+  /**
+   * The attributes of the route's records, made once (a new object per record is an allocation per stream; the
+   * SDK reads them, never keeps more than the first of a set): `{ route }`, and `{ route, method, outcome }` by
+   * method and outcome, the last one asked for first.
+   */
+  readonly attrs: Attributes;
+  private readonly durationAttrs = new Map<string, Map<string, Attributes>>();
+  private lastMethod = '';
+  private lastOutcome = '';
+  private lastAttrs: Attributes | null = null;
+  constructor(readonly route: string) {
+    this.attrs = Object.freeze({ route });
+  }
+
+  durationOf(method: string, outcome: string): Attributes {
+    const last = this.lastAttrs;
+    if (last !== null && method === this.lastMethod && outcome === this.lastOutcome) return last;
+    let byOutcome = this.durationAttrs.get(method);
+    if (byOutcome === undefined) {
+      byOutcome = new Map();
+      this.durationAttrs.set(method, byOutcome);
+    }
+    let a = byOutcome.get(outcome);
+    if (a === undefined) {
+      a = Object.freeze({ route: this.route, method, outcome });
+      byOutcome.set(outcome, a);
+    }
+    this.lastMethod = method;
+    this.lastOutcome = outcome;
+    this.lastAttrs = a;
+    return a;
+  }
 }
 
 let instruments: Instruments | null = null;
@@ -64,10 +97,16 @@ function routeOf(s: StreamState): string {
 function totals(route: string): RouteTotals {
   let t = byRoute.get(route);
   if (t === undefined) {
-    t = { bytes: 0, writes: 0, blocked: 0, afterClose: 0, active: 0, started: new Map() };
+    t = new RouteTotals(route);
     byRoute.set(route, t);
   }
   return t;
+}
+
+/** An open stream's route totals (undefined: not counted, or closed already). */
+function openTotals(s: StreamState): RouteTotals | undefined {
+  const t = s.slot<number | RouteTotals>(kSlot);
+  return typeof t === 'object' ? t : undefined;
 }
 
 function setUp(meter: Meter): Instruments {
@@ -125,8 +164,8 @@ function setUp(meter: Meter): Instruments {
         });
         // closed streams whose producer writes on: their writes after close, not yet in the route totals
         tracker.lingering.each((s) => {
-          const counted = s.slot<number>(kSlot);
-          if (counted === undefined || s.writesAfterClose === counted) return;
+          const counted = s.slot<number | RouteTotals>(kSlot);
+          if (typeof counted !== 'number' || s.writesAfterClose === counted) return;
           const route = routeOf(s);
           let t = now.get(route);
           if (t === undefined) {
@@ -161,28 +200,30 @@ export const otelMetricsListener: TrackerListener = {
       if (isNoop()) return false;
       instruments = setUp(otelMetrics.getMeter('streamscope', '0.1.0'));
     }
-    s.setSlot(kSlot, 0);
     const t = totals(routeOf(s));
+    s.setSlot(kSlot, t);
     t.started.set(s.method, (t.started.get(s.method) ?? 0) + 1);
     t.active++;
   },
   firstWrite(s) {
-    if (instruments === null || s.slot(kSlot) === undefined) return;
-    instruments.firstWrite.record((s.firstWriteAt - s.t0) / 1000, { route: routeOf(s) });
+    const t = openTotals(s);
+    if (instruments === null || t === undefined) return;
+    instruments.firstWrite.record((s.firstWriteAt - s.t0) / 1000, t.attrs);
   },
   drain(s, waitedMs) {
-    if (instruments === null || s.slot(kSlot) === undefined) return;
-    instruments.blockedSeconds.record(waitedMs / 1000, { route: routeOf(s) });
+    // a blocked episode ends before its stream's close (which ends one itself first)
+    const t = openTotals(s);
+    if (instruments === null || t === undefined) return;
+    instruments.blockedSeconds.record(waitedMs / 1000, t.attrs);
   },
   finding(s, f) {
     if (instruments === null || s.slot(kSlot) === undefined) return;
     instruments.leaks.add(1, { route: routeOf(s), kind: f.kind });
   },
   close(s) {
-    if (instruments === null || s.slot(kSlot) === undefined) return;
-    const route = routeOf(s);
-    instruments.duration.record((s.closedAt - s.t0) / 1000, { route, method: s.method, outcome: s.outcome as string });
-    const t = totals(route);
+    const t = openTotals(s);
+    if (instruments === null || t === undefined) return;
+    instruments.duration.record((s.closedAt - s.t0) / 1000, t.durationOf(s.method, s.outcome as string));
     t.active--;
     t.bytes += s.bytes;
     t.writes += s.writes;
@@ -196,8 +237,8 @@ export const otelMetricsListener: TrackerListener = {
   },
   release(s) {
     // writes after close that arrived while the stream lingered (or after it was watched again)
-    const counted = s.slot<number>(kSlot);
-    if (instruments === null || counted === undefined || s.writesAfterClose === counted) return;
+    const counted = s.slot<number | RouteTotals>(kSlot);
+    if (instruments === null || typeof counted !== 'number' || s.writesAfterClose === counted) return;
     totals(routeOf(s)).afterClose += s.writesAfterClose - counted;
     s.setSlot(kSlot, s.writesAfterClose);
   },

@@ -57,6 +57,9 @@ export interface AsyncContext {
 
 const DEFAULT_RING = 1000;
 
+/** How far back from its end `written` is searched for a released stream (see `Tracker.unwrite`). */
+const WRITTEN_LOOKBACK = 64;
+
 /** How often the sweep runs (detectors' checks, releases on the time window); a finding comes within its threshold plus this. */
 export const SWEEP_MS = 250;
 
@@ -345,12 +348,16 @@ export class Tracker {
     if (s.phase === Phase.Closed && this.lingering.has(s) && !this.producerHolds(s)) this.release(s);
   }
 
-  /** The producer holds a closed stream while its handler has not settled, async work it created lives, or it still writes. */
-  producerHolds(s: StreamState, now = performance.now()): boolean {
+  /**
+   * The producer holds a closed stream while its handler has not settled, async work it created lives, or it still
+   * writes. The clock is read (when `now` is not given) only for a stream written to after close.
+   */
+  producerHolds(s: StreamState, now = -1): boolean {
     if (!s.handlerSettled) return true;
     const a = this.asyncContext;
     if (a !== null && a.live(s) > 0) return true;
-    return writesHold(s, now);
+    if (s.writesAfterClose === 0) return false;
+    return writesHold(s, now < 0 ? performance.now() : now);
   }
 
   /** Releases every lingering stream whose producer let go (the sweep's last step). */
@@ -369,6 +376,26 @@ export class Tracker {
     if (this.sweepTimer === undefined) return;
     s.written = true;
     this.written[this.writtenCount++] = s;
+  }
+
+  /**
+   * A released stream leaves `written` (the sweep looks only at open streams there), so that the list does not keep
+   * it alive until the next sweep: a short stream then dies young, where one kept for up to SWEEP_MS outlives the
+   * young generation's collections and is copied, then promoted, by the garbage collector. Its entry is looked for
+   * among the last WRITTEN_LOOKBACK (a stream released soon after its first write, as short streams are, is near
+   * the end); one further back stays until the sweep clears it, as before.
+   */
+  private unwrite(s: StreamState): void {
+    const w = this.written;
+    const end = this.writtenCount - 1;
+    const stop = end - WRITTEN_LOOKBACK < 0 ? 0 : end - WRITTEN_LOOKBACK;
+    for (let i = end; i >= stop; i--) {
+      if (w[i] !== s) continue;
+      w[i] = undefined;
+      if (i === end) this.writtenCount = end;
+      s.written = false;
+      return;
+    }
   }
 
   /** Empties `written` (the end of each sweep; and shutdown): its streams are looked at afresh from the next write. */
@@ -462,6 +489,7 @@ export class Tracker {
     this.lingering.delete(s);
     this.blocked.delete(s);
     s.phase = Phase.Released;
+    if (s.written) this.unwrite(s);
     if (!s.released) {
       s.released = true;
       this.emit('release', s);

@@ -140,6 +140,35 @@ function preamble(res: Res | null): number {
   return p > 0 && res?.chunkedEncoding === true ? p + p.toString(16).length + 4 : p;
 }
 
+type OwnSocket = Socket & { _httpMessage?: unknown };
+
+/**
+ * The first write, about to go down (the tracker announces it before it calls Node's write), reaches the socket in
+ * that same call: nothing sits between the handler and the socket (no layer above streamscope's write, no
+ * Content-Encoding), the socket is the response's own and takes writes (not a pipelined response waiting for its
+ * turn, whose writes Node queues on the response), the response has a body (not HEAD, 204, 304), is not ended and checks no Content-Length,
+ * and the write is not empty. Its first byte is then on the socket at the first write, without a look after it
+ * (a `setImmediate` per stream, the rest of the checks below).
+ */
+function straightThrough(s: StreamState, w: Watch): boolean {
+  const res = s.res as (Res & { _hasBody?: boolean; strictContentLength?: boolean }) | null;
+  const sock = w.socket as OwnSocket | null;
+  return (
+    res !== null &&
+    sock !== null &&
+    s.bytes > 0 &&
+    res.socket === sock &&
+    sock._httpMessage === res &&
+    sock.writable &&
+    !sock.destroyed &&
+    res._hasBody !== false &&
+    res.strictContentLength !== true &&
+    !res.writableEnded &&
+    aboveOf(res) === undefined &&
+    encodingOf(res) === null
+  );
+}
+
 /** Delays of the checks after the first write, before the sweep takes over (ms; the first is setImmediate). */
 const RECHECK_MS = [10, 20, 40, 80, 160];
 
@@ -239,10 +268,14 @@ export const wireListener: TrackerListener = {
   },
   firstWrite(s) {
     const w = s.slot<Watch>(kSlot);
-    if (w !== undefined && w.socket !== null && (w.flags & FIRST_BYTE) === 0) {
-      wired.add(s);
-      setImmediate(checkFirstByte, s, 0);
+    if (w === undefined || w.socket === null || (w.flags & FIRST_BYTE) !== 0) return;
+    // not in the list yet: this is the first write itself, about to go down (a stream that wrote before it opened is)
+    if (!wired.has(s) && straightThrough(s, w)) {
+      firstByte(s, w, s.firstWriteAt);
+      return;
     }
+    wired.add(s);
+    setImmediate(checkFirstByte, s, 0);
   },
   close(s) {
     const w = s.slot<Watch>(kSlot);
