@@ -139,6 +139,35 @@ async function runBurst() {
     if ((cu.user + cu.system) / 1000 > deciding.cpuMs) deciding.cpuMs = (cu.user + cu.system) / 1000;
     if (deciding.sweeps === 1) deciding.raised = raised - before;
   };
+  // SCALE_DEBUG: where each sweep's time goes (each listener's sweep, the tracker's releases), and GC pauses
+  const parts = [];
+  const undo = [];
+  if (process.env.SCALE_DEBUG) {
+    const timed = (obj, key, name) => {
+      const fn = obj[key];
+      obj[key] = function (...a) {
+        const t = performance.now();
+        const r0 = raised;
+        try {
+          return fn.apply(this, a);
+        } finally {
+          const p = [deciding.sweeps, name, +(performance.now() - t).toFixed(2)];
+          if (name === 'slice') p.push(tracker.lingerStats.lastSlice, raised - r0);
+          parts.push(p);
+        }
+      };
+      undo.push(() => (obj[key] = fn));
+    };
+    for (const l of tracker.listeners) if (typeof l.sweep === 'function') timed(l, 'sweep', l.component);
+    timed(tracker, 'releaseLetGo', 'releaseLetGo');
+    // the walk over the lingering streams in slices (a turn each), where the package has it
+    if (typeof tracker.nextLingerSlice === 'function') timed(tracker, 'nextLingerSlice', 'slice');
+    timed(tracker, 'clearWritten', 'clearWritten');
+    const { PerformanceObserver } = await import('node:perf_hooks');
+    const obs = new PerformanceObserver((l) => l.getEntries().forEach((e) => parts.push([deciding.sweeps, 'gc', +e.duration.toFixed(2)])));
+    obs.observe({ entryTypes: ['gc'] });
+    undo.push(() => obs.disconnect());
+  }
   setTimeout(sweepNow, 20);
   const sweeping = setInterval(sweepNow, 250);
   const t0 = performance.now();
@@ -147,6 +176,7 @@ async function runBurst() {
   clearInterval(sweeping);
   h.disable();
   off();
+  for (const u of undo) u();
 
   for (const res of list) res.destroy?.();
   burstOpen.clear();
@@ -163,6 +193,7 @@ async function runBurst() {
     decidingSweepMs: deciding.ms,
     raisedBefore,
     turnsLog: process.env.SCALE_DEBUG ? turnsLog : undefined,
+    sweepParts: process.env.SCALE_DEBUG ? parts : undefined,
     raisedInSweep: deciding.raised,
     decidingSweepCpuMs: deciding.cpuMs,
     sweeps: deciding.sweeps,

@@ -11,6 +11,8 @@
 //     --scrapes N       scrapes, one a second, per phase (default 20)
 //     --burst N         streams whose findings are raised in the same sweep (default 10000; 0 skips)
 //     --workers N       cluster workers (default 8; 0 skips)
+//     --only burst      the burst case alone (no 100k phases, no route scrapes, no cluster): prints its table and
+//                       saves the raw result, never writes docs/reliability.md (the section is the full run's)
 //     --no-doc          print the table, do not write docs/reliability.md
 //     --dist DIR        measure another build (an older commit's dist/, for an A/B)
 //     --from FILE       re-render the section from a saved raw result (no measuring)
@@ -41,12 +43,18 @@ const opt = (name, def) => {
 };
 // --dist DIR: another build of the package (an A/B against an older commit's dist/)
 const DIST = resolve(opt('dist', join(ROOT, 'dist')), 'esm/index.js');
-const N = Number(opt('streams', 100_000));
+const ONLY = opt('only', undefined);
+if (ONLY !== undefined && ONLY !== 'burst') {
+  console.error(`bench/scale: --only ${ONLY}: only \`--only burst\` is known`);
+  process.exit(2);
+}
+const onlyBurst = ONLY === 'burst';
+const N = onlyBurst ? 0 : Number(opt('streams', 100_000));
 const ROUTES = Number(opt('routes', 200));
 const SCRAPES = Number(opt('scrapes', 20));
 const BURST = Number(opt('burst', 10_000));
-const WORKERS = Number(opt('workers', 8));
-const writeDoc = !argv.includes('--no-doc');
+const WORKERS = onlyBurst ? 0 : Number(opt('workers', 8));
+const writeDoc = !argv.includes('--no-doc') && !onlyBurst;
 if (!fs.existsSync(DIST)) {
   console.error('bench/scale: dist/esm/index.js is missing; run `npm run build` first (npm run bench does).');
   process.exit(2);
@@ -239,11 +247,15 @@ if (N > 0) {
   await settle(ctl);
 }
 // every route carries one stream, opened and closed: each has its series
-await openStreams(clients.slice(0, 1), port, instPaths, ROUTES);
-await closeStreams(clients.slice(0, 1));
-await settle(ctl);
-await sleep(500);
-if (N > 0) {
+if (!onlyBurst) {
+  await openStreams(clients.slice(0, 1), port, instPaths, ROUTES);
+  await closeStreams(clients.slice(0, 1));
+  await settle(ctl);
+  await sleep(500);
+}
+if (onlyBurst) {
+  // the burst case alone
+} else if (N > 0) {
   const base1 = await getJson(ctl, '/ctl/heap');
   const inst = await openStreams(clients, port, instPaths, N);
   await sleep(500);
@@ -368,7 +380,7 @@ function render(r) {
   return out.join('\n');
 }
 const section = render(results);
-if (FROM === undefined) fs.writeFileSync(join(os.tmpdir(), 'streamscope-bench-scale.json'), JSON.stringify(results, null, 2));
+if (FROM === undefined) fs.writeFileSync(join(os.tmpdir(), onlyBurst ? 'streamscope-bench-scale-burst.json' : 'streamscope-bench-scale.json'), JSON.stringify(results, null, 2));
 console.log('\n' + section);
 if (writeDoc) {
   const doc = join(ROOT, 'docs/reliability.md');
