@@ -115,10 +115,10 @@ async function runBurst() {
   const spin = () => {
     const now = performance.now();
     if (now - last > longest) longest = now - last;
-    if (process.env.SCALE_DEBUG && now - last > 3) turnsLog.push([turn, Math.round(now - last), perTurn.get(turn) ?? 0]);
-    last = now;
     const cu = process.cpuUsage(lastCpu);
     const cpu = (cu.user + cu.system) / 1000;
+    if (process.env.SCALE_DEBUG && (now - last > 3 || cpu > 3)) turnsLog.push([turn, +(now - last).toFixed(1), +cpu.toFixed(1), perTurn.get(turn) ?? 0]);
+    last = now;
     if (cpu > longestCpu) longestCpu = cpu;
     lastCpu = process.cpuUsage();
     turn++;
@@ -145,6 +145,7 @@ async function runBurst() {
   if (process.env.SCALE_DEBUG) {
     const timed = (obj, key, name) => {
       const fn = obj[key];
+      if (typeof fn !== 'function') return; // not in this build
       obj[key] = function (...a) {
         const t = performance.now();
         const r0 = raised;
@@ -160,8 +161,8 @@ async function runBurst() {
     };
     for (const l of tracker.listeners) if (typeof l.sweep === 'function') timed(l, 'sweep', l.component);
     timed(tracker, 'releaseLetGo', 'releaseLetGo');
-    // the walk over the lingering streams in slices (a turn each), where the package has it
-    if (typeof tracker.nextLingerSlice === 'function') timed(tracker, 'nextLingerSlice', 'slice');
+    // the walk over the lingering streams in slices (a turn each), where the build has it
+    timed(tracker, 'nextLingerSlice', 'slice');
     timed(tracker, 'clearWritten', 'clearWritten');
     const { PerformanceObserver } = await import('node:perf_hooks');
     const obs = new PerformanceObserver((l) => l.getEntries().forEach((e) => parts.push([deciding.sweeps, 'gc', +e.duration.toFixed(2)])));

@@ -370,13 +370,6 @@ export class Tracker {
     return writesHold(s, now);
   }
 
-  /** Releases every lingering stream whose producer let go, at once (no slices: for a caller that needs it done now). */
-  releaseLetGo(now = performance.now()): void {
-    this.lingering.each((s) => {
-      if (!this.producerHolds(s, now)) this.release(s);
-    });
-  }
-
   /** A slice of the walk over the lingering streams is due in an immediate. */
   private sliceScheduled = false;
   /** Slices of the walk over the lingering streams, and the streams they visited (for the tests and the benchmark). */
@@ -465,7 +458,8 @@ export class Tracker {
   }
 
   /**
-   * The sweep: every listener's `sweep` (the detectors), then the releases. It runs while any stream is open or
+   * The sweep: every listener's `sweep` (the detectors), then the walk over the lingering streams (the listeners'
+   * `lingering`, then the release of what its producer let go), in slices of a turn each (`lingerSlice`). It runs while any stream is open or
    * lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
    * when both are empty, so a zombie that writes once a minute is seen at each write.
    */
