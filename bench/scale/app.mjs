@@ -13,7 +13,7 @@
 //   /ctl/burst       see above; answers when every finding is raised, with the longest loop hold meanwhile
 import http from 'node:http';
 import http2 from 'node:http2';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
 const DIST = process.env.STREAMSCOPE_DIST;
@@ -47,6 +47,12 @@ function heapAfterGc() {
   for (let i = 0; i < 4; i++) globalThis.gc?.();
   return process.memoryUsage().heapUsed;
 }
+
+/**
+ * The CPU the main thread used (Node >= 23.9: `process.threadCpuUsage`), else the process's (V8's GC helper threads and
+ * libuv's pool included: more than what held the loop).
+ */
+const cpuUsage = process.threadCpuUsage ? (prev) => process.threadCpuUsage(prev) : (prev) => process.cpuUsage(prev);
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
@@ -106,21 +112,29 @@ async function runBurst() {
   h.enable();
   // the longest gap between two turns of the loop, measured by an immediate that re-arms itself
   let last = performance.now();
+  const from = last;
   let longest = 0;
   // and the CPU this process used between two turns (what it held the loop for, whatever the machine's load)
-  let lastCpu = process.cpuUsage();
+  let lastCpu = cpuUsage();
   let longestCpu = 0;
   let spinning = true;
   const turnsLog = [];
+  // the turns that held the loop for more than 1 ms (wall or CPU), and V8's GC pauses meanwhile: a turn a GC pause
+  // fell in is told apart from one that held the loop with the detectors' own work
+  const heavy = [];
+  const gcs = [];
+  const gcObs = new PerformanceObserver((l) => l.getEntries().forEach((e) => gcs.push([e.startTime, e.startTime + e.duration])));
+  gcObs.observe({ entryTypes: ['gc'] });
   const spin = () => {
     const now = performance.now();
     if (now - last > longest) longest = now - last;
-    const cu = process.cpuUsage(lastCpu);
+    const cu = cpuUsage(lastCpu);
     const cpu = (cu.user + cu.system) / 1000;
     if (process.env.SCALE_DEBUG && (now - last > 3 || cpu > 3)) turnsLog.push([turn, +(now - last).toFixed(1), +cpu.toFixed(1), perTurn.get(turn) ?? 0]);
+    if (now - last > 1 || cpu > 1) heavy.push([last, now, cpu]);
     last = now;
     if (cpu > longestCpu) longestCpu = cpu;
-    lastCpu = process.cpuUsage();
+    lastCpu = cpuUsage();
     turn++;
     if (spinning) setImmediate(spin);
   };
@@ -129,11 +143,11 @@ async function runBurst() {
   const deciding = { ms: 0, cpuMs: 0, raised: 0, sweeps: 0 };
   const sweepNow = () => {
     const t = performance.now();
-    const c = process.cpuUsage();
+    const c = cpuUsage();
     const before = raised;
     tracker.sweep();
     const ms = performance.now() - t;
-    const cu = process.cpuUsage(c);
+    const cu = cpuUsage(c);
     deciding.sweeps++;
     if (ms > deciding.ms) deciding.ms = ms;
     if ((cu.user + cu.system) / 1000 > deciding.cpuMs) deciding.cpuMs = (cu.user + cu.system) / 1000;
@@ -164,7 +178,6 @@ async function runBurst() {
     // the walk over the lingering streams in slices (a turn each), where the build has it
     timed(tracker, 'nextLingerSlice', 'slice');
     timed(tracker, 'clearWritten', 'clearWritten');
-    const { PerformanceObserver } = await import('node:perf_hooks');
     const obs = new PerformanceObserver((l) => l.getEntries().forEach((e) => parts.push([deciding.sweeps, 'gc', +e.duration.toFixed(2)])));
     obs.observe({ entryTypes: ['gc'] });
     undo.push(() => obs.disconnect());
@@ -178,6 +191,17 @@ async function runBurst() {
   h.disable();
   off();
   for (const u of undo) u();
+  // the GC entries come asynchronously
+  await new Promise((r) => setTimeout(r, 50));
+  gcObs.disconnect();
+  let noGcMs = 0;
+  let noGcCpuMs = 0;
+  for (const [a, b, cpu] of heavy) {
+    if (gcs.some(([g0, g1]) => g0 < b && g1 > a)) continue;
+    if (b - a > noGcMs) noGcMs = b - a;
+    if (cpu > noGcCpuMs) noGcCpuMs = cpu;
+  }
+  const inWindow = gcs.filter(([g0]) => g0 >= from);
 
   for (const res of list) res.destroy?.();
   burstOpen.clear();
@@ -198,6 +222,11 @@ async function runBurst() {
     raisedInSweep: deciding.raised,
     decidingSweepCpuMs: deciding.cpuMs,
     sweeps: deciding.sweeps,
+    cpuClock: process.threadCpuUsage ? 'main thread' : 'process',
+    longestTurnNoGcMs: noGcMs,
+    longestTurnNoGcCpuMs: noGcCpuMs,
+    gcPauses: inWindow.length,
+    gcLongestMs: Math.max(0, ...inWindow.map(([g0, g1]) => g1 - g0)),
   };
 }
 

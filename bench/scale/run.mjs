@@ -361,7 +361,12 @@ function render(r) {
       '| --- | --- |',
       `| findings raised (zombie_producer, one per stream) | ${int(b.raised)} of ${int(b.streams)} (${int(b.raisedBefore)} before the deciding sweep) |`,
       `| over | ${int(b.turns)} turn(s) of the event loop, at most ${int(b.maxPerTurn)} in one, ${ms(b.raisingMs)} from first to last |`,
-      `| longest single hold of the loop while they were raised: wall time between two turns / CPU this process used in it | ${ms(b.longestTurnMs)} / ${mark(b.longestTurnCpuMs, 10)} |`,
+      `| longest single hold of the loop while they were raised: wall time between two turns / CPU ${b.cpuClock === 'main thread' ? 'the main thread' : 'this process'} used in it | ${ms(b.longestTurnMs)} / ${mark(b.longestTurnCpuMs, 10)} |`,
+      ...(b.gcPauses === undefined
+        ? []
+        : [
+            `| the same, turns no GC pause fell in (the detectors' own work) / V8 GC pauses meanwhile | ${ms(b.longestTurnNoGcMs)} / ${mark(b.longestTurnNoGcCpuMs, 10)}; ${int(b.gcPauses)} GC pause(s), longest ${ms(b.gcLongestMs)} |`,
+          ]),
       `| the sweeps that decided them (every 250 ms, their checks over every stream and the findings raised within their budget): longest | ${ms(b.decidingSweepMs)} (CPU ${ms(b.decidingSweepCpuMs)}); ${int(b.sweeps)} sweep(s), ${int(b.raisedInSweep)} raised in the first |`,
       `| event-loop delay max meanwhile (1 ms timer) | ${ms(b.loopDelayMaxMs)} |`,
       '',
