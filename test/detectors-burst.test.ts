@@ -19,6 +19,29 @@ const N = 10_000;
 const BOUND = 1000;
 const { cleanup, serve, collect } = testScope();
 
+/** `n` clients that read everything they are sent (SSE subscribers), 200 connecting at a time. */
+async function connectMany(port: number, path: string, n: number): Promise<net.Socket[]> {
+  const socks: net.Socket[] = [];
+  for (let i = 0; i < n; i += 200) {
+    const batch = await Promise.all(
+      Array.from(
+        { length: Math.min(200, n - i) },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const sock = net.connect({ port, host: '127.0.0.1' }, () => {
+              sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+              resolve(sock);
+            });
+            sock.on('data', () => undefined);
+            sock.on('error', reject);
+          }),
+      ),
+    );
+    socks.push(...batch);
+  }
+  return socks;
+}
+
 describe('a burst of lingering streams', () => {
   it(`${N.toLocaleString('en-US')} zombies lingering together: no turn looks at more than ${BOUND} of them; each gets zombie_producer and dangling_stream exactly once; a stream released while it waits for its turn, or added during the walk, is handled; all are released, in slices too, once their producers let go`, async () => {
     install();
@@ -137,6 +160,36 @@ describe('a burst of lingering streams', () => {
     expect([...tracker.internalErrors.values()].reduce((a, b) => a + b, 0)).toBe(faultsBefore);
   }, 60_000);
 
+  it('2,000 real streams whose clients leave together and whose producers write 3 times after that: each gets exactly one zombie_producer, and all are released once the writes stop', async () => {
+    const tracker = getTracker();
+    const registry = new Registry();
+    const findings = collect('/zombie-burst');
+    const n = 2000;
+    const held: http.ServerResponse[] = [];
+    const handler = instrument(
+      (_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write(': open\n\n');
+        held.push(res);
+      },
+      { registry, route: '/zombie-burst', stallAfterMs: 60_000, danglingAfterMs: 500 },
+    );
+    const srv = await serve(handler);
+    const socks = await connectMany(srv.port, '/zombie-burst', n);
+    cleanup.push(() => socks.forEach((s) => s.destroy()));
+    await until(() => held.length >= n, 'every stream open', 30_000);
+    for (const s of socks) s.destroy();
+    await until(() => held.every((res) => res.destroyed), 'every response closed', 15_000);
+    // the producers write on, 3 times each, in one tick
+    for (const res of held) for (let i = 0; i < 3; i++) res.write('data: late\n\n', () => undefined);
+    await until(() => findings.filter((f) => f.kind === 'zombie_producer').length >= n, `${n} zombie_producer`, 20_000);
+    await until(() => tracker.lingering.size === 0, 'every stream released once its writes stopped', 20_000);
+    await sleep(300);
+    const zombies = findings.filter((f) => f.kind === 'zombie_producer');
+    expect(zombies).toHaveLength(n);
+    expect(new Set(zombies.map((f) => f.streamId)).size).toBe(n);
+  }, 90_000);
+
   it('2,000 healthy streams whose clients leave together and whose handlers clean up after the close: nothing raised, every one released, the walk over them in slices', async () => {
     const tracker = getTracker();
     const registry = new Registry();
@@ -146,36 +199,19 @@ describe('a burst of lingering streams', () => {
       (_req, res) => {
         res.writeHead(200, { 'Content-Type': 'text/event-stream' });
         res.write(': open\n\n');
-        // the handler settles 300 ms after its client left (its cleanup): the closed stream lingers until then
-        return new Promise<void>((r) => res.on('close', () => setTimeout(r, 300)));
+        // the handler settles a second after its client left (its cleanup): the closed stream lingers until then
+        return new Promise<void>((r) => res.on('close', () => setTimeout(r, 1000)));
       },
       { registry, route: '/healthy', stallAfterMs: 200, danglingAfterMs: 2000 },
     );
     const srv = await serve(handler);
-    const socks: net.Socket[] = [];
+    const socks = await connectMany(srv.port, '/healthy', n);
     cleanup.push(() => socks.forEach((s) => s.destroy()));
-    for (let i = 0; i < n; i += 200) {
-      const batch = await Promise.all(
-        Array.from(
-          { length: Math.min(200, n - i) },
-          () =>
-            new Promise<net.Socket>((resolve, reject) => {
-              const sock = net.connect({ port: srv.port, host: '127.0.0.1' }, () => {
-                sock.write('GET /healthy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-                resolve(sock);
-              });
-              sock.on('data', () => undefined);
-              sock.on('error', reject);
-            }),
-        ),
-      );
-      socks.push(...batch);
-    }
     await until(() => tracker.open.size >= n, 'every stream open', 30_000);
-    const slicesBefore = tracker.lingerStats.slices;
     // every client leaves at once
     for (const s of socks) s.destroy();
-    await until(() => tracker.lingering.size >= n / 2, 'the closed streams lingering (their handlers still run)', 10_000);
+    await until(() => tracker.lingering.size >= 0.9 * n, 'the closed streams lingering (their handlers still run)', 10_000);
+    const slicesBefore = tracker.lingerStats.slices;
     await until(() => tracker.open.size === 0 && tracker.lingering.size === 0, 'every stream released', 15_000);
     // the walk over them went in slices (more than one, for more than LINGER_SLICE lingering at once)
     expect(tracker.lingerStats.slices - slicesBefore).toBeGreaterThan(1);

@@ -459,8 +459,8 @@ export class Tracker {
 
   /**
    * The sweep: every listener's `sweep` (the detectors), then the walk over the lingering streams (the listeners'
-   * `lingering`, then the release of what its producer let go), in slices of a turn each (`lingerSlice`). It runs while any stream is open or
-   * lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
+   * `lingering`, then the release of what its producer let go), in slices of a turn each (`lingerSlice`). It runs
+   * while any stream is open or lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
    * when both are empty, so a zombie that writes once a minute is seen at each write.
    */
   sweep(): void {
