@@ -178,6 +178,33 @@ async function runBurst() {
     // the walk over the lingering streams in slices (a turn each), where the build has it
     timed(tracker, 'nextLingerSlice', 'slice');
     timed(tracker, 'clearWritten', 'clearWritten');
+    // every callback of the loop (immediates, timers, I/O), timed: the longest ones, and what each was
+    const { createHook } = await import('node:async_hooks');
+    const types = new Map();
+    const started = new Map();
+    const longCallbacks = [];
+    const hook = createHook({
+      init(id, type) {
+        types.set(id, type);
+      },
+      before(id) {
+        started.set(id, performance.now());
+      },
+      after(id) {
+        const t = started.get(id);
+        if (t === undefined) return;
+        started.delete(id);
+        const d = performance.now() - t;
+        if (d > 2) longCallbacks.push([types.get(id) ?? '?', +d.toFixed(2)]);
+      },
+      destroy(id) {
+        types.delete(id);
+      },
+    }).enable();
+    undo.push(() => {
+      hook.disable();
+      parts.push(['callbacks over 2 ms', longCallbacks]);
+    });
     const obs = new PerformanceObserver((l) => l.getEntries().forEach((e) => parts.push([deciding.sweeps, 'gc', +e.duration.toFixed(2)])));
     obs.observe({ entryTypes: ['gc'] });
     undo.push(() => obs.disconnect());

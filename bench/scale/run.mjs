@@ -16,6 +16,8 @@
 //     --no-doc          print the table, do not write docs/reliability.md
 //     --dist DIR        measure another build (an older commit's dist/, for an A/B)
 //     --from FILE       re-render the section from a saved raw result (no measuring)
+//   SCALE_DEBUG=1       (environment) the raw burst result, printed, also lists the turns over 3 ms, where each
+//                       sweep's and each slice's time went, and the GC pauses
 //
 // Phases, one server process (bench/scale/app.mjs, `node --expose-gc`, the built package), clients in other
 // processes: (1) N streams on /plain (no streamscope): heap after GC, then a scrape of /metrics every second
