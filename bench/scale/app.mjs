@@ -13,7 +13,7 @@
 //   /ctl/burst       see above; answers when every finding is raised, with the longest loop hold meanwhile
 import http from 'node:http';
 import http2 from 'node:http2';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
 const DIST = process.env.STREAMSCOPE_DIST;
@@ -47,6 +47,12 @@ function heapAfterGc() {
   for (let i = 0; i < 4; i++) globalThis.gc?.();
   return process.memoryUsage().heapUsed;
 }
+
+/**
+ * The CPU the main thread used (Node >= 23.9: `process.threadCpuUsage`), else the process's (V8's GC helper threads and
+ * libuv's pool included: more than what held the loop).
+ */
+const cpuUsage = process.threadCpuUsage ? (prev) => process.threadCpuUsage(prev) : (prev) => process.cpuUsage(prev);
 
 const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
@@ -106,21 +112,29 @@ async function runBurst() {
   h.enable();
   // the longest gap between two turns of the loop, measured by an immediate that re-arms itself
   let last = performance.now();
+  const from = last;
   let longest = 0;
   // and the CPU this process used between two turns (what it held the loop for, whatever the machine's load)
-  let lastCpu = process.cpuUsage();
+  let lastCpu = cpuUsage();
   let longestCpu = 0;
   let spinning = true;
   const turnsLog = [];
+  // the turns that held the loop for more than 1 ms (wall or CPU), and V8's GC pauses meanwhile: a turn a GC pause
+  // fell in is told apart from one that held the loop with the detectors' own work
+  const heavy = [];
+  const gcs = [];
+  const gcObs = new PerformanceObserver((l) => l.getEntries().forEach((e) => gcs.push([e.startTime, e.startTime + e.duration])));
+  gcObs.observe({ entryTypes: ['gc'] });
   const spin = () => {
     const now = performance.now();
     if (now - last > longest) longest = now - last;
-    if (process.env.SCALE_DEBUG && now - last > 3) turnsLog.push([turn, Math.round(now - last), perTurn.get(turn) ?? 0]);
-    last = now;
-    const cu = process.cpuUsage(lastCpu);
+    const cu = cpuUsage(lastCpu);
     const cpu = (cu.user + cu.system) / 1000;
+    if (process.env.SCALE_DEBUG && (now - last > 3 || cpu > 3)) turnsLog.push([turn, +(now - last).toFixed(1), +cpu.toFixed(1), perTurn.get(turn) ?? 0]);
+    if (now - last > 1 || cpu > 1) heavy.push([last, now, cpu]);
+    last = now;
     if (cpu > longestCpu) longestCpu = cpu;
-    lastCpu = process.cpuUsage();
+    lastCpu = cpuUsage();
     turn++;
     if (spinning) setImmediate(spin);
   };
@@ -129,16 +143,72 @@ async function runBurst() {
   const deciding = { ms: 0, cpuMs: 0, raised: 0, sweeps: 0 };
   const sweepNow = () => {
     const t = performance.now();
-    const c = process.cpuUsage();
+    const c = cpuUsage();
     const before = raised;
     tracker.sweep();
     const ms = performance.now() - t;
-    const cu = process.cpuUsage(c);
+    const cu = cpuUsage(c);
     deciding.sweeps++;
     if (ms > deciding.ms) deciding.ms = ms;
     if ((cu.user + cu.system) / 1000 > deciding.cpuMs) deciding.cpuMs = (cu.user + cu.system) / 1000;
     if (deciding.sweeps === 1) deciding.raised = raised - before;
   };
+  // SCALE_DEBUG: where each sweep's time goes (each listener's sweep, the tracker's releases), and GC pauses
+  const parts = [];
+  const undo = [];
+  if (process.env.SCALE_DEBUG) {
+    const timed = (obj, key, name) => {
+      const fn = obj[key];
+      if (typeof fn !== 'function') return; // not in this build
+      obj[key] = function (...a) {
+        const t = performance.now();
+        const r0 = raised;
+        try {
+          return fn.apply(this, a);
+        } finally {
+          const p = [deciding.sweeps, name, +(performance.now() - t).toFixed(2)];
+          if (name === 'slice') p.push(tracker.lingerStats.lastSlice, raised - r0);
+          parts.push(p);
+        }
+      };
+      undo.push(() => (obj[key] = fn));
+    };
+    for (const l of tracker.listeners) if (typeof l.sweep === 'function') timed(l, 'sweep', l.component);
+    timed(tracker, 'releaseLetGo', 'releaseLetGo');
+    // the walk over the lingering streams in slices (a turn each), where the build has it
+    timed(tracker, 'nextLingerSlice', 'slice');
+    timed(tracker, 'clearWritten', 'clearWritten');
+    // every callback of the loop (immediates, timers, I/O), timed: the longest ones, and what each was
+    const { createHook } = await import('node:async_hooks');
+    const types = new Map();
+    const started = new Map();
+    const longCallbacks = [];
+    const hook = createHook({
+      init(id, type) {
+        types.set(id, type);
+      },
+      before(id) {
+        started.set(id, performance.now());
+      },
+      after(id) {
+        const t = started.get(id);
+        if (t === undefined) return;
+        started.delete(id);
+        const d = performance.now() - t;
+        if (d > 2) longCallbacks.push([types.get(id) ?? '?', +d.toFixed(2)]);
+      },
+      destroy(id) {
+        types.delete(id);
+      },
+    }).enable();
+    undo.push(() => {
+      hook.disable();
+      parts.push(['callbacks over 2 ms', longCallbacks]);
+    });
+    const obs = new PerformanceObserver((l) => l.getEntries().forEach((e) => parts.push([deciding.sweeps, 'gc', +e.duration.toFixed(2)])));
+    obs.observe({ entryTypes: ['gc'] });
+    undo.push(() => obs.disconnect());
+  }
   setTimeout(sweepNow, 20);
   const sweeping = setInterval(sweepNow, 250);
   const t0 = performance.now();
@@ -147,6 +217,18 @@ async function runBurst() {
   clearInterval(sweeping);
   h.disable();
   off();
+  for (const u of undo) u();
+  // the GC entries come asynchronously
+  await new Promise((r) => setTimeout(r, 50));
+  gcObs.disconnect();
+  let noGcMs = 0;
+  let noGcCpuMs = 0;
+  for (const [a, b, cpu] of heavy) {
+    if (gcs.some(([g0, g1]) => g0 < b && g1 > a)) continue;
+    if (b - a > noGcMs) noGcMs = b - a;
+    if (cpu > noGcCpuMs) noGcCpuMs = cpu;
+  }
+  const inWindow = gcs.filter(([g0]) => g0 >= from);
 
   for (const res of list) res.destroy?.();
   burstOpen.clear();
@@ -163,9 +245,15 @@ async function runBurst() {
     decidingSweepMs: deciding.ms,
     raisedBefore,
     turnsLog: process.env.SCALE_DEBUG ? turnsLog : undefined,
+    sweepParts: process.env.SCALE_DEBUG ? parts : undefined,
     raisedInSweep: deciding.raised,
     decidingSweepCpuMs: deciding.cpuMs,
     sweeps: deciding.sweeps,
+    cpuClock: process.threadCpuUsage ? 'main thread' : 'process',
+    longestTurnNoGcMs: noGcMs,
+    longestTurnNoGcCpuMs: noGcCpuMs,
+    gcPauses: inWindow.length,
+    gcLongestMs: Math.max(0, ...inWindow.map(([g0, g1]) => g1 - g0)),
   };
 }
 

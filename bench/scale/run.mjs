@@ -11,9 +11,13 @@
 //     --scrapes N       scrapes, one a second, per phase (default 20)
 //     --burst N         streams whose findings are raised in the same sweep (default 10000; 0 skips)
 //     --workers N       cluster workers (default 8; 0 skips)
+//     --only burst      the burst case alone (no 100k phases, no route scrapes, no cluster): prints its table and
+//                       saves the raw result, never writes docs/reliability.md (the section is the full run's)
 //     --no-doc          print the table, do not write docs/reliability.md
 //     --dist DIR        measure another build (an older commit's dist/, for an A/B)
 //     --from FILE       re-render the section from a saved raw result (no measuring)
+//   SCALE_DEBUG=1       (environment) the raw burst result, printed, also lists the turns over 3 ms, where each
+//                       sweep's and each slice's time went, and the GC pauses
 //
 // Phases, one server process (bench/scale/app.mjs, `node --expose-gc`, the built package), clients in other
 // processes: (1) N streams on /plain (no streamscope): heap after GC, then a scrape of /metrics every second
@@ -41,12 +45,18 @@ const opt = (name, def) => {
 };
 // --dist DIR: another build of the package (an A/B against an older commit's dist/)
 const DIST = resolve(opt('dist', join(ROOT, 'dist')), 'esm/index.js');
-const N = Number(opt('streams', 100_000));
+const ONLY = opt('only', undefined);
+if (ONLY !== undefined && ONLY !== 'burst') {
+  console.error(`bench/scale: --only ${ONLY}: only \`--only burst\` is known`);
+  process.exit(2);
+}
+const onlyBurst = ONLY === 'burst';
+const N = onlyBurst ? 0 : Number(opt('streams', 100_000));
 const ROUTES = Number(opt('routes', 200));
 const SCRAPES = Number(opt('scrapes', 20));
 const BURST = Number(opt('burst', 10_000));
-const WORKERS = Number(opt('workers', 8));
-const writeDoc = !argv.includes('--no-doc');
+const WORKERS = onlyBurst ? 0 : Number(opt('workers', 8));
+const writeDoc = !argv.includes('--no-doc') && !onlyBurst;
 if (!fs.existsSync(DIST)) {
   console.error('bench/scale: dist/esm/index.js is missing; run `npm run build` first (npm run bench does).');
   process.exit(2);
@@ -239,11 +249,15 @@ if (N > 0) {
   await settle(ctl);
 }
 // every route carries one stream, opened and closed: each has its series
-await openStreams(clients.slice(0, 1), port, instPaths, ROUTES);
-await closeStreams(clients.slice(0, 1));
-await settle(ctl);
-await sleep(500);
-if (N > 0) {
+if (!onlyBurst) {
+  await openStreams(clients.slice(0, 1), port, instPaths, ROUTES);
+  await closeStreams(clients.slice(0, 1));
+  await settle(ctl);
+  await sleep(500);
+}
+if (onlyBurst) {
+  // the burst case alone
+} else if (N > 0) {
   const base1 = await getJson(ctl, '/ctl/heap');
   const inst = await openStreams(clients, port, instPaths, N);
   await sleep(500);
@@ -349,7 +363,12 @@ function render(r) {
       '| --- | --- |',
       `| findings raised (zombie_producer, one per stream) | ${int(b.raised)} of ${int(b.streams)} (${int(b.raisedBefore)} before the deciding sweep) |`,
       `| over | ${int(b.turns)} turn(s) of the event loop, at most ${int(b.maxPerTurn)} in one, ${ms(b.raisingMs)} from first to last |`,
-      `| longest single hold of the loop while they were raised: wall time between two turns / CPU this process used in it | ${ms(b.longestTurnMs)} / ${mark(b.longestTurnCpuMs, 10)} |`,
+      `| longest single hold of the loop while they were raised: wall time between two turns / CPU ${b.cpuClock === 'main thread' ? 'the main thread' : 'this process'} used in it | ${ms(b.longestTurnMs)} / ${mark(b.longestTurnCpuMs, 10)} |`,
+      ...(b.gcPauses === undefined
+        ? []
+        : [
+            `| the same, turns no GC pause fell in (the detectors' own work) / V8 GC pauses meanwhile | ${ms(b.longestTurnNoGcMs)} / ${mark(b.longestTurnNoGcCpuMs, 10)}; ${int(b.gcPauses)} GC pause(s), longest ${ms(b.gcLongestMs)} |`,
+          ]),
       `| the sweeps that decided them (every 250 ms, their checks over every stream and the findings raised within their budget): longest | ${ms(b.decidingSweepMs)} (CPU ${ms(b.decidingSweepCpuMs)}); ${int(b.sweeps)} sweep(s), ${int(b.raisedInSweep)} raised in the first |`,
       `| event-loop delay max meanwhile (1 ms timer) | ${ms(b.loopDelayMaxMs)} |`,
       '',
@@ -368,7 +387,7 @@ function render(r) {
   return out.join('\n');
 }
 const section = render(results);
-if (FROM === undefined) fs.writeFileSync(join(os.tmpdir(), 'streamscope-bench-scale.json'), JSON.stringify(results, null, 2));
+if (FROM === undefined) fs.writeFileSync(join(os.tmpdir(), onlyBurst ? 'streamscope-bench-scale-burst.json' : 'streamscope-bench-scale.json'), JSON.stringify(results, null, 2));
 console.log('\n' + section);
 if (writeDoc) {
   const doc = join(ROOT, 'docs/reliability.md');

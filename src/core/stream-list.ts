@@ -7,6 +7,8 @@ import type { StreamState } from './stream-state.js';
  */
 export abstract class StreamList {
   private readonly items: StreamState[] = [];
+  /** The walk in slices under way (`startWalk`/`nextInWalk`): the index it goes on below; -1 when none is. */
+  private cursor = -1;
 
   /** The stream's index in this list (-1: not in it); a field of its own per list, read without a computed key. */
   protected abstract index(s: StreamState): number;
@@ -41,6 +43,33 @@ export abstract class StreamList {
 
   values(): IterableIterator<StreamState> {
     return this.items.slice().values();
+  }
+
+  /** Is a walk in slices under way (started, not done)? */
+  get walking(): boolean {
+    return this.cursor >= 0;
+  }
+
+  /** Starts a walk in slices, from the last stream, unless one is under way (which goes on). */
+  startWalk(): void {
+    if (this.cursor < 0) this.cursor = this.items.length;
+  }
+
+  /**
+   * The next stream of the walk under way (last first), or undefined when the walk is done (it then ends). Between
+   * two calls the list may change: every stream that was in the list when the walk started and still is is
+   * returned at least once, since a removal moves only the last stream, and only down: a stream not reached yet
+   * stays below the cursor, and one reached may come again (a check is idempotent); a stream added since waits for
+   * the next walk.
+   */
+  nextInWalk(): StreamState | undefined {
+    const items = this.items;
+    if (this.cursor > items.length) this.cursor = items.length;
+    if (this.cursor <= 0) {
+      this.cursor = -1;
+      return undefined;
+    }
+    return items[--this.cursor];
   }
 
   /**

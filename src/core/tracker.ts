@@ -45,6 +45,14 @@ export interface TrackerListener {
    * consumer has to keep it alive): after the listeners' sweeps, the tracker releases what its producer let go.
    */
   sweep?(now: number): void;
+  /**
+   * The sweep's walk over the lingering streams goes in slices, each in a turn of the event loop of its own (at
+   * most LINGER_SLICE streams and about LINGER_SLICE_MS each): a slice begins, `first` when it runs in the sweep's
+   * own tick (after the listeners' `sweep`), not from an immediate of its own.
+   */
+  lingerSlice?(now: number, first: boolean): void;
+  /** A lingering stream's turn in the walk; the tracker then releases it if its producer let go. */
+  lingering?(s: StreamState, now: number): void;
 }
 
 /** Runs code in a stream's async context, and knows what async work it created (trackAsync). */
@@ -62,8 +70,17 @@ const WRITTEN_LOOKBACK = 64;
 
 /** How often the sweep runs (detectors' checks, releases on the time window); a finding comes within its threshold plus this. */
 export const SWEEP_MS = 250;
+/**
+ * Lingering streams one slice of the sweep's walk visits at most (the listeners' checks, then the release), and
+ * the time it may take from its start (its findings raised within it included; the clock is read every 16 streams,
+ * and a slice visits at least 64): 10,000 streams whose clients left together are walked in slices of a turn
+ * each, the next turn going on where the last stopped, instead of in one turn (docs/detectors.md, "Bursts").
+ */
+export const LINGER_SLICE = 1000;
+export const LINGER_SLICE_MS = 2;
+const LINGER_SLICE_MIN = 64;
 
-type EventName = Exclude<keyof TrackerListener, 'component' | 'sweep'>;
+type EventName = Exclude<keyof TrackerListener, 'component' | 'sweep' | 'lingerSlice' | 'lingering'>;
 type Hook = (this: TrackerListener, s: StreamState, arg?: unknown) => unknown;
 const EVENTS: readonly EventName[] = ['open', 'firstWrite', 'writeBlocked', 'drain', 'clientClosed', 'writeAfterClose', 'close', 'release', 'finding'];
 
@@ -360,11 +377,69 @@ export class Tracker {
     return writesHold(s, now < 0 ? performance.now() : now);
   }
 
-  /** Releases every lingering stream whose producer let go (the sweep's last step). */
-  releaseLetGo(now = performance.now()): void {
-    this.lingering.each((s) => {
-      if (!this.producerHolds(s, now)) this.release(s);
-    });
+  /** A slice of the walk over the lingering streams is due in an immediate. */
+  private sliceScheduled = false;
+  /** Slices of the walk over the lingering streams, and the streams they visited (for the tests and the benchmark). */
+  readonly lingerStats = { slices: 0, visited: 0, lastSlice: 0 };
+
+  /**
+   * One slice of the sweep's walk over the lingering streams (starting one unless one is under way): for each, the
+   * listeners' `lingering`, then its release if its producer let go; at most LINGER_SLICE streams, and none past
+   * `startedAt` + LINGER_SLICE_MS once LINGER_SLICE_MIN are done. What is left goes on in the next turn
+   * (an immediate), where this one stopped: every stream lingering when the walk started is visited once a walk.
+   */
+  private lingerSlice(startedAt: number, first: boolean): void {
+    const list = this.lingering;
+    list.startWalk();
+    let now = performance.now();
+    const fns: TrackerListener[] = [];
+    for (const l of this.listeners) {
+      if (typeof l.lingerSlice === 'function') {
+        try {
+          l.lingerSlice(now, first);
+        } catch (err) {
+          this.fault(l.component, err);
+        }
+      }
+      if (typeof l.lingering === 'function') fns.push(l);
+    }
+    const until = startedAt + LINGER_SLICE_MS;
+    let n = 0;
+    this.lingerStats.slices++;
+    for (;;) {
+      const s = list.nextInWalk();
+      if (s === undefined) break;
+      n++;
+      for (const l of fns) {
+        try {
+          (l.lingering as (s: StreamState, now: number) => void)(s, now);
+        } catch (err) {
+          this.fault(l.component, err);
+        }
+      }
+      if (s.phase === Phase.Closed && list.has(s) && !this.producerHolds(s, now)) this.release(s);
+      if (n >= LINGER_SLICE || ((n & 15) === 0 && n >= LINGER_SLICE_MIN && (now = performance.now()) >= until)) break;
+    }
+    this.lingerStats.visited += n;
+    this.lingerStats.lastSlice = n;
+    if (list.walking && !this.sliceScheduled) {
+      this.sliceScheduled = true;
+      // created inside the sweep (internalDepth > 0) or a slice: never a stream's async resource (trackAsync)
+      setImmediate(lingerSliceOf, this);
+    }
+  }
+
+  /** The next slice of the walk (an immediate): a turn of its own. */
+  nextLingerSlice(): void {
+    this.sliceScheduled = false;
+    this.internalDepth++;
+    try {
+      this.lingerSlice(performance.now(), false);
+    } catch (err) {
+      this.fault('tracker', err);
+    } finally {
+      this.internalDepth--;
+    }
   }
 
   /**
@@ -410,8 +485,9 @@ export class Tracker {
   }
 
   /**
-   * The sweep: every listener's `sweep` (the detectors), then the releases. It runs while any stream is open or
-   * lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
+   * The sweep: every listener's `sweep` (the detectors), then the walk over the lingering streams (the listeners'
+   * `lingering`, then the release of what its producer let go), in slices of a turn each (`lingerSlice`). It runs
+   * while any stream is open or lingering, whatever its consumers: every add to either list starts it (`watch`), and it stops itself only
    * when both are empty, so a zombie that writes once a minute is seen at each write.
    */
   sweep(): void {
@@ -428,7 +504,9 @@ export class Tracker {
         }
       }
       this.clearWritten();
-      this.releaseLetGo(performance.now());
+      // the lingering streams, in slices: the first now (its budget counted from the sweep's start), unless a walk's
+      // next slice is already due (it goes on, in its own turn)
+      if (!this.sliceScheduled && this.lingering.size > 0) this.lingerSlice(now, true);
       if (this.open.size === 0 && this.lingering.size === 0) this.stopSweep();
     } catch (err) {
       this.fault('tracker', err);
@@ -559,6 +637,10 @@ export class Tracker {
 
 function sweepTracker(t: Tracker): void {
   t.sweep();
+}
+
+function lingerSliceOf(t: Tracker): void {
+  t.nextLingerSlice();
 }
 
 /**

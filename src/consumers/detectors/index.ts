@@ -95,7 +95,7 @@ function checkClosed(s: StreamState, now: number): void {
  */
 export const sweepStats = {
   sweeps: 0,
-  /** Stream visits of the last sweep, all passes counted. */
+  /** Stream visits of the last sweep, all passes counted but the lingering streams' (walked in slices: the tracker's `lingerStats`). */
   visits: 0,
   /** Blocked streams, wire-watched streams, visits of the streams written to since the sweep before (gauges' fold and gaps), lingering streams. */
   blocked: 0,
@@ -147,10 +147,10 @@ export function sweep(now = performance.now()): void {
     foldEnd(gen);
     const wired = sweepWires(now);
     const looked = sweepGaps(now);
+    // the lingering streams' checks (checkClosed) run in the tracker's walk over them, in slices (`lingering` below)
     const lingering = tracker.lingering.size;
-    tracker.lingering.each((s) => checkClosed(s, now));
     sweepStats.sweeps++;
-    sweepStats.visits = visits + folded + wired + looked + lingering;
+    sweepStats.visits = visits + folded + wired + looked;
     sweepStats.blocked = nBlocked;
     sweepStats.wired = wired;
     sweepStats.written = folded + looked;
@@ -180,8 +180,22 @@ function checkSampled(list: readonly StreamState[]): void {
   }
 }
 
+/**
+ * A slice of the tracker's walk over the lingering streams begins: one in a turn of its own (an immediate) may
+ * decide findings afresh; the first runs in the sweep's tick and shares its budget.
+ */
+function lingerSlice(_now: number, first: boolean): void {
+  if (!first) beginTick();
+}
+
+function lingering(s: StreamState, now: number): void {
+  checkClosed(s, now);
+}
+
 export const detectorsListener: TrackerListener = {
   component: 'detectors',
   drain: onEpisodeEnd,
   sweep,
+  lingerSlice,
+  lingering,
 };
