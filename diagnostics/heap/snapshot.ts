@@ -21,6 +21,22 @@ export const NONE = 0xffffffff;
  * 6 % of the analyzer's peak).
  */
 export const STRING_STEP = 64;
+/**
+ * Whether an array's memory can be given back at once, without waiting for a garbage collection:
+ * `ArrayBuffer.prototype.transfer` (Node >= 21) detaches the buffer and frees its memory. analyze.ts then
+ * releases the columns it does not need in a phase and reads them back from the file later.
+ */
+export const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+
+/** Frees an array's buffer now (every view of it becomes empty); false where the runtime cannot. */
+export function release(a: { buffer: ArrayBufferLike }): boolean {
+  if (!canRelease || a.buffer.byteLength === 0) return false;
+  (a.buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
+  return true;
+}
+
+/** Nodes a mark is kept for when self sizes are read back per node (HeapSnapshot.selfSize). */
+const NODE_MARK = 64;
 
 export interface SnapshotMeta {
   nodeFields: string[];
@@ -71,14 +87,17 @@ export class HeapSnapshot {
   readonly meta: SnapshotMeta;
   readonly nodeCount: number;
   readonly edgeCount: number;
-  readonly nodeType: Uint8Array;
+  /** analyze.ts may release it for a while (release()) and read it back (scanNodes). */
+  nodeType: Uint8Array;
   /** Empty after a lean parse until loadColumns fills it. */
   nodeName: Uint32Array;
   private readonly nodesOffset: number;
   private readonly edgesOffset: number;
   private readonly locationsOffset: number;
-  /** Empty after a lean parse until loadColumns fills it. */
+  /** Empty after a lean parse until loadColumns fills it; read selfSize(), which reads it back per node when it stays empty. */
   nodeSelf: Uint32Array;
+  /** File offset of every 64th node in `nodes` (loadColumns with `selfMarks`), for selfSize() without nodeSelf. */
+  private nodeMarks: Float64Array | null = null;
   firstEdge: Uint32Array;
   edgeTo: Uint32Array;
   /** Empty after a lean parse until loadColumns fills it. */
@@ -260,7 +279,52 @@ export class HeapSnapshot {
     }
     if (known === -1) return this.string(idx).length;
     if (known > 0 && known < 1024) return known;
-    return Math.max(0, this.nodeSelf[node] - 16);
+    return Math.max(0, this.selfSize(node) - 16);
+  }
+
+  /** The typed arrays the snapshot holds (for accounting: analyze.ts's onHeld). */
+  columns(): ArrayBufferView[] {
+    const out: ArrayBufferView[] = [this.nodeType, this.nodeName, this.nodeSelf, this.firstEdge, this.edgeTo, this.edgeName, this.strMarks];
+    if (this.nodeMarks) out.push(this.nodeMarks);
+    return out;
+  }
+
+  /** Self size of a node: from nodeSelf, or read back from the file (from the mark of the 64th node before it). */
+  selfSize(node: number): number {
+    if (node < this.nodeSelf.length) return this.nodeSelf[node];
+    const marks = this.nodeMarks;
+    if (!marks || node >= this.nodeCount || this.fd < 0) return 0;
+    const fields = this.meta.nodeFields;
+    const F = fields.length;
+    let skip = (node % NODE_MARK) * F + fields.indexOf('self_size');
+    let pos = marks[Math.floor(node / NODE_MARK)];
+    const buf = (this.readBuf ??= Buffer.allocUnsafe(1 << 14));
+    let num = 0;
+    let has = false;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      } catch {
+        return 0;
+      }
+      if (n === 0) return 0;
+      pos += n;
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (c >= 0x30 && c <= 0x39) {
+          num = num * 10 + (c - 0x30);
+          has = true;
+          continue;
+        }
+        if (has) {
+          if (skip-- === 0) return num > 0xffffffff ? 0xffffffff : num;
+          num = 0;
+          has = false;
+        }
+        if (c === 0x5d) return 0;
+      }
+    }
   }
 
   name(node: number): string {
@@ -400,9 +464,12 @@ export class HeapSnapshot {
    * One sequential pass over the file's `nodes` array: `onNode(node, name, selfSize, edgeCount)` for every
    * node, in order. The file was checked whole when parsed; a file changed since then is an InputError.
    */
-  scanNodes(onNode: (node: number, name: number, self: number, edgeCount: number) => void): void {
+  scanNodes(onNode: (node: number, name: number, self: number, edgeCount: number, type: number) => void, marks?: Float64Array): void {
     const fields = this.meta.nodeFields;
     const F = fields.length;
+    const fType = fields.indexOf('type');
+    const types = this.meta.nodeTypes.length;
+    let type = 0;
     const fName = fields.indexOf('name');
     const fSelf = fields.indexOf('self_size');
     const fEdges = fields.indexOf('edge_count');
@@ -415,15 +482,18 @@ export class HeapSnapshot {
       for (let i = 0; i < count; i++) {
         const v = vals[i];
         if (field === fName) name = v;
-        else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
+        else if (field === fType) {
+          if (v >= types) this.changed();
+          type = v;
+        } else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
         else if (field === fEdges) edges = v;
         if (++field === F) {
           if (node >= this.nodeCount) this.changed();
-          onNode(node++, name, self, edges);
+          onNode(node++, name, self, edges, type);
           field = 0;
         }
       }
-    });
+    }, marks ? { every: NODE_MARK * F, at: marks } : undefined);
     if (node !== this.nodeCount || field !== 0) this.changed();
   }
 
@@ -432,17 +502,19 @@ export class HeapSnapshot {
    * the arrays given (each at least as long as its column; a caller reuses arrays that are free by then).
    * `firstEdge` and `edgeTo` are read again too when given (their arrays were lent out).
    */
-  loadColumns(into: { nodeName?: Uint32Array; nodeSelf?: Uint32Array; firstEdge?: Uint32Array; edgeTo?: Uint32Array; edgeName?: Uint32Array }): void {
+  loadColumns(into: { nodeName?: Uint32Array; nodeSelf?: Uint32Array; firstEdge?: Uint32Array; edgeTo?: Uint32Array; edgeName?: Uint32Array; selfMarks?: boolean }): void {
     const N = this.nodeCount;
     const { nodeName, nodeSelf, firstEdge } = into;
-    if (nodeName || nodeSelf || firstEdge) {
+    const marks = into.selfMarks ? new Float64Array(Math.ceil(N / NODE_MARK)) : undefined;
+    if (nodeName || nodeSelf || firstEdge || marks) {
       let sum = 0;
       if (firstEdge) firstEdge[0] = 0;
       this.scanNodes((n, name, self, edges) => {
         if (nodeName) nodeName[n] = name;
         if (nodeSelf) nodeSelf[n] = self;
         if (firstEdge) firstEdge[n + 1] = sum += edges;
-      });
+      }, marks);
+      if (marks) this.nodeMarks = marks;
       if (firstEdge && sum !== this.edgeCount) this.changed();
       if (nodeName) this.nodeName = nodeName.length === N ? nodeName : nodeName.subarray(0, N);
       if (nodeSelf) this.nodeSelf = nodeSelf.length === N ? nodeSelf : nodeSelf.subarray(0, N);
@@ -493,10 +565,15 @@ export class HeapSnapshot {
   }
 
   /** Calls `onValues` with the numbers of the array that starts at `offset`, up to its `]`, a batch at a time. */
-  private scanNumbers(offset: number, onValues: (values: Float64Array, count: number) => void): void {
+  private scanNumbers(offset: number, onValues: (values: Float64Array, count: number) => void, mark?: { every: number; at: Float64Array }): void {
     if (this.fd < 0 || offset < 0) this.changed();
     const buf = Buffer.allocUnsafe(1 << 20);
     const vals = new Float64Array(1 << 16);
+    // `mark`: the offset of every `every`-th value (the separator before it: a reader skips to the digits)
+    const every = mark ? mark.every : 0;
+    if (mark && mark.at.length > 0) mark.at[0] = offset;
+    let untilMark = every;
+    let marked = 1;
     let k = 0;
     let pos = offset;
     let num = 0;
@@ -519,6 +596,10 @@ export class HeapSnapshot {
         }
         if (has) {
           vals[k++] = num;
+          if (every && --untilMark === 0) {
+            untilMark = every;
+            if (marked < mark!.at.length) mark!.at[marked++] = pos - n + i;
+          }
           if (k === vals.length) {
             onValues(vals, k);
             k = 0;
