@@ -10,7 +10,7 @@ import { readHeapSnapshot } from '../diagnostics/heap/parse.js';
 import { analyzeGraph, type Graph } from '../diagnostics/heap/dominators.js';
 import { analyzeHeap, analyzeHeapFile, QUEUED_BYTES_THRESHOLD, type HeapAnalysis } from '../diagnostics/heap/analyze.js';
 import { WANTED_STRINGS } from '../diagnostics/heap/connections.js';
-import { HeapSnapshot, NONE } from '../diagnostics/heap/snapshot.js';
+import { canRelease, HeapSnapshot, NONE } from '../diagnostics/heap/snapshot.js';
 
 const fixture = path.join(import.meta.dirname, 'fixtures/heap/leaky-server.mjs');
 let dir: string;
@@ -64,6 +64,20 @@ describe('streaming snapshot reader', () => {
     for (let i = 0; i < ref.strings.length; i += 97) {
       const want: string = ref.strings[i];
       if (want.length < 4096) expect(snap.string(i)).toBe(want);
+    }
+  });
+
+  it('reads a self size back from the file per node (a mark every 64 nodes) as the whole parse has it', () => {
+    const lean = readHeapSnapshot(file, { wanted: WANTED_STRINGS, lean: true });
+    try {
+      expect(lean.nodeSelf.length).toBe(0);
+      lean.loadColumns({ selfMarks: true });
+      const sample = [0, 1, 63, 64, 65, 127, 128, snap.nodeCount - 65, snap.nodeCount - 64, snap.nodeCount - 1];
+      for (let n = 2; n < snap.nodeCount; n += 101) sample.push(n);
+      expect(sample.map((n) => lean.selfSize(n))).toEqual(sample.map((n) => snap.nodeSelf[n]));
+      expect(sample.filter((n) => snap.nodeSelf[n] > 0).length).toBeGreaterThan(sample.length / 2);
+    } finally {
+      lean.close();
     }
   });
 
@@ -311,5 +325,42 @@ describe('the results against an independent computation (what a memory optimiza
     const lean = analyzeHeapFile(file);
     expect(lean.findings.length).toBeGreaterThan(2);
     expect(lean).toEqual(result);
+  });
+
+  it('the lean analysis gives the same with the columns kept (Node 20) and released between phases (Node >= 21)', () => {
+    expect(analyzeHeapFile(file, { release: false })).toEqual(result);
+    if (canRelease) expect(analyzeHeapFile(file, { release: true })).toEqual(result);
+  });
+});
+
+describe('what the lean analysis holds in memory (the floor of its peak RSS)', () => {
+  const N = () => snap.nodeCount;
+  const E = () => snap.edgeCount;
+  /** Bytes of the graph (node types, first edges, edge targets) and of the three work arrays (A, C: a word per node; W: a word per edge or two per node). */
+  const graphAndWork = () => N() + 4 * (N() + 1) + 4 * E() + 4 * N() + 4 * (N() + 1) + 4 * Math.max(E(), 2 * N(), 1);
+  const run = (release: boolean): Map<string, number> => {
+    const held = new Map<string, number>();
+    analyzeHeapFile(file, { release, onHeld: (phase, bytes) => held.set(phase, Math.max(bytes, held.get(phase) ?? 0)) });
+    return held;
+  };
+
+  it('keeps one word per 64 strings to find them in the file, not their offsets and lengths', () => {
+    const held = run(false);
+    const strings = snap.stringCount;
+    expect(strings).toBeGreaterThan(10 * 64);
+    // after the shortest paths: the graph, the work arrays and the string index, nothing else
+    expect(held.get('paths')! - graphAndWork()).toBe(4 * Math.ceil(strings / 64));
+  });
+
+  it.skipIf(!canRelease)('never holds the whole graph and all three work arrays at once where memory can be released (Node >= 21)', () => {
+    const held = run(true);
+    const floor = graphAndWork();
+    // no phase holds all of it; the two where the work is (the dominators' predecessor lists, and the findings
+    // with every column but the self sizes read back) at least 3 bytes a node less (first edges as one byte
+    // a node while the lists are built; self sizes left in the file)
+    // (the shortest paths come before W is first written: its pages are not in memory yet)
+    for (const [phase, bytes] of held) if (phase !== 'paths') expect({ phase, under: floor - bytes > 0 }).toEqual({ phase, under: true });
+    for (const phase of ['predecessors', 'dominators', 'findings']) expect({ phase, saved: floor - held.get(phase)! >= 3 * N() }).toEqual({ phase, saved: true });
+    expect([...held.keys()]).toEqual(['paths', 'predecessors', 'dominators', 'retained', 'constructors', 'findings']);
   });
 });

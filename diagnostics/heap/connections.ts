@@ -244,7 +244,7 @@ export class Connections {
     if (ab === NONE) return 0;
     const store = this.target(ab, 'backing_store');
     if (store === NONE || this.isBufferPool(ab)) return 0;
-    return snap.nodeSelf[store];
+    return snap.selfSize(store);
   }
 
   /**

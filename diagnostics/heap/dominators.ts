@@ -109,6 +109,44 @@ export function postorder(snap: HeapSnapshot, root: number, poOf: Uint32Array | 
 }
 
 /**
+ * Each node's edge count in one byte, 255 meaning "the next of `over`" (the counts of 255 and more, in node
+ * order): a fifth of `firstEdge`'s memory, for the passes that go through the nodes in order.
+ */
+export interface EdgeCounts {
+  counts: Uint8Array;
+  over: Uint32Array;
+}
+
+export function edgeCounts(firstEdge: Uint32Array, N: number): EdgeCounts {
+  let k = 0;
+  for (let v = 0; v < N; v++) if (firstEdge[v + 1] - firstEdge[v] >= 255) k++;
+  const counts = new Uint8Array(N);
+  const over = new Uint32Array(k);
+  k = 0;
+  for (let v = 0; v < N; v++) {
+    const c = firstEdge[v + 1] - firstEdge[v];
+    if (c >= 255) {
+      counts[v] = 255;
+      over[k++] = c;
+    } else counts[v] = c;
+  }
+  return { counts, over };
+}
+
+/** `firstEdge` again from the counts. */
+export function firstEdgeOf(ec: EdgeCounts, N: number): Uint32Array {
+  const firstEdge = new Uint32Array(N + 1);
+  const { counts, over } = ec;
+  let sum = 0;
+  let k = 0;
+  for (let v = 0; v < N; v++) {
+    const c = counts[v];
+    firstEdge[v + 1] = sum += c === 255 ? over[k++] : c;
+  }
+  return firstEdge;
+}
+
+/**
  * Immediate dominators in postorder space (Cooper–Harvey–Kennedy), in three arrays the caller owns: `A` (one
  * word per node) holds each node's postorder number and then the dominators (`A[po]` = postorder number of
  * the immediate dominator, NONE for the root's slot and past the reachable ones); `C` (one word per node and
@@ -121,6 +159,7 @@ export function dominatorsInPostorder(
   C: Uint32Array,
   W: Uint32Array,
   progress?: (phase: string, done: number, total: number) => void,
+  compact?: () => EdgeCounts | null,
 ): { count: number; rootPo: number; passes: number } {
   const N = snap.nodeCount;
   const { firstEdge, edgeTo } = snap;
@@ -130,13 +169,28 @@ export function dominatorsInPostorder(
   const count = postorder(snap, root, A, null);
   const rootPo = count - 1;
   progress?.('dominators', 1, 5);
+  // the passes below go through the nodes in order: the caller may trade firstEdge for the counts here
+  const ec = compact?.() ?? null;
+  const cnt = ec ? ec.counts : null;
+  const over = ec ? ec.over : new Uint32Array(0);
 
   // 2. predecessors in postorder space: C[t] … C[t + 1] - 1 index t's list in W. C[t + 1] is the end of t's
   // list; filling backwards from it leaves C[t + 1] at the start, and one shift puts the lists in place.
   C.fill(0, 0, count + 1);
-  for (let v = 0; v < N; v++) {
-    if (A[v] === NONE) continue;
-    for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
+  for (let v = 0, e = 0, k = 0; v < N; v++) {
+    let end: number;
+    if (cnt) {
+      const c = cnt[v];
+      end = e + (c === 255 ? over[k++] : c);
+    } else {
+      e = firstEdge[v];
+      end = firstEdge[v + 1];
+    }
+    if (A[v] === NONE) {
+      e = end;
+      continue;
+    }
+    for (; e < end; e++) {
       const word = edgeTo[e];
       if (skip(word, v, root, weak, shortcut)) continue;
       C[A[word & TO_MASK] + 1]++;
@@ -145,10 +199,21 @@ export function dominatorsInPostorder(
   for (let i = 0; i < count; i++) C[i + 1] += C[i];
   const predCount = C[count];
   if (W.length < predCount) throw new Error('dominators: predecessor array too small');
-  for (let v = 0; v < N; v++) {
+  for (let v = 0, e = 0, k = 0; v < N; v++) {
+    let end: number;
+    if (cnt) {
+      const c = cnt[v];
+      end = e + (c === 255 ? over[k++] : c);
+    } else {
+      e = firstEdge[v];
+      end = firstEdge[v + 1];
+    }
     const po = A[v];
-    if (po === NONE) continue;
-    for (let e = firstEdge[v], end = firstEdge[v + 1]; e < end; e++) {
+    if (po === NONE) {
+      e = end;
+      continue;
+    }
+    for (; e < end; e++) {
       const word = edgeTo[e];
       if (skip(word, v, root, weak, shortcut)) continue;
       W[--C[A[word & TO_MASK] + 1]] = po;

@@ -14,6 +14,30 @@ import { InputError } from './input-error.js';
 export const TO_MASK = 0x1fffffff;
 export const NONE = 0xffffffff;
 
+/**
+ * Strings a mark is kept for: every STRING_STEP-th string's offset in the `strings` array. A string between
+ * two marks is found by reading forward from the mark before it (HeapSnapshot.string), so the index costs one
+ * word per 64 strings instead of two words per string (3.6 million strings, 27 MiB, in an 800 MB snapshot:
+ * 6 % of the analyzer's peak).
+ */
+export const STRING_STEP = 64;
+/**
+ * Whether an array's memory can be given back at once, without waiting for a garbage collection:
+ * `ArrayBuffer.prototype.transfer` (Node >= 21) detaches the buffer and frees its memory. analyze.ts then
+ * releases the columns it does not need in a phase and reads them back from the file later.
+ */
+export const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function';
+
+/** Frees an array's buffer now (every view of it becomes empty); false where the runtime cannot. */
+export function release(a: { buffer: ArrayBufferLike }): boolean {
+  if (!canRelease || a.buffer.byteLength === 0) return false;
+  (a.buffer as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
+  return true;
+}
+
+/** Nodes a mark is kept for when self sizes are read back per node (HeapSnapshot.selfSize). */
+const NODE_MARK = 64;
+
 export interface SnapshotMeta {
   nodeFields: string[];
   edgeFields: string[];
@@ -44,9 +68,9 @@ export interface SnapshotData {
   edgeName: Uint32Array;
   /** File offset that string offsets count from. */
   strBase: number;
-  strStart: Uint32Array;
-  /** Byte length; the top bit is set when the string holds JSON escapes. */
-  strLen: Uint32Array;
+  /** Offset of every STRING_STEP-th string (tokenizer.ts), from strBase. */
+  strMarks: Uint32Array;
+  stringCount: number;
   /** Indices of the strings asked for while parsing. */
   found: Map<string, number>;
 }
@@ -63,25 +87,29 @@ export class HeapSnapshot {
   readonly meta: SnapshotMeta;
   readonly nodeCount: number;
   readonly edgeCount: number;
-  readonly nodeType: Uint8Array;
+  /** analyze.ts may release it for a while (release()) and read it back (scanNodes). */
+  nodeType: Uint8Array;
   /** Empty after a lean parse until loadColumns fills it. */
   nodeName: Uint32Array;
   private readonly nodesOffset: number;
   private readonly edgesOffset: number;
   private readonly locationsOffset: number;
-  /** Empty after a lean parse until loadColumns fills it. */
+  /** Empty after a lean parse until loadColumns fills it; read selfSize(), which reads it back per node when it stays empty. */
   nodeSelf: Uint32Array;
+  /** File offset of every 64th node in `nodes` (loadColumns with `selfMarks`), for selfSize() without nodeSelf. */
+  private nodeMarks: Float64Array | null = null;
   firstEdge: Uint32Array;
   edgeTo: Uint32Array;
   /** Empty after a lean parse until loadColumns fills it. */
   edgeName: Uint32Array;
   readonly stringCount: number;
   private readonly strBase: number;
-  private readonly strStart: Uint32Array;
-  private readonly strLen: Uint32Array;
+  private readonly strMarks: Uint32Array;
   private readonly found: Map<string, number>;
   private fd: number;
   private readonly cache = new Map<number, string>();
+  private readonly lengths = new Map<number, number>();
+  private readBuf: Buffer | null = null;
 
   /** Node type indices. */
   readonly T: {
@@ -125,9 +153,8 @@ export class HeapSnapshot {
     this.edgeTo = d.edgeTo;
     this.edgeName = d.edgeName;
     this.strBase = d.strBase;
-    this.strStart = d.strStart;
-    this.strLen = d.strLen;
-    this.stringCount = d.strStart.length;
+    this.strMarks = d.strMarks;
+    this.stringCount = d.stringCount;
     this.found = d.found;
     const nt = d.meta.nodeTypes;
     this.T = {
@@ -168,22 +195,63 @@ export class HeapSnapshot {
     return this.found.get(value) ?? NONE;
   }
 
+  /**
+   * String `index` as it is in the file: its first 4096 bytes, its whole length in bytes and whether it holds
+   * JSON escapes; null when it cannot be read. Found by reading forward from the mark of the STRING_STEP-th
+   * string before it (strings are short: one read of 16 KiB usually holds all of them).
+   */
+  private rawString(index: number): { raw: Buffer; bytes: number; escaped: boolean } | null {
+    if (index >= this.stringCount || this.fd < 0) return null;
+    const buf = (this.readBuf ??= Buffer.allocUnsafe(1 << 14));
+    const out = Buffer.allocUnsafe(4096);
+    let kept = 0;
+    let bytes = 0;
+    let escaped = false;
+    let skip = index % STRING_STEP;
+    let pos = this.strBase + this.strMarks[(index - skip) / STRING_STEP];
+    let inStr = true;
+    let esc = false;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      } catch {
+        return null;
+      }
+      if (n === 0) return null;
+      pos += n;
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (!inStr) {
+          // between two strings: ',' and whitespace up to the next quote
+          if (c === 0x22) inStr = true;
+          continue;
+        }
+        if (esc) esc = false;
+        else if (c === 0x5c) {
+          esc = true;
+          if (skip === 0) escaped = true;
+        } else if (c === 0x22) {
+          if (skip === 0) return { raw: out.subarray(0, kept), bytes, escaped };
+          skip--;
+          inStr = false;
+          continue;
+        }
+        if (skip === 0) {
+          if (kept < out.length) out[kept++] = c;
+          bytes++;
+        }
+      }
+    }
+  }
+
   /** The string at `index`, read back from the file (cached). Undecodable text comes back as read. */
   string(index: number): string {
     const hit = this.cache.get(index);
     if (hit !== undefined) return hit;
-    if (index >= this.stringCount) return '';
-    const escaped = (this.strLen[index] & 0x80000000) !== 0;
-    const len = Math.min(this.strLen[index] & 0x7fffffff, 4096);
-    const buf = Buffer.allocUnsafe(len);
-    let text: string;
-    try {
-      const n = fs.readSync(this.fd, buf, 0, len, this.strBase + this.strStart[index]);
-      text = buf.toString('utf8', 0, n);
-    } catch {
-      text = '';
-    }
-    if (escaped) {
+    const r = this.rawString(index);
+    let text = r ? r.raw.toString('utf8') : '';
+    if (r?.escaped) {
       try {
         text = JSON.parse(`"${text}"`) as string;
       } catch {
@@ -201,12 +269,62 @@ export class HeapSnapshot {
    */
   stringLengthOf(node: number): number {
     const idx = this.nodeName[node];
-    const raw = idx < this.stringCount ? this.strLen[idx] : 0;
-    const self = this.nodeSelf[node];
-    const bytes = raw & 0x7fffffff;
-    if (bytes > 0 && bytes < 1024 && (raw & 0x80000000) === 0) return bytes;
-    if (bytes > 0 && bytes < 1024) return this.string(idx).length;
-    return Math.max(0, self - 16);
+    let known = this.lengths.get(idx);
+    if (known === undefined) {
+      // the string's length in the file (-1: escapes, decode it), kept per string index
+      const r = this.rawString(idx);
+      known = !r ? 0 : r.escaped && r.bytes < 1024 ? -1 : r.bytes;
+      if (this.lengths.size > 100_000) this.lengths.clear();
+      this.lengths.set(idx, known);
+    }
+    if (known === -1) return this.string(idx).length;
+    if (known > 0 && known < 1024) return known;
+    return Math.max(0, this.selfSize(node) - 16);
+  }
+
+  /** The typed arrays the snapshot holds (for accounting: analyze.ts's onHeld). */
+  columns(): ArrayBufferView[] {
+    const out: ArrayBufferView[] = [this.nodeType, this.nodeName, this.nodeSelf, this.firstEdge, this.edgeTo, this.edgeName, this.strMarks];
+    if (this.nodeMarks) out.push(this.nodeMarks);
+    return out;
+  }
+
+  /** Self size of a node: from nodeSelf, or read back from the file (from the mark of the 64th node before it). */
+  selfSize(node: number): number {
+    if (node < this.nodeSelf.length) return this.nodeSelf[node];
+    const marks = this.nodeMarks;
+    if (!marks || node >= this.nodeCount || this.fd < 0) return 0;
+    const fields = this.meta.nodeFields;
+    const F = fields.length;
+    let skip = (node % NODE_MARK) * F + fields.indexOf('self_size');
+    let pos = marks[Math.floor(node / NODE_MARK)];
+    const buf = (this.readBuf ??= Buffer.allocUnsafe(1 << 14));
+    let num = 0;
+    let has = false;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(this.fd, buf, 0, buf.length, pos);
+      } catch {
+        return 0;
+      }
+      if (n === 0) return 0;
+      pos += n;
+      for (let i = 0; i < n; i++) {
+        const c = buf[i];
+        if (c >= 0x30 && c <= 0x39) {
+          num = num * 10 + (c - 0x30);
+          has = true;
+          continue;
+        }
+        if (has) {
+          if (skip-- === 0) return num > 0xffffffff ? 0xffffffff : num;
+          num = 0;
+          has = false;
+        }
+        if (c === 0x5d) return 0;
+      }
+    }
   }
 
   name(node: number): string {
@@ -346,9 +464,12 @@ export class HeapSnapshot {
    * One sequential pass over the file's `nodes` array: `onNode(node, name, selfSize, edgeCount)` for every
    * node, in order. The file was checked whole when parsed; a file changed since then is an InputError.
    */
-  scanNodes(onNode: (node: number, name: number, self: number, edgeCount: number) => void): void {
+  scanNodes(onNode: (node: number, name: number, self: number, edgeCount: number, type: number) => void, marks?: Float64Array): void {
     const fields = this.meta.nodeFields;
     const F = fields.length;
+    const fType = fields.indexOf('type');
+    const types = this.meta.nodeTypes.length;
+    let type = 0;
     const fName = fields.indexOf('name');
     const fSelf = fields.indexOf('self_size');
     const fEdges = fields.indexOf('edge_count');
@@ -361,15 +482,18 @@ export class HeapSnapshot {
       for (let i = 0; i < count; i++) {
         const v = vals[i];
         if (field === fName) name = v;
-        else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
+        else if (field === fType) {
+          if (v >= types) this.changed();
+          type = v;
+        } else if (field === fSelf) self = v > 0xffffffff ? 0xffffffff : v;
         else if (field === fEdges) edges = v;
         if (++field === F) {
           if (node >= this.nodeCount) this.changed();
-          onNode(node++, name, self, edges);
+          onNode(node++, name, self, edges, type);
           field = 0;
         }
       }
-    });
+    }, marks ? { every: NODE_MARK * F, at: marks } : undefined);
     if (node !== this.nodeCount || field !== 0) this.changed();
   }
 
@@ -378,17 +502,19 @@ export class HeapSnapshot {
    * the arrays given (each at least as long as its column; a caller reuses arrays that are free by then).
    * `firstEdge` and `edgeTo` are read again too when given (their arrays were lent out).
    */
-  loadColumns(into: { nodeName?: Uint32Array; nodeSelf?: Uint32Array; firstEdge?: Uint32Array; edgeTo?: Uint32Array; edgeName?: Uint32Array }): void {
+  loadColumns(into: { nodeName?: Uint32Array; nodeSelf?: Uint32Array; firstEdge?: Uint32Array; edgeTo?: Uint32Array; edgeName?: Uint32Array; selfMarks?: boolean }): void {
     const N = this.nodeCount;
     const { nodeName, nodeSelf, firstEdge } = into;
-    if (nodeName || nodeSelf || firstEdge) {
+    const marks = into.selfMarks ? new Float64Array(Math.ceil(N / NODE_MARK)) : undefined;
+    if (nodeName || nodeSelf || firstEdge || marks) {
       let sum = 0;
       if (firstEdge) firstEdge[0] = 0;
       this.scanNodes((n, name, self, edges) => {
         if (nodeName) nodeName[n] = name;
         if (nodeSelf) nodeSelf[n] = self;
         if (firstEdge) firstEdge[n + 1] = sum += edges;
-      });
+      }, marks);
+      if (marks) this.nodeMarks = marks;
       if (firstEdge && sum !== this.edgeCount) this.changed();
       if (nodeName) this.nodeName = nodeName.length === N ? nodeName : nodeName.subarray(0, N);
       if (nodeSelf) this.nodeSelf = nodeSelf.length === N ? nodeSelf : nodeSelf.subarray(0, N);
@@ -439,10 +565,15 @@ export class HeapSnapshot {
   }
 
   /** Calls `onValues` with the numbers of the array that starts at `offset`, up to its `]`, a batch at a time. */
-  private scanNumbers(offset: number, onValues: (values: Float64Array, count: number) => void): void {
+  private scanNumbers(offset: number, onValues: (values: Float64Array, count: number) => void, mark?: { every: number; at: Float64Array }): void {
     if (this.fd < 0 || offset < 0) this.changed();
     const buf = Buffer.allocUnsafe(1 << 20);
     const vals = new Float64Array(1 << 16);
+    // `mark`: the offset of every `every`-th value (the separator before it: a reader skips to the digits)
+    const every = mark ? mark.every : 0;
+    if (mark && mark.at.length > 0) mark.at[0] = offset;
+    let untilMark = every;
+    let marked = 1;
     let k = 0;
     let pos = offset;
     let num = 0;
@@ -465,6 +596,10 @@ export class HeapSnapshot {
         }
         if (has) {
           vals[k++] = num;
+          if (every && --untilMark === 0) {
+            untilMark = every;
+            if (marked < mark!.at.length) mark!.at[marked++] = pos - n + i;
+          }
           if (k === vals.length) {
             onValues(vals, k);
             k = 0;

@@ -5,7 +5,7 @@
  * Every inconsistency (counts, types, targets, truncation) is an InputError with one line.
  */
 import { InputError } from './input-error.js';
-import { HeapSnapshot, type SnapshotMeta } from './snapshot.js';
+import { HeapSnapshot, STRING_STEP, type SnapshotMeta } from './snapshot.js';
 import { parseMeta } from './meta.js';
 
 /** Node indices share a word with the edge type (3 bits). */
@@ -73,30 +73,24 @@ function describe(c: number): string {
   return c >= 0x20 && c < 0x7f ? `'${String.fromCharCode(c)}'` : `byte 0x${c.toString(16).padStart(2, '0')}`;
 }
 
-/**
- * Where each string is in the file: its offset from the start of the `strings` array and its length, with
- * the top bit of the length set when it holds escapes. Two words per string.
- */
-class Growable {
+/** Where the strings are: a mark (offset from the first string) for every STRING_STEP-th string (snapshot.ts). */
+class StringMarks {
   base = -1;
-  start = new Uint32Array(1024);
-  len = new Uint32Array(1024);
+  marks = new Uint32Array(1024);
   count = 0;
-  push(start: number, len: number, esc: number): void {
-    if (this.count === this.start.length) {
-      const n = this.count * 2;
-      const s = new Uint32Array(n);
-      s.set(this.start);
-      this.start = s;
-      const l = new Uint32Array(n);
-      l.set(this.len);
-      this.len = l;
-    }
+  push(start: number): void {
     if (this.base < 0) this.base = start;
-    const rel = start - this.base;
-    if (rel > 0xffffffff || len >= 0x80000000) throw new InputError('the "strings" section is larger than 4 GiB');
-    this.start[this.count] = rel;
-    this.len[this.count] = esc ? len | 0x80000000 : len;
+    if (this.count % STRING_STEP === 0) {
+      const k = this.count / STRING_STEP;
+      if (k === this.marks.length) {
+        const m = new Uint32Array(k * 2);
+        m.set(this.marks);
+        this.marks = m;
+      }
+      const rel = start - this.base;
+      if (rel > 0xffffffff) throw new InputError('the "strings" section is larger than 4 GiB');
+      this.marks[k] = rel;
+    }
     this.count++;
   }
 }
@@ -134,7 +128,7 @@ export class SnapshotParser {
   private sawStrings = false;
   private sawNodes = false;
   private sawEdges = false;
-  private strings = new Growable();
+  private strings = new StringMarks();
   private wanted: Set<string>;
   private wantedLens: Set<number>;
   private found = new Map<string, number>();
@@ -528,9 +522,9 @@ export class SnapshotParser {
 
   private endString(end: number): void {
     const len = end - this.strStart;
-    if (len > U32_MAX) this.fail('a string is too long');
+    if (len >= 0x80000000) this.fail('a string is too long');
     const index = this.strings.count;
-    this.strings.push(this.strStart, len, this.strEscaped ? 1 : 0);
+    this.strings.push(this.strStart);
     if (this.smallOk && !this.strEscaped && this.wantedLens.has(len)) {
       const s = Buffer.from(this.small).toString('utf8');
       if (this.wanted.has(s) && !this.found.has(s)) this.found.set(s, index);
@@ -667,8 +661,8 @@ export class SnapshotParser {
       edgeName: this.edgeName,
       strBase: Math.max(0, this.strings.base),
       // exact-size copies: the doubled capacity would stay live through the dominator tree's peak
-      strStart: this.strings.start.slice(0, S_),
-      strLen: this.strings.len.slice(0, S_),
+      strMarks: this.strings.marks.slice(0, Math.ceil(S_ / STRING_STEP)),
+      stringCount: S_,
       found: this.found,
     });
   }
