@@ -137,7 +137,9 @@ async function main() {
     for (const [v, t0, t1] of windows) if (start >= t0 && start < t1) v.gcMs += dur;
   }
   const body = (await variants[0].fn()).toString();
-  const result = { routes: ROUTES, samples: SAMPLES, series, plainSeries, bytes: Buffer.byteLength(body), node: process.version, rows: {} };
+  // the handler's text is the registry's, byte for byte (the state does not change between the two)
+  const identical = body === (await after.registry.metrics());
+  const result = { routes: ROUTES, samples: SAMPLES, series, plainSeries, bytes: Buffer.byteLength(body), identical, node: process.version, rows: {} };
   for (const v of variants) {
     const s = [...v.times].sort((a, b) => a - b);
     result.rows[v.label] = { medianMs: pct(s, 50), p99Ms: pct(s, 99), maxMs: s[s.length - 1], gcMsPerScrape: v.gcMs / SAMPLES };
@@ -148,6 +150,6 @@ async function main() {
 const r = await main();
 if (process.argv.includes('--json')) process.stdout.write(`${JSON.stringify(r)}\n`);
 else {
-  console.log(`${r.routes} routes, ${r.series} series (${r.bytes} B); plain prom-client: ${r.plainSeries} series; ${r.samples} rounds, ${r.node}`);
+  console.log(`${r.routes} routes, ${r.series} series (${r.bytes} B, handler's text identical to registry.metrics(): ${r.identical}); plain prom-client: ${r.plainSeries} series; ${r.samples} rounds, ${r.node}`);
   for (const [k, v] of Object.entries(r.rows)) console.log(`${k.padEnd(16)} median ${v.medianMs.toFixed(2)} ms  p99 ${v.p99Ms.toFixed(2)} ms  max ${v.maxMs.toFixed(2)} ms  gc/scrape ${v.gcMsPerScrape.toFixed(2)} ms`);
 }
