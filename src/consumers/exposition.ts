@@ -191,6 +191,8 @@ function flat(s: string): string {
 
 /** The client's per-metric formatter of a registry, when its `metrics()` is the client's own (not overridden). */
 function perMetricOf(registry: ClientRegistry): PerMetric | undefined {
+  // an app that replaced metrics() on its registry object serves what its own gives
+  if (Object.hasOwn(registry, 'metrics')) return undefined;
   for (let p = Object.getPrototypeOf(registry) as Record<string, unknown> | null; p !== null; p = Object.getPrototypeOf(p) as Record<string, unknown> | null) {
     if (!Object.hasOwn(p, 'metrics')) continue;
     // the class that defines metrics() must be the one whose per-metric formatter it joins
