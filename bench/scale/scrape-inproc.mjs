@@ -3,7 +3,9 @@
 // result, reject reason and guard, write gaps), scraped SAMPLES times in this process, with no HTTP and no open
 // stream (the scrape never walks streams). Each round times, interleaved:
 //   handler    metricsHandler(registry) into a stub response (what `/metrics` serves)
+//   handler changed   the same after every histogram child observed once more (none of its cached text reusable)
 //   registry   registry.metrics(): the client formats everything (what an app serving its register itself gets)
+// (every text is encoded to UTF-8 once, as the response's write does)
 //   get        our metrics' get()/collect() alone (object building), the part of `registry` that is ours
 //   plain      the same number of series in plain prom-client metrics (Counter, Gauge, Histogram), metrics()
 // and the GC time (PerformanceObserver 'gc' entries) that fell within each. Prints a table and JSON.
@@ -62,7 +64,15 @@ async function ourRegistry(dist) {
     rm.totals.blocked += k % 5;
     rm.active = k % 7;
   }
-  return { registry, handler: mod.metricsHandler(registry), set };
+  // every histogram child of every route observes once more: the worst case for the handler's cached text
+  const touch = () => {
+    for (let k = 0; k < ROUTES; k++) {
+      const rm = set.route(`/inst/${k}`);
+      for (const o of OUTCOMES) rm.duration('GET', o).observe(0.2);
+      for (const h of [rm.firstWrite, rm.firstByte, rm.longestGap, rm.blockedSeconds, rm.writeGap()]) h.observe(0.01);
+    }
+  };
+  return { registry, handler: mod.metricsHandler(registry), set, touch };
 }
 
 /** The same series count in plain prom-client metrics (the client formatting its own objects). */
@@ -82,9 +92,12 @@ async function plainRegistry(count) {
   return registry;
 }
 
+/** A response that keeps the body and encodes it as a socket write would (a rope is flattened there). */
 function stubRes() {
-  return { statusCode: 0, body: '', setHeader() {}, end(b) { this.body = b; } };
+  return { statusCode: 0, body: '', setHeader() {}, end(b) { this.body = b; this.encoded = Buffer.from(b); } };
 }
+/** registry.metrics() with the same encoding as the handler's response. */
+const encoded = (p) => p.then((b) => (Buffer.from(b), b));
 
 const gcs = [];
 new PerformanceObserver((list) => gcs.push(...list.getEntries().map((e) => [e.startTime, e.duration]))).observe({ entryTypes: ['gc'] });
@@ -103,7 +116,7 @@ const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.c
 
 async function main() {
   const variants = [];
-  const add = (label, fn) => variants.push({ label, fn, times: [], cpu: [], gc: [] });
+  const add = (label, fn, prep) => variants.push({ label, fn, prep, times: [], cpu: [], gc: [] });
   const after = await ourRegistry(DIST);
   let before;
   if (BEFORE) before = await ourRegistry(BEFORE);
@@ -116,7 +129,16 @@ async function main() {
     await after.handler({}, res);
     return res.body;
   });
-  add('registry', () => after.registry.metrics());
+  add(
+    'handler changed',
+    async () => {
+      const res = stubRes();
+      await after.handler({}, res);
+      return res.body;
+    },
+    after.touch,
+  );
+  add('registry', () => encoded(after.registry.metrics()));
   add('get', () => Promise.all(after.registry.getMetricsAsArray().map((m) => m.get())));
   if (before) {
     add('before handler', async () => {
@@ -124,15 +146,16 @@ async function main() {
       await before.handler({}, res);
       return res.body;
     });
-    add('before registry', () => before.registry.metrics());
+    add('before registry', () => encoded(before.registry.metrics()));
     add('before get', () => Promise.all(before.registry.getMetricsAsArray().map((m) => m.get())));
   }
-  add('plain', () => plain.metrics());
+  add('plain', () => encoded(plain.metrics()));
   // warm-up, then interleaved rounds; the observer's entries are delivered later, so GC is matched afterwards
   for (let i = 0; i < 20; i++) for (const v of variants) await v.fn();
   const windows = [];
   for (let i = 0; i < SAMPLES; i++) {
     for (const v of variants) {
+      v.prep?.();
       const r = await timed(v.fn);
       v.times.push(r.ms);
       v.cpu.push(r.cpuMs);
@@ -145,7 +168,7 @@ async function main() {
   for (const [start, dur] of gcs) {
     for (const [v, t0, t1] of windows) if (start >= t0 && start < t1) v.gcMs += dur;
   }
-  const body = (await variants[0].fn()).toString();
+  const body = String(await variants[0].fn());
   // the handler's text is the registry's, byte for byte (the state does not change between the two)
   const identical = body === (await after.registry.metrics());
   const result = { routes: ROUTES, samples: SAMPLES, series, plainSeries, bytes: Buffer.byteLength(body), identical, node: process.version, rows: {} };
@@ -179,6 +202,7 @@ if (process.argv.includes('--doc')) {
     '| scrape | wall median / p99 | CPU median / p99 | GC per scrape |',
     '| --- | --- | --- | --- |',
     ...row('handler', '`metricsHandler()` (streamscope renders its own series)'),
+    ...row('handler changed', '`metricsHandler()`, every histogram child changed since the scrape before'),
     ...row('registry', '`registry.metrics()` (the client formats every series)'),
     ...row('get', '  of which our `get()`/`collect()` (object building)'),
     ...row('before handler', '`metricsHandler()`, build before (SCRAPE_DIST_BEFORE)'),
