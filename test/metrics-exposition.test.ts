@@ -78,7 +78,7 @@ describe('metricsHandler(): streamscope renders its own series', () => {
         }),
         async ({ prefix, routes, defaults, om, ops, scrapes }) => {
           const registry = new Registry();
-          if (om) registry.setContentType(OPENMETRICS as typeof Registry.OPENMETRICS_CONTENT_TYPE);
+          if (om) (registry as unknown as { setContentType(t: string): void }).setContentType(OPENMETRICS);
           // the app's own metrics before and after streamscope's, in the registry's order
           const appCounter = new Counter({ name: 'app_requests_total', help: 'the app\'s "own"\\counter', labelNames: ['route'], registers: [registry] });
           const set = getMetricsSet(registry, prefix, 4);
@@ -103,7 +103,7 @@ describe('metricsHandler(): streamscope renders its own series', () => {
             }
             const o = ops[i];
             if (o === undefined) break;
-            const rm = rms[o.r % rms.length]!;
+            const rm = rms['r' in o ? o.r % rms.length : 0]!;
             switch (o.op) {
               case 'stream':
                 rm.started(o.method);
