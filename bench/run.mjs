@@ -9,6 +9,7 @@
 //   node bench/run.mjs --no-doc           print, do not touch docs/benchmarks.md
 //   node bench/run.mjs --from=FILE        re-render the section from a saved raw result (no measuring)
 //   node bench/run.mjs --scale [opts]     the scale bench instead (bench/scale/run.mjs; docs/reliability.md)
+//   node bench/run.mjs --scrape-inproc    the in-process /metrics scrape, 200 routes (docs/metrics.md)
 //   node bench/run.mjs --no-broadcast     without the broadcast benchmark (bench/broadcast/run.mjs), which a full run ends with
 //   BENCH_CYCLES=12 node bench/run.mjs    more cycles (also BENCH_SLICE_MS, BENCH_SLICE_S, BENCH_IDLE_CONNS,
 //                                         BENCH_IDLE_ROUNDS)
@@ -28,6 +29,12 @@ const args = process.argv.slice(2);
 if (args.includes('--scale')) {
   const { spawnSync } = await import('node:child_process');
   const r = spawnSync(process.execPath, [new URL('./scale/run.mjs', import.meta.url).pathname, ...args.filter((a) => a !== '--scale')], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+// `npm run bench -- --scrape-inproc`: the in-process /metrics scrape with 200 routes (docs/metrics.md, "Scrape cost")
+if (args.includes('--scrape-inproc')) {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [new URL('./scale/scrape-inproc.mjs', import.meta.url).pathname, '--doc'], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 const onlyArg = args.find((a) => a.startsWith('--only='));

@@ -46,6 +46,8 @@ export class StreamHistogram {
   readonly labelNames: string[];
   readonly upperBounds: number[];
   private readonly children = new Map<string, HistogramChild>();
+  /** Counts resets: with a child's `count` (which every observation raises) it says whether the child changed. */
+  epoch = 0;
 
   constructor(config: { name: string; help: string; labelNames: string[]; buckets: number[]; registers: Registry[] }) {
     this.name = config.name;
@@ -66,6 +68,11 @@ export class StreamHistogram {
       this.children.set(key, c);
     }
     return c;
+  }
+
+  /** The children, in creation order (src/consumers/exposition.ts renders them). */
+  childList(): IterableIterator<HistogramChild> {
+    return this.children.values();
   }
 
   /**
@@ -90,6 +97,7 @@ export class StreamHistogram {
 
   /** registry.resetMetrics(): back to zero, children kept (callers hold them). */
   reset(): void {
+    this.epoch++;
     for (const c of this.children.values()) {
       c.counts.fill(0);
       c.sum = 0;

@@ -1,14 +1,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MetricsRegistry } from '../types.js';
+import { fastMetrics } from './exposition.js';
 import { promClient } from './prom.js';
 
-/** A `(req, res)` handler that serves the registry in the Prometheus text format. */
+/**
+ * A `(req, res)` handler that serves the registry in the Prometheus text format: the text `registry.metrics()`
+ * gives, with streamscope's own series rendered from cached label strings (src/consumers/exposition.ts).
+ */
 export function metricsHandler(registry?: MetricsRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   return async (_req, res) => {
     try {
       // Default: the global register of the application's prom-client (see docs/metrics.md).
       registry ??= promClient().register as MetricsRegistry;
-      const body = await registry.metrics();
+      // where the fast path does not apply, or fails (an app's metric that throws fails again below), the client's
+      let body = await fastMetrics(registry).catch(() => undefined);
+      body ??= await registry.metrics();
       res.statusCode = 200;
       res.setHeader('Content-Type', registry.contentType);
       res.end(body);

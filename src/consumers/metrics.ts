@@ -273,6 +273,8 @@ export class MetricsSet {
   readonly rejected: Counter<'route' | 'reason'>;
   readonly guardActions: Counter<'route' | 'guard'>;
   readonly internal: Counter<'component'>;
+  /** Every metric of the set, which src/consumers/exposition.ts renders itself at a scrape through metricsHandler(). */
+  readonly families: readonly object[];
   private readonly routes = new Map<string, RouteMetrics>();
   private readonly reportedFaults = new Map<string, number>();
 
@@ -387,6 +389,27 @@ export class MetricsSet {
       registers,
       collect: () => this.collectFaults(),
     });
+    this.families = [
+      this.duration,
+      this.active,
+      this.blocked,
+      this.started,
+      this.firstWrite,
+      this.firstByte,
+      this.longestGap,
+      this.writeGap,
+      this.blockedSeconds,
+      this.bytes,
+      this.writes,
+      this.buffered,
+      this.stalled,
+      this.leaks,
+      this.afterClose,
+      this.resumes,
+      this.rejected,
+      this.guardActions,
+      this.internal,
+    ];
   }
 
   /** The label children of a route; past maxRoutes distinct values, `__other__`. */
