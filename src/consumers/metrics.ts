@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { clusterRegistryClass, promClient, promClientFor } from './prom.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
+import { ByMethodOutcome } from './by-method-outcome.js';
 import { WriteTotals, type StreamState } from '../core/stream-state.js';
 import { getTracker, SWEEP_MS, type TrackerListener } from '../core/tracker.js';
 import { kMetricsFold, kMetricsSets } from '../core/symbols.js';
@@ -102,10 +103,9 @@ export class RouteMetrics {
   private readonly set: MetricsSet;
   private readonly labelSet: { route: string };
   private readonly startedBy = new Map<string, number>();
-  private readonly durationBy = new Map<string, Map<string, HistogramChild>>();
-  private lastMethod = '';
-  private lastOutcome = '';
-  private lastDuration: HistogramChild | null = null;
+  private readonly durationBy = new ByMethodOutcome<HistogramChild>((method, outcome) =>
+    this.set.duration.labels({ route: this.route, method, outcome }),
+  );
   private readonly leaksBy = new Map<string, CounterChild>();
   private readonly resumesBy = new Map<string, CounterChild>();
   private readonly rejectedBy = new Map<string, CounterChild>();
@@ -156,28 +156,7 @@ export class RouteMetrics {
   }
 
   duration(method: string, outcome: string): HistogramChild {
-    // most streams of a route share one method and outcome: the last child asked for, without a lookup
-    const last = this.lastDuration;
-    if (last !== null && method === this.lastMethod && outcome === this.lastOutcome) return last;
-    const c = this.durationChild(method, outcome);
-    this.lastMethod = method;
-    this.lastOutcome = outcome;
-    this.lastDuration = c;
-    return c;
-  }
-
-  private durationChild(method: string, outcome: string): HistogramChild {
-    let byOutcome = this.durationBy.get(method);
-    if (byOutcome === undefined) {
-      byOutcome = new Map();
-      this.durationBy.set(method, byOutcome);
-    }
-    let c = byOutcome.get(outcome);
-    if (c === undefined) {
-      c = this.set.duration.labels({ route: this.route, method, outcome });
-      byOutcome.set(outcome, c);
-    }
-    return c;
+    return this.durationBy.get(method, outcome);
   }
 
   /**

@@ -1,4 +1,5 @@
 import { metrics as otelMetrics, type Attributes, type Counter, type Histogram, type Meter } from '@opentelemetry/api';
+import { ByMethodOutcome } from './by-method-outcome.js';
 import { BLOCKED_BUCKETS, DURATION_BUCKETS, FIRST_WRITE_BUCKETS, routeMetricsOf } from './metrics.js';
 import { Phase, type StreamState } from '../core/stream-state.js';
 import { getTracker, type TrackerListener } from '../core/tracker.js';
@@ -46,31 +47,13 @@ class RouteTotals {
    * method and outcome, the last one asked for first.
    */
   readonly attrs: Attributes;
-  private readonly durationAttrs = new Map<string, Map<string, Attributes>>();
-  private lastMethod = '';
-  private lastOutcome = '';
-  private lastAttrs: Attributes | null = null;
+  private readonly durationAttrs = new ByMethodOutcome<Attributes>((method, outcome) => Object.freeze({ route: this.route, method, outcome }));
   constructor(readonly route: string) {
     this.attrs = Object.freeze({ route });
   }
 
   durationOf(method: string, outcome: string): Attributes {
-    const last = this.lastAttrs;
-    if (last !== null && method === this.lastMethod && outcome === this.lastOutcome) return last;
-    let byOutcome = this.durationAttrs.get(method);
-    if (byOutcome === undefined) {
-      byOutcome = new Map();
-      this.durationAttrs.set(method, byOutcome);
-    }
-    let a = byOutcome.get(outcome);
-    if (a === undefined) {
-      a = Object.freeze({ route: this.route, method, outcome });
-      byOutcome.set(outcome, a);
-    }
-    this.lastMethod = method;
-    this.lastOutcome = outcome;
-    this.lastAttrs = a;
-    return a;
+    return this.durationAttrs.get(method, outcome);
   }
 }
 
