@@ -5,6 +5,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '
 import { instrument, onFinding, streams, recentFindings, type Finding } from '../src/index.js';
 import { get, getAndAbort, neverReadingClient, pumpUntilClosed, scrape, sleep, sum, until } from './helpers/http.js';
 import { testScope } from './helpers/scope.js';
+import { stallBound } from './helpers/stall-bound.js';
 
 const STALL = 300;
 const DANGLE = 500;
@@ -18,6 +19,7 @@ describe('stalled_write', () => {
     const exporter = new InMemorySpanExporter();
     const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }).getTracer('t');
     const seen = collect('/stall');
+    const within = await stallBound(STALL);
     let firstBlockedAt = 0;
     const srv = await serve(
       instrument(
@@ -40,10 +42,12 @@ describe('stalled_write', () => {
     expect(typeof f.streamId).toBe('number');
     expect(f.ageMs).toBeGreaterThanOrEqual(STALL);
     expect(f.detail).toMatch(/waited \d+ ms for drain/);
-    // the blocked episode that the finding reports is at most threshold + 1 s old when raised
+    // the blocked episode that the finding reports is at most threshold + 1 s old when raised (the kernel's TCP
+    // table read fast; on a host with a large one, five reads later: test/helpers/stall-bound.ts)
     const waited = Number(/waited (\d+) ms/.exec(f.detail)![1]);
     expect(waited).toBeGreaterThan(STALL);
-    expect(waited).toBeLessThanOrEqual(STALL + 1000);
+    const bound = await within.bound();
+    expect(waited, `read of the TCP table ${within.readMs.toFixed(0)} ms`).toBeLessThanOrEqual(bound);
     expect(streams().find((s) => s.id === f.streamId)?.findings).toEqual(['stalled_write']);
     const samples = await scrape(registry);
     expect(sum(samples, 'stream_leaks_total', { route: '/stall', kind: 'stalled_write' })).toBe(1);
