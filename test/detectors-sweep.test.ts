@@ -3,7 +3,7 @@ import type http from 'node:http';
 import { StreamState, type StreamConfig } from '../src/core/stream-state.js';
 import { getTracker } from '../src/core/tracker.js';
 import { RAISE_BUDGET_MS, sweep } from '../src/consumers/detectors/index.js';
-import { has } from '../src/consumers/detectors/raising.js';
+import { beginTick, has, raise } from '../src/consumers/detectors/raising.js';
 import type { Finding } from '../src/types.js';
 
 // Unit test of the sweep's pure logic on tracker states (no sockets): a burst of findings is raised over
@@ -115,6 +115,45 @@ describe('detector sweep', () => {
         tracker.open.delete(s);
         tracker.blocked.delete(s);
       }
+    }
+  });
+
+  it('a tick that began with its raising window open raises its first finding at once, even when its check ended past the window (a descheduled process)', async () => {
+    const tracker = getTracker();
+    const config: StreamConfig = Object.freeze({
+      stallAfterMs: 10,
+      danglingAfterMs: 10,
+      trackAsync: false,
+      captureStacks: false,
+      tracer: undefined,
+      route: '/late-check',
+      metrics: null,
+    });
+    // the windows of earlier ticks are over, and rested
+    await new Promise((r) => setTimeout(r, 4 * RAISE_BUDGET_MS));
+    const s = new StreamState({ method: 'GET' } as http.IncomingMessage, { destroyed: true } as http.ServerResponse, config, 0);
+    s.route = '/late-check';
+    const seen: string[] = [];
+    const off = tracker.onFinding((f: Finding) => {
+      if (f.route === '/late-check') seen.push(f.kind);
+    });
+    try {
+      // a kernel sample arrives (checkSampled: beginTick, then the checks), and the process loses the CPU meanwhile
+      beginTick();
+      const t = performance.now();
+      while (performance.now() - t < 3 * RAISE_BUDGET_MS) {
+        // the check's turn ends past the window: seen as 12-19 ms on a loaded machine
+      }
+      expect(raise(s, 'stalled_write', 'warning', 'no progress')).toBe(true);
+      // raised in this turn, not queued for an immediate
+      expect(seen).toEqual(['stalled_write']);
+      // a second finding of the same tick, past the window, waits for its turn (the burst bound holds)
+      expect(raise(s, 'zombie_producer', 'warning', 'writes after close')).toBe(true);
+      expect(seen).toEqual(['stalled_write']);
+      await new Promise((r) => setTimeout(r, 4 * RAISE_BUDGET_MS));
+      expect(seen).toEqual(['stalled_write', 'zombie_producer']);
+    } finally {
+      off();
     }
   });
 });

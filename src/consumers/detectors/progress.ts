@@ -61,6 +61,12 @@ export class Progress {
   /** An HTTP/2 stream: `delivered` is the bytes its own flow control let out (`sentOnStream`). */
   h2 = false;
   firstAt = -1;
+  /**
+   * The duration of the read that gave the baseline (`lastReadMs` then): the lead before the baseline that counts as
+   * no progress (`unmeasuredLeadMs`) is the baseline's own, fixed for the episode, not the latest read's: reads of
+   * different lengths later (a loaded host, a table that grew) must not move the start of the span a claim covers.
+   */
+  firstReadMs = 0;
   firstDelivered = 0;
   sampledAt = -1;
   delivered = 0;
@@ -283,7 +289,7 @@ export function startEpisode(p: Progress, s: StreamState): void {
  * bytes that late): the no-progress span the samples show is then never longer than the one that happened.
  * Exported for the unit test of the rule.
  */
-export function record(p: Progress, delivered: number, at: number, seenBy = at): void {
+export function record(p: Progress, delivered: number, at: number, seenBy = at, readMs = lastReadMs): void {
   if (p.sampledAt >= 0) {
     if (delivered > p.delivered) {
       p.progressAt = Math.max(p.progressAt, seenBy);
@@ -298,6 +304,7 @@ export function record(p: Progress, delivered: number, at: number, seenBy = at):
   } else {
     // the baseline: a span without progress starts at the latest moment it can describe
     p.firstAt = seenBy;
+    p.firstReadMs = readMs;
     p.firstDelivered = delivered;
   }
   if (at > p.sampledAt) p.sampledAt = at;
@@ -476,7 +483,7 @@ export function dueForSample(p: Progress, s: StreamState, now: number): boolean 
  * known). A stall is claimed only from at least two samples.
  */
 function sinceOf(p: Progress, s: StreamState): number {
-  return Math.max(p.progressAt, s.blockedSince, p.firstAt - unmeasuredLeadMs(s.config.stallAfterMs));
+  return Math.max(p.progressAt, s.blockedSince, p.firstAt - unmeasuredLeadMs(s.config.stallAfterMs, p.firstReadMs));
 }
 
 /** How long the samples of the stream's current blocked episode have shown no progress (0 without two samples). */
