@@ -115,7 +115,7 @@ async function broadcastBench(impl) {
     const e2eMs = Math.max(...cli.map((c) => c.ms));
     // the clients' CPU over the round, as a share of what the client processes could have had
     const clientBusy = cli.reduce((a, c) => a + c.cpuUs, 0) / 1000 / (e2eMs * procs.length);
-    if (r > 0) rounds.push({ e2eMs, flushedMs: srv.flushedMs, serverCpuUs: srv.cpuUs, clientBusy }); // round 0 warms up
+    if (r > 0) rounds.push({ e2eMs, flushedMs: srv.flushedMs, serverCpuUs: srv.cpuUs, clientBusy, maxTurnMs: srv.maxTurnMs }); // round 0 warms up
   }
   for (const c of procs) c.send({ cmd: 'exit' });
   server.send({ cmd: 'exit' });
@@ -134,6 +134,8 @@ async function broadcastBench(impl) {
     serverCpuNsPerEvent: Math.round((median(rounds.map((x) => x.serverCpuUs)) * 1000) / (N * K)),
     clientBusy: Math.round(median(rounds.map((x) => x.clientBusy)) * 100) / 100,
     heapPerSubscriberBytes: Math.round((after - before) / N),
+    // the longest event-loop turn of a round (median over the rounds): how long the server held its loop at once
+    maxTurnMs: Math.round(median(rounds.map((x) => x.maxTurnMs ?? NaN)) * 10) / 10,
   };
 }
 

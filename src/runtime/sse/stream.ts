@@ -16,7 +16,6 @@ const tracker = getTracker();
 
 /** Internal entry points shared with the hub (not public API). */
 import {
-  kSseCork as kCork,
   kSseNeedsDrain as kNeedsDrain,
   kSseOnClose as kOnClose,
   kSseOpen as kOpen,
@@ -25,7 +24,7 @@ import {
   kSseState as kState,
 } from '../../core/symbols.js';
 /** kPushShared: the hub's live fan-out, one event's bytes built once and shared by every subscriber (see SharedFrame). */
-export { kPush, kOpen, kOnClose, kState, kNeedsDrain, kPushShared, kCork };
+export { kPush, kOpen, kOnClose, kState, kNeedsDrain, kPushShared };
 
 /**
  * One event's frame in every form a subscriber may need, built once per event for all of them: the text,
@@ -355,18 +354,6 @@ export class SseStream {
       }
     }
     return this[kPush](f.text, id, f.bytes);
-  }
-
-  /**
-   * Corks the socket of a direct-path stream and returns it (the caller uncorks it once, at the end of the
-   * tick), else null. A burst of events in one tick then leaves in one writev per socket, as Node's own
-   * res.write batches a tick's writes.
-   */
-  [kCork](): Socket | null {
-    const sock = this.sock;
-    if (this.done || sock === null || !sock.writable) return null;
-    sock.cork();
-    return sock;
   }
 
   [kOnClose](hook: CloseHook): void {
