@@ -260,7 +260,8 @@ export class Fanout {
     if (i < end) {
       const stream = sub.stream;
       const last = q[end - 1]!;
-      stream[kPushShared](end - i === 1 ? last.get(sub.encode) : this.run(i, end, sub.encode), last.ev.id);
+      if (end - i === 1) stream[kPushShared](last.get(sub.encode), last.ev.id);
+      else stream[kPushShared](this.run(i, end, sub.encode), last.ev.id, true);
     }
     if (end < q.length) historyLost(sub.stream);
   }
