@@ -95,6 +95,8 @@ interface Served {
   opened: Map<string, http.ServerResponse>;
   /** Distinct server sockets written in each synchronous run of code (a callback and what it calls). */
   runs: number[];
+  /** Server socket writes so far. */
+  writes: () => number;
   close(): Promise<void>;
 }
 
@@ -104,6 +106,7 @@ async function serve(hub: Hub): Promise<Served> {
   const opened = new Map<string, http.ServerResponse>();
   const runs: number[] = [];
   let run: Set<net.Socket> | null = null;
+  let writes = 0;
   const endRun = (): void => {
     runs.push(run!.size);
     run = null;
@@ -118,6 +121,7 @@ async function serve(hub: Hub): Promise<Served> {
         process.nextTick(endRun);
       }
       run.add(sock);
+      writes++;
       return (write as (...a: unknown[]) => boolean).apply(this, args);
     } as typeof sock.write;
     const query = req.url!.slice('/events'.length);
@@ -137,6 +141,7 @@ async function serve(hub: Hub): Promise<Served> {
     socketPath,
     opened,
     runs,
+    writes: () => writes,
     close: async () => {
       await hub.close();
       for (const s of [tcp, uds]) {
@@ -379,6 +384,29 @@ describe('hub live fan-out: a fault in one subscriber', () => {
     await until(() => back.count === 5, 'b resumed');
     expect(parse(back.raw).events.map((e) => e.id)).toEqual(ids.slice(1));
     for (const x of [a, c, back]) x.close();
+  });
+});
+
+describe('hub live fan-out: a publisher far ahead of the walk', () => {
+  it('more than 10,000 events waiting (FANOUT_QUEUE_MAX) are written at once, in the publish that passes it: the queue never holds more; all arrive once, in order', async () => {
+    const s = await serve(createHub({ heartbeatMs: 0, maxBufferedBytes: 64 * 1024 * 1024 }));
+    try {
+      const a = await connect({ port: s.port }, '?a');
+      await until(() => s.opened.has('?a') && a.raw.includes('id: '), 'subscribed');
+      const w0 = s.writes();
+      const published: Array<Promise<string>> = [];
+      // one tick: the walk's first slice would run after it; the 10,001st and 20,002nd events make it run now
+      for (let i = 0; i < 25_000; i++) published.push(s.hub.publish('c', `q ${i}`));
+      const duringTheTick = s.writes() - w0;
+      const ids = await Promise.all(published);
+      await until(() => a.count === 25_000, 'all events', 30_000);
+      // (a catch-up this large goes through res.write: a few socket writes each; without the cap, none in the tick)
+      expect(duringTheTick).toBeGreaterThan(0);
+      expect(parse(a.raw).events.map((e) => e.id)).toEqual(ids);
+      a.close();
+    } finally {
+      await s.close();
+    }
   });
 });
 
