@@ -16,6 +16,8 @@ let broadcast; // (k) => void: one event to every subscriber
 let count = () => responses.size;
 /** Whether the server still has events to hand to the sockets beside what they queue (streamscope's walk). */
 let busy = () => false;
+/** Socket writes streamscope's fan-out made so far (its walk's count; 0 elsewhere). */
+let fanWrites = () => 0;
 let handler;
 let hub;
 
@@ -63,6 +65,7 @@ if (impl === 'ceiling') {
   // The hub's fan-out walks the subscribers over several turns (src/runtime/hub/fanout.ts): the round is handed
   // off once that walk is over too. A peek at internals, for this benchmark only (undefined on a build before it).
   busy = () => hub.channels?.get('b')?.walking === true;
+  fanWrites = () => hub.channels?.get('b')?.stats?.written ?? 0;
   broadcast = (k) => {
     void hub.publish('b', `BCAST ${k}`);
   };
@@ -146,6 +149,7 @@ process.on('message', async (m) => {
   if (m.cmd === 'heap') process.send({ type: 'heap', heapUsed: heap(), subscribers: count() });
   else if (m.cmd === 'count') process.send({ type: 'count', subscribers: count() });
   else if (m.cmd === 'broadcast') {
+    const w0 = fanWrites();
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     // the longest event-loop turn of the round: from one of these immediates to the next (a publish's own
@@ -165,7 +169,7 @@ process.on('message', async (m) => {
     const handedOff = performance.now() - t0;
     await flushed(turn);
     const cpu = process.cpuUsage(cpu0);
-    process.send({ type: 'broadcast', handedOffMs: handedOff, flushedMs: performance.now() - t0, cpuUs: cpu.user + cpu.system, maxTurnMs: maxTurn });
+    process.send({ type: 'broadcast', handedOffMs: handedOff, flushedMs: performance.now() - t0, cpuUs: cpu.user + cpu.system, maxTurnMs: maxTurn, fanWrites: fanWrites() - w0 });
   } else if (m.cmd === 'fill') {
     const t0 = performance.now();
     const ids = [];
