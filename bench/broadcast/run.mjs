@@ -115,7 +115,7 @@ async function broadcastBench(impl) {
     const e2eMs = Math.max(...cli.map((c) => c.ms));
     // the clients' CPU over the round, as a share of what the client processes could have had
     const clientBusy = cli.reduce((a, c) => a + c.cpuUs, 0) / 1000 / (e2eMs * procs.length);
-    if (r > 0) rounds.push({ e2eMs, flushedMs: srv.flushedMs, serverCpuUs: srv.cpuUs, clientBusy, maxTurnMs: srv.maxTurnMs, fanWrites: srv.fanWrites }); // round 0 warms up
+    if (r > 0) rounds.push({ e2eMs, flushedMs: srv.flushedMs, serverCpuUs: srv.cpuUs, clientBusy, maxTurnMs: srv.maxTurnMs, maxTurnCpuMs: srv.maxTurnCpuMs, fanWrites: srv.fanWrites }); // round 0 warms up
   }
   for (const c of procs) c.send({ cmd: 'exit' });
   server.send({ cmd: 'exit' });
@@ -136,6 +136,8 @@ async function broadcastBench(impl) {
     heapPerSubscriberBytes: Math.round((after - before) / N),
     // the longest event-loop turn of a round (median over the rounds): how long the server held its loop at once
     maxTurnMs: Math.round(median(rounds.map((x) => x.maxTurnMs ?? NaN)) * 10) / 10,
+    // the CPU time of the turn that used the most (median of the rounds): the hold without what other work took
+    maxTurnCpuMs: Math.round(median(rounds.map((x) => x.maxTurnCpuMs ?? NaN)) * 100) / 100,
     // streamscope: events carried per socket write by its fan-out (N × K over the writes it made), else absent
     ...(rounds[0]?.fanWrites > 0 ? { eventsPerWrite: Math.round(((N * K) / median(rounds.map((x) => x.fanWrites))) * 10) / 10 } : {}),
   };

@@ -156,11 +156,16 @@ process.on('message', async (m) => {
     // work, whatever the server runs in that turn, I/O), i.e. how long the loop was held at most
     let maxTurn = 0;
     let last = t0;
+    let maxTurnCpu = 0;
+    let lastCpu = process.cpuUsage();
     const turn = async () => {
       await tick();
       const now = performance.now();
       if (now - last > maxTurn) maxTurn = now - last;
       last = now;
+      const c = process.cpuUsage(lastCpu);
+      lastCpu = process.cpuUsage();
+      if (c.user + c.system > maxTurnCpu) maxTurnCpu = c.user + c.system;
     };
     for (let k = 0; k < m.events; k++) {
       broadcast(m.base + k);
@@ -169,7 +174,7 @@ process.on('message', async (m) => {
     const handedOff = performance.now() - t0;
     await flushed(turn);
     const cpu = process.cpuUsage(cpu0);
-    process.send({ type: 'broadcast', handedOffMs: handedOff, flushedMs: performance.now() - t0, cpuUs: cpu.user + cpu.system, maxTurnMs: maxTurn, fanWrites: fanWrites() - w0 });
+    process.send({ type: 'broadcast', handedOffMs: handedOff, flushedMs: performance.now() - t0, cpuUs: cpu.user + cpu.system, maxTurnMs: maxTurn, maxTurnCpuMs: maxTurnCpu / 1000, fanWrites: fanWrites() - w0 });
   } else if (m.cmd === 'fill') {
     const t0 = performance.now();
     const ids = [];
