@@ -77,7 +77,7 @@ describe('hub live fan-out (shared bytes, direct writes)', () => {
     const old = await http10Client(srv.port);
     await until(() => opened.length === 5 && fromThree.events.length === 6 && fromSeven.events.length === 2 && crc.events.length === 4, 'replayed, live');
     const live: string[] = [];
-    // one event at a time and a burst in one tick (the sockets are corked for it): both through the live path
+    // one event at a time and a burst in one tick (one write per socket for it): both through the live path
     for (let i = 0; i < 20; i++) live.push(await hub.publish('c', `live ${i} ✓`));
     const burst = Array.from({ length: 30 }, (_, i) => hub.publish('c', { data: `burst ${i}\nsecond line` }));
     live.push(...(await Promise.all(burst)));
@@ -105,7 +105,7 @@ describe('hub live fan-out (shared bytes, direct writes)', () => {
     for (const c of [fromThree, fromSeven, first, crc]) c.close();
   });
 
-  it('stream_writes_total and stream_bytes_written_total count live events written straight to the socket', async () => {
+  it('stream_writes_total and stream_bytes_written_total count live events written straight to the socket; a burst of one tick is one write per subscriber', async () => {
     const registry = newRegistry();
     const hub = createHub({ heartbeatMs: 0, registry, route: '/events' });
     const { srv, opened } = await serve(hub);
@@ -116,11 +116,23 @@ describe('hub live fan-out (shared bytes, direct writes)', () => {
     const w0 = sum(before, 'stream_writes_total', { route: '/events' });
     const b0 = sum(before, 'stream_bytes_written_total', { route: '/events' });
     const bodyBefore = Buffer.byteLength(a.raw) + Buffer.byteLength(b.raw);
-    for (let i = 0; i < 40; i++) await hub.publish('c', { event: 'e', data: `é ${i}` });
+    // one event per turn: nothing is held back, each goes out alone
+    for (let i = 0; i < 40; i++) {
+      await hub.publish('c', { event: 'e', data: `é ${i}` });
+      await new Promise(setImmediate);
+    }
     await until(() => a.events.length === 40 && b.events.length === 40, 'events');
-    const after = await scrape(registry);
+    const mid = await scrape(registry);
     // one write per event and subscriber; the bytes are the frames' (UTF-8), chunk framing not counted
-    expect(sum(after, 'stream_writes_total', { route: '/events' }) - w0).toBe(80);
+    expect(sum(mid, 'stream_writes_total', { route: '/events' }) - w0).toBe(80);
+    expect(sum(mid, 'stream_bytes_written_total', { route: '/events' }) - b0).toBe(Buffer.byteLength(a.raw) + Buffer.byteLength(b.raw) - bodyBefore);
+    // 40 events published in one tick: one write (one chunk of 40 frames) per subscriber
+    const burst = await Promise.all(Array.from({ length: 40 }, (_, i) => hub.publish('c', { event: 'e', data: `burst ${i}` })));
+    await until(() => a.events.length === 80 && b.events.length === 80, 'burst');
+    expect(a.events.slice(40).map((e) => e.id)).toEqual(burst);
+    expect(b.events.slice(40).map((e) => e.id)).toEqual(burst);
+    const after = await scrape(registry);
+    expect(sum(after, 'stream_writes_total', { route: '/events' }) - w0).toBe(82);
     expect(sum(after, 'stream_bytes_written_total', { route: '/events' }) - b0).toBe(Buffer.byteLength(a.raw) + Buffer.byteLength(b.raw) - bodyBefore);
     a.close();
     b.close();
@@ -185,7 +197,7 @@ describe('hub live fan-out (shared bytes, direct writes)', () => {
     for (let i = 0; i < 20_000 && hub.subscribers('c') === 2; i++) {
       ids.push(await hub.publish('c', payload + i));
       maxQueued = Math.max(maxQueued, slow.writableLength);
-      // one event per tick (the events of one tick are corked together, and 5 of these pass the cap), and
+      // one event per tick (the events of one tick go out in one write, and 5 of these pass the cap), and
       // the fast client reads on this event loop: let it, every few events
       await new Promise(setImmediate);
       if (i % 8 === 7) await until(() => fast.events.length === ids.length, 'fast keeps up', 10_000, 1);

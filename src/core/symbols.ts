@@ -41,4 +41,3 @@ export const kStreamClosed = Symbol.for('streamscope.error.stream_closed');  // 
 export const kSwitch = Symbol.for('streamscope.switch');  // core/switch.ts
 export const kOrigEmit = Symbol('streamscope.h2.emit');  // core/http2-hook.ts
 export const kSsePushShared = Symbol('streamscope.sse.pushShared');  // runtime/sse/stream.ts (the hub's live fan-out)
-export const kSseCork = Symbol('streamscope.sse.cork');  // runtime/sse/stream.ts

@@ -284,11 +284,11 @@ export class Hub {
         if (this.channels.get(channel) === f) this.channels.delete(channel);
       });
     }
-    fan.subs.add(sub);
+    fan.add(sub);
     try {
       await fan.ready;
     } catch (err) {
-      fan.subs.delete(sub);
+      fan.remove(sub);
       throw err;
     }
     return fan;
@@ -296,10 +296,11 @@ export class Hub {
 
   /** @internal A subscriber's stream closed (or its subscribe gave up): it leaves the channel's fan-out. */
   leave(channel: string, fan: Fanout, sub: Sub): void {
-    fan.subs.delete(sub);
+    fan.remove(sub);
     sub.pending = null;
     if (fan.subs.size === 0 && this.channels.get(channel) === fan) {
       this.channels.delete(channel);
+      fan.stop();
       if (fan.unfollow !== null) fan.unfollow();
     }
   }
@@ -317,7 +318,10 @@ export class Hub {
     if (this.closed) return;
     this.closed = true;
     // a subscribe still awaiting the store (not opened) sees `closed` when it resumes and answers 503 itself
-    for (const fan of [...this.channels.values()]) for (const sub of [...fan.subs]) if (sub.opened) sub.stream.close();
+    for (const fan of [...this.channels.values()]) {
+      for (const sub of [...fan.subs]) if (sub.opened) sub.stream.close();
+      fan.stop();
+    }
     this.channels.clear();
     await this.store.close();
   }

@@ -16,7 +16,6 @@ const tracker = getTracker();
 
 /** Internal entry points shared with the hub (not public API). */
 import {
-  kSseCork as kCork,
   kSseNeedsDrain as kNeedsDrain,
   kSseOnClose as kOnClose,
   kSseOpen as kOpen,
@@ -25,7 +24,7 @@ import {
   kSseState as kState,
 } from '../../core/symbols.js';
 /** kPushShared: the hub's live fan-out, one event's bytes built once and shared by every subscriber (see SharedFrame). */
-export { kPush, kOpen, kOnClose, kState, kNeedsDrain, kPushShared, kCork };
+export { kPush, kOpen, kOnClose, kState, kNeedsDrain, kPushShared };
 
 /**
  * One event's frame in every form a subscriber may need, built once per event for all of them: the text,
@@ -315,8 +314,11 @@ export class SseStream {
    * counts as the tracker's `res.write` (writes, bytes); only a write that cannot meet backpressure goes
    * this way (the socket's queue stays under its high-water mark), so `res.write` alone ever returns false
    * and Node's `drain` bookkeeping stays whole. Anything else goes through kPush.
+   * `several`: the frame carries several events (the fan-out's catch-up of a subscriber): written to an empty
+   * queue, it could leave more than maxBufferedBytes queued, which one event at a time would have been refused —
+   * then the subscriber is cut after the write, as it would have been before the write of the one past the cap.
    */
-  [kPushShared](f: SharedFrame, id: string | undefined): boolean {
+  [kPushShared](f: SharedFrame, id: string | undefined, several = false): boolean {
     if (this.done) return false;
     const sock = this.sock;
     const res = this.res as Outgoing;
@@ -350,23 +352,25 @@ export class SseStream {
         if (wrote) {
           if (id !== undefined) this.lastSentId = id;
           this.wrote = true;
-          return true;
+          return several ? this.withinCap(sock.writableLength) : true;
         }
       }
     }
-    return this[kPush](f.text, id, f.bytes);
+    if (!several || sock === null || res.write !== this.direct) return this[kPush](f.text, id, f.bytes);
+    // Node's chunked res.write corks the socket until the tick ends: uncorked now, its queue is what the kernel
+    // did not take. A socket corked by someone else is left so, and not judged.
+    const corked = sock.writableCorked;
+    if (!this[kPush](f.text, id, f.bytes)) return false;
+    if (corked !== 0) return true;
+    if (sock.writableCorked === 1) sock.uncork();
+    return sock.writableCorked !== 0 || this.withinCap(sock.writableLength);
   }
 
-  /**
-   * Corks the socket of a direct-path stream and returns it (the caller uncorks it once, at the end of the
-   * tick), else null. A burst of events in one tick then leaves in one writev per socket, as Node's own
-   * res.write batches a tick's writes.
-   */
-  [kCork](): Socket | null {
-    const sock = this.sock;
-    if (this.done || sock === null || !sock.writable) return null;
-    sock.cork();
-    return sock;
+  /** After a write of several events: a queue past maxBufferedBytes cuts the stream (false). */
+  private withinCap(queued: number): boolean {
+    if (queued <= this.o.maxBufferedBytes) return true;
+    this.cut('STREAMSCOPE_ERR_BUFFER_FULL');
+    return false;
   }
 
   [kOnClose](hook: CloseHook): void {
