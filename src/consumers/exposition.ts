@@ -158,7 +158,7 @@ class Context {
    * A get() answer's text, encoded (undefined where the client's would differ): the family's cached bytes when its
    * samples are those of its last render (same label objects, values and names, in the same order).
    */
-  dataBuf(m: object, d: MetricData): Buffer | undefined {
+  dataBuf(m: object, d: MetricData, scrape = false): Buffer | undefined {
     const vals = d.values ?? [];
     const known = this.families.get(m);
     if (known !== undefined && known.name === d.name && known.help === d.help && known.type === d.type && known.values.length === vals.length) {
@@ -175,6 +175,7 @@ class Context {
     const text = this.data(d);
     if (text === undefined) return undefined;
     const buf = Buffer.from(text);
+    if (scrape) expositionStats.rendered++;
     this.families.set(m, { name: d.name, help: d.help, type: d.type, labels: vals.map((v) => v.labels), values: vals.map((v) => v.value), names: vals.map((v) => v.metricName), buf });
     return buf;
   }
@@ -200,6 +201,7 @@ class Context {
       }
       pre ??= this.prefixesOf(h);
       const buf = Buffer.from(this.childText(h, c, pre));
+      expositionStats.rendered++;
       this.blocks.set(c, { epoch: h.epoch, count: c.count, buf });
       out.push(buf);
     }
@@ -311,19 +313,23 @@ function contextFor(registry: ClientRegistry, per: PerMetric): Context | null | 
   );
 }
 
-/** How many scrapes took the fast path (a test reads it: the path is taken, counted rather than timed). */
-export const expositionStats = { fast: 0, fallback: 0 };
+/**
+ * How many scrapes took the fast path, and how many histogram children and counter or gauge families they rendered
+ * (rather than served from cache): a test reads them, counted rather than timed.
+ */
+export const expositionStats = { fast: 0, fallback: 0, rendered: 0 };
 
 /** How long after a handler is made, or a route appears, its registry is pre-rendered (a burst of new routes, once). */
 export const PRERENDER_DELAY_MS = 100;
-/** The pre-render yields to the loop (setImmediate) after this much work at a time. */
+/** The pre-render yields to the loop (setImmediate) after this much work at a time, or this many histogram children. */
 export const PRERENDER_SLICE_MS = 2;
+export const PRERENDER_SLICE_CHILDREN = 256;
 
 /** Pre-render state per registry served by a handler. */
 const prerenders = new WeakMap<object, { timer: ReturnType<typeof setTimeout> | null; running: boolean; again: boolean }>();
 
 /** Counts of the pre-render's work (a test reads them: slices and what was rendered, counted rather than timed). */
-export const prerenderStats = { runs: 0, slices: 0, children: 0, families: 0 };
+export const prerenderStats = { runs: 0, slices: 0, children: 0, families: 0, pending: 0 };
 
 /**
  * Schedules a pre-render of the registry's streamscope series: the probe of the client's escaping and the first
@@ -350,6 +356,7 @@ export function prerender(registry: object): void {
   }
   if (p.timer !== null) return;
   const state = p;
+  prerenderStats.pending++;
   state.timer = setTimeout(() => {
     state.timer = null;
     state.running = true;
@@ -359,6 +366,7 @@ export function prerender(registry: object): void {
       })
       .finally(() => {
         state.running = false;
+        prerenderStats.pending--;
         if (state.again) {
           state.again = false;
           prerender(registry);
@@ -381,20 +389,22 @@ async function prerenderNow(r: ClientRegistry): Promise<void> {
   prerenderStats.runs++;
   prerenderStats.slices++;
   let t0 = performance.now();
+  let children = 0;
   const pause = async (): Promise<void> => {
-    if (performance.now() - t0 < PRERENDER_SLICE_MS) return;
+    if (performance.now() - t0 < PRERENDER_SLICE_MS && children < PRERENDER_SLICE_CHILDREN) return;
     await turn();
     prerenderStats.slices++;
     t0 = performance.now();
+    children = 0;
   };
   for (const set of [...sets.values()]) {
     for (const m of set.families ?? []) {
       if (m instanceof StreamHistogram) {
-        let n = 0;
         for (const c of m.childList()) {
+          if (children >= PRERENDER_SLICE_CHILDREN || (children & 15) === 15) await pause();
           ctx.warmChild(m, c);
           prerenderStats.children++;
-          if ((++n & 15) === 0) await pause();
+          children++;
         }
       } else {
         ctx.dataBuf(m, await (m as AnyMetric).get());
@@ -446,7 +456,7 @@ export async function fastMetrics(registry: object): Promise<Buffer | undefined>
       parts.push(pieces);
     } else {
       const got = m.get();
-      parts.push(Promise.resolve(got).then(async (d) => c.dataBuf(m, d) ?? Buffer.from(await per.call(r, m))));
+      parts.push(Promise.resolve(got).then(async (d) => c.dataBuf(m, d, true) ?? Buffer.from(await per.call(r, m))));
     }
   }
   const texts = await Promise.all(parts);
