@@ -11,6 +11,7 @@
 //   /ctl/sweep       the tracker's sweep (detectors, then releases) timed directly, 20 runs
 //   /ctl/eld/start, /ctl/eld/stop   event-loop delay (monitorEventLoopDelay, 1 ms resolution) over a window
 //   /ctl/burst       see above; answers when every finding is raised, with the longest loop hold meanwhile
+//                    (SCALE_PROFILE=FILE in the environment: a CPU profile of it written there)
 import http from 'node:http';
 import http2 from 'node:http2';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -87,6 +88,16 @@ function eldStop() {
  * raised: the longest hold of the loop meanwhile (1 ms timer), and how many turns of the loop the raising took.
  */
 async function runBurst() {
+  // SCALE_PROFILE=FILE (environment): a CPU profile of the burst (from the late writes to the last finding)
+  let profiler = null;
+  if (process.env.SCALE_PROFILE) {
+    const { Session } = await import('node:inspector/promises');
+    profiler = new Session();
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+    await profiler.post('Profiler.start');
+  }
   const list = [...burstOpen];
   const want = list.length;
   let raised = 0;
@@ -230,6 +241,11 @@ async function runBurst() {
   }
   const inWindow = gcs.filter(([g0]) => g0 >= from);
 
+  if (profiler !== null) {
+    const { profile } = await profiler.post('Profiler.stop');
+    (await import('node:fs')).writeFileSync(process.env.SCALE_PROFILE, JSON.stringify(profile));
+    profiler.disconnect();
+  }
   for (const res of list) res.destroy?.();
   burstOpen.clear();
   burstClosed = 0;
