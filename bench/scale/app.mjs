@@ -7,6 +7,7 @@
 //                    after their clients left, in one tick, so the next sweep finds as many zombie_producer
 //                    findings at once
 //   /metrics         metricsHandler() (the global prom-client register)
+//   /ctl/scrape-cpu  the CPU time of each /metrics handler since the last ask (ms, the process's: see cpuUsage)
 //   /ctl/heap        heap used after GC
 //   /ctl/sweep       the tracker's sweep (detectors, then releases) timed directly, 20 runs
 //   /ctl/eld/start, /ctl/eld/stop   event-loop delay (monitorEventLoopDelay, 1 ms resolution) over a window
@@ -43,6 +44,8 @@ const burst = instrument(
   { route: '/burst', stallAfterMs: 60_000, danglingAfterMs: 60_000 },
 );
 const metrics = metricsHandler();
+/** The CPU each scrape's handler took (/ctl/scrape-cpu answers them and starts a new list). */
+const scrapeCpu = [];
 
 function heapAfterGc() {
   for (let i = 0; i < 4; i++) globalThis.gc?.();
@@ -291,7 +294,19 @@ function route(req, res) {
     return void insts[k](req, res);
   }
   if (p === '/burst') return void burst(req, res);
-  if (p === '/metrics') return void metrics(req, res);
+  if (p === '/metrics') {
+    // the CPU this process used from the request to the handler's end (its text handed to the response)
+    const c = cpuUsage();
+    return void metrics(req, res).then(() => {
+      const u = cpuUsage(c);
+      scrapeCpu.push((u.user + u.system) / 1000);
+    });
+  }
+  if (p === '/ctl/scrape-cpu') {
+    const list = [...scrapeCpu];
+    scrapeCpu.length = 0;
+    return json(res, list);
+  }
   if (p === '/ctl/heap') return json(res, { heapUsed: heapAfterGc(), rss: process.memoryUsage().rss, plainOpen, open: tracker.open.size });
   if (p === '/ctl/sweep') return void timeSweeps().then((m) => json(res, m));
   if (p === '/ctl/eld/start') return json(res, eldStart());
