@@ -31,6 +31,17 @@ const ESC_14: Escaping = {
   label: (s) => s.replace(/\n/g, '\\n').replace(/\\(?!n)/g, '\\\\').replace(/"/g, '\\"'),
 };
 
+/**
+ * A cached piece's bytes, in a memory of its own: Buffer.from() would cut small ones from a shared 8 KiB pool, and
+ * one cached piece still alive would keep its whole pool slab (most pieces are 1–2 KB and are replaced as their
+ * series change).
+ */
+function encode(text: string): Buffer {
+  const buf = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  buf.write(text);
+  return buf;
+}
+
 /** The clients' getValueAsString. */
 function valueText(v: number): string {
   if (Number.isNaN(v)) return 'Nan';
@@ -174,7 +185,7 @@ class Context {
     }
     const text = this.data(d);
     if (text === undefined) return undefined;
-    const buf = Buffer.from(text);
+    const buf = encode(text);
     if (scrape) expositionStats.rendered++;
     this.families.set(m, { name: d.name, help: d.help, type: d.type, labels: vals.map((v) => v.labels), values: vals.map((v) => v.value), names: vals.map((v) => v.metricName), buf });
     return buf;
@@ -188,7 +199,7 @@ class Context {
     let head = this.heads.get(h);
     if (head === undefined || head.name !== h.name || head.help !== h.help) {
       const name = this.esc.str(h.name);
-      head = { name: h.name, help: h.help, buf: Buffer.from(`# HELP ${name} ${this.esc.str(h.help)}\n# TYPE ${name} ${h.type}`) };
+      head = { name: h.name, help: h.help, buf: encode(`# HELP ${name} ${this.esc.str(h.help)}\n# TYPE ${name} ${h.type}`) };
       this.heads.set(h, head);
     }
     out.push(head.buf);
@@ -200,7 +211,7 @@ class Context {
         continue;
       }
       pre ??= this.prefixesOf(h);
-      const buf = Buffer.from(this.childText(h, c, pre));
+      const buf = encode(this.childText(h, c, pre));
       expositionStats.rendered++;
       this.blocks.set(c, { epoch: h.epoch, count: c.count, buf });
       out.push(buf);
@@ -211,7 +222,7 @@ class Context {
   warmChild(h: StreamHistogram, c: HistogramChild): void {
     const block = this.blocks.get(c);
     if (block !== undefined && block.epoch === h.epoch && block.count === c.count) return;
-    this.blocks.set(c, { epoch: h.epoch, count: c.count, buf: Buffer.from(this.childText(h, c, this.prefixesOf(h))) });
+    this.blocks.set(c, { epoch: h.epoch, count: c.count, buf: encode(this.childText(h, c, this.prefixesOf(h))) });
   }
 
   /** A histogram's `name_bucket{le="…"` prefixes, one per bound and +Inf. */
