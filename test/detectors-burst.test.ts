@@ -6,6 +6,7 @@ import { instrument } from '../src/index.js';
 import { Phase, StreamState, type StreamConfig } from '../src/core/stream-state.js';
 import { getTracker, LINGER_SLICE } from '../src/core/tracker.js';
 import { install } from '../src/consumers/detectors/index.js';
+import { RAISE_PER_TURN } from '../src/consumers/detectors/raising.js';
 import type { Finding } from '../src/types.js';
 import { sleep, until } from './helpers/http.js';
 import { testScope } from './helpers/scope.js';
@@ -17,6 +18,8 @@ import { testScope } from './helpers/scope.js';
 const N = 10_000;
 /** LINGER_SLICE (src/core/tracker.ts), stated here so that the bound is read the same before and after it existed. */
 const BOUND = 1000;
+/** RAISE_PER_TURN (src/consumers/detectors/raising.ts), stated here for the same reason. */
+const RAISE_BOUND = 400;
 const { cleanup, serve, collect } = testScope();
 
 /** `n` clients that read everything they are sent (SSE subscribers), 200 connecting at a time. */
@@ -158,6 +161,82 @@ describe('a burst of lingering streams', () => {
     for (const s of flagged) expect(releases.get(s.id)).toBe(1);
     expect(releases.size).toBe(N + 5);
     expect([...tracker.internalErrors.values()].reduce((a, b) => a + b, 0)).toBe(faultsBefore);
+  }, 60_000);
+
+  it(`${N.toLocaleString('en-US')} zombies decided in the same sweep: no turn of the loop raises more than ${RAISE_BOUND} findings, whatever the clock; each stream gets each kind exactly once, in the order decided`, async () => {
+    install();
+    const tracker = getTracker();
+    tracker.stopSweep();
+    const config = {
+      stallAfterMs: 60_000,
+      danglingAfterMs: 10,
+      trackAsync: false,
+      captureStacks: false,
+      tracer: undefined,
+      route: '/zombies-raised',
+      metrics: null,
+    } as StreamConfig;
+    while (performance.now() < 50) {
+      // busy-wait: the clock must be past danglingAfterMs after the closes (at 0)
+    }
+    const states: StreamState[] = [];
+    for (let i = 0; i < N; i++) {
+      const s = new StreamState({ method: 'GET' } as http.IncomingMessage, { destroyed: true } as http.ServerResponse, config, 0);
+      s.route = '/zombies-raised';
+      s.phase = Phase.Closed;
+      s.clientClosed = true;
+      s.closedAt = 0;
+      s.writesAfterClose = 3;
+      s.lastWriteAt = performance.now();
+      s.afterCloseGap = 60_000;
+      tracker.lingering.add(s);
+      states.push(s);
+    }
+    cleanup.push(() => {
+      for (const s of states) if (tracker.lingering.has(s)) tracker.release(s);
+    });
+    // the loop's turns, counted by an immediate that re-arms itself; the findings raised in each
+    let turn = 0;
+    let spinning = true;
+    const perTurn = new Map<number, number>();
+    const spin = (): void => {
+      turn++;
+      if (spinning) setImmediate(spin);
+    };
+    setImmediate(spin);
+    cleanup.push(() => void (spinning = false));
+    const order: string[] = [];
+    const raised = new Map<string, number>();
+    cleanup.push(
+      tracker.onFinding((f: Finding) => {
+        if (f.route !== '/zombies-raised') return;
+        const k = `${f.streamId}:${f.kind}`;
+        raised.set(k, (raised.get(k) ?? 0) + 1);
+        order.push(k);
+        perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+      }),
+    );
+    // the sweeps, from a timer as the tracker's own (faster: the test need not wait 250 ms between them)
+    const sweeping = setInterval(() => tracker.sweep(), 20);
+    cleanup.push(() => clearInterval(sweeping));
+    await until(() => raised.size === 2 * N, 'both findings on every zombie', 30_000);
+    clearInterval(sweeping);
+    spinning = false;
+
+    const most = Math.max(...perTurn.values());
+    expect(most, `findings raised per turn: ${[...perTurn.values()].slice(0, 40).join(', ')}…`).toBeLessThanOrEqual(RAISE_BOUND);
+    expect(RAISE_PER_TURN).toBeLessThanOrEqual(RAISE_BOUND);
+    // spread over turns, each stream once per kind, in the order decided (the walk's: zombie_producer, then
+    // dangling_stream, stream by stream, the walk going last to first within each slice's share)
+    expect(perTurn.size).toBeGreaterThanOrEqual(Math.ceil((2 * N) / RAISE_BOUND));
+    expect([...raised.values()].every((c) => c === 1)).toBe(true);
+    for (const s of states) expect([...s.findings].sort()).toEqual(['dangling_stream', 'zombie_producer']);
+    const firstOf = new Map<number, number>();
+    order.forEach((k, i) => {
+      const id = Number(k.split(':')[0]);
+      if (k.endsWith(':zombie_producer')) firstOf.set(id, i);
+      else expect(i, `dangling_stream of ${id} after its zombie_producer`).toBeGreaterThan(firstOf.get(id) ?? Infinity - 1);
+    });
   }, 60_000);
 
   it('2,000 real streams whose clients leave together and whose producers write 3 times after that: each gets exactly one zombie_producer, and all are released once the writes stop', async () => {

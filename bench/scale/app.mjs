@@ -7,10 +7,12 @@
 //                    after their clients left, in one tick, so the next sweep finds as many zombie_producer
 //                    findings at once
 //   /metrics         metricsHandler() (the global prom-client register)
+//   /ctl/scrape-cpu  the CPU time of each /metrics handler since the last ask (ms, the process's: see cpuUsage)
 //   /ctl/heap        heap used after GC
 //   /ctl/sweep       the tracker's sweep (detectors, then releases) timed directly, 20 runs
 //   /ctl/eld/start, /ctl/eld/stop   event-loop delay (monitorEventLoopDelay, 1 ms resolution) over a window
 //   /ctl/burst       see above; answers when every finding is raised, with the longest loop hold meanwhile
+//                    (SCALE_PROFILE=FILE in the environment: a CPU profile of it written there)
 import http from 'node:http';
 import http2 from 'node:http2';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -42,6 +44,8 @@ const burst = instrument(
   { route: '/burst', stallAfterMs: 60_000, danglingAfterMs: 60_000 },
 );
 const metrics = metricsHandler();
+/** The CPU each scrape's handler took (/ctl/scrape-cpu answers them and starts a new list). */
+const scrapeCpu = [];
 
 function heapAfterGc() {
   for (let i = 0; i < 4; i++) globalThis.gc?.();
@@ -87,6 +91,16 @@ function eldStop() {
  * raised: the longest hold of the loop meanwhile (1 ms timer), and how many turns of the loop the raising took.
  */
 async function runBurst() {
+  // SCALE_PROFILE=FILE (environment): a CPU profile of the burst (from the late writes to the last finding)
+  let profiler = null;
+  if (process.env.SCALE_PROFILE) {
+    const { Session } = await import('node:inspector/promises');
+    profiler = new Session();
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+    await profiler.post('Profiler.start');
+  }
   const list = [...burstOpen];
   const want = list.length;
   let raised = 0;
@@ -230,6 +244,11 @@ async function runBurst() {
   }
   const inWindow = gcs.filter(([g0]) => g0 >= from);
 
+  if (profiler !== null) {
+    const { profile } = await profiler.post('Profiler.stop');
+    (await import('node:fs')).writeFileSync(process.env.SCALE_PROFILE, JSON.stringify(profile));
+    profiler.disconnect();
+  }
   for (const res of list) res.destroy?.();
   burstOpen.clear();
   burstClosed = 0;
@@ -275,7 +294,19 @@ function route(req, res) {
     return void insts[k](req, res);
   }
   if (p === '/burst') return void burst(req, res);
-  if (p === '/metrics') return void metrics(req, res);
+  if (p === '/metrics') {
+    // the CPU this process used from the request to the handler's end (its text handed to the response)
+    const c = cpuUsage();
+    return void metrics(req, res).then(() => {
+      const u = cpuUsage(c);
+      scrapeCpu.push((u.user + u.system) / 1000);
+    });
+  }
+  if (p === '/ctl/scrape-cpu') {
+    const list = [...scrapeCpu];
+    scrapeCpu.length = 0;
+    return json(res, list);
+  }
   if (p === '/ctl/heap') return json(res, { heapUsed: heapAfterGc(), rss: process.memoryUsage().rss, plainOpen, open: tracker.open.size });
   if (p === '/ctl/sweep') return void timeSweeps().then((m) => json(res, m));
   if (p === '/ctl/eld/start') return json(res, eldStart());

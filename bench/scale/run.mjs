@@ -174,6 +174,7 @@ const closeStreams = (clients) => Promise.all(clients.map((c) => ask(c, { cmd: '
 
 // ── scrapes every second, with the server's event-loop delay recorded meanwhile ──
 async function scrapes(ctl, port) {
+  await getJson(ctl, '/ctl/scrape-cpu');
   await getJson(ctl, '/ctl/eld/start');
   const times = [];
   let bytes = 0;
@@ -190,7 +191,10 @@ async function scrapes(ctl, port) {
     await sleep(Math.max(0, 1000 - (performance.now() - t)));
   }
   const eld = await getJson(ctl, '/ctl/eld/stop');
-  return { scrapeMedianMs: pct(times, 50), scrapeP99Ms: pct(times, 99), scrapeMaxMs: Math.max(...times), scrapeBytes: bytes, series, ...eld };
+  // the server's CPU per scrape (its handler, request to response handed over), beside the scraper's wall time
+  const cpu = await getJson(ctl, '/ctl/scrape-cpu');
+  const cpuStats = cpu.length > 0 ? { scrapeCpuMedianMs: pct(cpu, 50), scrapeCpuP99Ms: pct(cpu, 99), scrapeCpuFirstMs: cpu[0] } : {};
+  return { scrapeMedianMs: pct(times, 50), scrapeP99Ms: pct(times, 99), scrapeMaxMs: Math.max(...times), scrapeFirstMs: times[0], scrapeBytes: bytes, series, ...eld, ...cpuStats };
 }
 
 async function settle(ctl) {
@@ -348,6 +352,12 @@ function render(r) {
       `| the sweep over all of them (tracker.sweep(), 20 runs): median / p95 / max | – | ${ms(i.sweepMedianMs)} / ${mark(i.sweepP95Ms, 2)} / ${ms(i.sweepMaxMs)} |`,
       `| \`/metrics\`: size, series | ${int(p.scrapeBytes)} B, ${int(p.series)} | ${int(i.scrapeBytes)} B, ${int(i.series)} |`,
       `| \`/metrics\` scrape: median / p99 | ${ms(p.scrapeMedianMs)} / ${ms(p.scrapeP99Ms)} | ${ms(i.scrapeMedianMs)} / ${mark(i.scrapeP99Ms, 10)} |`,
+      ...(i.scrapeCpuMedianMs === undefined
+        ? []
+        : [
+            `| the server's CPU per scrape (the handler, request to response handed over): median / p99 | ${ms(p.scrapeCpuMedianMs)} / ${ms(p.scrapeCpuP99Ms)} | ${ms(i.scrapeCpuMedianMs)} / ${ms(i.scrapeCpuP99Ms)} |`,
+            `| the phase's first scrape: wall / the server's CPU | ${ms(p.scrapeFirstMs)} / ${ms(p.scrapeCpuFirstMs)} | ${ms(i.scrapeFirstMs)} / ${ms(i.scrapeCpuFirstMs)} |`,
+          ]),
       `| event-loop delay p99 (max) while scraped every second | ${ms(p.loopDelayP99Ms)} (${ms(p.loopDelayMaxMs)}) | ${ms(i.loopDelayP99Ms)} (${ms(i.loopDelayMaxMs)}): ${mark(i.loopDelayP99Ms - p.loopDelayP99Ms, 20).replace(/^/, 'above bare ')} |`,
       `| time to open them all | ${p.openSeconds.toFixed(1)} s | ${i.openSeconds.toFixed(1)} s |`,
       '',

@@ -4,6 +4,9 @@
 // stream (the scrape never walks streams). Each round times, interleaved:
 //   handler    metricsHandler(registry) into a stub response (what `/metrics` serves)
 //   handler changed   the same after every histogram child observed once more (none of its cached text reusable)
+//   handler cold      afterwards, the first scrape of each of COLD (default 10) new registries of the same content,
+//                     right after its handler is made
+//   handler first     the same, a second after (the handler's pre-render, off the request path, has run)
 //   registry   registry.metrics(): the client formats everything (what an app serving its register itself gets)
 // (every text is encoded to UTF-8 once, as the response's write does)
 //   get        our metrics' get()/collect() alone (object building), the part of `registry` that is ours
@@ -30,6 +33,7 @@ const ROUTES = Number(process.env.ROUTES ?? 200);
 const SAMPLES = Number(process.env.SAMPLES ?? 300);
 const DIST = process.env.STREAMSCOPE_DIST ?? path.join(root, 'dist', 'esm', 'index.js');
 const BEFORE = process.env.SCRAPE_DIST_BEFORE;
+const COLD = Number(process.env.COLD ?? 10);
 const require = createRequire(path.join(root, 'package.json'));
 const prom = require('prom-client');
 
@@ -92,9 +96,12 @@ async function plainRegistry(count) {
   return registry;
 }
 
-/** A response that keeps the body and encodes it as a socket write would (a rope is flattened there). */
+/**
+ * A response that keeps the body and encodes it as a socket write would (a string is flattened and encoded there;
+ * a Buffer is written as it is).
+ */
 function stubRes() {
-  return { statusCode: 0, body: '', setHeader() {}, end(b) { this.body = b; this.encoded = Buffer.from(b); } };
+  return { statusCode: 0, body: '', setHeader() {}, end(b) { this.body = b; this.encoded = typeof b === 'string' ? Buffer.from(b) : b; } };
 }
 /** registry.metrics() with the same encoding as the handler's response. */
 const encoded = (p) => p.then((b) => (Buffer.from(b), b));
@@ -171,11 +178,34 @@ async function main() {
   const body = String(await variants[0].fn());
   // the handler's text is the registry's, byte for byte (the state does not change between the two)
   const identical = body === (await after.registry.metrics());
+  // cold: a registry the handler has never seen (its escaping probed, every series rendered for the first time),
+  // COLD of them, each scraped once (its build and the rounds above have warmed the code: this is not a JIT's cold);
+  // first: the same, scraped a second after its handler was made (the handler's pre-render has run meanwhile)
+  for (const [label, waitMs] of [['handler cold', 0], ['handler first', 1000]]) {
+    const cold = { label, times: [], cpu: [], gc: [], samples: COLD };
+    for (let i = 0; i < COLD; i++) {
+      const fresh = await ourRegistry(DIST);
+      await new Promise((r) => setImmediate(r));
+      if (waitMs > 0) await new Promise((r) => setTimeout(r, waitMs));
+      const r = await timed(async () => {
+        const res = stubRes();
+        await fresh.handler({}, res);
+        return res.body;
+      });
+      cold.times.push(r.ms);
+      cold.cpu.push(r.cpuMs);
+      windows.push([cold, r.t0, r.t1]);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    cold.gcMs = 0;
+    for (const [start, dur] of gcs) for (const [v, t0, t1] of windows) if (v === cold && start >= t0 && start < t1) cold.gcMs += dur;
+    variants.push(cold);
+  }
   const result = { routes: ROUTES, samples: SAMPLES, series, plainSeries, bytes: Buffer.byteLength(body), identical, node: process.version, rows: {} };
   for (const v of variants) {
     const s = [...v.times].sort((a, b) => a - b);
     const c = [...v.cpu].sort((a, b) => a - b);
-    result.rows[v.label] = { medianMs: pct(s, 50), p99Ms: pct(s, 99), maxMs: s[s.length - 1], cpuMedianMs: pct(c, 50), cpuP99Ms: pct(c, 99), gcMsPerScrape: v.gcMs / SAMPLES };
+    result.rows[v.label] = { samples: v.samples ?? SAMPLES, medianMs: pct(s, 50), p99Ms: pct(s, 99), maxMs: s[s.length - 1], cpuMedianMs: pct(c, 50), cpuP99Ms: pct(c, 99), gcMsPerScrape: v.gcMs / (v.samples ?? SAMPLES) };
   }
   return result;
 }
@@ -203,6 +233,8 @@ if (process.argv.includes('--doc')) {
     '| --- | --- | --- | --- |',
     ...row('handler', '`metricsHandler()` (streamscope renders its own series)'),
     ...row('handler changed', '`metricsHandler()`, every histogram child changed since the scrape before'),
+    ...row('handler first', `\`metricsHandler()\`, first scrape of a new registry a second after its handler was made (pre-rendered meanwhile): ${r.rows['handler first']?.samples ?? 0} registries`),
+    ...row('handler cold', `\`metricsHandler()\`, first scrape of a new registry right after its handler was made (probe, every series rendered in the scrape): ${r.rows['handler cold']?.samples ?? 0} registries`),
     ...row('registry', '`registry.metrics()` (the client formats every series)'),
     ...row('get', '  of which our `get()`/`collect()` (object building)'),
     ...row('before handler', '`metricsHandler()`, build before (SCRAPE_DIST_BEFORE)'),

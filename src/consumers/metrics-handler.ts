@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MetricsRegistry } from '../types.js';
-import { fastMetrics } from './exposition.js';
+import { fastMetrics, prerender } from './exposition.js';
 import { promClient } from './prom.js';
 
 /**
@@ -8,13 +8,20 @@ import { promClient } from './prom.js';
  * gives, with streamscope's own series rendered from cached label strings (src/consumers/exposition.ts).
  */
 export function metricsHandler(registry?: MetricsRegistry): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  // the first scrape's work (probe, first render of every series) done before it, off the request path
+  setImmediate(() => {
+    try {
+      prerender((registry ??= promClient().register as MetricsRegistry));
+    } catch {
+      // no client installed: the first scrape says so
+    }
+  }).unref?.();
   return async (_req, res) => {
     try {
       // Default: the global register of the application's prom-client (see docs/metrics.md).
       registry ??= promClient().register as MetricsRegistry;
       // where the fast path does not apply, or fails (an app's metric that throws fails again below), the client's
-      let body = await fastMetrics(registry).catch(() => undefined);
-      body ??= await registry.metrics();
+      const body: Buffer | string = (await fastMetrics(registry).catch(() => undefined)) ?? (await registry.metrics());
       res.statusCode = 200;
       res.setHeader('Content-Type', registry.contentType);
       res.end(body);

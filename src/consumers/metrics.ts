@@ -5,7 +5,7 @@ import { StreamHistogram, type HistogramChild } from './histogram.js';
 import { ByMethodOutcome } from './by-method-outcome.js';
 import { WriteTotals, type StreamState } from '../core/stream-state.js';
 import { getTracker, SWEEP_MS, type TrackerListener } from '../core/tracker.js';
-import { kMetricsFold, kMetricsSets } from '../core/symbols.js';
+import { kMetricsFold, kMetricsRouteAdded, kMetricsSets } from '../core/symbols.js';
 import { isStalled } from './detectors/progress.js';
 import { GUARD_NAMES } from './guards.js';
 
@@ -400,12 +400,23 @@ export class MetricsSet {
       if (rm === undefined) {
         rm = new RouteMetrics(this, OTHER_ROUTE);
         this.routes.set(OTHER_ROUTE, rm);
+        this.routeAdded();
       }
       return rm;
     }
     rm = new RouteMetrics(this, name);
     this.routes.set(name, rm);
+    this.routeAdded();
     return rm;
+  }
+
+  /** A route's series are new: metricsHandler() pre-renders them before the next scrape (src/consumers/exposition.ts). */
+  private routeAdded(): void {
+    try {
+      (this.registry as unknown as Record<symbol, (() => void) | undefined>)[kMetricsRouteAdded]?.();
+    } catch (err) {
+      tracker.fault('metrics', err);
+    }
   }
 
   private syncing = false;

@@ -8,6 +8,8 @@ export const kTracker = Symbol.for('streamscope.tracker');
 export const kMetricsSets = Symbol.for('streamscope.metrics');
 /** The metrics' gauge fold generation (src/consumers/metrics.ts), shared: one copy folds, every copy's scrape reads. */
 export const kMetricsFold = Symbol.for('streamscope.metricsFold');
+/** On a registry served by metricsHandler(): called when a metric set of it makes a route (exposition pre-renders). */
+export const kMetricsRouteAdded = Symbol.for('streamscope.metricsRouteAdded');
 export const kObserver = Symbol.for('streamscope.observer');
 export const kAgent = Symbol.for('streamscope.agent');
 export const kStreamIds = Symbol.for('streamscope.streamIds');

@@ -19,7 +19,13 @@ const tracker = getTracker();
  * holding the event loop once. Each finding is decided once, when its check sees it, and raised once, in the
  * order found; a stream that closes or is released before its turn still gets it (docs/detectors.md).
  */
-export const RAISE_BUDGET_MS = 5;
+export const RAISE_BUDGET_MS = 3;
+/**
+ * Findings one turn of the event loop raises, at most, whatever the clock says: on a loaded machine (or while a GC
+ * pause stretches the clock) the time budget alone lets a turn raise thousands (2,130 in one in a 10,000-stream
+ * burst, bench/scale), each leaving garbage for the next GC pause. At about 2 µs each, 400 are under a millisecond.
+ */
+export const RAISE_PER_TURN = 400;
 /**
  * Time from a sweep's start during which its checks decide findings, at most (deciding one — its detail, its place
  * in the queue — costs about a µs): past it, the checks stop deciding and the streams left are decided by the
@@ -49,6 +55,19 @@ const BIT: Record<FindingKind, number> = { stalled_write: 1, dangling_stream: 2,
 let deadline = -Infinity;
 /** Whether the current window raised anything (an unused one needs no rest: a lone finding is raised at once). */
 let raisedInWindow = false;
+/** Findings the current window raised (at most RAISE_PER_TURN). */
+let windowRaised = 0;
+/**
+ * The drain's runs (an immediate, one per turn of the loop while it is due): a used window is followed by a new one
+ * only once a drain has run in a later turn than the one it opened in, so a turn of the loop holds one window
+ * whatever the clock says. A window opened outside the drain (the sweep, a timer; a kernel sample's arrival) may
+ * share its turn with the next drain (the immediates of the same turn): it waits for the drain after that one.
+ */
+let drainRuns = 0;
+let windowDrain = -1;
+let inDrain = false;
+/** When the current window last raised (performance.now()). */
+let lastRaiseAt = -Infinity;
 let drainScheduled = false;
 /** Until when the current tick may decide findings; once past, `closedForTick` until the next tick begins. */
 let decideUntil = 0;
@@ -86,7 +105,7 @@ export function raise(s: StreamState, kind: FindingKind, severity: Severity, det
     return false;
   }
   const p: Pending = { s, kind, severity, detail, stack };
-  if (head === queue.length && (now < deadline || firstFree)) {
+  if (head === queue.length && windowRaised < RAISE_PER_TURN && (now < deadline || firstFree)) {
     firstFree = false;
     deliver(p);
     return true;
@@ -98,17 +117,24 @@ export function raise(s: StreamState, kind: FindingKind, severity: Severity, det
 }
 
 function deliver(p: Pending): void {
+  // a used window: the drains that tell the turns apart come (cheap: an immediate or two per window)
+  if (!raisedInWindow) scheduleDrain();
   raisedInWindow = true;
+  windowRaised++;
   try {
     const detail = typeof p.detail === 'function' ? p.detail() : p.detail;
     tracker.raise(p.s, p.kind, p.severity, detail, p.stack === undefined ? undefined : p.stack());
   } catch (err) {
     tracker.fault('detectors', err);
   }
+  lastRaiseAt = performance.now();
 }
 
-/** Raises waiting findings, in order, until `until` (at least one per call, so that the queue always moves). */
-function flush(until: number): void {
+/**
+ * Raises waiting findings, in order, until `until` or until the window has raised `max` (at least one per call, so
+ * that the queue always moves).
+ */
+function flush(until: number, max = Infinity): void {
   while (head < queue.length) {
     const p = queue[head] as Pending;
     queue[head++] = undefined;
@@ -116,6 +142,10 @@ function flush(until: number): void {
     if (w === 0) waiting.delete(p.s);
     else waiting.set(p.s, w);
     deliver(p);
+    if (windowRaised >= max && head < queue.length) {
+      scheduleDrain();
+      return;
+    }
     // the clock is read every 8 findings (a finding costs a few µs; the read is not free either)
     if ((head & 7) === 0 && head < queue.length && performance.now() >= until) {
       scheduleDrain();
@@ -127,26 +157,43 @@ function flush(until: number): void {
 }
 
 /**
- * A new raising window of RAISE_BUDGET_MS opens once the last one ended, and, if that one raised anything, as long
- * again has passed: the
+ * A new raising window of RAISE_BUDGET_MS (and RAISE_PER_TURN findings) opens once the last one ended, and, if that
+ * one raised anything, as long again has passed and the loop has turned (a drain ran): the
  * sweep (a timer) and the drain (an immediate) of one turn of the event loop, or a kernel sample's arrival, then share
  * one window instead of taking one each, so no turn raises for more than the budget, and a burst takes at most half
  * of the time it spans (the other half is the app's).
  */
 function grant(now: number): void {
-  if (now < deadline) return; // the current window lasts
-  if (raisedInWindow && now < deadline + RAISE_BUDGET_MS) return; // it was used: rest first
+  if (now < deadline && windowRaised < RAISE_PER_TURN) return; // the current window lasts
+  if (raisedInWindow) {
+    // it was used: rest as long again from its end (its last raise, when the clock ran past it meanwhile), and
+    // until the loop has turned
+    if (now < Math.max(deadline, lastRaiseAt) + RAISE_BUDGET_MS || drainRuns <= windowDrain) return;
+  }
   deadline = now + RAISE_BUDGET_MS;
   raisedInWindow = false;
+  windowRaised = 0;
+  windowDrain = inDrain ? drainRuns : drainRuns + 1;
 }
 
 function drain(): void {
   drainScheduled = false;
-  const now = performance.now();
-  grant(now);
-  // resting between two windows: the loop turns (I/O, the app's callbacks) and the drain comes back
-  if (now >= deadline) return scheduleDrain();
-  flush(deadline);
+  drainRuns++;
+  inDrain = true;
+  try {
+    const now = performance.now();
+    grant(now);
+    if (head === queue.length) {
+      // nothing waits: come back once more if the window's turn has not passed yet (the next window needs it)
+      if (raisedInWindow && drainRuns <= windowDrain) scheduleDrain();
+      return;
+    }
+    // resting between two windows: the loop turns (I/O, the app's callbacks) and the drain comes back
+    if (now >= deadline || windowRaised >= RAISE_PER_TURN) return scheduleDrain();
+    flush(deadline, RAISE_PER_TURN);
+  } finally {
+    inDrain = false;
+  }
 }
 
 function scheduleDrain(): void {
