@@ -97,10 +97,18 @@ export function has(s: StreamState, kind: FindingKind): boolean {
  * Decides a finding: raised now if the tick's raise budget lasts and none waits, else queued behind those that do.
  * Returns false, deciding nothing, once the tick's decide budget is spent (the next sweep's checks see it again).
  */
-export function raise(s: StreamState, kind: FindingKind, severity: Severity, detail: string | (() => string), stack?: () => string | undefined): boolean {
-  if (closedForTick) return false;
+export function raise(
+  s: StreamState,
+  kind: FindingKind,
+  severity: Severity,
+  detail: string | (() => string),
+  stack?: () => string | undefined,
+  /** Decide it even past the tick's decide budget: the stream is released right after this check and never checked again. */
+  force = false,
+): boolean {
+  if (closedForTick && !force) return false;
   const now = performance.now();
-  if (++decidedInTick > MIN_DECISIONS && now >= decideUntil) {
+  if (++decidedInTick > MIN_DECISIONS && now >= decideUntil && !force) {
     closedForTick = true;
     return false;
   }
