@@ -6,10 +6,13 @@
 //
 //   node bench/core/stack-cost.mjs [group ...]       CPU ns per capture over the baseline (children run in turn,
 //                                                   3 times, 5 rounds each; median, and min-max)
-//   STACK_COST_CALLGRIND=1 node bench/core/stack-cost.mjs [group ...]
-//                                                   instructions per capture over the baseline instead: each
-//                                                   child under `valgrind --tool=callgrind`, run with N and 2N
-//                                                   captures (the difference / N: no start-up, no noise)
+//   STACK_COST_CALLGRIND=1 node bench/core/stack-cost.mjs [group ...]   (STACK_COST_N: captures per child)
+//                                                   instructions per capture instead: each child once under
+//                                                   `valgrind --tool=callgrind`, the instructions spent inside
+//                                                   the capturing builtin (Error.captureStackTrace, the Error
+//                                                   constructor or getCallSites, inclusive) / the captures made
+//                                                   (the whole program's difference between two runs is not
+//                                                   used: a GC more or less in one of them outweighs a capture)
 //
 // groups (default: all):
 //   how     the holder and the API: an object literal (streamscope before), a class instance, Object.create(null),
@@ -135,7 +138,7 @@ if (process.env.STACK_CHILD) {
     else if (c.inlined) for (let i = 0; i < n; i++) inlined(depth);
     else for (let i = 0; i < n; i++) down(depth);
   };
-  await run(10000); // warm-up: every function optimized before the timed rounds
+  await run(process.env.STACK_ONLY ? 3000 : 10000); // warm-up: every function optimized before the timed rounds
   if (process.env.STACK_ONLY) {
     // under callgrind: only the captures (the difference between two children of N and 2N is per capture)
     await run(N);
@@ -211,19 +214,22 @@ if (process.env.STACK_CHILD) {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     void err;
-    const summary = execFileSync('callgrind_annotate', [out], { encoding: 'utf8', maxBuffer: 64 << 20 });
-    const m = /([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS/.exec(summary) ?? /([\d,]+)\s+PROGRAM TOTALS/.exec(summary);
-    return Number(m[1].replaceAll(',', ''));
+    const summary = execFileSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', out], { encoding: 'utf8', maxBuffer: 64 << 20 });
+    let sum = 0;
+    for (const line of summary.split('\n')) {
+      if (/Builtin_ErrorCaptureStackTrace\(int|Builtin_ErrorConstructor\(int|util::GetCallSites\(/.test(line)) sum += Number(line.trim().split(' ')[0].replaceAll(',', ''));
+    }
+    return sum;
   };
   console.log(`node ${process.version}, ${callgrind ? 'instructions' : 'CPU ns'} per capture`);
   for (const g of asked.length > 0 ? asked : Object.keys(groups)) {
     const cases = groups[g];
     const heap = g === 'heap';
-    const N = heap ? 100000 : callgrind ? 5000 : 50000;
+    const N = Number(process.env.STACK_COST_N) || (heap ? 100000 : callgrind ? 2000 : 50000);
     const runs = new Map(cases.map((c) => [c, []]));
     for (let k = 0; k < (callgrind || heap ? 1 : 3); k++) {
       for (const c of cases) {
-        if (callgrind && !heap) runs.get(c).push((child(c, 2 * N, true) - child(c, N, true)) / N);
+        if (callgrind && !heap) runs.get(c).push(child(c, N, true) / (N + 3000));
         else runs.get(c).push(child(c, N));
       }
     }
