@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
-import { inStream, track } from './core/track.js';
+import { inStream, needsContext, track } from './core/track.js';
 import { getTracker } from './core/tracker.js';
 import { invalidArg } from './errors.js';
 
@@ -59,7 +59,9 @@ export function instrument<H extends Handler>(handler: H, options: InstrumentOpt
     if (s === undefined) return handler.apply(this, args);
     let ret: unknown;
     try {
-      ret = inStream(s, handler as (...a: unknown[]) => unknown, this, args);
+      // called here when no context is needed: the handler's caller is this function, as without streamscope
+      // but for one frame (a stack captured at its writeHead keeps its frames and the dispatch's, not ours)
+      ret = needsContext(s) ? inStream(s, handler as (...a: unknown[]) => unknown, this, args) : handler.apply(this, args);
     } catch (err) {
       failed.call(s);
       throw err;

@@ -103,6 +103,79 @@ describe('a finding raised after a deferred capture names the user frame', () =>
   });
 });
 
+describe('captureStacks keeps the user frames under framework dispatch, not streamscope’s', () => {
+  // a handler reached through several layers of dispatch, whose head is written by a helper of its own or by
+  // Node (flushHeaders → _implicitHeader → writeHead): each user frame is named by file:line, in order
+  const req = `import { createRequire } from 'node:module'; const require = createRequire(${JSON.stringify(resolve('package.json'))});`;
+  const hang = [
+    `const held = [];`,
+    `const client = (port, path) => { const r = http.get({ port, path, agent: false }, (res) => res.once('data', () => r.destroy())); r.on('error', () => {}); };`,
+  ];
+  // the first finding of the route (the producer writes on after the client left: a middleware cannot see its handler settle)
+  const stackOf = (found: Array<{ route: string; kind: string; stack?: string }>, route: string): string[] =>
+    (found.find((f) => String(f.route).endsWith(route))?.stack ?? '').split('\n');
+
+  it('instrument(): three user frames, then one frame of streamscope (the wrapper), then nothing but Node', async () => {
+    const lines = [
+      ...head,
+      ...hang,
+      `function openStream(res) { res.writeHead(200, { 'Content-Type': 'text/event-stream' }); } // OPEN`,
+      `function start(res) { openStream(res); res.write('data: 1\\n\\n'); } // START`,
+      `async function handler(req, res) { start(res); await new Promise((r) => held.push(r)); } // HANDLER`,
+      `const srv = http.createServer(ss.instrument(handler, { captureStacks: true, danglingAfterMs: 200, route: '/deep' })).listen(0, '127.0.0.1');`,
+      `await new Promise((r) => srv.on('listening', r));`,
+      `client(srv.address().port, '/');`,
+      `setTimeout(() => { console.log(JSON.stringify(found)); process.exit(0); }, 1500);`,
+    ];
+    const stack = stackOf((await run(lines)) as never, '/deep');
+    expect(stack[0]).toMatch(new RegExp(`openStream .*main\\.mjs:${lineOf(lines, '// OPEN')}:`));
+    expect(stack[1]).toMatch(new RegExp(`start .*main\\.mjs:${lineOf(lines, '// START')}:`));
+    expect(stack[2]).toMatch(new RegExp(`handler .*main\\.mjs:${lineOf(lines, '// HANDLER')}:`));
+    // under the handler: the instrument() wrapper, then Node's dispatch (not shown); no pass-through frame of ours
+    expect(stack.slice(3).filter((l) => l.includes('/dist/'))).toHaveLength(1);
+    expect(stack).toHaveLength(4);
+  });
+
+  it('Express, a handler under nested routers that opens with flushHeaders(), and Fastify through reply.raw in a helper: the handler is named', async () => {
+    const lines = [
+      ...head,
+      ...hang,
+      req,
+      `const express = require('express');`,
+      `const fastify = require('fastify');`,
+      `const { streamscope: expressStreamscope } = await import(${JSON.stringify(resolve('dist/esm/express.js'))});`,
+      `const { streamscope: fastifyStreamscope } = await import(${JSON.stringify(resolve('dist/esm/fastify.js'))});`,
+      `const opts = { captureStacks: true, danglingAfterMs: 200 };`,
+      `const app = express();`,
+      `app.use(expressStreamscope(opts));`,
+      `const api = express.Router(); const v1 = express.Router();`,
+      `app.use('/api', api); api.use('/v1', v1);`,
+      `v1.get('/events', (req, res, next) => next(), async function events(req, res) {`,
+      `  res.setHeader('Content-Type', 'text/event-stream');`,
+      `  res.flushHeaders(); // FLUSH`,
+      `  res.write('data: 1\\n\\n');`,
+      `  held.push(setInterval(() => res.write('data: 2\\n\\n'), 50));`,
+      `});`,
+      `const e = http.createServer(app).listen(0, '127.0.0.1');`,
+      `await new Promise((r) => e.on('listening', r));`,
+      `client(e.address().port, '/api/v1/events');`,
+      `const f = fastify();`,
+      `await f.register(fastifyStreamscope, opts);`,
+      `function head(reply) { reply.raw.writeHead(200, { 'Content-Type': 'text/event-stream' }); } // HEAD`,
+      `f.get('/fastify', async function ticks(req, reply) { head(reply); reply.raw.write('data: 1\\n\\n'); held.push(setInterval(() => reply.raw.write('data: 2\\n\\n'), 50)); await new Promise(() => {}); }); // TICKS`,
+      `await f.listen({ port: 0, host: '127.0.0.1' });`,
+      `client(f.server.address().port, '/fastify');`,
+      `setTimeout(() => { console.log(JSON.stringify(found)); process.exit(0); }, 2000);`,
+    ];
+    const found = (await run(lines)) as Array<{ route: string; kind: string; stack?: string }>;
+    const ex = stackOf(found, '/api/v1/events');
+    expect(ex[0]).toMatch(new RegExp(`events .*main\\.mjs:${lineOf(lines, '// FLUSH')}:`));
+    const fa = stackOf(found, '/fastify');
+    expect(fa[0]).toMatch(new RegExp(`head .*main\\.mjs:${lineOf(lines, '// HEAD')}:`));
+    expect(fa[1]).toMatch(new RegExp(`ticks .*main\\.mjs:${lineOf(lines, '// TICKS')}:`));
+  });
+});
+
 describe('healthy traffic pays for no formatting', () => {
   it('trackAsync + captureStacks over keep-alive: no stack formatted, one captured per stream and per Timeout, none for Immediates or Node’s keep-alive timer; no destroy hook', async () => {
     const lines = [

@@ -6,7 +6,8 @@
 // object kind (V8's node type and name: a class, `(closure)`, `system / Context`, an array...). Per stream = the
 // difference / N. Run it for bare and for a build, and read the rows that differ.
 //
-//   node bench/core/heap-diff.mjs [N=2000] [lib ...]   lib: "bare" or a path to dist/esm/index.js (default: both)
+//   node bench/core/heap-diff.mjs [N=2000] [lib ...]   lib: "bare" or a path to dist/esm/index.js (default: both);
+//                                                     `path#{"captureStacks":true}` adds options to instrument()
 //   HEAPDIFF_TOP=40 rows shown per lib; HEAPDIFF_KEEP=1 keeps the snapshot files (in a temp dir)
 import fs from 'node:fs';
 import net from 'node:net';
@@ -21,6 +22,7 @@ if (process.env.HEAPDIFF_CHILD) {
   const http = await import('node:http');
   const v8 = await import('node:v8');
   const libPath = process.env.HEAPDIFF_CHILD;
+  const opts = JSON.parse(process.env.HEAPDIFF_OPTS || '{}');
   let open = 0;
   let handler = function idle(req, res) {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
@@ -28,7 +30,7 @@ if (process.env.HEAPDIFF_CHILD) {
     open++;
     res.once('close', () => open--);
   };
-  if (libPath !== 'bare') handler = (await import(libPath)).instrument(handler, { route: '/idle' });
+  if (libPath !== 'bare') handler = (await import(libPath)).instrument(handler, { route: '/idle', ...opts });
   const server = http.createServer(handler);
   server.keepAliveTimeout = 60_000;
   server.requestTimeout = 0;
@@ -56,8 +58,9 @@ if (process.env.HEAPDIFF_CHILD) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamscope-heapdiff-'));
   const results = new Map();
   for (const l of libs) {
-    const lib = l === 'bare' ? 'bare' : path.resolve(l);
-    results.set(l, await measure(lib, N, dir));
+    const [file, opts = ''] = l.split('#');
+    const lib = file === 'bare' ? 'bare' : path.resolve(file);
+    results.set(l, await measure(lib, N, dir, opts));
   }
   for (const [l, r] of results) {
     console.log(`\n${l}: ${r.open} open, heapUsed ${(r.heapPerStream).toFixed(0)} B per stream, snapshot objects ${r.total.toFixed(0)} B per stream`);
@@ -87,8 +90,8 @@ function ask(child, msg) {
   });
 }
 
-async function measure(lib, n, dir) {
-  const child = fork(self, [], { env: { ...process.env, HEAPDIFF_CHILD: lib }, execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+async function measure(lib, n, dir, opts) {
+  const child = fork(self, [], { env: { ...process.env, HEAPDIFF_CHILD: lib, HEAPDIFF_OPTS: opts }, execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const { port } = await new Promise((resolve) => child.once('message', resolve));
   const tag = lib === 'bare' ? 'bare' : 'lib';
   try {

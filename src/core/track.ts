@@ -44,7 +44,16 @@ export function track(req: IncomingMessage, res: ServerResponse, config: StreamC
 /** Runs the stream's handler (or the rest of a middleware chain) in the stream's context (trackAsync). */
 export function inStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   const a = tracker.asyncContext;
-  return a === null ? fn.apply(thisArg, args as unknown[]) : a.run(s, fn, thisArg, args);
+  return a === null || a.wants?.(s) === false ? fn.apply(thisArg, args as unknown[]) : a.run(s, fn, thisArg, args);
+}
+
+/**
+ * True when the handler must run through `inStream()` (trackAsync or CPU labels for this stream); false when
+ * `inStream()` would only call it, and the caller calls it itself (one frame fewer under the handler).
+ */
+export function needsContext(s: StreamState): boolean {
+  const a = tracker.asyncContext;
+  return a !== null && a.wants?.(s) !== false;
 }
 
 /** The rest of this synchronous dispatch, and what it schedules, runs in the stream's context (trackAsync). */

@@ -58,6 +58,12 @@ export interface TrackerListener {
 /** Runs code in a stream's async context, and knows what async work it created (trackAsync). */
 export interface AsyncContext {
   run<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T;
+  /**
+   * False when `run` would only call `fn` (no trackAsync for this stream, no CPU labels): the handler is then
+   * called directly, so that no frame of ours stands between it and the dispatch under it (a captured stack keeps
+   * the user's frames, not ours). Absent in a context installed by an older copy of the package: `run` is used.
+   */
+  wants?(s: StreamState): boolean;
   enter(s: StreamState): void;
   /** Async resources the stream's user code created and that are still alive (they hold a closed stream). */
   live(s: StreamState): number;

@@ -181,7 +181,7 @@ atShutdown(disableAsyncTracking, 20);
 
 /** Registers trackAsync's context with the tracker: track()'s inStream/enterInStream run through it (one per process). */
 export function installAsyncContext(): void {
-  tracker.useAsyncContext({ run: runInStream, enter: enterStream, live: heldAsync });
+  tracker.useAsyncContext({ run: runInStream, wants: wantsContext, enter: enterStream, live: heldAsync });
 }
 
 /**
@@ -191,7 +191,13 @@ export function installAsyncContext(): void {
 export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   const labeler = cpuLabeler();
   if (labeler !== undefined) return labeler.run(s, runTracked as (...a: unknown[]) => T, undefined, [s, fn, thisArg, args]);
-  return runTracked(s, fn, thisArg, args);
+  if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
+  return als.run(s, () => fn.apply(thisArg, args as unknown[]));
+}
+
+/** Whether runInStream would do more than call `fn` (trackAsync for this stream, or CPU labels). */
+function wantsContext(s: StreamState): boolean {
+  return cpuLabeler() !== undefined || (s.config.trackAsync && enableAsyncTracking());
 }
 
 function runTracked<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
