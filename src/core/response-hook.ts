@@ -65,7 +65,9 @@ export function attach(req: IncomingMessage, res: ServerResponse, config: Stream
 }
 
 function byteLength(chunk: unknown, encoding: unknown): number {
-  if (typeof chunk === 'string') return Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+  // No encoding given (the usual `res.write(string)`): Buffer.byteLength's own default, UTF-8, without an encoding
+  // name for it to look up on every write (getEncodingOps), which passing 'utf8' costs.
+  if (typeof chunk === 'string') return typeof encoding === 'string' ? Buffer.byteLength(chunk, encoding as BufferEncoding) : Buffer.byteLength(chunk);
   if (chunk !== null && typeof chunk === 'object' && typeof (chunk as Uint8Array).byteLength === 'number') {
     return (chunk as Uint8Array).byteLength;
   }

@@ -1,5 +1,5 @@
 import asyncHooks from 'node:async_hooks';
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, executionAsyncResource } from 'node:async_hooks';
 import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
 import { captureStack, STACK_FRAMES, userFrames, type StackHolder } from '../../core/stacks.js';
@@ -24,7 +24,25 @@ import { atShutdown } from '../../core/switch.js';
  */
 
 const tracker = getTracker();
-const als = new AsyncLocalStorage<StreamState>();
+
+/**
+ * How the stream travels from the handler to what it schedules, by line of Node:
+ *
+ * - AsyncLocalStorage over async_hooks (Node 20, and Node 24 with `--no-async-context-frame`): its store is a
+ *   property of the current async resource that its own `init` hook copies to every new resource, promises included.
+ *   Ours does the same with the stream (`kStream`) in the one `init` hook that also records the resources: one hook
+ *   call per async resource of the process instead of two (AsyncLocalStorage's and ours), no store lookup per init,
+ *   and no closure per handler run. The same semantics as AsyncLocalStorage's `run`/`enterWith`/`getStore`, which is
+ *   what this code did before.
+ * - AsyncContextFrame (Node 24's default): the store lives in a frame carried by V8 at no cost per resource (no hook of
+ *   its own), so AsyncLocalStorage stays the carrier there and our hook only reads it for the resources it records.
+ *
+ * Told apart by the AsyncLocalStorage implementation itself: the async_hooks one has `_propagate`.
+ */
+const PROPAGATE = typeof (AsyncLocalStorage.prototype as { _propagate?: unknown })._propagate === 'function';
+const kStream = Symbol('streamscope.stream');
+type Carrier = { [kStream]?: StreamState };
+const als = PROPAGATE ? null : new AsyncLocalStorage<StreamState>();
 
 /** An async resource created in a stream's context: its type, and where (formatted only if a finding names it). */
 export interface AsyncResourceRecord {
@@ -101,9 +119,24 @@ function alive(r: unknown, id: number, type: string): boolean {
  * frames and the user's.
  */
 function onInit(asyncId: number, type: string, _trigger: number, resource: object): void {
-  if (type === 'PROMISE' || !TRACKED.has(type) || tracker.internalDepth > 0) return;
-  const s = als.getStore();
-  if (s === undefined || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
+  let s: StreamState | undefined;
+  if (als === null) {
+    // the carrier's step (see PROPAGATE): every new resource takes the current one's stream, as AsyncLocalStorage's
+    // own hook does with its store (undefined included: a resource object that Node reuses starts afresh)
+    try {
+      s = (executionAsyncResource() as Carrier)[kStream];
+      (resource as Carrier)[kStream] = s;
+    } catch (err) {
+      tracker.fault('detectors', err);
+      return;
+    }
+    if (s === undefined || type === 'PROMISE' || !TRACKED.has(type) || tracker.internalDepth > 0) return;
+  } else {
+    if (type === 'PROMISE' || !TRACKED.has(type) || tracker.internalDepth > 0) return;
+    s = als.getStore();
+    if (s === undefined) return;
+  }
+  if (s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
   try {
     let holder: StackHolder | null = null;
     if (type === 'Timeout') {
@@ -202,12 +235,26 @@ function wantsContext(s: StreamState): boolean {
 
 function runTracked<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
-  return als.run(s, () => fn.apply(thisArg, args as unknown[]));
+  if (als !== null) return als.run(s, () => fn.apply(thisArg, args as unknown[]));
+  // AsyncLocalStorage's `run` on async_hooks, with the stream: on the current resource while `fn` runs, the
+  // resource's own value back after (what `fn` creates meanwhile takes the stream in onInit)
+  const r = executionAsyncResource() as Carrier;
+  const prev = r[kStream];
+  r[kStream] = s;
+  try {
+    return fn.apply(thisArg, args as unknown[]);
+  } finally {
+    r[kStream] = prev;
+  }
 }
 
 /** For observeAll: the rest of this synchronous dispatch (the request listener) runs in the stream. */
 export function enterStream(s: StreamState): void {
-  if (s.config.trackAsync && enableAsyncTracking()) als.enterWith(s);
+  if (s.config.trackAsync && enableAsyncTracking()) {
+    // AsyncLocalStorage's `enterWith`: the current resource carries the stream until it is done
+    if (als === null) (executionAsyncResource() as Carrier)[kStream] = s;
+    else als.enterWith(s);
+  }
   const labeler = cpuLabeler();
   if (labeler !== undefined) labeler.enter(s);
 }
