@@ -224,8 +224,7 @@ export function installAsyncContext(): void {
 export function runInStream<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: unknown, args: ArrayLike<unknown>): T {
   const labeler = cpuLabeler();
   if (labeler !== undefined) return labeler.run(s, runTracked as (...a: unknown[]) => T, undefined, [s, fn, thisArg, args]);
-  if (!s.config.trackAsync || !enableAsyncTracking()) return fn.apply(thisArg, args as unknown[]);
-  return als.run(s, () => fn.apply(thisArg, args as unknown[]));
+  return runTracked(s, fn, thisArg, args);
 }
 
 /** Whether runInStream would do more than call `fn` (trackAsync for this stream, or CPU labels). */
