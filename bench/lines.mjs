@@ -8,6 +8,7 @@
 //   BENCH_LINES=24 node bench/lines.mjs      one line
 //   BENCH_SKIP=heap,scrape node bench/lines.mjs  without some: core, broadcast, heap, scrape
 //   node bench/lines.mjs --render            the targets table again from bench/results (no measuring)
+//   node bench/lines.mjs --scale | --scrape-inproc [options]   that one benchmark (bench/run.mjs), on the running Node
 // A line other than the running Node's is installed from npm (`node@<N>`) into $STREAMSCOPE_NODE_DIR/node<N>
 // (default /opt/streamscope-ci, as .ci/run does), once. Every benchmark compares against a baseline measured in
 // the same run on the same line (bare node:http, better-sse, memlab).
@@ -176,6 +177,13 @@ function renderTargets() {
   return out.join('\n');
 }
 
+// `npm run bench -- --scale …` / `-- --scrape-inproc`: one benchmark of bench/run.mjs on the running Node, as documented
+// (docs/reliability.md, docs/metrics.md), not the whole suite
+const single = process.argv.slice(2).find((a) => a === '--scale' || a === '--scrape-inproc');
+if (single !== undefined) {
+  const r = spawnSync(process.execPath, [path.join(here, 'run.mjs'), ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 if (!process.argv.includes('--render')) {
   if (!fs.existsSync(path.join(root, 'dist', 'esm', 'index.js'))) {
     console.error('bench: dist/esm/index.js is missing; run `npm run build` first (npm run bench does).');
