@@ -43,3 +43,5 @@ export const kStreamClosed = Symbol.for('streamscope.error.stream_closed');  // 
 export const kSwitch = Symbol.for('streamscope.switch');  // core/switch.ts
 export const kOrigEmit = Symbol('streamscope.h2.emit');  // core/http2-hook.ts
 export const kSsePushShared = Symbol('streamscope.sse.pushShared');  // runtime/sse/stream.ts (the hub's live fan-out)
+/** The stream an async resource belongs to (trackAsync on Node 20: carried from resource to resource by one init hook). */
+export const kAsyncStream = Symbol('streamscope.stream');  // consumers/detectors/async-tracking.ts

@@ -1,3 +1,4 @@
+import { kAsyncStream } from '../../core/symbols.js';
 import asyncHooks from 'node:async_hooks';
 import { AsyncLocalStorage, executionAsyncResource } from 'node:async_hooks';
 import { Phase, type StreamState } from '../../core/stream-state.js';
@@ -40,7 +41,7 @@ const tracker = getTracker();
  * Told apart by the AsyncLocalStorage implementation itself: the async_hooks one has `_propagate`.
  */
 const PROPAGATE = typeof (AsyncLocalStorage.prototype as { _propagate?: unknown })._propagate === 'function';
-const kStream = Symbol('streamscope.stream');
+const kStream = kAsyncStream;
 type Carrier = { [kStream]?: StreamState };
 const als = PROPAGATE ? null : new AsyncLocalStorage<StreamState>();
 
