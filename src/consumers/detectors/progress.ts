@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import fs from 'node:fs';
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import type { StreamState } from '../../core/stream-state.js';
 import { getTracker } from '../../core/tracker.js';
@@ -193,12 +194,16 @@ function decimalAt(text: string, i: number, end: number): number {
  * `uid timeout inode` sit at fixed offsets from the line's first colon; a line of another shape is skipped.
  */
 export function readSendQueues(text: string, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6 = false): void {
+  const header = text.indexOf('\n');
+  if (header >= 0) sendQueuesOfLines(text, header + 1, text.length, wanted, out, v6);
+}
+
+/** `readSendQueues` on the lines of a table between `pos` and `n` (no header line there). */
+function sendQueuesOfLines(text: string, pos: number, n: number, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6: boolean): void {
   const addr = v6 ? 37 : 13; // hex address:port
   const txAt = 2 * addr + 7;
   const uidAt = 2 * addr + 46;
-  let pos = text.indexOf('\n') + 1; // the header line
-  const n = text.length;
-  while (pos > 0 && pos < n) {
+  while (pos < n) {
     let end = text.indexOf('\n', pos);
     if (end < 0) end = n;
     const colon = text.indexOf(':', pos);
@@ -383,6 +388,70 @@ export function sampleCandidates(now: number): void {
   if (wanted !== null && !procBusy && (now >= nextProcAt || (due && now >= nextDueAt))) readQueues(wanted, now);
 }
 
+/**
+ * Bytes asked of the kernel per read of a proc table. It prints the table a page (about 27 lines) per read() at
+ * most, whatever is asked: fs.readFile, which cannot know the size of a proc file, kept a fresh 64 KiB buffer per
+ * read until the end, 16 times the table (a table of 1.7 MB held 26.8 MiB; under CPU contention such a read takes
+ * seconds: the guards' tarball test saw 75-98 MiB of heap+external in the app, with other test files' sockets in
+ * the table). Parsed as it arrives from one buffer, a read holds this buffer (0.06 MiB measured) and the last partial
+ * line, whatever the table's size.
+ */
+const PROC_CHUNK = 64 * 1024;
+
+/**
+ * Reads one proc table into `queues` (the wanted inodes' send queues), a chunk at a time, then calls `next`. Stops
+ * early once every wanted inode is found. A table that cannot be opened or read counts nothing (those sockets fall
+ * back to the handle's counters).
+ */
+function readTable(file: string, v6: boolean, wanted: ReadonlyMap<number, unknown>, queues: Map<number, number>, buf: Buffer, next: () => void): void {
+  fs.open(file, 'r', (err, fd) => {
+    if (err !== null) return next();
+    let carry = ''; // a line not finished in the last chunk
+    let header = true; // the table's first line is its header
+    const finish = (read: boolean): void => {
+      if (read) samplingStats.procReads++;
+      fs.close(fd, () => next());
+    };
+    const parse = (text: string, end: number): void => {
+      const t0 = performance.now();
+      try {
+        let from = 0;
+        if (header) {
+          from = text.indexOf('\n') + 1;
+          if (from === 0) return;
+          header = false;
+        }
+        sendQueuesOfLines(text, from, end, wanted, queues, v6);
+      } catch {
+        /* a line we cannot read: those sockets fall back to the handle's counters */
+      } finally {
+        samplingStats.parseMs += performance.now() - t0;
+      }
+    };
+    const step = (): void => {
+      fs.read(fd, buf, 0, buf.length, null, (e, n) => {
+        if (e !== null) return finish(false);
+        if (n === 0) {
+          if (carry !== '') parse(carry, carry.length);
+          return finish(true);
+        }
+        const text = carry + buf.toString('latin1', 0, n);
+        const last = text.lastIndexOf('\n');
+        if (last < 0) {
+          carry = text;
+        } else {
+          parse(text, last + 1);
+          // (a slice keeps this chunk's text until the next chunk is joined to it: two chunks at most)
+          carry = text.slice(last + 1);
+        }
+        if (queues.size === wanted.size) return finish(true);
+        step();
+      });
+    };
+    step();
+  });
+}
+
 /** A stream whose kernel sample is wanted: its record, the handle's accepted bytes at the sweep, the stream, its episode then. */
 type Wanted = [Progress, number, StreamState, number];
 
@@ -395,23 +464,13 @@ function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
   procBusy = true;
   samplingStats.issued++;
   const queues = new Map<number, number>();
+  // one buffer for every read of this sampling, dropped with it
+  const chunk = Buffer.allocUnsafe(PROC_CHUNK);
   let i = 0;
   const next = (): void => {
     const file = PROC_FILES[i++];
     if (file === undefined || queues.size === wanted.size) return done();
-    fs.readFile(file, 'latin1', (err, text) => {
-      if (err === null) {
-        samplingStats.procReads++;
-        const t0 = performance.now();
-        try {
-          readSendQueues(text, wanted, queues, file === PROC_FILES[1]);
-        } catch {
-          /* a line we cannot read: those sockets fall back to the handle's counters */
-        }
-        samplingStats.parseMs += performance.now() - t0;
-      }
-      next();
-    });
+    readTable(file, file === PROC_FILES[1], wanted, queues, chunk, next);
   };
   const done = (): void => {
     const took = performance.now() - issuedAt;
