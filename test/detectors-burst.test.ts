@@ -3,13 +3,14 @@ import net from 'node:net';
 import type http from 'node:http';
 import { Registry } from 'prom-client';
 import { instrument } from '../src/index.js';
-import { Phase, StreamState, type StreamConfig } from '../src/core/stream-state.js';
+import { Phase, StreamState } from '../src/core/stream-state.js';
 import { getTracker, LINGER_SLICE } from '../src/core/tracker.js';
 import { install } from '../src/consumers/detectors/index.js';
 import { RAISE_PER_TURN } from '../src/consumers/detectors/raising.js';
 import type { Finding } from '../src/types.js';
 import { sleep, until } from './helpers/http.js';
 import { testScope } from './helpers/scope.js';
+import { unitConfig } from './helpers/stream-config.js';
 
 // Findings in bursts (issue 19): 10,000 streams whose clients left together and whose producers write on linger
 // together; the sweep's walk over them (the zombie_producer / dangling_stream checks, then the releases) is
@@ -51,15 +52,7 @@ describe('a burst of lingering streams', () => {
     const tracker = getTracker();
     // the test drives the sweep (as the tracker's timer would, but between turns it chooses)
     tracker.stopSweep();
-    const config = {
-      stallAfterMs: 60_000,
-      danglingAfterMs: 10,
-      trackAsync: false,
-      captureStacks: false,
-      tracer: undefined,
-      route: '/zombies',
-      metrics: null,
-    } as StreamConfig;
+    const config = unitConfig('/zombies', 60_000, 10);
     while (performance.now() < 50) {
       // busy-wait: the clock must be past danglingAfterMs after the closes (at 0)
     }
@@ -167,15 +160,7 @@ describe('a burst of lingering streams', () => {
     install();
     const tracker = getTracker();
     tracker.stopSweep();
-    const config = {
-      stallAfterMs: 60_000,
-      danglingAfterMs: 10,
-      trackAsync: false,
-      captureStacks: false,
-      tracer: undefined,
-      route: '/zombies-raised',
-      metrics: null,
-    } as StreamConfig;
+    const config = unitConfig('/zombies-raised', 60_000, 10);
     while (performance.now() < 50) {
       // busy-wait: the clock must be past danglingAfterMs after the closes (at 0)
     }

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type http from 'node:http';
-import { Phase, StreamState, type StreamConfig } from '../src/core/stream-state.js';
+import { Phase, StreamState } from '../src/core/stream-state.js';
 import { getTracker } from '../src/core/tracker.js';
 import { detectorsListener, RAISE_BUDGET_MS, sweep } from '../src/consumers/detectors/index.js';
 import { beginTick, DECIDE_BUDGET_MS, deciding, has, raise } from '../src/consumers/detectors/raising.js';
 import type { Finding } from '../src/types.js';
+import { unitConfig } from './helpers/stream-config.js';
 
 // Unit test of the sweep's pure logic on tracker states (no sockets): a burst of findings is raised over
 // several ticks (a bounded amount of work per tick), and each stream still gets each kind exactly once, in the
@@ -12,15 +13,7 @@ import type { Finding } from '../src/types.js';
 describe('detector sweep', () => {
   it('2,000 streams stalled together: each gets exactly one stalled_write, in the order found, raised over more than one tick; a stream released before its turn still gets it', async () => {
     const tracker = getTracker();
-    const config: StreamConfig = Object.freeze({
-      stallAfterMs: 10,
-      danglingAfterMs: 10,
-      trackAsync: false,
-      captureStacks: false,
-      tracer: undefined,
-      route: '/burst',
-      metrics: null,
-    });
+    const config = unitConfig('/burst', 10, 10);
     while (performance.now() < 50) {
       // busy-wait: the clock must be past the threshold
     }
@@ -120,15 +113,7 @@ describe('detector sweep', () => {
 
   it('a tick that began with its raising window open raises its first finding at once, even when its check ended past the window (a descheduled process)', async () => {
     const tracker = getTracker();
-    const config: StreamConfig = Object.freeze({
-      stallAfterMs: 10,
-      danglingAfterMs: 10,
-      trackAsync: false,
-      captureStacks: false,
-      tracer: undefined,
-      route: '/late-check',
-      metrics: null,
-    });
+    const config = unitConfig('/late-check', 10, 10);
     // the windows of earlier ticks are over, and rested
     await new Promise((r) => setTimeout(r, 4 * RAISE_BUDGET_MS));
     const s = new StreamState({ method: 'GET' } as http.IncomingMessage, { destroyed: true } as http.ServerResponse, config, 0);
@@ -160,15 +145,7 @@ describe('detector sweep', () => {
 
   it("past the tick's decide budget, a lingering stream whose producer let go still gets what it is owed before the walk releases it; one still held waits for the next walk", () => {
     const tracker = getTracker();
-    const config: StreamConfig = Object.freeze({
-      stallAfterMs: 60_000,
-      danglingAfterMs: 10,
-      trackAsync: false,
-      captureStacks: false,
-      tracer: undefined,
-      route: '/owed',
-      metrics: null,
-    });
+    const config = unitConfig('/owed', 60_000, 10);
     const make = (): StreamState => {
       const s = new StreamState({ method: 'GET' } as http.IncomingMessage, { destroyed: true } as http.ServerResponse, config, 0);
       s.route = '/owed';
