@@ -355,7 +355,7 @@ One server process per implementation, ${fmt(results.subscribers)} subscribers s
 ${results.events} events broadcast to all of them per round (one event per event-loop turn), median of ${results.rounds} rounds after a warm-up round;
 the implementations run in ${PASSES_} interleaved passes and each row shows its best pass (heap: median of the passes), because the machine
 may be shared (the delivered/s and CPU of every pass are in \`results.json\`).${results.loadavg ? `
-Load average (1, 5, 15 min) before the run: ${results.loadavg.before.map((x) => x.toFixed(2)).join(' ')}; after: ${results.loadavg.after.map((x) => x.toFixed(2)).join(' ')} (2 cores: far above 2, other work had most of the machine, and the rows that hold the loop for a whole fan-out lose the most wall time to it).` : ''}
+Load average (1, 5, 15 min) before the run: ${results.loadavg.before.map((x) => x.toFixed(2)).join(' ')}; after: ${results.loadavg.after.map((x) => x.toFixed(2)).join(' ')}${Math.max(results.loadavg.before[0], results.loadavg.after[0]) > results.cpus ? ` (${results.cpus} cores: above ${results.cpus}, other work took part of the machine, and the rows that hold the loop for a whole fan-out lose the most wall time to it)` : ''}.` : ''}
 *Delivered/s* is counted by the clients (end to end); *handed off/s* is the server's time until every event
 was written and every socket's user-space buffer was empty; *server CPU/event* is the server process's CPU time
 (user + system) over the round divided by the events delivered — the figure least moved by other load;
