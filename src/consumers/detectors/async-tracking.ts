@@ -21,7 +21,8 @@ import { atShutdown } from '../../core/switch.js';
  * the loop, so it holds its stream until then but carries no stack and is never named. Timeouts that
  * Node creates unreferenced (its socket and keep-alive timers, `setUnrefTimeout`) are not the handler's
  * and are not recorded; the public timers always create referenced ones.
- * Promises are not tracked (too many, and their end is only seen with GC).
+ * Promises are not tracked (too many, and their end is only seen with GC); where AsyncContextFrame carries the
+ * stream, the hook is made with `trackPromises: false` and Node runs no promise hook at all (hookOptions).
  */
 
 const tracker = getTracker();
@@ -174,6 +175,21 @@ function compact(a: unknown[]): void {
   a.length = w;
 }
 
+/**
+ * The hook's options. On the AsyncLocalStorage path (AsyncContextFrame) the hook needs no promise: it is created with
+ * `trackPromises: false`, so that Node does not install V8's promise hooks (an init, before and after call in JS for
+ * every promise of the process, most of trackAsync's cost per stream there). Node 24.x and 26.x honour the option
+ * (nodejs/node#61415); older lines take no notice of an option they do not know, and their hook sees promises and
+ * returns at once, as before, so the option needs no test of support: where it is honoured it saves the promise
+ * hooks, where it is not nothing changes. On the carrier path (`als === null`: Node 20 and 22, Node 24 with
+ * `--no-async-context-frame`) the promises' init is what carries the stream across awaits: the option is not given.
+ */
+function hookOptions(): asyncHooks.HookCallbacks {
+  const init = onInit as (asyncId: number, type: string, trigger: number, resource: object) => void;
+  if (als === null) return { init };
+  return { init, trackPromises: false } as asyncHooks.HookCallbacks;
+}
+
 /** Turns the hook on (once). Returns false where async_hooks.createHook does not exist. */
 export function enableAsyncTracking(): boolean {
   if (state === 'on') return true;
@@ -185,7 +201,7 @@ export function enableAsyncTracking(): boolean {
     return false;
   }
   try {
-    hook ??= createHook({ init: onInit as (asyncId: number, type: string, trigger: number, resource: object) => void });
+    hook ??= createHook(hookOptions());
     hook.enable();
     state = 'on';
     return true;
