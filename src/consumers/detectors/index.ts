@@ -41,7 +41,13 @@ function checkOpen(s: StreamState, now: number): void {
     const queued = s.res !== null && !s.res.destroyed ? s.res.writableLength : 0;
     const rate = observedReadRate(s);
     const still = noProgressMs(s);
-    const source = rate.h2 ? "the HTTP/2 stream's flow control" : rate.kernel ? "the socket's send queue" : 'what the kernel accepted';
+    const source = rate.h2
+      ? "the HTTP/2 stream's flow control"
+      : rate.peer
+        ? "the socket's send queue and the client socket's receive queue, on this host"
+        : rate.kernel
+          ? "the socket's send queue"
+          : 'what the kernel accepted';
     raise(
       s,
       'stalled_write',
