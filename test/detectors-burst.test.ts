@@ -6,7 +6,7 @@ import { instrument } from '../src/index.js';
 import { Phase, StreamState } from '../src/core/stream-state.js';
 import { getTracker, LINGER_SLICE } from '../src/core/tracker.js';
 import { install } from '../src/consumers/detectors/index.js';
-import { RAISE_PER_TURN } from '../src/consumers/detectors/raising.js';
+import { DECIDE_BUDGET_MS, RAISE_PER_TURN } from '../src/consumers/detectors/raising.js';
 import type { Finding } from '../src/types.js';
 import { sleep, until } from './helpers/http.js';
 import { testScope } from './helpers/scope.js';
@@ -223,6 +223,72 @@ describe('a burst of lingering streams', () => {
       else expect(i, `dangling_stream of ${id} after its zombie_producer`).toBeGreaterThan(firstOf.get(id) ?? Infinity - 1);
     });
   }, 60_000);
+
+  it('the tick\'s decide budget runs out inside the check of a stream whose producer let go: that stream is decided before its release (no zombie_producer lost)', async () => {
+    install();
+    const tracker = getTracker();
+    tracker.stopSweep();
+    // a walk an earlier test left under way goes on in turns of its own: let it end, so that this test's sweep starts one
+    for (let i = 0; i < 10_000 && tracker.lingering.walking; i++) await new Promise((r) => setImmediate(r));
+    const route = '/budget-mid-check';
+    const config = unitConfig(route, 60_000, 10);
+    while (performance.now() < 50) {
+      // busy-wait: the clock must be past danglingAfterMs after the closes (at 0)
+    }
+    const zombie = (holds: boolean): StreamState => {
+      const s = new StreamState({ method: 'GET' } as http.IncomingMessage, { destroyed: true } as http.ServerResponse, config, 0);
+      s.route = route;
+      s.phase = Phase.Closed;
+      s.clientClosed = true;
+      s.closedAt = 0;
+      s.writesAfterClose = 3;
+      s.lastWriteAt = 1;
+      s.afterCloseGap = 1;
+      // held: its handler has not settled (zombie_producer and dangling_stream: two decisions); else let go, released at its visit
+      if (holds) s.handlerSettled = false;
+      tracker.lingering.add(s);
+      return s;
+    };
+    // the walk goes last first: 60 held streams (120 decisions, past the 100 a tick makes whatever the clock), then
+    // 40 let go; no slice can end before its 64th stream
+    const letGo = Array.from({ length: 40 }, () => zombie(false));
+    const held = Array.from({ length: 60 }, () => zombie(true));
+    cleanup.push(() => {
+      for (const s of [...letGo, ...held]) if (tracker.lingering.has(s)) tracker.release(s);
+    });
+    const zombies = new Map<number, number>();
+    cleanup.push(
+      tracker.onFinding((f: Finding) => {
+        if (f.route === route && f.kind === 'zombie_producer') zombies.set(f.streamId, (zombies.get(f.streamId) ?? 0) + 1);
+      }),
+    );
+    // the process loses the CPU after the 60th stream of the slice: the clock jumps past the tick's decide budget,
+    // between two streams' checks, as on a starved machine
+    let visits = 0;
+    cleanup.push(
+      tracker.subscribe({
+        component: 'test-descheduled',
+        lingering: (s) => {
+          if (s.route !== route || ++visits !== 60) return;
+          const end = performance.now() + DECIDE_BUDGET_MS + 2;
+          while (performance.now() < end) {
+            // descheduled
+          }
+        },
+      }),
+    );
+    tracker.sweep();
+    expect(visits).toBeGreaterThan(60);
+    for (let i = 0; i < 100 && letGo.some((s) => tracker.lingering.has(s)); i++) {
+      await new Promise((r) => setImmediate(r));
+      tracker.sweep();
+    }
+    expect(letGo.filter((s) => tracker.lingering.has(s))).toHaveLength(0);
+    // findings decided are raised over the following turns
+    await until(() => zombies.size >= letGo.length + held.length, 'a zombie_producer on every stream', 2000).catch(() => undefined);
+    const missing = [...letGo, ...held].filter((s) => zombies.get(s.id) !== 1).map((s) => `${s.id}${letGo.includes(s) ? ' (let go)' : ''}`);
+    expect(missing).toEqual([]);
+  });
 
   it('2,000 real streams whose clients leave together and whose producers write 3 times after that: each gets exactly one zombie_producer, and all are released once the writes stop', async () => {
     const tracker = getTracker();

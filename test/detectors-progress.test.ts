@@ -150,8 +150,9 @@ for (const stall of [undefined, 4000]) {
     expect(waited, `read of the TCP table ${within.readMs.toFixed(0)} ms`).toBeLessThanOrEqual(bound);
       expect(f.detail).toMatch(/no progress for \d+ ms/);
       expect(f.detail).toMatch(/the client read 0 B\/s over the last \d+\.\d s/);
-      // On Linux the evidence is the kernel's send queue of the socket, found by its inode.
-      if (process.platform === 'linux') expect(f.detail).toContain("(the socket's send queue)");
+      // On Linux the evidence is the kernel's send queue of the socket, found by its inode, and (the client is on this
+      // host) the receive queue of the client's socket
+      if (process.platform === 'linux') expect(f.detail).toContain("(the socket's send queue and the client socket's receive queue, on this host)");
       // the gauge is as of the sweep: a finding raised between sweeps (from a kernel sample) is in it from the next one
       await until(async () => sum(await scrape(registry), 'stream_stalled', { route }) === 1, 'stream_stalled 1 from the next sweep');
       const h = await healthz(srv.port);
@@ -216,10 +217,66 @@ describe('slow is not stuck over TLS', () => {
     const stuckF = seen.filter((f) => f.kind === 'stalled_write');
     expect(stuckF.map((f) => f.route)).toEqual(['/tls/stuck']);
     expect(stuckF[0]!.detail).toMatch(/the client read 0 B\/s/);
-    if (process.platform === 'linux') expect(stuckF[0]!.detail).toContain("(the socket's send queue)");
+    if (process.platform === 'linux') expect(stuckF[0]!.detail).toContain("(the socket's send queue and the client socket's receive queue, on this host)");
     expect(got).toBeGreaterThan(300_000);
     expect(longest).toBeGreaterThan(stall);
     expect(sum(await scrape(registry), 'stream_stalled', { route: '/tls/slow' })).toBe(0);
+  });
+});
+
+/**
+ * Issue 19 (test/healthy-service.test.ts failed on Node 24 under load): a client on this host that reads steadily,
+ * but slower than one of its TCP's window updates per stallAfterMs. Its receiver advertises window in steps of about
+ * 1/16 of its receive buffer (~100-170 KiB from a Node 20 client on loopback, ~295 KiB from a Node 24 one), so the
+ * server's send queue stood still for 3.5 s while that client read 64 KiB every ~0.7 s, and a 3 s stallAfterMs
+ * flagged it "not reading". The client's own socket is in this host's tables: its receive queue shrinks with every
+ * read, and that is progress. The reader here takes 16 KiB from the kernel every 250 ms (`onread` with a 16 KiB
+ * buffer: the kernel's receive queue shrinks by that much at each read), 64 KB/s: one window step per 1.6-4.6 s,
+ * above stallAfterMs (1.2 s) on every Node version; its reads come 4.8 times per stallAfterMs.
+ */
+describe('a client on this host reading slower than one window step per stallAfterMs', () => {
+  it('is not stalled: its socket\'s receive queue shrinks with each read (no finding, stream_stalled 0)', async () => {
+    const stall = 1200;
+    const route = '/same-host-slow';
+    const registry = new Registry();
+    const seen = collect(route);
+    const srv = await server(route, stall, registry);
+    const CHUNK = 16 * 1024;
+    const EVERY = 250;
+    let got = 0;
+    const t0 = performance.now();
+    const sock = net.connect({
+      port: srv.port,
+      host: '127.0.0.1',
+      onread: {
+        buffer: Buffer.alloc(CHUNK),
+        callback: (n: number) => {
+          got += n;
+          // paced by the clock, not by how many ticks came: a late tick does not slow the reader down
+          return got < ((performance.now() - t0) / EVERY) * CHUNK;
+        },
+      },
+    });
+    sock.on('error', () => undefined);
+    sock.on('connect', () => sock.write(`GET ${route} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+    const tick = setInterval(() => {
+      if (got < ((performance.now() - t0) / EVERY) * CHUNK) sock.resume();
+    }, EVERY / 5);
+    cleanup.push(() => {
+      clearInterval(tick);
+      sock.destroy();
+    });
+    let longestBlock = 0;
+    while (performance.now() - t0 < 4 * stall + 2000) {
+      await sleep(200);
+      const mine = ss.streams().find((x) => x.route === route);
+      if (mine !== undefined) longestBlock = Math.max(longestBlock, mine.blockedForMs);
+      expect(sum(await scrape(registry), 'stream_stalled', { route }), JSON.stringify(seen)).toBe(0);
+    }
+    // the scenario: the client kept reading while one write stayed blocked past stallAfterMs
+    expect(got).toBeGreaterThan(200_000);
+    expect(longestBlock).toBeGreaterThan(stall);
+    expect(seen).toEqual([]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readSendQueues } from '../src/consumers/detectors/progress.js';
+import { pairKey, peerReceiveQueue, peerScan, readSendQueues } from '../src/consumers/detectors/progress.js';
 
 /** The proc-table parser (pure): tx_queue by inode, for tcp and tcp6 lines as the kernel prints them. */
 
@@ -33,5 +33,43 @@ describe('readSendQueues', () => {
     // a tcp6 table read with the tcp layout finds nothing
     readSendQueues(TCP6, new Map([[40801, 1]]), out, false);
     expect(out.size).toBe(0);
+  });
+
+  it('finds the receive queue of a client socket on this host: its addresses are ours swapped, in either table', () => {
+    // ours: 127.0.0.1:8080 <- 127.0.0.1:53956 (inode 541273); the client's: the same pair swapped, 0x2A000 unread
+    const table = [
+      TCP.split('\n')[0],
+      '   1: 0100007F:D2C4 0100007F:1F90 01 00000000:0002A000 00:00000000 00000000  1000        0 541274 1 00000000bb 20 4 30 10 -1',
+      // the same ports between other addresses: not the client's socket
+      '   2: 0200007F:D2C4 0100007F:1F90 01 00000000:00000777 00:00000000 00000000  1000        0 541275 1 00000000cc 20 4 30 10 -1',
+      TCP.split('\n')[3],
+      '',
+    ].join('\n');
+    const peers = peerScan();
+    const key = pairKey(0xd2c4, 0x1f90);
+    peers.pairs.add(key);
+    peers.inodes.add(541273);
+    const out = new Map<number, number>();
+    readSendQueues(table, new Map([[541273, 1]]), out, false, peers);
+    expect(out).toEqual(new Map([[541273, 0x3b8000]]));
+    expect(peers.found).toBe(1);
+    expect(peerReceiveQueue(peers, 541273, key)).toBe(0x2a000);
+    // not seen: -1 (the send queue alone is used then)
+    expect(peerReceiveQueue(peers, 541273, pairKey(1, 2))).toBe(-1);
+
+    // ours in tcp6 as an IPv4-mapped address (an IPv6 listener), the client's in tcp
+    const ours6 = [
+      TCP6.split('\n')[0],
+      '   0: 0000000000000000FFFF00000100007F:1F90 0000000000000000FFFF00000100007F:D2C4 01 003EF200:00000000 01:00000016 00000000     0        0 40802 2 0000000012345678 20 4 0 10 -1',
+      '',
+    ].join('\n');
+    const p6 = peerScan();
+    p6.pairs.add(key);
+    p6.inodes.add(40802);
+    const out6 = new Map<number, number>();
+    readSendQueues(ours6, new Map([[40802, 1]]), out6, true, p6);
+    readSendQueues(table, new Map([[40802, 1]]), out6, false, p6);
+    expect(out6.get(40802)).toBe(0x3ef200);
+    expect(peerReceiveQueue(p6, 40802, key)).toBe(0x2a000);
   });
 });

@@ -16,6 +16,10 @@ import { getTracker } from '../../core/tracker.js';
  * - elsewhere (no procfs, not a TCP socket) only the first term: it grows only when the kernel wakes the
  *   writer, at a third of the send buffer, so a slow reader can look stalled there (docs/detectors.md).
  * - progress also when the response's user-space queue (`writableLength`) shrank.
+ * - a client on this host (loopback, or our own address): its socket is in the same tables, and its receive queue
+ *   (`rx_queue`: bytes its application has not read) is subtracted too, so delivered grows with each of the client's
+ *   reads, not only with its TCP's window updates (on loopback ~100-300 KiB apart: a client reading ~94 KB/s
+ *   showed no send-queue progress for 3.5 s, issue 19).
  * - HTTP/2: every stream of a session shares one socket, whose counters and queue move when any stream
  *   progresses; a stream's own progress is the bytes it let out: written to it minus its `bufferSize` (what
  *   waits in its writable and in the session for the client's stream window, which the client reopens as it
@@ -61,6 +65,16 @@ export class Progress {
   kernel = false;
   /** An HTTP/2 stream: `delivered` is the bytes its own flow control let out (`sentOnStream`). */
   h2 = false;
+  /**
+   * The client's socket may be in this host's tables (a loopback or same-address peer): its ports as a key
+   * (`pairKey` of the client's local port, then ours), -1 when the peer is elsewhere. Looked up with the inode.
+   */
+  peerKey = -1;
+  /**
+   * Whether `delivered` of this episode also subtracts the client socket's receive queue (1), or not (0), or is not
+   * decided yet (-1, before the baseline): fixed at the baseline, so that the samples of one episode are comparable.
+   */
+  peer = -1;
   firstAt = -1;
   /**
    * The duration of the read that gave the baseline (`lastReadMs` then): the lead before the baseline that counts as
@@ -154,6 +168,23 @@ function sentOnStream(s: StreamState, h2: object): number {
   return typeof buffered === 'number' ? s.bytes - buffered : NaN;
 }
 
+/**
+ * The port pair (`pairKey`) of the client's own socket when the client may be on this host (a loopback address, or
+ * the socket's own address): its socket is then in this host's tables too. -1 otherwise.
+ */
+function peerKeyOf(sock: Socket | null | undefined): number {
+  try {
+    const ra = sock?.remoteAddress;
+    const rp = sock?.remotePort;
+    const lp = sock?.localPort;
+    if (typeof ra !== 'string' || typeof rp !== 'number' || typeof lp !== 'number') return -1;
+    const local = ra.startsWith('127.') || ra === '::1' || ra.startsWith('::ffff:127.') || ra === sock?.localAddress;
+    return local ? pairKey(rp, lp) : -1;
+  } catch {
+    return -1;
+  }
+}
+
 function inodeOf(h: Handle | null): number {
   const fd = h?.fd;
   if (typeof fd !== 'number' || fd < 0) return 0;
@@ -187,22 +218,60 @@ function decimalAt(text: string, i: number, end: number): number {
   return v;
 }
 
+/** The four hex digits at `i` (a port as the proc tables print it), -1 if they are not. */
+function hex4(text: string, i: number): number {
+  let v = 0;
+  for (let k = 0; k < 4; k++) {
+    const c = text.charCodeAt(i + k);
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 65 && c <= 70 ? c - 55 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/** A socket's ports as one number: its local port, then its remote port. */
+export function pairKey(localPort: number, remotePort: number): number {
+  return localPort * 65536 + remotePort;
+}
+
+/**
+ * What a read looks for besides the wanted send queues: the client's own socket, for clients on this host (a
+ * loopback or same-address peer: its socket is in the same tables). `pairs` holds the port pairs (`pairKey`) such a
+ * client socket has (its local port is our remote one); `inodes` our sockets that have such a client. The read
+ * fills `own` (the addresses of those sockets of ours, as printed: "local remote") and `seen` (for each line with a
+ * wanted port pair, its addresses and its receive queue); `found` counts the pairs seen. See `peerReceiveQueue`.
+ */
+export interface PeerScan {
+  pairs: Set<number>;
+  inodes: Set<number>;
+  own: Map<number, string>;
+  seen: Map<number, Array<[string, number]>>;
+  found: number;
+}
+
+export function peerScan(): PeerScan {
+  return { pairs: new Set(), inodes: new Set(), own: new Map(), seen: new Map(), found: 0 };
+}
+
 /**
  * Reads the send queue of the wanted inodes from one proc table into `out`. The kernel prints each line
  * as `sl: local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode ...` with fixed-width hex
  * fields up to `retrnsmt` (addresses of 13 characters in tcp, 37 in tcp6), so tx_queue and the decimal
  * `uid timeout inode` sit at fixed offsets from the line's first colon; a line of another shape is skipped.
+ * With `peers`, also the lines of the clients' sockets on this host (see `PeerScan`).
  */
-export function readSendQueues(text: string, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6 = false): void {
+export function readSendQueues(text: string, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6 = false, peers: PeerScan | null = null): void {
   const header = text.indexOf('\n');
-  if (header >= 0) sendQueuesOfLines(text, header + 1, text.length, wanted, out, v6);
+  if (header >= 0) sendQueuesOfLines(text, header + 1, text.length, wanted, out, v6, peers);
 }
 
 /** `readSendQueues` on the lines of a table between `pos` and `n` (no header line there). */
-function sendQueuesOfLines(text: string, pos: number, n: number, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6: boolean): void {
+function sendQueuesOfLines(text: string, pos: number, n: number, wanted: ReadonlyMap<number, unknown>, out: Map<number, number>, v6: boolean, peers: PeerScan | null): void {
   const addr = v6 ? 37 : 13; // hex address:port
   const txAt = 2 * addr + 7;
   const uidAt = 2 * addr + 46;
+  const anyPeer = peers !== null && peers.pairs.size > 0;
   while (pos < n) {
     let end = text.indexOf('\n', pos);
     if (end < 0) end = n;
@@ -214,10 +283,50 @@ function sendQueuesOfLines(text: string, pos: number, n: number, wanted: Readonl
       if (inode > 0 && wanted.has(inode)) {
         const tx = parseInt(text.slice(colon + txAt, colon + txAt + 8), 16);
         if (tx >= 0) out.set(inode, tx);
+        if (anyPeer && peers.inodes.has(inode)) peers.own.set(inode, text.slice(colon + 2, colon + 3 + 2 * addr));
+      } else if (anyPeer) {
+        // a client's socket on this host: its local port is the remote port of one of ours
+        const local = hex4(text, colon + 2 + addr - 4);
+        const key = local < 0 ? -1 : pairKey(local, hex4(text, colon + 3 + 2 * addr - 4));
+        if (key >= 0 && peers.pairs.has(key)) {
+          const rx = parseInt(text.slice(colon + txAt + 9, colon + txAt + 17), 16);
+          if (rx >= 0) {
+            let lines = peers.seen.get(key);
+            if (lines === undefined) {
+              lines = [];
+              peers.seen.set(key, lines);
+              peers.found++;
+            }
+            lines.push([text.slice(colon + 2, colon + 3 + 2 * addr), rx]);
+          }
+        }
       }
     }
     pos = end + 1;
   }
+}
+
+/** An address as tcp6 prints an IPv4-mapped one (::ffff:a.b.c.d), as tcp prints the IPv4 one; others unchanged. */
+function asV4(a: string): string {
+  return a.length === 37 && a.startsWith('0000000000000000FFFF0000') ? a.slice(24) : a;
+}
+
+/**
+ * The receive queue of the client's socket of our socket `inode` (its addresses are ours swapped: either table, an
+ * IPv4 client of an IPv6 listener's socket too), -1 when the read did not see it.
+ */
+export function peerReceiveQueue(peers: PeerScan, inode: number, key: number): number {
+  const own = peers.own.get(inode);
+  const lines = peers.seen.get(key);
+  if (own === undefined || lines === undefined) return -1;
+  const sp = own.indexOf(' ');
+  const local = asV4(own.slice(0, sp));
+  const remote = asV4(own.slice(sp + 1));
+  for (const [a, rx] of lines) {
+    const i = a.indexOf(' ');
+    if (asV4(a.slice(0, i)) === remote && asV4(a.slice(i + 1)) === local) return rx;
+  }
+  return -1;
 }
 
 /**
@@ -285,6 +394,7 @@ export function startEpisode(p: Progress, s: StreamState): void {
   p.accepted = NaN;
   p.queued = -1;
   p.kernel = p.inode > 0;
+  p.peer = -1;
 }
 
 /**
@@ -352,6 +462,7 @@ export function sampleCandidates(now: number): void {
   rotate += take;
   const useProc = procAvailable();
   let wanted: Map<number, Wanted> | null = null;
+  let peers: PeerScan | null = null;
   let due = false;
   for (let k = 0; k < take; k++) {
     const s = candidates[(start + k) % n] as StreamState;
@@ -366,6 +477,7 @@ export function sampleCandidates(now: number): void {
     if (p.inode < 0) {
       p.inode = useProc && h2 === null ? inodeOf(h) : 0;
       p.h2 = h2 !== null;
+      if (p.inode > 0) p.peerKey = peerKeyOf(s.res?.socket as Socket | null | undefined);
     }
     if (p.episode !== s.blockedSince) startEpisode(p, s);
     samplingStats.sampled++;
@@ -379,13 +491,18 @@ export function sampleCandidates(now: number): void {
     if (p.kernel) {
       if (wanted === null) wanted = new Map();
       wanted.set(p.inode, [p, acc, s, p.episode]);
+      if (p.peerKey >= 0 && p.peer !== 0) {
+        if (peers === null) peers = peerScan();
+        peers.pairs.add(p.peerKey);
+        peers.inodes.add(p.inode);
+      }
       if (!due) due = dueForSample(p, s, now);
     } else {
       record(p, Number.isNaN(acc) ? 0 : acc, now);
     }
   }
   candidates.length = 0;
-  if (wanted !== null && !procBusy && (now >= nextProcAt || (due && now >= nextDueAt))) readQueues(wanted, now);
+  if (wanted !== null && !procBusy && (now >= nextProcAt || (due && now >= nextDueAt))) readQueues(wanted, now, peers);
 }
 
 /**
@@ -403,7 +520,7 @@ const PROC_CHUNK = 64 * 1024;
  * early once every wanted inode is found. A table that cannot be opened or read counts nothing (those sockets fall
  * back to the handle's counters).
  */
-function readTable(file: string, v6: boolean, wanted: ReadonlyMap<number, unknown>, queues: Map<number, number>, buf: Buffer, next: () => void): void {
+function readTable(file: string, v6: boolean, wanted: ReadonlyMap<number, unknown>, queues: Map<number, number>, peers: PeerScan | null, buf: Buffer, next: () => void): void {
   fs.open(file, 'r', (err, fd) => {
     if (err !== null) return next();
     let carry = ''; // a line not finished in the last chunk
@@ -421,7 +538,7 @@ function readTable(file: string, v6: boolean, wanted: ReadonlyMap<number, unknow
           if (from === 0) return;
           header = false;
         }
-        sendQueuesOfLines(text, from, end, wanted, queues, v6);
+        sendQueuesOfLines(text, from, end, wanted, queues, v6, peers);
       } catch {
         /* a line we cannot read: those sockets fall back to the handle's counters */
       } finally {
@@ -444,12 +561,17 @@ function readTable(file: string, v6: boolean, wanted: ReadonlyMap<number, unknow
           // (a slice keeps this chunk's text until the next chunk is joined to it: two chunks at most)
           carry = text.slice(last + 1);
         }
-        if (queues.size === wanted.size) return finish(true);
+        if (allFound(wanted, queues, peers)) return finish(true);
         step();
       });
     };
     step();
   });
+}
+
+/** Every wanted send queue is in, and every wanted client socket on this host was seen. */
+function allFound(wanted: ReadonlyMap<number, unknown>, queues: Map<number, number>, peers: PeerScan | null): boolean {
+  return queues.size === wanted.size && (peers === null || peers.found === peers.pairs.size);
 }
 
 /** A stream whose kernel sample is wanted: its record, the handle's accepted bytes at the sweep, the stream, its episode then. */
@@ -460,7 +582,7 @@ type Wanted = [Progress, number, StreamState, number];
  * kernel at some moment of the read, with the handle's accepted bytes taken at the sweep (`issuedAt`): it is
  * recorded only when both describe the same moment and the same blocked episode (see `done`).
  */
-function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
+function readQueues(wanted: Map<number, Wanted>, issuedAt: number, peers: PeerScan | null): void {
   procBusy = true;
   samplingStats.issued++;
   const queues = new Map<number, number>();
@@ -469,8 +591,8 @@ function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
   let i = 0;
   const next = (): void => {
     const file = PROC_FILES[i++];
-    if (file === undefined || queues.size === wanted.size) return done();
-    readTable(file, file === PROC_FILES[1], wanted, queues, chunk, next);
+    if (file === undefined || allFound(wanted, queues, peers)) return done();
+    readTable(file, file === PROC_FILES[1], wanted, queues, peers, chunk, next);
   };
   const done = (): void => {
     const took = performance.now() - issuedAt;
@@ -502,7 +624,24 @@ function readQueues(wanted: Map<number, Wanted>, issuedAt: number): void {
         if (accNow > acc) p.progressAt = Math.max(p.progressAt, seenBy);
         continue;
       }
-      record(p, acc - q, issuedAt, seenBy);
+      // A client on this host: bytes in its socket's receive queue are not read yet (issue 19's healthy-service flake:
+      // the queue shrank with every read of the client while the send queue waited seconds for a window update).
+      let rx = 0;
+      if (p.peer !== 0 && p.peerKey >= 0 && peers !== null) {
+        const r = peerReceiveQueue(peers, inode, p.peerKey);
+        if (p.sampledAt < 0) {
+          p.peer = r >= 0 ? 1 : 0;
+        } else if (r < 0) {
+          // the client's socket left the tables: the send queue alone from now on, from a new baseline
+          p.peer = 0;
+          p.firstAt = -1;
+          p.sampledAt = -1;
+        }
+        if (p.peer === 1) rx = r;
+      } else if (p.sampledAt < 0) {
+        p.peer = 0;
+      }
+      record(p, acc - q - rx, issuedAt, seenBy);
       sampled.push(s);
     }
     if (onSampled !== null && sampled.length > 0) onSampled(sampled);
@@ -559,9 +698,9 @@ function limitOf(p: Progress, s: StreamState): number {
 }
 
 /** What the client was seen taking while the stream was blocked: bytes per second, and over how long. */
-export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean; h2: boolean } {
+export function observedReadRate(s: StreamState): { bytesPerSec: number; overMs: number; kernel: boolean; h2: boolean; peer: boolean } {
   const p = progressOf(s);
-  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false, h2: p?.h2 ?? false };
+  if (p === null || p.firstAt < 0 || p.sampledAt <= p.firstAt) return { bytesPerSec: 0, overMs: 0, kernel: p?.kernel ?? false, h2: p?.h2 ?? false, peer: p?.peer === 1 };
   const ms = p.sampledAt - p.firstAt;
-  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel, h2: p.h2 };
+  return { bytesPerSec: Math.max(0, ((p.delivered - p.firstDelivered) * 1000) / ms), overMs: ms, kernel: p.kernel, h2: p.h2, peer: p.peer === 1 };
 }
