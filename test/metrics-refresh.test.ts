@@ -89,6 +89,19 @@ describe('metricsHandler(): what changes between two scrapes is rendered before 
     expect(sum(samples, 'stream_active_connections', { route: '/r7' })).toBe(25);
     expect(sum(samples, 'stream_first_write_seconds_count', { route: '/r7' })).toBe(26);
     expect(sum(samples, 'stream_first_byte_seconds_count', { route: '/r7' })).toBe(25);
+
+    // what changes after the refresh still shows in the scrape (rendered by it): the cache is never stale
+    const refreshes2 = prerenderStats.refreshes;
+    open(rms, 1);
+    await until(() => prerenderStats.refreshes > refreshes2, 'the next refresh');
+    rms[3]!.started('POST');
+    rms[3]!.firstWrite.observe(0.5);
+    const rendered2 = expositionStats.rendered;
+    const body2 = await served(handler);
+    expect(body2).toBe(await registry.metrics());
+    expect(sum(parseExposition(body2).samples, 'stream_started_total', { route: '/r3', method: 'POST' })).toBe(1);
+    expect(expositionStats.rendered - rendered2).toBeGreaterThanOrEqual(2);
+    expect(expositionStats.rendered - rendered2).toBeLessThanOrEqual(2 + 1);
   });
 
   it('refreshes only while the registry is scraped: none before its scrapes, some between them, none once they stop', async () => {
