@@ -136,12 +136,15 @@ describe('metricsHandler(): what changes between two scrapes is rendered before 
     expect(prerenderStats.scheduled).toBe(0);
   });
 
-  it('shutdown() leaves no refresh scheduled', async () => {
+  it('scrapes back to back teach no interval; two REFRESH_MIN_INTERVAL_MS apart do; shutdown() leaves no refresh scheduled', async () => {
     const { registry } = populated(5);
     const handler = metricsHandler(registry);
-    await served(handler);
-    await sleep(REFRESH_MIN_INTERVAL_MS + 50);
     const scheduled = prerenderStats.scheduled;
+    await served(handler);
+    await served(handler);
+    await served(handler);
+    expect(prerenderStats.scheduled).toBe(scheduled);
+    await sleep(REFRESH_MIN_INTERVAL_MS + 50);
     await served(handler);
     expect(prerenderStats.scheduled).toBe(scheduled + 1);
     await shutdown();
