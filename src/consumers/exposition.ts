@@ -77,10 +77,10 @@ export interface ClientRegistry {
   _defaultLabels?: unknown;
   [kMetricsSets]?: Map<string, { families?: readonly object[] }>;
 }
-export type PerMetric = (this: ClientRegistry, metric: AnyMetric) => Promise<string>;
+type PerMetric = (this: ClientRegistry, metric: AnyMetric) => Promise<string>;
 
 /** One registry's way of rendering, for one state of its default labels and content type. */
-export class Context {
+class Context {
   readonly key: string;
   readonly esc: Escaping;
   readonly om: boolean;
