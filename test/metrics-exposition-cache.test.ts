@@ -3,7 +3,8 @@ import type http from 'node:http';
 import { Registry } from 'prom-client';
 import { metricsHandler } from '../src/index.js';
 import { foldBegin, foldEnd, getMetricsSet, OTHER_ROUTE, type MetricsSet, type RouteMetrics } from '../src/consumers/metrics.js';
-import { expositionStats, PRERENDER_DELAY_MS, PRERENDER_SLICE_CHILDREN, prerenderStats } from '../src/consumers/exposition.js';
+import { expositionStats } from '../src/consumers/exposition.js';
+import { PRERENDER_DELAY_MS, PRERENDER_SLICE_CHILDREN, prerenderStats } from '../src/consumers/prerender.js';
 import { getTracker } from '../src/core/tracker.js';
 import { parseExposition, sum, until } from './helpers/http.js';
 

@@ -1,4 +1,4 @@
-import { kMetricsRouteAdded, kMetricsSets } from '../core/symbols.js';
+import { kMetricsSets } from '../core/symbols.js';
 import { StreamHistogram, type HistogramChild } from './histogram.js';
 
 /**
@@ -64,13 +64,13 @@ interface MetricData {
   values?: Sample[];
 }
 /** What the client's registry has of each metric (prom-client's metric interface). */
-interface AnyMetric {
+export interface AnyMetric {
   name: string;
   type: string;
   get(): Promise<MetricData> | MetricData;
 }
 /** The registry methods the fast path needs (prom-client 14, 15, @prometheus-io/client). */
-interface ClientRegistry {
+export interface ClientRegistry {
   metrics(): Promise<string>;
   getMetricsAsArray(): AnyMetric[];
   contentType: string;
@@ -169,7 +169,7 @@ class Context {
    * A get() answer's text, encoded (undefined where the client's would differ): the family's cached bytes when its
    * samples are those of its last render (same label objects, values and names, in the same order).
    */
-  dataBuf(m: object, d: MetricData, scrape = false): Buffer | undefined {
+  dataBuf(m: object, d: MetricData, count: { rendered: number }): Buffer | undefined {
     const vals = d.values ?? [];
     const known = this.families.get(m);
     if (known !== undefined && known.name === d.name && known.help === d.help && known.type === d.type && known.values.length === vals.length) {
@@ -186,7 +186,7 @@ class Context {
     const text = this.data(d);
     if (text === undefined) return undefined;
     const buf = encode(text);
-    if (scrape) expositionStats.rendered++;
+    count.rendered++;
     this.families.set(m, { name: d.name, help: d.help, type: d.type, labels: vals.map((v) => v.labels), values: vals.map((v) => v.value), names: vals.map((v) => v.metricName), buf });
     return buf;
   }
@@ -218,11 +218,12 @@ class Context {
     }
   }
 
-  /** Renders a histogram child's lines now if its cached ones are stale (the pre-render's unit of work). */
-  warmChild(h: StreamHistogram, c: HistogramChild): void {
+  /** Renders a histogram child's lines now if its cached ones are stale (the pre-render's unit of work): rendered? */
+  warmChild(h: StreamHistogram, c: HistogramChild): boolean {
     const block = this.blocks.get(c);
-    if (block !== undefined && block.epoch === h.epoch && block.count === c.count) return;
+    if (block !== undefined && block.epoch === h.epoch && block.count === c.count) return false;
     this.blocks.set(c, { epoch: h.epoch, count: c.count, buf: encode(this.childText(h, c, this.prefixesOf(h))) });
+    return true;
   }
 
   /** A histogram's `name_bucket{le="…"` prefixes, one per bound and +Inf. */
@@ -253,7 +254,7 @@ class Context {
 }
 
 /** The client's per-metric formatter of a registry, when its `metrics()` is the client's own (not overridden). */
-function perMetricOf(registry: ClientRegistry): PerMetric | undefined {
+export function perMetricOf(registry: ClientRegistry): PerMetric | undefined {
   // an app that replaced metrics() on its registry object serves what its own gives
   if (Object.hasOwn(registry, 'metrics')) return undefined;
   for (let p = Object.getPrototypeOf(registry) as Record<string, unknown> | null; p !== null; p = Object.getPrototypeOf(p) as Record<string, unknown> | null) {
@@ -305,7 +306,7 @@ async function probe(registry: ClientRegistry, per: PerMetric, om: boolean, defa
 const contexts = new WeakMap<object, { key: string; ctx: Context | null }>();
 
 /** The registry's current context, probed again when its default labels or content type change. */
-function contextFor(registry: ClientRegistry, per: PerMetric): Context | null | Promise<Context | null> {
+export function contextFor(registry: ClientRegistry, per: PerMetric): Context | null | Promise<Context | null> {
   const d = registry._defaultLabels;
   if (d === null || typeof d !== 'object') return null;
   const defaults = Object.entries(d);
@@ -329,102 +330,6 @@ function contextFor(registry: ClientRegistry, per: PerMetric): Context | null | 
  * (rather than served from cache): a test reads them, counted rather than timed.
  */
 export const expositionStats = { fast: 0, fallback: 0, rendered: 0 };
-
-/** How long after a handler is made, or a route appears, its registry is pre-rendered (a burst of new routes, once). */
-export const PRERENDER_DELAY_MS = 100;
-/** The pre-render yields to the loop (setImmediate) after this much work at a time, or this many histogram children. */
-export const PRERENDER_SLICE_MS = 2;
-export const PRERENDER_SLICE_CHILDREN = 256;
-
-/** Pre-render state per registry served by a handler. */
-const prerenders = new WeakMap<object, { timer: ReturnType<typeof setTimeout> | null; running: boolean; again: boolean }>();
-
-/** Counts of the pre-render's work (a test reads them: slices and what was rendered, counted rather than timed). */
-export const prerenderStats = { runs: 0, slices: 0, children: 0, families: 0, pending: 0 };
-
-/**
- * Schedules a pre-render of the registry's streamscope series: the probe of the client's escaping and the first
- * render of every series (labels, histogram children, counter and gauge families) happen off the request path, a
- * while after metricsHandler() is made and after new routes appear, in slices of PRERENDER_SLICE_MS, so the first
- * scrape finds them cached. The registry's metric sets call it back when they make a route. Never throws.
- */
-export function prerender(registry: object): void {
-  let p = prerenders.get(registry);
-  if (p === undefined) {
-    p = { timer: null, running: false, again: false };
-    prerenders.set(registry, p);
-    try {
-      if (!Object.hasOwn(registry, kMetricsRouteAdded)) {
-        Object.defineProperty(registry, kMetricsRouteAdded, { value: () => prerender(registry), enumerable: false, configurable: true });
-      }
-    } catch {
-      // a frozen registry: pre-rendered once, from the handler
-    }
-  }
-  if (p.running) {
-    p.again = true;
-    return;
-  }
-  if (p.timer !== null) return;
-  const state = p;
-  prerenderStats.pending++;
-  state.timer = setTimeout(() => {
-    state.timer = null;
-    state.running = true;
-    prerenderNow(registry as ClientRegistry)
-      .catch(() => {
-        // a scrape meets the same fault and answers it (fallback or 500)
-      })
-      .finally(() => {
-        state.running = false;
-        prerenderStats.pending--;
-        if (state.again) {
-          state.again = false;
-          prerender(registry);
-        }
-      });
-  }, PRERENDER_DELAY_MS);
-  state.timer.unref?.();
-}
-
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** The pre-render itself: what a scrape would render, into the same caches, yielding every PRERENDER_SLICE_MS. */
-async function prerenderNow(r: ClientRegistry): Promise<void> {
-  const sets = r[kMetricsSets];
-  const per = sets === undefined || sets.size === 0 ? undefined : perMetricOf(r);
-  if (sets === undefined || per === undefined) return;
-  let ctx = contextFor(r, per);
-  if (ctx instanceof Promise) ctx = await ctx;
-  if (ctx === null) return;
-  prerenderStats.runs++;
-  prerenderStats.slices++;
-  let t0 = performance.now();
-  let children = 0;
-  const pause = async (): Promise<void> => {
-    if (performance.now() - t0 < PRERENDER_SLICE_MS && children < PRERENDER_SLICE_CHILDREN) return;
-    await turn();
-    prerenderStats.slices++;
-    t0 = performance.now();
-    children = 0;
-  };
-  for (const set of [...sets.values()]) {
-    for (const m of set.families ?? []) {
-      if (m instanceof StreamHistogram) {
-        for (const c of m.childList()) {
-          if (children >= PRERENDER_SLICE_CHILDREN || (children & 15) === 15) await pause();
-          ctx.warmChild(m, c);
-          prerenderStats.children++;
-          children++;
-        }
-      } else {
-        ctx.dataBuf(m, await (m as AnyMetric).get());
-        prerenderStats.families++;
-      }
-      await pause();
-    }
-  }
-}
 
 const SEP_TEXT = Buffer.from('\n\n');
 const SEP_OM = Buffer.from('\n');
@@ -467,7 +372,7 @@ export async function fastMetrics(registry: object): Promise<Buffer | undefined>
       parts.push(pieces);
     } else {
       const got = m.get();
-      parts.push(Promise.resolve(got).then(async (d) => c.dataBuf(m, d, true) ?? Buffer.from(await per.call(r, m))));
+      parts.push(Promise.resolve(got).then(async (d) => c.dataBuf(m, d, expositionStats) ?? Buffer.from(await per.call(r, m))));
     }
   }
   const texts = await Promise.all(parts);
