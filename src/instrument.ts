@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InstrumentOptions } from './types.js';
 import { resolveConfig } from './setup.js';
-import { inStream, needsContext, track } from './core/track.js';
+import { inStream, needsContext, track, type TrackHow } from './core/track.js';
 import { getTracker } from './core/tracker.js';
 import { invalidArg } from './errors.js';
 
@@ -11,6 +11,9 @@ import type { StreamState } from './core/stream-state.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Handler = (this: any, req: IncomingMessage, res: ServerResponse, ...rest: any[]) => unknown;
+
+/** How instrument() tracks: its route is specific, and it reports when the handler settles (one object, not one per request). */
+const HOW: TrackHow = Object.freeze({ specific: true, settles: true });
 
 function failed(this: StreamState): void {
   tracker.markError(this);
@@ -52,7 +55,7 @@ export function instrument<H extends Handler>(handler: H, options: InstrumentOpt
   const wrapped = function (this: unknown, req: IncomingMessage, res: ServerResponse): unknown {
     let s: StreamState | undefined;
     if (req !== null && typeof req === 'object' && res !== null && typeof res === 'object') {
-      s = track(req, res, config, { specific: true, settles: true });
+      s = track(req, res, config, HOW);
     }
     // eslint-disable-next-line prefer-rest-params
     const args = arguments as unknown as Parameters<H>;

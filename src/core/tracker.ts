@@ -88,36 +88,88 @@ const LINGER_SLICE_MIN = 64;
 
 type EventName = Exclude<keyof TrackerListener, 'component' | 'sweep' | 'lingerSlice' | 'lingering'>;
 type Hook = (this: TrackerListener, s: StreamState, arg?: unknown) => unknown;
-const EVENTS: readonly EventName[] = ['open', 'firstWrite', 'writeBlocked', 'drain', 'clientClosed', 'writeAfterClose', 'close', 'release', 'finding'];
 
 /**
- * Each event's handlers and their listeners, in registration order (parallel arrays), with each listener's
- * bit in `StreamState.muted` (0 for a listener past the MUTABLE_LISTENERS-th, 16th: never muted).
+ * One event's handlers and their listeners, in registration order (parallel arrays), with each listener's bit in
+ * `StreamState.muted` (0 for a listener past the MUTABLE_LISTENERS-th, 16th: never muted).
  */
-type Hooks = Record<EventName, { fns: Hook[]; owners: TrackerListener[]; bits: number[] }>;
+interface EventHooks {
+  readonly fns: Hook[];
+  readonly owners: TrackerListener[];
+  readonly bits: number[];
+}
 
 /**
  * The listeners' handlers by event, read once when a listener is added or removed: `emit()` then loops over
  * exactly the handlers of its event. (Looking up `listener[event]` on every listener at every emit was a
- * megamorphic keyed load per listener — about 2 µs of a short stream's 4 emits with 6 consumers.)
+ * megamorphic keyed load per listener — about 2 µs of a short stream's 4 emits with 6 consumers.) One field per
+ * event, in a class so that every tracker's hooks share one shape, read by name (`hooksFor`): a lookup by the
+ * event's name as a key (`hooks[event]`) was itself a megamorphic keyed load at every emit (about 90 instructions
+ * each, 350 of a short stream's, Node 24; docs/benchmarks.md, "Instructions per stream").
  */
-function hooksOf(listeners: readonly TrackerListener[], bitOf: (l: TrackerListener) => number): Hooks {
-  const hooks = {} as Hooks;
-  for (const e of EVENTS) {
-    const fns: Hook[] = [];
-    const owners: TrackerListener[] = [];
-    const bits: number[] = [];
-    for (const l of listeners) {
-      const fn = l[e] as Hook | undefined;
-      if (typeof fn === 'function') {
-        fns.push(fn);
-        owners.push(l);
-        bits.push(bitOf(l));
+class Hooks {
+  readonly open: EventHooks;
+  readonly firstWrite: EventHooks;
+  readonly writeBlocked: EventHooks;
+  readonly drain: EventHooks;
+  readonly clientClosed: EventHooks;
+  readonly writeAfterClose: EventHooks;
+  readonly close: EventHooks;
+  readonly release: EventHooks;
+  readonly finding: EventHooks;
+
+  constructor(listeners: readonly TrackerListener[], bitOf: (l: TrackerListener) => number) {
+    const of = (e: EventName): EventHooks => {
+      const fns: Hook[] = [];
+      const owners: TrackerListener[] = [];
+      const bits: number[] = [];
+      for (const l of listeners) {
+        const fn = l[e] as Hook | undefined;
+        if (typeof fn === 'function') {
+          fns.push(fn);
+          owners.push(l);
+          bits.push(bitOf(l));
+        }
       }
-    }
-    hooks[e] = { fns, owners, bits };
+      return { fns, owners, bits };
+    };
+    this.open = of('open');
+    this.firstWrite = of('firstWrite');
+    this.writeBlocked = of('writeBlocked');
+    this.drain = of('drain');
+    this.clientClosed = of('clientClosed');
+    this.writeAfterClose = of('writeAfterClose');
+    this.close = of('close');
+    this.release = of('release');
+    this.finding = of('finding');
   }
-  return hooks;
+}
+
+/**
+ * The handlers of `event`, read by name: each branch is a named load of one shape, where `hooks[event]` would be
+ * a keyed load by nine names. The events a short stream emits come first.
+ */
+function hooksFor(h: Hooks, event: EventName): EventHooks {
+  switch (event) {
+    case 'open':
+      return h.open;
+    case 'firstWrite':
+      return h.firstWrite;
+    case 'close':
+      return h.close;
+    case 'release':
+      return h.release;
+    case 'clientClosed':
+      return h.clientClosed;
+    case 'writeBlocked':
+      return h.writeBlocked;
+    case 'drain':
+      return h.drain;
+    case 'writeAfterClose':
+      return h.writeAfterClose;
+    case 'finding':
+      return h.finding;
+  }
 }
 
 export class Tracker {
@@ -137,7 +189,7 @@ export class Tracker {
    */
   readonly written: (StreamState | undefined)[] = [];
   writtenCount = 0;
-  /** The consumers, in registration order; their handlers are read when they are added (see `hooksOf`). */
+  /** The consumers, in registration order; their handlers are read when they are added (see `Hooks`). */
   readonly listeners: TrackerListener[] = [];
   /** A listener's bit in `StreamState.muted`, for its life in this process (a removed one's is not reused). */
   private readonly bits = new Map<TrackerListener, number>();
@@ -149,7 +201,7 @@ export class Tracker {
     }
     return b;
   };
-  private hooks: Hooks = hooksOf([], this.bitOf);
+  private hooks: Hooks = new Hooks([], this.bitOf);
   readonly internalErrors = new Map<string, number>();
   private ring: Finding[] = [];
   private readonly ringSize = DEFAULT_RING;
@@ -193,18 +245,18 @@ export class Tracker {
   register(listener: TrackerListener): void {
     if (!this.listeners.some((l) => l.component === listener.component)) {
       this.listeners.push(listener);
-      this.hooks = hooksOf(this.listeners, this.bitOf);
+      this.hooks = new Hooks(this.listeners, this.bitOf);
     }
   }
 
   subscribe(listener: TrackerListener): () => void {
     this.listeners.push(listener);
-    this.hooks = hooksOf(this.listeners, this.bitOf);
+    this.hooks = new Hooks(this.listeners, this.bitOf);
     return () => {
       const i = this.listeners.indexOf(listener);
       if (i >= 0) {
         this.listeners.splice(i, 1);
-        this.hooks = hooksOf(this.listeners, this.bitOf);
+        this.hooks = new Hooks(this.listeners, this.bitOf);
       }
     };
   }
@@ -226,7 +278,7 @@ export class Tracker {
     if (event === 'writeBlocked') this.blocked.add(s);
     else if (event === 'drain') this.blocked.delete(s);
     // a listener added or removed by a handler changes `this.hooks`, not the arrays this loop reads
-    const { fns, owners, bits } = this.hooks[event];
+    const { fns, owners, bits } = hooksFor(this.hooks, event);
     const n = fns.length;
     if (n === 0) return;
     const muted = s.muted;
