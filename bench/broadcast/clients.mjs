@@ -1,4 +1,4 @@
-// N raw clients in their own process: `node clients.mjs <port> <n> <path> [sse|ws]`. Counts the
+// N raw clients in their own process: `node clients.mjs <port> <n> <path> [sse|ws] [localAddress]`. Counts the
 // occurrences of the marker BCAST across all sockets (handles a marker split across reads). `ws` opens
 // each socket with a WebSocket upgrade instead of an SSE GET; a server's WebSocket frames are not masked,
 // so the marker is counted in the raw bytes the same way. run.mjs starts several of these processes so
@@ -6,6 +6,10 @@
 import net from 'node:net';
 
 const [port, n, path, mode] = [Number(process.argv[2]), Number(process.argv[3]), process.argv[4] ?? '/events', process.argv[5] ?? 'sse'];
+// Each client process connects from its own loopback address (127.0.0.x), so each has its own ephemeral ports: run
+// after other benchmarks, 10,000 sockets from one address could find none free (EADDRNOTAVAIL) while the earlier
+// runs' sockets sat in TIME_WAIT.
+const localAddress = process.argv[6];
 const MARK = 'BCAST';
 let total = 0;
 let ready = 0;
@@ -21,7 +25,7 @@ const request =
 
 function open() {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1' });
+    const s = net.connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
     let carry = '';
     let headers = false;
     s.setNoDelay(true);

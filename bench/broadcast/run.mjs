@@ -97,7 +97,7 @@ async function broadcastBench(impl) {
   const before = (await server.next('heap')).heapUsed;
   const mode = impl === 'ws' ? 'ws' : 'sse';
   const per = Array.from({ length: P }, (_, i) => Math.floor(N / P) + (i < N % P ? 1 : 0)).filter((n) => n > 0);
-  const procs = per.map((n) => child('clients.mjs', [String(port), String(n), '/events', mode]));
+  const procs = per.map((n, i) => child('clients.mjs', [String(port), String(n), '/events', mode, `127.0.0.${2 + i}`]));
   await Promise.all(procs.map((c) => c.next('connected')));
   for (;;) {
     server.send({ cmd: 'count' });
