@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type http from 'node:http';
 import { Registry } from 'prom-client';
 import { metricsHandler } from '../src/index.js';
 import { foldBegin, foldEnd, getMetricsSet, OTHER_ROUTE, type MetricsSet, type RouteMetrics } from '../src/consumers/metrics.js';
 import { expositionStats } from '../src/consumers/exposition.js';
 import { PRERENDER_DELAY_MS, PRERENDER_SLICE_CHILDREN, prerenderStats } from '../src/consumers/prerender.js';
 import { getTracker } from '../src/core/tracker.js';
+import { served } from './helpers/metrics-served.js';
 import { parseExposition, sum, until } from './helpers/http.js';
 
 /**
@@ -15,19 +15,6 @@ import { parseExposition, sum, until } from './helpers/http.js';
  */
 
 const OPENMETRICS = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
-
-async function served(handler: ReturnType<typeof metricsHandler>): Promise<string> {
-  let body = '';
-  const res = {
-    statusCode: 0,
-    setHeader() {},
-    end(b: Buffer | string) {
-      body = String(b);
-    },
-  };
-  await handler({} as http.IncomingMessage, res as unknown as http.ServerResponse);
-  return body;
-}
 
 /** A registry with two routes and every family populated, its handler, and one scrape already served (caches full). */
 async function scraped(om: boolean): Promise<{ registry: Registry; set: MetricsSet; a: RouteMetrics; b: RouteMetrics; scrape: () => Promise<string> }> {

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type http from 'node:http';
 import { Registry } from 'prom-client';
 import { metricsHandler, shutdown } from '../src/index.js';
 import { getMetricsSet, type RouteMetrics } from '../src/consumers/metrics.js';
 import { expositionStats } from '../src/consumers/exposition.js';
 import { prerenderStats, REFRESH_IDLE_MS, REFRESH_MIN_INTERVAL_MS } from '../src/consumers/prerender.js';
+import { served } from './helpers/metrics-served.js';
 import { parseExposition, sleep, sum, until } from './helpers/http.js';
 
 /**
@@ -12,19 +12,6 @@ import { parseExposition, sleep, sum, until } from './helpers/http.js';
  * the next scrape is due (src/consumers/prerender.ts, "the refresh"), so a scrape renders only what changed in
  * the last moments, never what every stream opened since the scrape before changed. Counted, never timed.
  */
-
-async function served(handler: ReturnType<typeof metricsHandler>): Promise<string> {
-  let body = '';
-  const res = {
-    statusCode: 0,
-    setHeader() {},
-    end(b: Buffer | string) {
-      body = String(b);
-    },
-  };
-  await handler({} as http.IncomingMessage, res as unknown as http.ServerResponse);
-  return body;
-}
 
 function populated(routes: number): { registry: Registry; rms: RouteMetrics[] } {
   const registry = new Registry();
