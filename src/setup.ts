@@ -31,22 +31,23 @@ const tracker = getTracker();
 /**
  * Registers the consumers with the tracker once, even across copies of the package. The order is the
  * order of their listeners: metrics first (the others read a stream's route metrics), channels after
- * the detectors, guards after metrics.
+ * the detectors, guards after metrics. The guards only with the first config that sets one (`guarded`):
+ * every stream of a process without guards would call their `open` to hear that it has none.
  */
-export function installConsumers(): void {
+export function installConsumers(guarded = false): void {
   installMetrics();
   installTracing();
   installDetectors();
   installChannels();
-  installGuards();
   installOtelMetrics();
+  if (guarded) installGuards();
 }
 
 /** Validates options (a user error throws here, at setup, never per request) and resolves them once. */
 export function resolveConfig(options: InstrumentOptions = {}): ResolvedConfig {
   const { maxRoutes, ...core } = resolveCoreConfig(options);
   const guards = resolveGuards(options);
-  installConsumers();
+  installConsumers(guards !== null);
   let metrics: MetricsSet | null = null;
   try {
     metrics = getMetricsSet(options.registry as Registry | undefined, options.prefix ?? '', maxRoutes);

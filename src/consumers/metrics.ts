@@ -102,7 +102,10 @@ export class RouteMetrics {
   stalled = 0;
   private readonly set: MetricsSet;
   private readonly labelSet: { route: string };
-  private readonly startedBy = new Map<string, number>();
+  /** Streams opened by method since the last scrape; the last method's count is also `lastStarted` (no lookup). */
+  private readonly startedBy = new Map<string, { n: number }>();
+  private lastStartedMethod = '';
+  private lastStarted: { n: number } | null = null;
   private readonly durationBy = new ByMethodOutcome<HistogramChild>((method, outcome) =>
     this.set.duration.labels({ route: this.route, method, outcome }),
   );
@@ -152,7 +155,17 @@ export class RouteMetrics {
 
   /** Counts a stream opened (moved into stream_started_total at scrape time). */
   started(method: string): void {
-    this.startedBy.set(method, (this.startedBy.get(method) ?? 0) + 1);
+    let c = this.lastStarted;
+    if (c === null || method !== this.lastStartedMethod) {
+      c = this.startedBy.get(method) ?? null;
+      if (c === null) {
+        c = { n: 0 };
+        this.startedBy.set(method, c);
+      }
+      this.lastStartedMethod = method;
+      this.lastStarted = c;
+    }
+    c.n++;
   }
 
   duration(method: string, outcome: string): HistogramChild {
@@ -166,9 +179,9 @@ export class RouteMetrics {
   publish(): void {
     const set = this.set;
     const labels = this.labelSet;
-    for (const [method, n] of this.startedBy) {
-      if (n > 0) set.started.inc({ route: this.route, method }, n);
-      this.startedBy.set(method, 0);
+    for (const [method, c] of this.startedBy) {
+      if (c.n > 0) set.started.inc({ route: this.route, method }, c.n);
+      c.n = 0;
     }
     const t = this.totals;
     if (t.bytes > this.pubBytes) set.bytes.inc(labels, t.bytes - this.pubBytes);

@@ -91,12 +91,15 @@ type Hook = (this: TrackerListener, s: StreamState, arg?: unknown) => unknown;
 
 /**
  * One event's handlers and their listeners, in registration order (parallel arrays), with each listener's bit in
- * `StreamState.muted` (0 for a listener past the MUTABLE_LISTENERS-th, 16th: never muted).
+ * `StreamState.muted` (0 for a listener past the MUTABLE_LISTENERS-th, 16th: never muted). `mutable`: -1 when any
+ * of them has no bit (it is always called), else the bits of them all: a stream whose `muted` covers it has none
+ * to call (a short stream's `release`, whose only handlers answered `false` at its open), and `emit` returns at once.
  */
 interface EventHooks {
   readonly fns: Hook[];
   readonly owners: TrackerListener[];
   readonly bits: number[];
+  readonly mutable: number;
 }
 
 /**
@@ -123,15 +126,18 @@ class Hooks {
       const fns: Hook[] = [];
       const owners: TrackerListener[] = [];
       const bits: number[] = [];
+      let mutable = 0;
       for (const l of listeners) {
         const fn = l[e] as Hook | undefined;
         if (typeof fn === 'function') {
+          const bit = bitOf(l);
           fns.push(fn);
           owners.push(l);
-          bits.push(bitOf(l));
+          bits.push(bit);
+          mutable = bit === 0 || mutable === -1 ? -1 : mutable | bit;
         }
       }
-      return { fns, owners, bits };
+      return { fns, owners, bits, mutable };
     };
     this.open = of('open');
     this.firstWrite = of('firstWrite');
@@ -278,10 +284,11 @@ export class Tracker {
     if (event === 'writeBlocked') this.blocked.add(s);
     else if (event === 'drain') this.blocked.delete(s);
     // a listener added or removed by a handler changes `this.hooks`, not the arrays this loop reads
-    const { fns, owners, bits } = hooksFor(this.hooks, event);
+    const { fns, owners, bits, mutable } = hooksFor(this.hooks, event);
     const n = fns.length;
     if (n === 0) return;
     const muted = s.muted;
+    if (mutable !== -1 && (mutable & ~muted) === 0) return;
     this.internalDepth++;
     for (let i = 0; i < n; i++) {
       const bit = bits[i] as number;
@@ -621,9 +628,12 @@ export class Tracker {
    * write brought back (`wroteAfterClose`) is forgotten again without a second one.
    */
   release(s: StreamState): void {
-    this.open.delete(s);
-    this.lingering.delete(s);
-    this.blocked.delete(s);
+    // what each list's `has` looks at first: a stream with no slot is in none (a short stream, at its close)
+    if (s.listSlot >= 0) {
+      this.open.delete(s);
+      this.lingering.delete(s);
+    }
+    if (s.blockedSlot >= 0) this.blocked.delete(s);
     s.phase = Phase.Released;
     if (s.written) this.unwrite(s);
     if (!s.released) {

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Phase, type StreamState } from '../../core/stream-state.js';
-import { getTracker, type TrackerListener } from '../../core/tracker.js';
+import { getTracker } from '../../core/tracker.js';
 import { DEFAULTS } from '../../core/config.js';
 import { aboveOf } from '../../core/above.js';
 import { StreamList } from '../../core/stream-list.js';
@@ -245,9 +245,9 @@ function sweepWire(s: StreamState, w: Watch, now: number): void {
   }
 }
 
-export const wireListener: TrackerListener = {
-  component: 'wire',
-  open(s) {
+/** The wire checks' part of a stream's lifecycle (registered with the gaps' as one listener: detectors/index.ts). */
+export const wireListener = {
+  open(s: StreamState): void {
     const res = s.res as Res | null;
     // HTTP/2: the session's socket carries every stream of the connection (the Watch still serves gaps.ts)
     const socket = s.h2 === null ? (res?.socket ?? null) : null;
@@ -266,7 +266,7 @@ export const wireListener: TrackerListener = {
     if (hdr0 && s.firstWriteAt >= 0 && aboveOf(res) === undefined && encodingOf(res) === null) firstByte(s, w, s.firstWriteAt);
     if (s.firstWriteAt >= 0 || aboveOf(res) !== undefined) wired.add(s);
   },
-  firstWrite(s) {
+  firstWrite(s: StreamState): void {
     const w = s.slot<Watch>(kSlot);
     if (w === undefined || w.socket === null || (w.flags & FIRST_BYTE) !== 0) return;
     // not in the list yet: this is the first write itself, about to go down (a stream that wrote before it opened is)
@@ -277,7 +277,7 @@ export const wireListener: TrackerListener = {
     wired.add(s);
     setImmediate(checkFirstByte, s, 0);
   },
-  close(s) {
+  close(s: StreamState): void {
     const w = s.slot<Watch>(kSlot);
     if (w === undefined) return;
     wired.delete(s);
@@ -287,8 +287,3 @@ export const wireListener: TrackerListener = {
     w.socket = null;
   },
 };
-
-/** Registers the wire checks with the tracker (once per process). */
-export function installWire(): void {
-  tracker.register(wireListener);
-}

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ServerResponse } from 'node:http';
 import { Phase, type StreamState } from '../../core/stream-state.js';
-import { getTracker, type TrackerListener } from '../../core/tracker.js';
+import { getTracker } from '../../core/tracker.js';
 import { routeMetricsOf } from '../metrics.js';
 import type { HistogramChild } from '../histogram.js';
 import { givenWrites, msOf, watchOf, type Watch } from './buffered.js';
@@ -106,9 +106,9 @@ function gapWrite(this: ServerResponse): boolean {
   return g.inner.apply(this, args);
 }
 
-export const gapsListener: TrackerListener = {
-  component: 'gaps',
-  open(s) {
+/** The gaps' part of a stream's lifecycle (registered with the wire checks' as one listener: detectors/index.ts). */
+export const gapsListener = {
+  open(s: StreamState): void {
     const g = watchOf(s);
     if (g === undefined) return;
     const w = givenWrites(s);
@@ -131,7 +131,7 @@ export const gapsListener: TrackerListener = {
       res.write = gapWrite as ServerResponse['write'];
     }
   },
-  close(s) {
+  close(s: StreamState): void {
     const g = watchOf(s);
     if (g === undefined) return;
     catchUp(s, g);
@@ -139,8 +139,3 @@ export const gapsListener: TrackerListener = {
     if (g.longestMs >= 0) routeMetricsOf(s)?.longestGap.observe(g.longestMs / 1000);
   },
 };
-
-/** Registers the gap measurement with the tracker (once per process). */
-export function installGaps(): void {
-  tracker.register(gapsListener);
-}

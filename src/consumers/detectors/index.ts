@@ -3,9 +3,9 @@ import { Phase, type StreamState } from '../../core/stream-state.js';
 import { getTracker, SWEEP_MS, writesHold, type TrackerListener } from '../../core/tracker.js';
 import { asyncResourcesOf, installAsyncContext, liveAsync } from './async-tracking.js';
 import { userFrames } from '../../core/stacks.js';
-import { installWire, sweepWires } from './buffered.js';
+import { sweepWires, wireListener } from './buffered.js';
 import { beginTick, DECIDE_BUDGET_MS, deciding, has, raise, RAISE_BUDGET_MS } from './raising.js';
-import { installGaps, sweepGaps } from './gaps.js';
+import { gapsListener, sweepGaps } from './gaps.js';
 import { foldBegin, foldEnd, foldStream } from '../metrics.js';
 import { considerForSampling, isStalled, noProgressMs, observedReadRate, onEpisodeEnd, sampleCandidates, setOnSampled } from './progress.js';
 
@@ -169,11 +169,51 @@ export function sweep(now = performance.now()): void {
   }
 }
 
+/**
+ * The wire checks (buffered.ts) and the gaps (gaps.ts) as one listener: both read the stream's Watch at its open
+ * and close, and a short stream paid a listener call for each (about 150-200 instructions a call on Node 24). Each
+ * part keeps its own fault count (`wire`, `gaps`), and a fault in one leaves the other to run, as two listeners did.
+ */
+const watchListener: TrackerListener = {
+  component: 'wire',
+  open(s) {
+    try {
+      wireListener.open(s);
+    } catch (err) {
+      tracker.fault('wire', err);
+    }
+    try {
+      gapsListener.open(s);
+    } catch (err) {
+      tracker.fault('gaps', err);
+    }
+  },
+  firstWrite: wireListener.firstWrite,
+  close(s) {
+    try {
+      wireListener.close(s);
+    } catch (err) {
+      tracker.fault('wire', err);
+    }
+    try {
+      gapsListener.close(s);
+    } catch (err) {
+      tracker.fault('gaps', err);
+    }
+  },
+};
+
+/**
+ * The gaps' name, registered with no handler: an older copy of the package in the process registers its own `wire`
+ * and `gaps` listeners by name, and finds both taken (this copy's `wire` does the gaps' part), or takes both first.
+ */
+const GAPS: TrackerListener = { component: 'gaps' };
+
 /** Registers the detectors (and trackAsync's context) with the tracker (once per process). */
 export function install(): void {
   tracker.register(detectorsListener);
-  installWire();
-  installGaps();
+  tracker.register(watchListener);
+  tracker.register(GAPS);
   installAsyncContext();
   setOnSampled(checkSampled);
 }
