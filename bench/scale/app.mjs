@@ -8,6 +8,8 @@
 //                    findings at once
 //   /metrics         metricsHandler() (the global prom-client register)
 //   /ctl/scrape-cpu  the CPU time of each /metrics handler since the last ask (ms, the process's: see cpuUsage)
+//   /ctl/scrape-main the main thread's CPU and its time waiting for a CPU in each /metrics handler since the last
+//                    ask (ms, Linux: /proc schedstat; none elsewhere), the load-independent part of a scrape's time
 //   /ctl/scrape-threads/arm, /ctl/scrape-threads   the next /metrics handler measured per thread (Linux,
 //                    /proc/self/task): the main thread's CPU and its time waiting for a CPU, and the other threads'
 //                    CPU (V8's helper threads: GC, compiler; libuv's pool), which process.cpuUsage() counts together
@@ -62,6 +64,17 @@ const burst = instrument(
 const metrics = metricsHandler();
 /** The CPU each scrape's handler took (/ctl/scrape-cpu answers them and starts a new list). */
 const scrapeCpu = [];
+/** The main thread's [CPU, wait for a CPU] in each scrape's handler, ms (/ctl/scrape-main answers them). */
+const scrapeMain = [];
+const MAIN_STAT = `/proc/self/task/${process.pid}/schedstat`;
+/** The main thread's CPU time and time runnable but waiting for a CPU so far (ns), or null (not Linux). */
+function mainTimes() {
+  try {
+    return fs.readFileSync(MAIN_STAT, 'utf8').split(' ').map(Number);
+  } catch {
+    return null;
+  }
+}
 /** /ctl/scrape-threads/arm: the next scrape is measured per thread; its figures, once served. */
 let threadsArmed = false;
 let threadsResult = null;
@@ -419,11 +432,14 @@ function route(req, res) {
     const rec = scrapeDebug === null ? null : debugScrape(res);
     const threads = threadsArmed ? threadTimes() : null;
     threadsArmed = false;
+    const main = mainTimes();
     const c = cpuUsage();
     if (rec !== null) rec.c = c;
     return void metrics(req, res).then(() => {
       const u = cpuUsage(c);
       scrapeCpu.push((u.user + u.system) / 1000);
+      const main1 = main === null ? null : mainTimes();
+      if (main1 !== null) scrapeMain.push([(main1[0] - main[0]) / 1e6, (main1[1] - main[1]) / 1e6]);
       if (threads !== null) {
         const d = threadsSince(threads);
         const others = Object.entries(d).filter(([k]) => k !== 'main' && k !== 'mainRunqueue');
@@ -452,6 +468,11 @@ function route(req, res) {
     return json(res, {});
   }
   if (p === '/ctl/scrape-threads') return json(res, threadsResult ?? {});
+  if (p === '/ctl/scrape-main') {
+    const list = [...scrapeMain];
+    scrapeMain.length = 0;
+    return json(res, list);
+  }
   if (p === '/ctl/scrape-cpu') {
     const list = [...scrapeCpu];
     scrapeCpu.length = 0;

@@ -184,11 +184,13 @@ const closeStreams = (clients) => Promise.all(clients.map((c) => ask(c, { cmd: '
 // one a second, from a second after it. The event-loop delay is recorded over all of them.
 async function scrapes(ctl, port, afterGc) {
   await getJson(ctl, '/ctl/scrape-cpu');
+  await getJson(ctl, '/ctl/scrape-main');
   await getJson(ctl, '/ctl/eld/start');
   const once = async () => {
     await getJson(ctl, '/ctl/scrape-threads/arm');
     const r = await get(port, '/metrics');
     const [cpu] = await getJson(ctl, '/ctl/scrape-cpu');
+    await getJson(ctl, '/ctl/scrape-main');
     return { wallMs: r.ms, cpuMs: cpu, ...(await getJson(ctl, '/ctl/scrape-threads')) };
   };
   let postGc;
@@ -218,6 +220,13 @@ async function scrapes(ctl, port, afterGc) {
   // the server's CPU per scrape (its handler, request to response handed over), beside the scraper's wall time
   const cpu = await getJson(ctl, '/ctl/scrape-cpu');
   const cpuStats = cpu.length > 0 ? { scrapeCpuMedianMs: pct(cpu, 50), scrapeCpuP99Ms: pct(cpu, 99), scrapeCpuFirstMs: cpu[0] } : {};
+  // the main thread's CPU and its wait for a CPU per scrape (Linux), what the machine's load does not change
+  const main = await getJson(ctl, '/ctl/scrape-main');
+  if (main.length > 0) {
+    const run = main.map(([r]) => r);
+    const wait = main.map(([, w]) => w);
+    Object.assign(cpuStats, { scrapeMainCpuMedianMs: pct(run, 50), scrapeMainCpuP99Ms: pct(run, 99), scrapeMainWaitMedianMs: pct(wait, 50), scrapeMainWaitP99Ms: pct(wait, 99) });
+  }
   return { scrapeMedianMs: pct(times, 50), scrapeP99Ms: pct(times, 99), scrapeMaxMs: Math.max(...times), scrapeFirstMs: times[0], scrapeBytes: bytes, series, ...eld, ...cpuStats, postGc, firstThreads };
 }
 
@@ -383,6 +392,11 @@ function render(r) {
         ? []
         : [
             `| the server's CPU per scrape (the handler, request to response handed over): median / p99 | ${ms(p.scrapeCpuMedianMs)} / ${ms(p.scrapeCpuP99Ms)} | ${ms(i.scrapeCpuMedianMs)} / ${ms(i.scrapeCpuP99Ms)} |`,
+            ...(i.scrapeMainCpuMedianMs === undefined
+              ? []
+              : [
+                  `| its main thread (/proc): CPU median / p99; waiting for a CPU median / p99 | ${ms(p.scrapeMainCpuMedianMs)} / ${ms(p.scrapeMainCpuP99Ms)}; ${ms(p.scrapeMainWaitMedianMs)} / ${ms(p.scrapeMainWaitP99Ms)} | ${ms(i.scrapeMainCpuMedianMs)} / ${ms(i.scrapeMainCpuP99Ms)}; ${ms(i.scrapeMainWaitMedianMs)} / ${ms(i.scrapeMainWaitP99Ms)} |`,
+                ]),
             ...(i.postGc
               ? [
                   `| the first scrape right after the heap reading's forced GCs (not among the ${r.SCRAPES}): wall / the server's CPU${i.postGc.mainCpuMs === undefined ? '' : " (its main thread's CPU + its wait for a CPU; its other threads' CPU)"} | ${firstRow(p.postGc)} | ${firstRow(i.postGc)} |`,
