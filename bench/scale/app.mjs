@@ -8,11 +8,29 @@
 //                    findings at once
 //   /metrics         metricsHandler() (the global prom-client register)
 //   /ctl/scrape-cpu  the CPU time of each /metrics handler since the last ask (ms, the process's: see cpuUsage)
+//   /ctl/scrape-main the main thread's CPU and its time waiting for a CPU in each /metrics handler since the last
+//                    ask (ms, Linux: /proc schedstat; none elsewhere), the load-independent part of a scrape's time
+//   /ctl/scrape-threads/arm, /ctl/scrape-threads   the next /metrics handler measured per thread (Linux,
+//                    /proc/self/task): the main thread's CPU and its time waiting for a CPU, and the other threads'
+//                    CPU (V8's helper threads: GC, compiler; libuv's pool), which process.cpuUsage() counts together
+//                    (read around the handler: the main thread's figure includes the reading, a few tenths of a ms)
 //   /ctl/heap        heap used after GC
 //   /ctl/sweep       the tracker's sweep (detectors, then releases) timed directly, 20 runs
 //   /ctl/eld/start, /ctl/eld/stop   event-loop delay (monitorEventLoopDelay, 1 ms resolution) over a window
 //   /ctl/burst       see above; answers when every finding is raised, with the longest loop hold meanwhile
 //                    (SCALE_PROFILE=FILE in the environment: a CPU profile of it written there)
+// SCALE_SCRAPE_DEBUG=1 (environment): each /metrics handler's CPU and wall time split at res.end() (the rendering
+//   before it, the hand-over in it), each thread's CPU (/proc), the V8 GC pauses that fell in it, and for the
+//   first after a heap reading what each thread did since; printed to stderr at each /ctl/scrape-cpu. With a
+//   debugging build (a copy of dist/ inside the checkout, given with --dist, whose chunk that defines them ends
+//   with `globalThis.__streamscopeStats = { prerenderStats, expositionStats };`) also the pieces each scrape
+//   rendered itself and the prerender's refresh passes since the scrape before.
+// SCALE_SCRAPE_PROFILE=FILE (environment): a CPU profile of the /inst phase's first scrape (the profiler starts
+//   at the /ctl/scrape-cpu that opens the phase's scrapes, after /ctl/sweep, and stops when that scrape is
+//   served). Starting the profiler changes what that scrape meets (on 2026-12-08 the profiled one used 8 ms of
+//   the process's CPU where unprofiled ones used 15-20 ms: V8's sweeping after the heap reading was further on):
+//   read it for where the main thread's time goes, not for the total.
+import fs from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -46,6 +64,38 @@ const burst = instrument(
 const metrics = metricsHandler();
 /** The CPU each scrape's handler took (/ctl/scrape-cpu answers them and starts a new list). */
 const scrapeCpu = [];
+/** The main thread's [CPU, wait for a CPU] in each scrape's handler, ms (/ctl/scrape-main answers them). */
+const scrapeMain = [];
+const MAIN_STAT = `/proc/self/task/${process.pid}/schedstat`;
+/** The main thread's CPU time and time runnable but waiting for a CPU so far (ns), or null (not Linux). */
+function mainTimes() {
+  try {
+    return fs.readFileSync(MAIN_STAT, 'utf8').split(' ').map(Number);
+  } catch {
+    return null;
+  }
+}
+/** /ctl/scrape-threads/arm: the next scrape is measured per thread; its figures, once served. */
+let threadsArmed = false;
+let threadsResult = null;
+/** SCALE_SCRAPE_DEBUG: per scrape, where its time went; GC pauses and refresh passes seen meanwhile. */
+const scrapeDebug = process.env.SCALE_SCRAPE_DEBUG ? { scrapes: [], gcs: [], refreshes: [] } : null;
+const ssStats = () => globalThis.__streamscopeStats;
+if (scrapeDebug !== null) {
+  new PerformanceObserver((l) => l.getEntries().forEach((e) => scrapeDebug.gcs.push([e.startTime, e.duration, e.detail?.kind ?? e.kind]))).observe({ entryTypes: ['gc'] });
+  // the refresh passes' start times (its counter polled: a debugging build's)
+  let seen = -1;
+  setInterval(() => {
+    const st = ssStats()?.prerenderStats;
+    if (st === undefined || st.refreshes === seen) return;
+    seen = st.refreshes;
+    scrapeDebug.refreshes.push([performance.now(), st.refreshes, st.children, st.families]);
+  }, 10).unref();
+}
+/** SCALE_SCRAPE_PROFILE: 'armed' after /ctl/sweep, a Session once started, 'done' after the first scrape. */
+let scrapeProfile = null;
+/** SCALE_SCRAPE_DEBUG: when the last heap reading's GCs ended, and each thread's CPU then. */
+let afterHeap = null;
 
 function heapAfterGc() {
   for (let i = 0; i < 4; i++) globalThis.gc?.();
@@ -276,6 +326,89 @@ async function runBurst() {
   };
 }
 
+/**
+ * Each thread of this process (Linux: /proc/self/task): its name and, from schedstat, its CPU time so far and its
+ * time runnable but waiting for a CPU (ns).
+ */
+function threadTimes() {
+  const m = new Map();
+  let tasks;
+  try {
+    tasks = fs.readdirSync('/proc/self/task');
+  } catch {
+    return null; // not Linux
+  }
+  for (const t of tasks) {
+    try {
+      const [run, wait] = fs.readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ').map(Number);
+      m.set(t, [Number(t) === process.pid ? 'main' : `${fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim()}:${t}`, run, wait]);
+    } catch {
+      // a thread gone meanwhile
+    }
+  }
+  return m;
+}
+/** The CPU each thread used since `before` (threadTimes()), ms, and the main thread's wait for a CPU. */
+function threadsSince(before) {
+  const out = {};
+  for (const [t, [name, run, wait]] of threadTimes() ?? []) {
+    const d = (run - (before.get(t)?.[1] ?? 0)) / 1e6;
+    if (d > 0.005) out[name] = +d.toFixed(2);
+    if (name === 'main') out.mainRunqueue = +((wait - (before.get(t)?.[2] ?? 0)) / 1e6).toFixed(2);
+  }
+  return out;
+}
+/** SCALE_SCRAPE_DEBUG: one scrape's record; res.end() wrapped to split the rendering from the hand-over. */
+function debugScrape(res) {
+  const st = ssStats();
+  const rec = { from: performance.now(), rendered: st?.expositionStats.rendered ?? 0, threads: threadTimes() };
+  if (afterHeap !== null) {
+    // the first scrape after a heap reading: what each thread did since its forced GCs ended
+    rec.sinceHeap = { ms: +(rec.from - afterHeap.at).toFixed(1), threadsMs: threadsSince(afterHeap.threads) };
+    afterHeap = null;
+  }
+  const end = res.end;
+  res.end = function (...a) {
+    const u0 = cpuUsage(rec.c);
+    rec.renderCpuMs = (u0.user + u0.system) / 1000;
+    rec.renderMs = performance.now() - rec.from;
+    const t = performance.now();
+    const c1 = cpuUsage();
+    try {
+      return end.apply(this, a);
+    } finally {
+      const u1 = cpuUsage(c1);
+      rec.endCpuMs = (u1.user + u1.system) / 1000;
+      rec.endMs = performance.now() - t;
+    }
+  };
+  scrapeDebug.scrapes.push(rec);
+  return rec;
+}
+function printScrapeDebug() {
+  const { scrapes, gcs, refreshes } = scrapeDebug;
+  let prev = -Infinity;
+  for (const r of scrapes) {
+    const gc = gcs.filter(([g0, d]) => g0 < (r.to ?? Infinity) && g0 + d > r.from).map(([, d, k]) => [+d.toFixed(2), k]);
+    const ref = refreshes.filter(([t]) => t > prev && t <= r.from);
+    const last = refreshes.filter(([t]) => t <= r.from).at(-1);
+    const f = (x) => (x === undefined ? undefined : +x.toFixed(2));
+    console.error('scrape-debug', JSON.stringify({ wallMs: f(r.to - r.from), threadsMs: r.threads, sinceHeap: r.sinceHeap, cpuMs: f(r.cpuMs), renderMs: f(r.renderMs), renderCpuMs: f(r.renderCpuMs), endMs: f(r.endMs), endCpuMs: f(r.endCpuMs), rendered: r.rendered, gc, refreshesSincePrev: ref.length, lastRefreshAgoMs: last === undefined ? undefined : f(r.from - last[0]) }));
+    prev = r.from;
+  }
+  scrapes.length = 0;
+  gcs.length = 0;
+}
+async function startScrapeProfile() {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 50 });
+  await session.post('Profiler.start');
+  scrapeProfile = session;
+}
+
 function json(res, body) {
   const s = JSON.stringify(body);
   res.writeHead(200, { 'Content-Type': 'application/json' });
@@ -296,19 +429,66 @@ function route(req, res) {
   if (p === '/burst') return void burst(req, res);
   if (p === '/metrics') {
     // the CPU this process used from the request to the handler's end (its text handed to the response)
+    const rec = scrapeDebug === null ? null : debugScrape(res);
+    const threads = threadsArmed ? threadTimes() : null;
+    threadsArmed = false;
+    const main = mainTimes();
     const c = cpuUsage();
+    if (rec !== null) rec.c = c;
     return void metrics(req, res).then(() => {
       const u = cpuUsage(c);
       scrapeCpu.push((u.user + u.system) / 1000);
+      const main1 = main === null ? null : mainTimes();
+      if (main1 !== null) scrapeMain.push([(main1[0] - main[0]) / 1e6, (main1[1] - main[1]) / 1e6]);
+      if (threads !== null) {
+        const d = threadsSince(threads);
+        const others = Object.entries(d).filter(([k]) => k !== 'main' && k !== 'mainRunqueue');
+        threadsResult = { mainCpuMs: d.main ?? 0, mainWaitMs: d.mainRunqueue ?? 0, otherCpuMs: others.reduce((a, [, v]) => a + v, 0), otherThreads: others.length };
+      }
+      if (rec !== null) {
+        rec.cpuMs = (u.user + u.system) / 1000;
+        rec.to = performance.now();
+        rec.threads = threadsSince(rec.threads);
+        const st = ssStats();
+        if (st !== undefined) rec.rendered = st.expositionStats.rendered - rec.rendered;
+      }
+      if (scrapeProfile instanceof Object && scrapeProfile !== 'armed') {
+        const session = scrapeProfile;
+        scrapeProfile = 'done';
+        void session.post('Profiler.stop').then(async ({ profile }) => {
+          (await import('node:fs')).writeFileSync(process.env.SCALE_SCRAPE_PROFILE, JSON.stringify(profile));
+          session.disconnect();
+        });
+      }
     });
+  }
+  if (p === '/ctl/scrape-threads/arm') {
+    threadsArmed = true;
+    threadsResult = null;
+    return json(res, {});
+  }
+  if (p === '/ctl/scrape-threads') return json(res, threadsResult ?? {});
+  if (p === '/ctl/scrape-main') {
+    const list = [...scrapeMain];
+    scrapeMain.length = 0;
+    return json(res, list);
   }
   if (p === '/ctl/scrape-cpu') {
     const list = [...scrapeCpu];
     scrapeCpu.length = 0;
+    if (scrapeDebug !== null) printScrapeDebug();
+    if (scrapeProfile === 'armed') return void startScrapeProfile().then(() => json(res, list));
     return json(res, list);
   }
-  if (p === '/ctl/heap') return json(res, { heapUsed: heapAfterGc(), rss: process.memoryUsage().rss, plainOpen, open: tracker.open.size });
-  if (p === '/ctl/sweep') return void timeSweeps().then((m) => json(res, m));
+  if (p === '/ctl/heap') {
+    const heapUsed = heapAfterGc();
+    if (scrapeDebug !== null) afterHeap = { at: performance.now(), threads: threadTimes() };
+    return json(res, { heapUsed, rss: process.memoryUsage().rss, plainOpen, open: tracker.open.size });
+  }
+  if (p === '/ctl/sweep') {
+    if (process.env.SCALE_SCRAPE_PROFILE && scrapeProfile === null) scrapeProfile = 'armed';
+    return void timeSweeps().then((m) => json(res, m));
+  }
   if (p === '/ctl/eld/start') return json(res, eldStart());
   if (p === '/ctl/eld/stop') return json(res, eldStop());
   if (p === '/ctl/burst') return void runBurst().then((m) => json(res, m));

@@ -8,7 +8,8 @@
 //     --transport T     h1 (one socket per stream), h2 (h2c, 1,000 streams per connection), or auto (default):
 //                       h1 when the fd hard limit (`ulimit -Hn`) allows N sockets in one process, else h2
 //     --clients N       client processes (default: as many as the fd limit and the ephemeral ports ask)
-//     --scrapes N       scrapes, one a second, per phase (default 20)
+//     --scrapes N       scrapes, one a second, per phase (default 20); after a heap reading, one more before
+//                       them (right after its forced GCs), reported on its own
 //     --burst N         streams whose findings are raised in the same sweep (default 10000; 0 skips)
 //     --workers N       cluster workers (default 8; 0 skips)
 //     --only burst      the burst case alone (no 100k phases, no route scrapes, no cluster): prints its table and
@@ -16,12 +17,15 @@
 //     --no-doc          print the table, do not write docs/reliability.md
 //     --dist DIR        measure another build (an older commit's dist/, for an A/B)
 //     --from FILE       re-render the section from a saved raw result (no measuring)
+//   SCALE_APP_FLAGS     (environment) more node/V8 flags for the app (e.g. --no-flush-bytecode, --trace-gc);
+//                       SCALE_SCRAPE_DEBUG, SCALE_SCRAPE_PROFILE: see bench/scale/app.mjs
 //   SCALE_DEBUG=1       (environment) the raw burst result, printed, also lists the turns over 3 ms, where each
 //                       sweep's and each slice's time went, and the GC pauses
 //
 // Phases, one server process (bench/scale/app.mjs, `node --expose-gc`, the built package), clients in other
 // processes: (1) N streams on /plain (no streamscope): heap after GC, then a scrape of /metrics every second
-// with the event-loop delay recorded meanwhile; (2) one stream per route opened and closed (every route has its
+// with the event-loop delay recorded meanwhile (the first, right after the heap reading's forced GCs, reported
+// on its own: see scrapes()); (2) one stream per route opened and closed (every route has its
 // series), then N on /inst/<k> under instrument(): the same, plus the tracker's sweep timed; (3) the burst: B
 // streams on /burst whose clients leave, three writes to each after that in one tick, and the loop watched
 // while the next sweep's B zombie_producer findings are raised; (4) a node:cluster primary with
@@ -173,15 +177,37 @@ async function openStreams(clients, port, paths, n) {
 const closeStreams = (clients) => Promise.all(clients.map((c) => ask(c, { cmd: 'close' })));
 
 // ── scrapes every second, with the server's event-loop delay recorded meanwhile ──
-async function scrapes(ctl, port) {
+// After a heap reading (afterGc), the first scrape comes right after the app's forced GCs, while V8's helper
+// threads still sweep the heap they freed and with the bytecode of functions not run across them flushed: a
+// server scraped every second never sees that. That scrape is timed and reported on its own (with what each of
+// the server's threads did meanwhile, where /proc tells); the SCRAPES timed ones follow on the scraper's schedule,
+// one a second, from a second after it. The event-loop delay is recorded over all of them.
+async function scrapes(ctl, port, afterGc) {
   await getJson(ctl, '/ctl/scrape-cpu');
+  await getJson(ctl, '/ctl/scrape-main');
   await getJson(ctl, '/ctl/eld/start');
+  const once = async () => {
+    await getJson(ctl, '/ctl/scrape-threads/arm');
+    const r = await get(port, '/metrics');
+    const [cpu] = await getJson(ctl, '/ctl/scrape-cpu');
+    await getJson(ctl, '/ctl/scrape-main');
+    return { wallMs: r.ms, cpuMs: cpu, ...(await getJson(ctl, '/ctl/scrape-threads')) };
+  };
+  let postGc;
+  if (afterGc) {
+    const t = performance.now();
+    postGc = await once();
+    await sleep(Math.max(0, 1000 - (performance.now() - t)));
+  }
   const times = [];
   let bytes = 0;
   let series = 0;
+  let firstThreads;
   for (let i = 0; i < SCRAPES; i++) {
     const t = performance.now();
+    if (i === 0) await getJson(ctl, '/ctl/scrape-threads/arm');
     const r = await get(port, '/metrics');
+    if (i === 0) firstThreads = await getJson(ctl, '/ctl/scrape-threads');
     times.push(r.ms);
     bytes = r.body.length;
     series = r.body
@@ -194,7 +220,14 @@ async function scrapes(ctl, port) {
   // the server's CPU per scrape (its handler, request to response handed over), beside the scraper's wall time
   const cpu = await getJson(ctl, '/ctl/scrape-cpu');
   const cpuStats = cpu.length > 0 ? { scrapeCpuMedianMs: pct(cpu, 50), scrapeCpuP99Ms: pct(cpu, 99), scrapeCpuFirstMs: cpu[0] } : {};
-  return { scrapeMedianMs: pct(times, 50), scrapeP99Ms: pct(times, 99), scrapeMaxMs: Math.max(...times), scrapeFirstMs: times[0], scrapeBytes: bytes, series, ...eld, ...cpuStats };
+  // the main thread's CPU and its wait for a CPU per scrape (Linux), what the machine's load does not change
+  const main = await getJson(ctl, '/ctl/scrape-main');
+  if (main.length > 0) {
+    const run = main.map(([r]) => r);
+    const wait = main.map(([, w]) => w);
+    Object.assign(cpuStats, { scrapeMainCpuMedianMs: pct(run, 50), scrapeMainCpuP99Ms: pct(run, 99), scrapeMainWaitMedianMs: pct(wait, 50), scrapeMainWaitP99Ms: pct(wait, 99) });
+  }
+  return { scrapeMedianMs: pct(times, 50), scrapeP99Ms: pct(times, 99), scrapeMaxMs: Math.max(...times), scrapeFirstMs: times[0], scrapeBytes: bytes, series, ...eld, ...cpuStats, postGc, firstThreads };
 }
 
 async function settle(ctl) {
@@ -226,7 +259,7 @@ console.log(`scale: ${N} streams over ${ROUTES} routes, ${machine.transport}, ${
 const results = { machine, N, ROUTES, SCRAPES };
 
 const app = track(
-  spawn('sh', withFds(['--expose-gc', '--max-old-space-size=16384', join(HERE, 'app.mjs')]), {
+  spawn('sh', withFds(['--expose-gc', '--max-old-space-size=16384', ...(process.env.SCALE_APP_FLAGS ?? '').split(/\s+/).filter(Boolean), join(HERE, 'app.mjs')]), {
     cwd: ROOT,
     env: { ...process.env, STREAMSCOPE_DIST: DIST, ROUTES: String(ROUTES), TRANSPORT: transport },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -246,7 +279,7 @@ if (N > 0) {
   const heapPlain = await getJson(ctl, '/ctl/heap');
   plain.heapPerStream = (heapPlain.heapUsed - base0.heapUsed) / plain.opened;
   plain.rss = heapPlain.rss;
-  Object.assign(plain, await scrapes(ctl, ctl));
+  Object.assign(plain, await scrapes(ctl, ctl, true));
   results.plain = plain;
   console.log('plain', JSON.stringify(plain));
   await closeStreams(clients);
@@ -269,13 +302,13 @@ if (onlyBurst) {
   inst.heapPerStream = (heapInst.heapUsed - base1.heapUsed) / inst.opened;
   inst.rss = heapInst.rss;
   Object.assign(inst, await getJson(ctl, '/ctl/sweep'));
-  Object.assign(inst, await scrapes(ctl, ctl));
+  Object.assign(inst, await scrapes(ctl, ctl, true));
   results.inst = inst;
   console.log('inst', JSON.stringify(inst));
   await closeStreams(clients);
   await settle(ctl);
 } else {
-  results.routesOnly = await scrapes(ctl, ctl);
+  results.routesOnly = await scrapes(ctl, ctl, false);
 }
 
 if (BURST > 0) {
@@ -330,6 +363,9 @@ const ms = (x) => (x === undefined ? '–' : `${x < 10 ? x.toFixed(2) : x.toFixe
 const kib = (x) => `${(x / 1024).toFixed(2)} KiB`;
 const int = (x) => Math.round(x).toLocaleString('en-US');
 const mark = (v, target) => (v <= target ? `${ms(v)} (target <= ${ms(target)}: met)` : `**${ms(v)}** (target <= ${ms(target)}: missed by ${ms(v - target)})`);
+/** A single scrape: wall / CPU, and where /proc told it, the main thread's CPU + wait and the other threads' CPU. */
+const firstRow = (x) =>
+  `${ms(x.wallMs)} / ${ms(x.cpuMs)}` + (x.mainCpuMs === undefined ? '' : ` (${ms(x.mainCpuMs)} + ${ms(x.mainWaitMs)}; ${ms(x.otherCpuMs)})`);
 function render(r) {
   const m = r.machine;
   const out = [];
@@ -337,7 +373,8 @@ function render(r) {
     `Generated by \`npm run bench -- --scale\` (\`bench/scale/run.mjs\`) on ${m.date}, commit ${m.commit ?? '?'}, Node ${m.node}, ` +
       `${m.cpus} CPUs, ${m.memGiB} GiB, load average at start ${m.load}; ${m.transport}, ${m.clients} client process(es); ` +
       `fd hard limit ${m.fdHardLimit === Infinity ? 'unlimited' : int(m.fdHardLimit)}, ${int(m.ephemeralPorts)} ephemeral ports. ` +
-      `${r.SCRAPES} scrapes of \`/metrics\` per phase, one a second, timed by the scraper (another process).`,
+      `${r.SCRAPES} scrapes of \`/metrics\` per phase, one a second, timed by the scraper (another process)` +
+      (r.inst?.postGc ? ", from a second after one right after the phase's heap reading (its forced GCs), which is timed on its own." : '.'),
     '',
   );
   if (r.plain && r.inst) {
@@ -351,12 +388,22 @@ function render(r) {
       `| RSS with all open | ${int(p.rss / 2 ** 20)} MiB | ${int(i.rss / 2 ** 20)} MiB |`,
       `| the sweep over all of them (tracker.sweep(), 20 runs): median / p95 / max | – | ${ms(i.sweepMedianMs)} / ${mark(i.sweepP95Ms, 2)} / ${ms(i.sweepMaxMs)} |`,
       `| \`/metrics\`: size, series | ${int(p.scrapeBytes)} B, ${int(p.series)} | ${int(i.scrapeBytes)} B, ${int(i.series)} |`,
-      `| \`/metrics\` scrape: median / p99 | ${ms(p.scrapeMedianMs)} / ${ms(p.scrapeP99Ms)} | ${ms(i.scrapeMedianMs)} / ${mark(i.scrapeP99Ms, 10)} |`,
+      `| \`/metrics\` scrape${i.postGc ? ` (${r.SCRAPES}, one a second, from a second after the one below)` : ''}: median / p99 | ${ms(p.scrapeMedianMs)} / ${ms(p.scrapeP99Ms)} | ${ms(i.scrapeMedianMs)} / ${mark(i.scrapeP99Ms, 10)} |`,
       ...(i.scrapeCpuMedianMs === undefined
         ? []
         : [
             `| the server's CPU per scrape (the handler, request to response handed over): median / p99 | ${ms(p.scrapeCpuMedianMs)} / ${ms(p.scrapeCpuP99Ms)} | ${ms(i.scrapeCpuMedianMs)} / ${ms(i.scrapeCpuP99Ms)} |`,
-            `| the phase's first scrape: wall / the server's CPU | ${ms(p.scrapeFirstMs)} / ${ms(p.scrapeCpuFirstMs)} | ${ms(i.scrapeFirstMs)} / ${ms(i.scrapeCpuFirstMs)} |`,
+            ...(i.scrapeMainCpuMedianMs === undefined
+              ? []
+              : [
+                  `| its main thread (/proc): CPU median / p99; waiting for a CPU median / p99 | ${ms(p.scrapeMainCpuMedianMs)} / ${ms(p.scrapeMainCpuP99Ms)}; ${ms(p.scrapeMainWaitMedianMs)} / ${ms(p.scrapeMainWaitP99Ms)} | ${ms(i.scrapeMainCpuMedianMs)} / ${ms(i.scrapeMainCpuP99Ms)}; ${ms(i.scrapeMainWaitMedianMs)} / ${ms(i.scrapeMainWaitP99Ms)} |`,
+                ]),
+            ...(i.postGc
+              ? [
+                  `| the first scrape right after the heap reading's forced GCs (not among the ${r.SCRAPES}): wall / the server's CPU${i.postGc.mainCpuMs === undefined ? '' : " (its main thread's CPU + its wait for a CPU; its other threads' CPU)"} | ${firstRow(p.postGc)} | ${firstRow(i.postGc)} |`,
+                  `| the first of the ${r.SCRAPES}: wall / the server's CPU${i.firstThreads?.mainCpuMs === undefined ? '' : ' (the same)'} | ${firstRow({ ...p.firstThreads, wallMs: p.scrapeFirstMs, cpuMs: p.scrapeCpuFirstMs })} | ${firstRow({ ...i.firstThreads, wallMs: i.scrapeFirstMs, cpuMs: i.scrapeCpuFirstMs })} |`,
+                ]
+              : [`| the phase's first scrape: wall / the server's CPU | ${ms(p.scrapeFirstMs)} / ${ms(p.scrapeCpuFirstMs)} | ${ms(i.scrapeFirstMs)} / ${ms(i.scrapeCpuFirstMs)} |`]),
           ]),
       `| event-loop delay p99 (max) while scraped every second | ${ms(p.loopDelayP99Ms)} (${ms(p.loopDelayMaxMs)}) | ${ms(i.loopDelayP99Ms)} (${ms(i.loopDelayMaxMs)}): ${mark(i.loopDelayP99Ms - p.loopDelayP99Ms, 20).replace(/^/, 'above bare ')} |`,
       `| time to open them all | ${p.openSeconds.toFixed(1)} s | ${i.openSeconds.toFixed(1)} s |`,
