@@ -15,6 +15,14 @@
 //                                              Named variants of this checkout's dist, as in bench/core/server.mjs:
 //                                              `ours`, `ours+trackAsync`, `ours+captureStacks` (e.g.
 //                                              `node bench/core/inproc.mjs 10000 bare ours ours+trackAsync`).
+//                                              Bench-only floors of `trackAsync` (Node's share of its cost, no
+//                                              streamscope): `bare+noopHook` enables an async_hooks hook whose
+//                                              `init` does nothing (Node then runs its promise hooks too);
+//                                              `bare+noopHookNP` the same made with `trackPromises: false` (honoured
+//                                              by Node 24 and 26, ignored by 20 and 22); `bare+als` runs the handler
+//                                              inside an AsyncLocalStorage's `run` (on Node 20 that is itself an
+//                                              `init` hook; on Node 24 AsyncContextFrame). They combine:
+//                                              `bare+noopHookNP+als`.
 //
 //   node bench/core/inproc.mjs --instructions [N] [lib ...] [--repeat=k] [--jobs=j] [--dist=path]
 //                                              Instructions per stream instead of µs (deterministic: it does not
@@ -134,6 +142,20 @@ if (process.env.INPROC_CHILD) {
     res.end(EVENT);
   }
   let handler = short;
+  // the bench-only floors (see the header): bare with a no-op hook and/or an AsyncLocalStorage run per handler
+  const floors = (process.env.INPROC_FLOORS || '').split('+').filter(Boolean);
+  if (floors.includes('noopHook') || floors.includes('noopHookNP')) {
+    const { createHook } = await import('node:async_hooks');
+    const opts = { init() {} };
+    if (floors.includes('noopHookNP')) opts.trackPromises = false;
+    createHook(opts).enable();
+  }
+  if (floors.includes('als')) {
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const als = new AsyncLocalStorage();
+    const store = { id: 0 };
+    handler = (req, res) => als.run(store, short, req, res);
+  }
   if (process.env.INPROC_CALLGRIND) simulatedIntervals.install(Number(process.env.INPROC_SIM_US || 100));
   if (process.env.INPROC_OTEL_METRICS) {
     // as bench/core/server.mjs's ours+otelMetrics: a MeterProvider whose reader collects every second into nothing
@@ -220,6 +242,8 @@ if (process.env.INPROC_CHILD) {
   const libs = libArgs.length > 0 ? libArgs : ['bare', ours];
   const repeat = Number(flag('repeat') ?? (instructions ? 1 : 3));
   const childEnv = (l, extra) => {
+    const floors = /^bare\+/.test(l) ? l.slice('bare+'.length) : '';
+    if (floors !== '') return { ...process.env, INPROC_CHILD: 'bare', INPROC_OPTS: '', INPROC_OTEL_METRICS: '', INPROC_FLOORS: floors, ...extra };
     const [named, opts = ''] = (NAMED[l] ?? l).split('#');
     const otelMetrics = named.endsWith('+otelMetrics');
     const spec = otelMetrics ? named.slice(0, -'+otelMetrics'.length) : named;

@@ -43,7 +43,17 @@ const tracker = getTracker();
  */
 const PROPAGATE = typeof (AsyncLocalStorage.prototype as { _propagate?: unknown })._propagate === 'function';
 const kStream = kAsyncStream;
-type Carrier = { [kStream]?: StreamState };
+/**
+ * What the carrier puts on each resource: the stream in an object of one shape for every stream, not the stream
+ * itself. V8 records the shape of what a property holds, and the streams' shape changes once in the process's
+ * life (a field of the first stream to close takes a fractional number): the copy's store then missed its cache
+ * and stayed megamorphic (`--log-ic`), about 200 instructions per async resource of a stream on Node 20, some
+ * 11,000 per stream of bench/core/inproc.mjs.
+ */
+interface Token {
+  readonly s: StreamState;
+}
+type Carrier = { [kStream]?: Token };
 const als = PROPAGATE ? null : new AsyncLocalStorage<StreamState>();
 
 /** An async resource created in a stream's context: its type, and where (formatted only if a finding names it). */
@@ -65,22 +75,34 @@ interface Records {
   next: number;
 }
 
-/** Types worth reporting: things that keep work going or keep the process alive. */
-const TRACKED = new Set([
-  'Timeout',
-  'Immediate',
-  'TCPWRAP',
-  'TCPCONNECTWRAP',
-  'HTTPCLIENTREQUEST',
-  'FSREQCALLBACK',
-  'FILEHANDLE',
-  'PIPEWRAP',
-  'PROCESSWRAP',
-  'SIGNALWRAP',
-  'UDPWRAP',
-  'ZLIB',
-  'Worker',
-]);
+/**
+ * Types worth reporting: things that keep work going or keep the process alive. A switch, not a Set: the hook asks
+ * for every async resource of the process, and the two most frequent types (promises, and the TickObject of each
+ * `process.nextTick`) are answered first by comparing the string (Node's type names are constants) with no call.
+ */
+function tracked(type: string): boolean {
+  switch (type) {
+    case 'PROMISE':
+    case 'TickObject':
+      return false;
+    case 'Timeout':
+    case 'Immediate':
+    case 'TCPWRAP':
+    case 'TCPCONNECTWRAP':
+    case 'HTTPCLIENTREQUEST':
+    case 'FSREQCALLBACK':
+    case 'FILEHANDLE':
+    case 'PIPEWRAP':
+    case 'PROCESSWRAP':
+    case 'SIGNALWRAP':
+    case 'UDPWRAP':
+    case 'ZLIB':
+    case 'Worker':
+      return true;
+    default:
+      return false;
+  }
+}
 
 /** Frames kept for a Timeout, captured from below its constructor: setTimeout/setInterval (or timers/promises' two) and the user's (STACK_FRAMES). */
 const TIMEOUT_FRAMES = STACK_FRAMES;
@@ -115,30 +137,51 @@ function alive(r: unknown, id: number, type: string): boolean {
 }
 
 /**
- * The hook's init (called for every async resource of the process while on, promises included: the first
- * test returns at once for those). A stack is captured from below the resource's constructor (a Timeout) or
- * this very function (by identity, not by file name: bundling renames files), so what remains is Node's
- * frames and the user's.
+ * The hook's init on the carrier path (called for every async resource of the process while on, promises
+ * included): every new resource takes the current one's stream, as AsyncLocalStorage's own hook does with its
+ * store, and those that a finding can name are recorded. Outside a stream, undefined is written only where it can
+ * replace a stream: a resource object that Node reuses (an HTTP parser) starts afresh, while a promise or a
+ * TickObject is new and has none to lose (and keeps its shape). Promises, the most frequent, have a store of their own,
+ * where V8 sees one shape (see Token).
  */
 function onInit(asyncId: number, type: string, _trigger: number, resource: object): void {
-  let s: StreamState | undefined;
-  if (als === null) {
-    // the carrier's step (see PROPAGATE): every new resource takes the current one's stream, as AsyncLocalStorage's
-    // own hook does with its store (undefined included: a resource object that Node reuses starts afresh)
-    try {
-      s = (executionAsyncResource() as Carrier)[kStream];
-      (resource as Carrier)[kStream] = s;
-    } catch (err) {
-      tracker.fault('detectors', err);
-      return;
-    }
-    if (s === undefined || type === 'PROMISE' || !TRACKED.has(type) || tracker.internalDepth > 0) return;
-  } else {
-    if (type === 'PROMISE' || !TRACKED.has(type) || tracker.internalDepth > 0) return;
-    s = als.getStore();
-    if (s === undefined) return;
+  let t: Token | undefined;
+  try {
+    t = (executionAsyncResource() as Carrier)[kStream];
+    if (type === 'PROMISE') {
+      if (t !== undefined) (resource as Carrier)[kStream] = t;
+    } else if (t !== undefined || type !== 'TickObject') (resource as Carrier)[kStream] = t;
+  } catch (err) {
+    tracker.fault('detectors', err);
+    return;
   }
-  if (s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
+  if (t === undefined || !tracked(type)) return;
+  const s = t.s;
+  if (tracker.internalDepth > 0 || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
+  record(s, asyncId, type, resource, onInit);
+}
+
+/**
+ * The hook's init where AsyncLocalStorage carries the stream (AsyncContextFrame): called for every async resource
+ * but promises (hookOptions), it looks the stream up only for a type that a finding can name. Small, so that V8
+ * can inline it into Node's callers.
+ */
+function onInitStore(asyncId: number, type: string, _trigger: number, resource: object): void {
+  if (!tracked(type)) return;
+  const s = (als as AsyncLocalStorage<StreamState>).getStore();
+  if (s === undefined || tracker.internalDepth > 0 || s.phase === Phase.Discarded || s.phase >= Phase.Closed) return;
+  record(s, asyncId, type, resource, onInitStore);
+}
+
+/** The hook's init (onInit or onInitStore). */
+type Init = (asyncId: number, type: string, trigger: number, resource: object) => void;
+
+/**
+ * Records a resource that the stream's handler created: with a creation stack captured from below its constructor
+ * (a Timeout) or below the hook's init (`init`, by identity, not by file name: bundling renames files), so what
+ * remains is Node's frames and the user's; none for an Immediate.
+ */
+function record(s: StreamState, asyncId: number, type: string, resource: object, init: Init): void {
   try {
     let holder: StackHolder | null = null;
     if (type === 'Timeout') {
@@ -146,7 +189,7 @@ function onInit(asyncId: number, type: string, _trigger: number, resource: objec
       if (typeof hasRef === 'function' && !hasRef.call(resource)) return; // Node's own (setUnrefTimeout)
       holder = captureStack(resource.constructor, TIMEOUT_FRAMES);
     } else if (type !== 'Immediate') {
-      holder = captureStack(onInit, OTHER_FRAMES);
+      holder = captureStack(init, OTHER_FRAMES);
     }
     let rec = s.slot<Records>(kSlot);
     if (rec === undefined) {
@@ -154,6 +197,16 @@ function onInit(asyncId: number, type: string, _trigger: number, resource: objec
       s.setSlot(kSlot, rec);
     }
     const a = rec.a;
+    const n = a.length - STRIDE;
+    if (n >= 0 && a[n + 2] === 'Immediate' && (a[n] as TimerLike)._destroyed === true) {
+      // the last one recorded is an Immediate that ran (a handler that awaits a turn of the loop makes one per
+      // turn): its entry is taken over, as the next read of the list would drop it
+      a[n] = resource;
+      a[n + 1] = asyncId;
+      a[n + 2] = type;
+      a[n + 3] = holder;
+      return;
+    }
     a.push(resource, asyncId, type, holder);
     if (a.length >= rec.next) {
       compact(a);
@@ -185,9 +238,8 @@ function compact(a: unknown[]): void {
  * `--no-async-context-frame`) the promises' init is what carries the stream across awaits: the option is not given.
  */
 function hookOptions(): asyncHooks.HookCallbacks {
-  const init = onInit as (asyncId: number, type: string, trigger: number, resource: object) => void;
-  if (als === null) return { init };
-  return { init, trackPromises: false } as asyncHooks.HookCallbacks;
+  if (als === null) return { init: onInit };
+  return { init: onInitStore, trackPromises: false } as asyncHooks.HookCallbacks;
 }
 
 /** Turns the hook on (once). Returns false where async_hooks.createHook does not exist. */
@@ -256,7 +308,7 @@ function runTracked<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: u
   // resource's own value back after (what `fn` creates meanwhile takes the stream in onInit)
   const r = executionAsyncResource() as Carrier;
   const prev = r[kStream];
-  r[kStream] = s;
+  r[kStream] = { s };
   try {
     return fn.apply(thisArg, args as unknown[]);
   } finally {
@@ -268,7 +320,7 @@ function runTracked<T>(s: StreamState, fn: (...args: unknown[]) => T, thisArg: u
 export function enterStream(s: StreamState): void {
   if (s.config.trackAsync && enableAsyncTracking()) {
     // AsyncLocalStorage's `enterWith`: the current resource carries the stream until it is done
-    if (als === null) (executionAsyncResource() as Carrier)[kStream] = s;
+    if (als === null) (executionAsyncResource() as Carrier)[kStream] = { s };
     else als.enterWith(s);
   }
   const labeler = cpuLabeler();
