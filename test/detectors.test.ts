@@ -45,7 +45,7 @@ describe('stalled_write', () => {
     // the blocked episode that the finding reports is at most threshold + 1 s old when raised (the kernel's TCP
     // table read fast; on a host with a large one, five reads later: test/helpers/stall-bound.ts)
     const waited = Number(/waited (\d+) ms/.exec(f.detail)![1]);
-    expect(waited).toBeGreaterThan(STALL);
+    expect(waited).toBeGreaterThanOrEqual(STALL); // more than STALL, printed rounded to the ms
     const bound = await within.bound();
     expect(waited, `read of the TCP table ${within.readMs.toFixed(0)} ms`).toBeLessThanOrEqual(bound);
     expect(streams().find((s) => s.id === f.streamId)?.findings).toEqual(['stalled_write']);
